@@ -1,0 +1,89 @@
+/**
+ * The domain's vocabulary: what a webhook turns into (a MirrorJob), what a mirror produces (a
+ * ModuleRecord) and what the publisher signs (ManifestPayload). Plain data, JSON-serialisable,
+ * so the same objects travel through SQS and the embedded queue.
+ */
+
+/** How the module was packaged in the registry (DESIGN.md, "Wasm formats accepted"). */
+export type WasmFormat = 'wasm-artifact' | 'compat-image' | 'cncf-wasm';
+
+export type WasmKind = 'module' | 'component';
+
+/** A request to mirror one reference. Built by webhook parsers, the reconcile loop and the CLI. */
+export interface MirrorJob {
+  /** Config source id the job came from; decides the registry host, credentials and allow-list. */
+  sourceId: string;
+  /** Registry host[:port] exactly as in the source's config, never taken from a webhook payload. */
+  registry: string;
+  /** Repository path, e.g. `acme/basic-auth`. */
+  repository: string;
+  /** Tag pushed, when the sender told us. */
+  tag?: string;
+  /** Manifest digest (`sha256:<hex>`), when the sender told us; otherwise resolved from the tag. */
+  digest?: string;
+  /** Sender's delivery or event id, for dedupe and logs. */
+  deliveryId?: string;
+  /** ISO time the job was created. */
+  receivedAt: string;
+}
+
+/** The result of a successful mirror: what the publisher lists. */
+export interface ModuleRecord {
+  /** `<registry>/<repository>`, the name agents select by. */
+  name: string;
+  /** Tag, or the empty string for a digest-only push. */
+  tag: string;
+  /** OCI manifest digest the module was resolved from. */
+  ociDigest: string;
+  /** Lowercase hex sha256 of the module bytes. */
+  sha256: string;
+  size: number;
+  format: WasmFormat;
+  kind: WasmKind;
+  /** proxy-wasm ABI export name, e.g. `proxy_abi_version_0_2_1`, when present. */
+  abi?: string;
+  mirroredAt: string;
+}
+
+/** Manifest v1 payload (DESIGN.md, "The signed manifest"). */
+export interface ManifestPayload {
+  type: 'wasm-mirror.manifest/v1';
+  mirror: string;
+  version: number;
+  issuedAt: string;
+  expiresAt: string;
+  modules: ManifestModule[];
+}
+
+export interface ManifestModule {
+  name: string;
+  tag: string;
+  ociDigest: string;
+  sha256: string;
+  size: number;
+  format: WasmFormat;
+  kind?: WasmKind;
+  abi?: string;
+  mirroredAt: string;
+}
+
+export const MANIFEST_PAYLOAD_TYPE = 'application/vnd.wasm-mirror.manifest.v1+json';
+export const MANIFEST_TYPE = 'wasm-mirror.manifest/v1';
+
+/** DSSE v1 envelope as stored in `manifests/<version>.json`. */
+export interface DsseEnvelope {
+  payload: string;
+  payloadType: string;
+  signatures: { keyid: string; sig: string }[];
+}
+
+/** Storage keys: a module's location is a pure function of its sha256 (DESIGN.md, "Storage layout"). */
+export const storageKeys = {
+  module: (sha256Hex: string) => `modules/sha256/${sha256Hex}.wasm`,
+  manifest: (version: number) => `manifests/${version}.json`,
+  latestManifest: 'manifests/latest.json',
+  keys: 'keys.json',
+} as const;
+
+export const SHA256_HEX = /^[a-f0-9]{64}$/;
+export const SHA256_DIGEST = /^sha256:[a-f0-9]{64}$/;

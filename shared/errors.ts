@@ -1,0 +1,102 @@
+/**
+ * One error type for the whole core. `code` is stable and documented: CLIs print it, HTTP entry
+ * points map it to a status, metrics count it. Messages are for humans and may change.
+ */
+export const ERROR_CODES = [
+  // usage and configuration
+  'USAGE',
+  'CONFIG_INVALID',
+  // references and registries
+  'INVALID_REFERENCE',
+  'REGISTRY_NOT_ALLOWED',
+  'INSECURE_NOT_ALLOWED',
+  'UNAUTHORIZED',
+  'DENIED',
+  'MANIFEST_UNKNOWN',
+  'BLOB_UNKNOWN',
+  'NAME_UNKNOWN',
+  'TOO_MANY_REQUESTS',
+  'REGISTRY_UNAVAILABLE',
+  'REGISTRY_PROTOCOL',
+  'FORBIDDEN_ADDRESS',
+  'TIMEOUT',
+  // content checks
+  'DIGEST_MISMATCH',
+  'SIZE_EXCEEDED',
+  'LENGTH_MISMATCH',
+  'UNSUPPORTED_MEDIA_TYPE',
+  'UNSUPPORTED_FORMAT',
+  'NOT_WASM',
+  'INVALID_WASM',
+  'UNSAFE_ARCHIVE',
+  'DECOMPRESSION_BOMB',
+  // storage and queues
+  'ALREADY_EXISTS',
+  'NOT_FOUND',
+  'STORAGE_FAILURE',
+  'QUEUE_FAILURE',
+  'SIGNING_FAILURE',
+  // webhooks
+  'WEBHOOK_UNAUTHENTICATED',
+  'WEBHOOK_TOO_LARGE',
+  'WEBHOOK_MALFORMED',
+  'WEBHOOK_UNKNOWN_SOURCE',
+  'WEBHOOK_RATE_LIMITED',
+  // manifest verification (agent, verify)
+  'MANIFEST_TOO_LARGE',
+  'ENVELOPE_MALFORMED',
+  'PAYLOAD_TYPE_MISMATCH',
+  'NO_SIGNATURES',
+  'UNKNOWN_KEY',
+  'KEY_NOT_VALID',
+  'SIGNATURE_INVALID',
+  'SCHEMA_ERROR',
+  'WRONG_MIRROR',
+  'MANIFEST_EXPIRED',
+  'MANIFEST_FROM_FUTURE',
+  'ROLLBACK',
+  'VERSION_CONFLICT',
+  'HASH_MISMATCH',
+  'STATE_CORRUPT',
+  'TRUSTED_KEYS_INVALID',
+  'INTERNAL',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export interface WasmMirrorErrorOptions {
+  cause?: unknown;
+  /** A failure worth retrying (outage, throttling, timeout); permanent failures are recorded once. */
+  retryable?: boolean;
+  /** Seconds the peer asked us to wait (Retry-After), when known. */
+  retryAfterSeconds?: number;
+  /** Extra structured context for logs; never secrets. */
+  details?: Record<string, unknown>;
+}
+
+export class WasmMirrorError extends Error {
+  override readonly name: string = 'WasmMirrorError';
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  readonly retryAfterSeconds: number | undefined;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: WasmMirrorErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.retryable = options.retryable ?? false;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+    this.details = options.details;
+  }
+}
+
+export function isWasmMirrorError(err: unknown, code?: ErrorCode): err is WasmMirrorError {
+  return err instanceof WasmMirrorError && (code === undefined || err.code === code);
+}
+
+/** Wraps anything thrown into a WasmMirrorError, keeping the original as `cause`. */
+export function toWasmMirrorError(err: unknown, fallback: ErrorCode = 'INTERNAL'): WasmMirrorError {
+  if (err instanceof WasmMirrorError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new WasmMirrorError(fallback, message, { cause: err });
+}
