@@ -34,6 +34,8 @@ export const ERROR_CODES = [
   'ALREADY_EXISTS',
   'NOT_FOUND',
   'STORAGE_FAILURE',
+  'INVALID_KEY',
+  'RANGE_NOT_SATISFIABLE',
   'QUEUE_FAILURE',
   'SIGNING_FAILURE',
   // webhooks
@@ -59,6 +61,7 @@ export const ERROR_CODES = [
   'HASH_MISMATCH',
   'STATE_CORRUPT',
   'TRUSTED_KEYS_INVALID',
+  'MIRROR_UNAVAILABLE',
   'INTERNAL',
 ] as const;
 

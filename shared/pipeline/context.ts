@@ -1,0 +1,32 @@
+/**
+ * What the pipeline's use cases need from the runtime. The embedded runtime and the Lambda
+ * composition roots each build one of these from their own adapters.
+ */
+import type { MirrorConfig } from '../config.ts';
+import type { MirrorJob } from '../domain.ts';
+import type {
+  Clock,
+  Logger,
+  Metrics,
+  ObjectStore,
+  PublishRequest,
+  QueueProducer,
+  SecretSource,
+  Signer,
+  WasmPuller,
+} from '../ports.ts';
+
+export interface PipelineDeps {
+  config: MirrorConfig;
+  store: ObjectStore;
+  mirrorQueue: QueueProducer<MirrorJob>;
+  publishQueue: QueueProducer<PublishRequest>;
+  puller: WasmPuller;
+  signer: Signer;
+  secrets: SecretSource;
+  clock: Clock;
+  logger: Logger;
+  metrics: Metrics;
+  /** A writable directory for staging module bytes (Lambda: /tmp). */
+  scratchDir: string;
+}

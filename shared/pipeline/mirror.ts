@@ -1,0 +1,192 @@
+/**
+ * The mirror job: resolve a reference on the source's registry, pull and validate the module,
+ * store it under its sha256, and hand a record to the publisher. Idempotent, because queues
+ * deliver at least once: storage is content-addressed and create-only, and a reference already
+ * listed with the same digest is skipped.
+ */
+import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type MirrorJob, type ModuleRecord, storageKeys } from '../domain.ts';
+import { isWasmMirrorError, toWasmMirrorError, WasmMirrorError } from '../errors.ts';
+import type { DeliveryMeta, PulledModule, RegistryCredentials, RegistryTarget } from '../ports.ts';
+import { repositoryAllowed } from '../sources/common.ts';
+import type { SourceConfig } from '../sources/types.ts';
+import type { PipelineDeps } from './context.ts';
+import { isoSeconds } from './publish.ts';
+import { readLatestManifest } from './state.ts';
+
+export type MirrorDeps = Pick<
+  PipelineDeps,
+  'config' | 'store' | 'publishQueue' | 'puller' | 'secrets' | 'clock' | 'logger' | 'metrics' | 'scratchDir'
+> & {
+  /** Called once for a job that failed for good (not Wasm, not allowed, …): status pages show these. */
+  onPermanentFailure?: (job: MirrorJob, error: WasmMirrorError) => void | Promise<void>;
+};
+
+export type MirrorOutcome =
+  | { status: 'mirrored'; record: ModuleRecord; stored: boolean }
+  | { status: 'already-listed'; name: string; tag: string; ociDigest: string }
+  | { status: 'rejected'; error: WasmMirrorError };
+
+/** Queue handler: permanent failures are recorded and acknowledged; transient ones throw to be retried. */
+export function createMirrorHandler(
+  deps: MirrorDeps,
+): (job: MirrorJob, meta?: DeliveryMeta) => Promise<void> {
+  const mirror = createMirror(deps);
+  return async (job, meta) => {
+    const outcome = await mirror(job, meta);
+    if (outcome.status === 'rejected') {
+      if (outcome.error.retryable) throw outcome.error;
+      await deps.onPermanentFailure?.(job, outcome.error);
+    }
+  };
+}
+
+export function createMirror(
+  deps: MirrorDeps,
+): (job: MirrorJob, meta?: DeliveryMeta) => Promise<MirrorOutcome> {
+  return async (job, meta) => {
+    const started = performance.now();
+    const log = { sourceId: job.sourceId, repository: job.repository, tag: job.tag, digest: job.digest };
+    try {
+      const outcome = await mirrorOnce(deps, job);
+      const reason =
+        outcome.status === 'mirrored' ? (outcome.stored ? 'mirrored' : 'stored-before') : outcome.status;
+      deps.metrics.count('mirror_results_total', { source: job.sourceId, reason });
+      deps.logger.info('mirror done', {
+        ...log,
+        outcome: reason,
+        ms: Math.round(performance.now() - started),
+      });
+      return outcome;
+    } catch (err) {
+      const error = toWasmMirrorError(err);
+      deps.metrics.count('mirror_results_total', { source: job.sourceId, reason: error.code });
+      const fields = {
+        ...log,
+        code: error.code,
+        error: error.message,
+        attempt: meta?.attempt,
+        retryable: error.retryable,
+      };
+      if (error.retryable) deps.logger.warn('mirror failed, will retry', fields);
+      else deps.logger.error('mirror rejected', fields);
+      return { status: 'rejected', error };
+    }
+  };
+}
+
+async function mirrorOnce(deps: MirrorDeps, job: MirrorJob): Promise<MirrorOutcome> {
+  const source = checkJob(deps, job);
+  const name = `${source.registry}/${job.repository}`;
+  const tag = job.tag ?? '';
+  const target: RegistryTarget = {
+    registry: source.registry,
+    repository: job.repository,
+    reference: job.digest ?? job.tag ?? '',
+    insecure: source.insecure,
+  };
+  const credentials = await loadCredentials(deps, source);
+  if (credentials !== undefined) target.credentials = credentials;
+
+  // Senders without digests (Docker Hub, Quay) name only a tag: resolve it first, so a repeated
+  // delivery of an unchanged tag costs one HEAD request.
+  const ociDigest = job.digest ?? (await deps.puller.resolveDigest(target));
+  const latest = await readLatestManifest(deps.store);
+  const listed = latest?.payload.modules.find(
+    (m) => m.name === name && m.ociDigest === ociDigest && (m.tag === tag || tag === ''),
+  );
+  if (listed !== undefined && (await deps.store.head(storageKeys.module(listed.sha256))) !== undefined) {
+    return { status: 'already-listed', name, tag: listed.tag, ociDigest };
+  }
+
+  const staged = join(deps.scratchDir, `pull-${randomUUID()}.wasm`);
+  try {
+    const pulled: PulledModule = await deps.puller.pullToFile({ ...target, reference: ociDigest }, staged, {
+      maxModuleBytes: deps.config.mirror.maxModuleBytes,
+    });
+    if (pulled.ociDigest !== ociDigest) {
+      throw new WasmMirrorError('DIGEST_MISMATCH', `registry served ${pulled.ociDigest} for ${ociDigest}`);
+    }
+    const stored = await storeModule(deps, staged, pulled);
+    const record: ModuleRecord = {
+      name,
+      tag,
+      ociDigest,
+      sha256: pulled.sha256,
+      size: pulled.size,
+      format: pulled.format,
+      kind: pulled.kind,
+      mirroredAt: isoSeconds(deps.clock.now()),
+    };
+    if (pulled.abi !== undefined) record.abi = pulled.abi;
+    await deps.publishQueue.send({ kind: 'record', record }, { dedupeId: `${name}:${tag}@${ociDigest}` });
+    return { status: 'mirrored', record, stored };
+  } finally {
+    await rm(staged, { force: true });
+  }
+}
+
+async function storeModule(deps: MirrorDeps, staged: string, pulled: PulledModule): Promise<boolean> {
+  const key = storageKeys.module(pulled.sha256);
+  if ((await deps.store.head(key)) !== undefined) return false;
+  try {
+    await deps.store.create(
+      key,
+      { path: staged, size: pulled.size },
+      {
+        contentType: 'application/wasm',
+        sha256: pulled.sha256,
+        cacheControl: 'public, max-age=31536000, immutable',
+      },
+    );
+    return true;
+  } catch (err) {
+    // Content-addressed: whoever wrote it first wrote the same bytes.
+    if (isWasmMirrorError(err, 'ALREADY_EXISTS')) return false;
+    throw err;
+  }
+}
+
+/** Defence in depth: parsers already pin the host and check the allow-list; a queued job is re-checked. */
+function checkJob(deps: MirrorDeps, job: MirrorJob): SourceConfig {
+  const source = deps.config.sources.find((s) => s.id === job.sourceId);
+  if (source === undefined) {
+    throw new WasmMirrorError('REGISTRY_NOT_ALLOWED', `no source '${job.sourceId}' in the config`);
+  }
+  if (job.registry.toLowerCase() !== source.registry) {
+    throw new WasmMirrorError(
+      'REGISTRY_NOT_ALLOWED',
+      `job names registry ${job.registry}, source pins ${source.registry}`,
+    );
+  }
+  if (!repositoryAllowed(source, job.repository)) {
+    throw new WasmMirrorError(
+      'REGISTRY_NOT_ALLOWED',
+      `repository ${job.repository} is not in the allow-list`,
+    );
+  }
+  if (job.digest === undefined && job.tag === undefined) {
+    throw new WasmMirrorError('INVALID_REFERENCE', 'job has neither a tag nor a digest');
+  }
+  return source;
+}
+
+async function loadCredentials(
+  deps: MirrorDeps,
+  source: SourceConfig,
+): Promise<RegistryCredentials | undefined> {
+  if (source.credentials === undefined) return undefined;
+  const [username, password] = await Promise.all([
+    deps.secrets.get(source.credentials.usernameEnv),
+    deps.secrets.get(source.credentials.passwordEnv),
+  ]);
+  if (username === undefined || password === undefined) {
+    throw new WasmMirrorError(
+      'CONFIG_INVALID',
+      `source '${source.id}' names credentials ${source.credentials.usernameEnv}/${source.credentials.passwordEnv}, but they are not set`,
+    );
+  }
+  return { username, password };
+}

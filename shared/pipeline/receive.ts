@@ -1,0 +1,164 @@
+/**
+ * Receiving a webhook: find the source, rate-limit it, prove the sender (the source's parser),
+ * drop replays, queue the jobs, answer. The reply never waits for a mirror. Senders retry
+ * non-2xx answers forever, so everything deliberately ignored is a 2xx; only failed
+ * authentication is a 401.
+ */
+import { createHash } from 'node:crypto';
+import type { MirrorJob } from '../domain.ts';
+import { isWasmMirrorError, toWasmMirrorError } from '../errors.ts';
+import { parseWebhook } from '../sources/index.ts';
+import { SourceRateLimiters } from '../sources/rate-limit.ts';
+import type { IgnoredEvent, SourceConfig } from '../sources/types.ts';
+import type { PipelineDeps } from './context.ts';
+
+export interface WebhookHttpRequest {
+  sourceId: string;
+  /** Secret path segment of `/hooks/<id>/<token>`. */
+  pathToken?: string;
+  /** Header names in any case. */
+  headers: Readonly<Record<string, string | undefined>>;
+  body: Uint8Array;
+}
+
+export interface WebhookHttpResponse {
+  status: number;
+  headers?: Record<string, string>;
+  body: {
+    code?: string;
+    message?: string;
+    accepted?: number;
+    duplicate?: boolean;
+    ignored?: IgnoredEvent[];
+  };
+}
+
+export type ReceiverDeps = Pick<
+  PipelineDeps,
+  'config' | 'store' | 'mirrorQueue' | 'secrets' | 'clock' | 'logger' | 'metrics'
+>;
+
+const STATUS_BY_CODE: Record<string, number> = {
+  WEBHOOK_UNAUTHENTICATED: 401,
+  WEBHOOK_MALFORMED: 400,
+  WEBHOOK_TOO_LARGE: 413,
+  WEBHOOK_UNKNOWN_SOURCE: 404,
+};
+
+export function createWebhookReceiver(
+  deps: ReceiverDeps,
+): (req: WebhookHttpRequest) => Promise<WebhookHttpResponse> {
+  const limiters = new SourceRateLimiters(deps.clock);
+  const outcome = (source: string, result: string) =>
+    deps.metrics.count('webhooks_total', { source, outcome: result });
+
+  return async (req) => {
+    const source = deps.config.sources.find((s) => s.id === req.sourceId);
+    if (source === undefined) {
+      outcome('unknown', 'unknown-source');
+      return reply(404, 'WEBHOOK_UNKNOWN_SOURCE', 'no such webhook source');
+    }
+    if (!limiters.take(source)) {
+      outcome(source.id, 'rate-limited');
+      return {
+        ...reply(429, 'WEBHOOK_RATE_LIMITED', 'too many deliveries from this source'),
+        headers: { 'retry-after': '5' },
+      };
+    }
+    const secret = await loadSecret(deps, source);
+    if (secret === undefined) {
+      outcome(source.id, 'no-secret');
+      deps.logger.error('webhook source has no secret configured; refusing deliveries', {
+        sourceId: source.id,
+        secretName: source.webhookSecretEnv,
+      });
+      return reply(503, 'CONFIG_INVALID', 'this source has no webhook secret configured');
+    }
+
+    let parsed: ReturnType<typeof parseWebhook>;
+    try {
+      parsed = parseWebhook(source, secret, {
+        headers: lowercaseHeaders(req.headers),
+        body: req.body,
+        ...(req.pathToken === undefined ? {} : { pathToken: req.pathToken }),
+        receivedAt: deps.clock.now(),
+      });
+    } catch (err) {
+      const e = toWasmMirrorError(err, 'WEBHOOK_MALFORMED');
+      const status = STATUS_BY_CODE[e.code] ?? 400;
+      outcome(source.id, e.code === 'WEBHOOK_UNAUTHENTICATED' ? 'unauthenticated' : 'rejected');
+      deps.logger.warn('webhook refused', { sourceId: source.id, code: e.code, status });
+      // Authentication failures say nothing more than that.
+      return reply(status, e.code, status === 401 ? 'authentication failed' : e.message);
+    }
+
+    for (const ignored of parsed.ignored) {
+      deps.metrics.count('webhook_events_ignored_total', { source: source.id, reason: ignored.reason });
+    }
+    const marker = parsed.deliveryId === undefined ? undefined : deliveryMarker(source.id, parsed.deliveryId);
+    if (marker !== undefined && (await deps.store.head(marker)) !== undefined) {
+      outcome(source.id, 'duplicate');
+      return { status: 200, body: { duplicate: true, accepted: 0 } };
+    }
+    try {
+      for (const job of parsed.jobs) await deps.mirrorQueue.send(job, { dedupeId: jobDedupeId(job) });
+    } catch (err) {
+      outcome(source.id, 'queue-failure');
+      deps.logger.error('could not queue mirror jobs; the sender will retry', {
+        sourceId: source.id,
+        error: toWasmMirrorError(err).message,
+      });
+      return reply(503, 'QUEUE_FAILURE', 'could not queue the delivery, retry later');
+    }
+    // Marked only after queueing: a failed enqueue must leave the sender's retry welcome.
+    if (marker !== undefined) await markDelivered(deps, marker);
+    outcome(source.id, parsed.jobs.length > 0 ? 'accepted' : 'ignored');
+    deps.logger.info('webhook accepted', {
+      sourceId: source.id,
+      deliveryId: parsed.deliveryId,
+      jobs: parsed.jobs.length,
+      ignored: parsed.ignored.length,
+    });
+    return {
+      status: parsed.jobs.length > 0 ? 202 : 200,
+      body: { accepted: parsed.jobs.length, ignored: parsed.ignored },
+    };
+  };
+}
+
+/** The same reference queued twice within the queue's window is mirrored once. */
+export function jobDedupeId(job: MirrorJob): string {
+  return createHash('sha256')
+    .update(`${job.sourceId}\n${job.registry}/${job.repository}\n${job.tag ?? ''}\n${job.digest ?? ''}`)
+    .digest('hex');
+}
+
+function deliveryMarker(sourceId: string, deliveryId: string): string {
+  return `state/deliveries/${sourceId}/${createHash('sha256').update(deliveryId).digest('hex')}`;
+}
+
+async function markDelivered(deps: ReceiverDeps, key: string): Promise<void> {
+  try {
+    await deps.store.create(key, new Uint8Array(0), { contentType: 'application/octet-stream' });
+  } catch (err) {
+    if (!isWasmMirrorError(err, 'ALREADY_EXISTS')) {
+      deps.logger.warn('could not record delivery id', { error: toWasmMirrorError(err).message });
+    }
+  }
+}
+
+async function loadSecret(deps: ReceiverDeps, source: SourceConfig): Promise<string | undefined> {
+  if (source.webhookSecretEnv === undefined) return undefined;
+  const value = await deps.secrets.get(source.webhookSecretEnv);
+  return value === undefined || value === '' ? undefined : value;
+}
+
+function lowercaseHeaders(headers: WebhookHttpRequest['headers']): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) if (v !== undefined) out[k.toLowerCase()] = v;
+  return out;
+}
+
+function reply(status: number, code: string, message: string): WebhookHttpResponse {
+  return { status, body: { code, message } };
+}

@@ -1,0 +1,570 @@
+/**
+ * Rules every webhook parser shares: body cap, strict JSON, constant-time secret checks, OCI
+ * grammar, allow-list globs, the registry-host rule, and building jobs from candidate references.
+ * Parsers only know their sender's payload shape; everything that decides safety lives here.
+ */
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import type { MirrorJob } from '../domain.ts';
+import { WasmMirrorError } from '../errors.ts';
+import type { IgnoredEvent, ParsedDelivery, SourceConfig, WebhookRequest } from './types.ts';
+
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+export const MAX_JSON_DEPTH = 32;
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+export function unauthenticated(message = 'webhook authentication failed'): WasmMirrorError {
+  return new WasmMirrorError('WEBHOOK_UNAUTHENTICATED', message);
+}
+
+export function malformed(message: string): WasmMirrorError {
+  return new WasmMirrorError('WEBHOOK_MALFORMED', message);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request helpers
+
+/** Header value by case-insensitive name; the contract lowercases names but callers vary. */
+export function header(request: WebhookRequest, name: string): string | undefined {
+  const wanted = name.toLowerCase();
+  const direct = request.headers[wanted];
+  if (typeof direct === 'string') return direct;
+  for (const [key, value] of Object.entries(request.headers)) {
+    if (key.toLowerCase() === wanted && typeof value === 'string') return value;
+  }
+  return undefined;
+}
+
+export function checkBodySize(body: Uint8Array, maxBytes = DEFAULT_MAX_BODY_BYTES): void {
+  if (body.byteLength > maxBytes) {
+    throw new WasmMirrorError('WEBHOOK_TOO_LARGE', `webhook body exceeds ${maxBytes} bytes`);
+  }
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * Raw body bytes from an API Gateway event. Binary and some text payloads arrive base64-encoded;
+ * HMACs must be checked over the decoded bytes, so decoding is strict (no silent skipping).
+ */
+export function fromApiGatewayBody(body: string | null | undefined, isBase64Encoded: boolean): Uint8Array {
+  if (body === null || body === undefined) return new Uint8Array(0);
+  if (!isBase64Encoded) return new Uint8Array(Buffer.from(body, 'utf8'));
+  if (!BASE64.test(body)) throw malformed('body is not valid base64');
+  return new Uint8Array(Buffer.from(body, 'base64'));
+}
+
+export function receivedAtIso(request: WebhookRequest): string {
+  const time = request.receivedAt;
+  if (!(time instanceof Date) || Number.isNaN(time.getTime())) throw malformed('request has no receive time');
+  return time.toISOString();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strict JSON: JSON.parse accepts duplicate keys (last wins), which lets a payload show one value
+// to a signature reviewer and another to us; it also recurses without a depth limit.
+
+/** Plain JSON value; objects are null-prototype so `__proto__` keys stay ordinary data. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+
+export function decodeUtf8(body: Uint8Array): string {
+  try {
+    return utf8.decode(body);
+  } catch {
+    throw malformed('body is not valid UTF-8');
+  }
+}
+
+export function parseJsonStrict(body: Uint8Array | string, maxDepth = MAX_JSON_DEPTH): JsonValue {
+  const text = typeof body === 'string' ? body : decodeUtf8(body);
+  return new StrictJsonParser(text, maxDepth).parseDocument();
+}
+
+const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+
+class StrictJsonParser {
+  private pos = 0;
+  constructor(
+    private readonly text: string,
+    private readonly maxDepth: number,
+  ) {}
+
+  parseDocument(): JsonValue {
+    this.skipWs();
+    const value = this.parseValue(0);
+    this.skipWs();
+    if (this.pos !== this.text.length) this.fail('trailing data');
+    return value;
+  }
+
+  private fail(what: string): never {
+    throw malformed(`invalid JSON at offset ${this.pos}: ${what}`);
+  }
+
+  private skipWs(): void {
+    const t = this.text;
+    while (this.pos < t.length) {
+      const c = t.charCodeAt(this.pos);
+      if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) this.pos++;
+      else break;
+    }
+  }
+
+  private parseValue(depth: number): JsonValue {
+    const c = this.text[this.pos];
+    switch (c) {
+      case '{':
+        return this.parseObject(depth + 1);
+      case '[':
+        return this.parseArray(depth + 1);
+      case '"':
+        return this.parseString();
+      case 't':
+        return this.literal('true', true);
+      case 'f':
+        return this.literal('false', false);
+      case 'n':
+        return this.literal('null', null);
+      default:
+        return this.parseNumber();
+    }
+  }
+
+  private literal<T extends JsonValue>(word: string, value: T): T {
+    if (!this.text.startsWith(word, this.pos)) this.fail('unexpected token');
+    this.pos += word.length;
+    return value;
+  }
+
+  private parseNumber(): number {
+    NUMBER.lastIndex = this.pos;
+    const m = NUMBER.exec(this.text);
+    if (!m || m[0].length === 0) this.fail('unexpected token');
+    this.pos += m[0].length;
+    const n = Number(m[0]);
+    if (!Number.isFinite(n)) this.fail('number out of range');
+    return n;
+  }
+
+  private parseString(): string {
+    const t = this.text;
+    this.pos++; // opening quote
+    let out = '';
+    let start = this.pos;
+    while (true) {
+      if (this.pos >= t.length) this.fail('unterminated string');
+      const c = t.charCodeAt(this.pos);
+      if (c === 0x22) {
+        out += t.slice(start, this.pos);
+        this.pos++;
+        return out;
+      }
+      if (c < 0x20) this.fail('control character in string');
+      if (c === 0x5c) {
+        out += t.slice(start, this.pos);
+        const e = t[this.pos + 1];
+        this.pos += 2;
+        switch (e) {
+          case '"':
+            out += '"';
+            break;
+          case '\\':
+            out += '\\';
+            break;
+          case '/':
+            out += '/';
+            break;
+          case 'b':
+            out += '\b';
+            break;
+          case 'f':
+            out += '\f';
+            break;
+          case 'n':
+            out += '\n';
+            break;
+          case 'r':
+            out += '\r';
+            break;
+          case 't':
+            out += '\t';
+            break;
+          case 'u': {
+            const hex = t.slice(this.pos, this.pos + 4);
+            if (!/^[0-9a-fA-F]{4}$/.test(hex)) this.fail('bad unicode escape');
+            out += String.fromCharCode(Number.parseInt(hex, 16));
+            this.pos += 4;
+            break;
+          }
+          default:
+            this.fail('bad escape');
+        }
+        start = this.pos;
+        continue;
+      }
+      this.pos++;
+    }
+  }
+
+  private parseArray(depth: number): JsonValue[] {
+    if (depth > this.maxDepth) this.fail('nesting too deep');
+    this.pos++;
+    const out: JsonValue[] = [];
+    this.skipWs();
+    if (this.text[this.pos] === ']') {
+      this.pos++;
+      return out;
+    }
+    while (true) {
+      this.skipWs();
+      out.push(this.parseValue(depth));
+      this.skipWs();
+      const c = this.text[this.pos];
+      this.pos++;
+      if (c === ']') return out;
+      if (c !== ',') this.fail("expected ',' or ']'");
+    }
+  }
+
+  private parseObject(depth: number): JsonObject {
+    if (depth > this.maxDepth) this.fail('nesting too deep');
+    this.pos++;
+    const out = Object.create(null) as JsonObject;
+    this.skipWs();
+    if (this.text[this.pos] === '}') {
+      this.pos++;
+      return out;
+    }
+    while (true) {
+      this.skipWs();
+      if (this.text[this.pos] !== '"') this.fail('expected a key');
+      const key = this.parseString();
+      if (Object.hasOwn(out, key)) this.fail('duplicate key');
+      this.skipWs();
+      if (this.text[this.pos] !== ':') this.fail("expected ':'");
+      this.pos++;
+      this.skipWs();
+      out[key] = this.parseValue(depth);
+      this.skipWs();
+      const c = this.text[this.pos];
+      this.pos++;
+      if (c === '}') return out;
+      if (c !== ',') this.fail("expected ',' or '}'");
+    }
+  }
+}
+
+/** Checks size and parses; the usual first step of a JSON sender. */
+export function readJsonBody(request: WebhookRequest, maxBytes = DEFAULT_MAX_BODY_BYTES): JsonValue {
+  checkBodySize(request.body, maxBytes);
+  return parseJsonStrict(request.body);
+}
+
+// Typed accessors: payload fields are untrusted, so every read checks the type.
+
+export function isObject(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+export function asObject(value: unknown, what: string): JsonObject {
+  if (!isObject(value)) throw malformed(`${what} is not an object`);
+  return value;
+}
+
+export function asArray(value: unknown, what: string): JsonValue[] {
+  if (!Array.isArray(value)) throw malformed(`${what} is not an array`);
+  return value;
+}
+
+export function str(obj: JsonObject | undefined, key: string): string | undefined {
+  const v = obj?.[key];
+  return typeof v === 'string' ? v : undefined;
+}
+
+export function obj(parent: JsonObject | undefined, key: string): JsonObject | undefined {
+  const v = parent?.[key];
+  return isObject(v) ? v : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets. Both sides are hashed before timingSafeEqual so neither a length difference nor the
+// position of the first differing byte shows in the timing.
+
+export function secretsEqual(presented: string | undefined, expected: string): boolean {
+  const a = createHash('sha256')
+    .update(presented ?? '', 'utf8')
+    .digest();
+  const b = createHash('sha256').update(expected, 'utf8').digest();
+  // A source with no configured secret authenticates nobody.
+  return timingSafeEqual(a, b) && presented !== undefined && expected.length > 0;
+}
+
+export function hmacSha256Hex(secret: string, body: Uint8Array): string {
+  return createHmac('sha256', secret).update(body).digest('hex');
+}
+
+/** Constant-time check of a hex HMAC-SHA256 of the raw body bytes. */
+export function hmacMatches(secret: string, body: Uint8Array, presentedHex: string | undefined): boolean {
+  if (secret.length === 0 || presentedHex === undefined) return false;
+  return secretsEqual(presentedHex.toLowerCase(), hmacSha256Hex(secret, body));
+}
+
+export function requireSecret(secret: string): void {
+  // Misconfiguration must fail closed, not accept an empty header.
+  if (secret.length === 0) throw unauthenticated('no webhook secret configured for this source');
+}
+
+/**
+ * `Authorization: Bearer <secret>` (scheme case-insensitive). With `allowBare`, the header may also
+ * carry the secret verbatim (Harbor sends its configured "auth header" value as is).
+ */
+export function checkAuthorization(
+  request: WebhookRequest,
+  secret: string,
+  options: { headerName?: string; allowBare?: boolean } = {},
+): void {
+  requireSecret(secret);
+  const value = header(request, options.headerName ?? 'authorization');
+  if (value === undefined) throw unauthenticated('missing webhook credentials');
+  const bearer = /^bearer\s+(.+)$/i.exec(value.trim());
+  let ok = bearer !== null && secretsEqual(bearer[1], secret);
+  if (options.allowBare) ok = secretsEqual(value.trim(), secret) || ok;
+  if (!ok) throw unauthenticated();
+}
+
+/** `Authorization: Basic base64(user:secret)`: the password is the secret, the user is not checked. */
+export function basicPasswordMatches(request: WebhookRequest, secret: string): boolean {
+  const value = header(request, 'authorization');
+  const m = value === undefined ? null : /^basic\s+([A-Za-z0-9+/=]+)$/i.exec(value.trim());
+  if (!m?.[1] || !BASE64.test(m[1])) return false;
+  const decoded = Buffer.from(m[1], 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon >= 0 && secretsEqual(decoded.slice(colon + 1), secret);
+}
+
+export function checkPathToken(request: WebhookRequest, secret: string): void {
+  requireSecret(secret);
+  if (request.pathToken === undefined) throw unauthenticated('missing webhook token');
+  if (!secretsEqual(request.pathToken, secret)) throw unauthenticated();
+}
+
+// ---------------------------------------------------------------------------------------------
+// OCI grammar (distribution-spec): names, tags, digests.
+
+const NAME_COMPONENT = '[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*';
+const REPOSITORY = new RegExp(`^${NAME_COMPONENT}(?:/${NAME_COMPONENT})*$`);
+const TAG = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
+const DIGEST = /^sha256:[a-f0-9]{64}$/;
+const MAX_REPOSITORY_LENGTH = 255;
+
+export function isValidRepository(name: string): boolean {
+  return name.length <= MAX_REPOSITORY_LENGTH && REPOSITORY.test(name);
+}
+
+export function isValidTag(tag: string): boolean {
+  return TAG.test(tag);
+}
+
+/** Only sha256 digests: the mirror and the manifest address content by sha256. */
+export function isValidDigest(digest: string): boolean {
+  return DIGEST.test(digest);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Allow-list globs: `*` matches within one path segment, `**` across segments.
+
+const globCache = new Map<string, RegExp>();
+
+export function globToRegExp(glob: string): RegExp {
+  const cached = globCache.get(glob);
+  if (cached) return cached;
+  let re = '';
+  for (let i = 0; i < glob.length; ) {
+    if (glob.startsWith('**', i)) {
+      const before = i === 0 || glob[i - 1] === '/';
+      const after = i + 2 === glob.length || glob[i + 2] === '/';
+      if (before && after && i + 2 < glob.length) {
+        // `a/**/b` also matches `a/b`; a leading `**/x` also matches `x`.
+        re += '(?:.*/)?';
+        i += 3;
+      } else {
+        re += '.*';
+        i += 2;
+      }
+    } else if (glob[i] === '*') {
+      re += '[^/]*';
+      i++;
+    } else {
+      re += glob[i]!.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+      i++;
+    }
+  }
+  const compiled = new RegExp(`^${re}$`);
+  if (globCache.size < 1000) globCache.set(glob, compiled);
+  return compiled;
+}
+
+/** An empty allow-list allows nothing: a source must name what it mirrors. */
+export function repositoryAllowed(source: SourceConfig, repository: string): boolean {
+  return source.repositories.some((glob) => globToRegExp(glob).test(repository));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry host. The job's registry is always source.registry; a payload host only decides
+// whether the event is about this registry at all.
+
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
+const DOCKER_HUB = new Set([
+  'docker.io',
+  'index.docker.io',
+  'registry-1.docker.io',
+  'registry.hub.docker.com',
+]);
+
+function splitHost(hostPort: string): { host: string; port: string } {
+  const h = hostPort.trim().toLowerCase().replace(/\.$/, '');
+  const v6 = /^(\[[^\]]*\])(?::(\d+))?$/.exec(h);
+  if (v6) return { host: v6[1]!, port: v6[2] ?? '' };
+  const colon = h.lastIndexOf(':');
+  if (colon > 0 && h.indexOf(':') === colon && /^\d+$/.test(h.slice(colon + 1))) {
+    return { host: h.slice(0, colon), port: h.slice(colon + 1) };
+  }
+  return { host: h, port: '' };
+}
+
+/**
+ * True when a payload's host names the configured registry: equal ignoring case, the default
+ * https port, the loopback aliases of one port (a local registry reports `localhost:5000` or
+ * `127.0.0.1:5000` depending on how the client addressed it) and the Docker Hub aliases.
+ */
+export function sameRegistry(configured: string, payloadHost: string): boolean {
+  const a = splitHost(configured);
+  const b = splitHost(payloadHost);
+  const portA = a.port === '443' ? '' : a.port;
+  const portB = b.port === '443' ? '' : b.port;
+  if (portA !== portB) return false;
+  if (a.host === b.host) return true;
+  if (LOOPBACK.has(a.host) && LOOPBACK.has(b.host)) return true;
+  return DOCKER_HUB.has(a.host) && DOCKER_HUB.has(b.host);
+}
+
+/** Host of a URL or of a `host/repo[:tag|@digest]` reference; undefined when none is recognisable. */
+export function hostOf(urlOrReference: string): string | undefined {
+  const s = urlOrReference.trim();
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(s)) {
+    try {
+      return new URL(s).host || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  const slash = s.indexOf('/');
+  if (slash <= 0) return undefined;
+  const first = s.slice(0, slash);
+  // Docker's rule: the first component is a host only if it has a dot, a port or is localhost.
+  return first.includes('.') || first.includes(':') || first === 'localhost' ? first : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building the delivery.
+
+export interface Candidate {
+  repository: string | undefined;
+  tag?: string | undefined;
+  digest?: string | undefined;
+  /** Registry host the payload names, when it names one. */
+  host?: string | undefined;
+  /** Per-event id, carried into the job for dedupe and logs. */
+  eventId?: string | undefined;
+}
+
+/** Collects candidates and ignored events, applying the shared rules to each candidate. */
+export class DeliveryBuilder {
+  readonly jobs: MirrorJob[] = [];
+  readonly ignored: IgnoredEvent[] = [];
+  private readonly seen = new Set<string>();
+  private readonly receivedAt: string;
+
+  constructor(
+    private readonly source: SourceConfig,
+    request: WebhookRequest,
+  ) {
+    this.receivedAt = receivedAtIso(request);
+  }
+
+  ignore(reason: string, detail?: string): void {
+    this.ignored.push(detail === undefined ? { reason } : { reason, detail: detail.slice(0, 200) });
+  }
+
+  /** Returns true when the candidate became a job (or duplicated one already built). */
+  add(candidate: Candidate): boolean {
+    const { repository, host } = candidate;
+    // Harbor puts the digest in `tag` for a digest-only push.
+    let tag = candidate.tag === '' ? undefined : candidate.tag;
+    const digest = candidate.digest === '' ? undefined : candidate.digest;
+    if (tag?.startsWith('sha256:') && (digest === undefined || tag === digest)) {
+      if (!isValidDigest(tag)) return this.reject('invalid-reference', 'tag is not a valid digest');
+      if (digest === undefined) return this.add({ ...candidate, tag: undefined, digest: tag });
+      tag = undefined;
+    }
+    if (host !== undefined && host !== '' && !sameRegistry(this.source.registry, host)) {
+      return this.reject('other-registry', host);
+    }
+    if (repository === undefined || !isValidRepository(repository)) {
+      return this.reject('invalid-reference', 'repository name');
+    }
+    if (tag !== undefined && !isValidTag(tag)) return this.reject('invalid-reference', 'tag');
+    if (digest !== undefined && !isValidDigest(digest)) return this.reject('invalid-reference', 'digest');
+    if (tag === undefined && digest === undefined)
+      return this.reject('invalid-reference', 'no tag or digest');
+    if (!repositoryAllowed(this.source, repository)) return this.reject('not-allowed-repository', repository);
+    const key = `${repository}\n${tag ?? ''}\n${digest ?? ''}`;
+    if (this.seen.has(key)) return true;
+    this.seen.add(key);
+    const job: MirrorJob = {
+      sourceId: this.source.id,
+      registry: this.source.registry,
+      repository,
+      receivedAt: this.receivedAt,
+    };
+    if (tag !== undefined) job.tag = tag;
+    if (digest !== undefined) job.digest = digest;
+    if (candidate.eventId !== undefined && candidate.eventId !== '')
+      job.deliveryId = candidate.eventId.slice(0, 200);
+    this.jobs.push(job);
+    return true;
+  }
+
+  private reject(reason: string, detail: string): false {
+    this.ignore(reason, detail);
+    return false;
+  }
+
+  build(deliveryId?: string): ParsedDelivery {
+    const out: ParsedDelivery = { jobs: this.jobs, ignored: this.ignored };
+    if (deliveryId !== undefined && deliveryId !== '') {
+      out.deliveryId = deliveryId.slice(0, 200);
+      for (const job of this.jobs) job.deliveryId ??= out.deliveryId;
+    }
+    return out;
+  }
+}
+
+/** Delivery id for a batch of events that each carry their own id. */
+export function batchDeliveryId(ids: readonly string[]): string | undefined {
+  const present = ids.filter((id) => id !== '');
+  if (present.length === 0) return undefined;
+  if (present.length === 1) return present[0];
+  return `batch-${createHash('sha256').update(present.join('\n')).digest('hex').slice(0, 32)}`;
+}
+
+/** A delivery that is acknowledged and does nothing. */
+export function ignoredDelivery(reason: string, detail?: string, deliveryId?: string): ParsedDelivery {
+  const out: ParsedDelivery = { jobs: [], ignored: [detail === undefined ? { reason } : { reason, detail }] };
+  if (deliveryId !== undefined && deliveryId !== '') out.deliveryId = deliveryId.slice(0, 200);
+  return out;
+}

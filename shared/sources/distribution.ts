@@ -1,0 +1,78 @@
+/**
+ * CNCF Distribution (registry:2, distribution v3) notifications and GitLab's container registry,
+ * which sends the same envelope: `{"events":[…]}` with media type
+ * `application/vnd.docker.distribution.events.v1+json` (v2 from distribution v3). The registry's
+ * endpoint config sends a static `Authorization: Bearer <secret>` header.
+ */
+import {
+  asArray,
+  asObject,
+  batchDeliveryId,
+  checkAuthorization,
+  checkBodySize,
+  DeliveryBuilder,
+  hostOf,
+  isObject,
+  obj,
+  parseJsonStrict,
+  str,
+} from './common.ts';
+import { isManifestMediaType } from './media-types.ts';
+import type { ParsedDelivery, SourceConfig, WebhookParser, WebhookRequest } from './types.ts';
+
+export const DISTRIBUTION_EVENTS_MEDIA_TYPES = [
+  'application/vnd.docker.distribution.events.v1+json',
+  'application/vnd.docker.distribution.events.v2+json',
+] as const;
+
+const IGNORED_ACTIONS: Record<string, string> = { pull: 'pull', mount: 'mount', delete: 'delete' };
+
+export const parseDistribution: WebhookParser = (
+  source: SourceConfig,
+  secret: string,
+  request: WebhookRequest,
+): ParsedDelivery => {
+  checkBodySize(request.body);
+  checkAuthorization(request, secret);
+  const envelope = asObject(parseJsonStrict(request.body), 'notification envelope');
+  const events = asArray(envelope.events, 'envelope events');
+  const out = new DeliveryBuilder(source, request);
+  const ids: string[] = [];
+  for (const raw of events) {
+    if (!isObject(raw)) {
+      out.ignore('malformed-event', 'event is not an object');
+      continue;
+    }
+    const id = str(raw, 'id') ?? '';
+    ids.push(id);
+    const action = str(raw, 'action') ?? '';
+    const target = obj(raw, 'target');
+    if (action !== 'push') {
+      out.ignore(IGNORED_ACTIONS[action] ?? 'unsupported-action', action);
+      continue;
+    }
+    if (target === undefined) {
+      out.ignore('malformed-event', 'push without target');
+      continue;
+    }
+    const mediaType = str(target, 'mediaType');
+    if (!isManifestMediaType(mediaType)) {
+      // Layer and config blobs (application/octet-stream in older registries) are pushed before
+      // the manifest; only the manifest push names a complete artifact.
+      out.ignore('blob-push', mediaType ?? 'no media type');
+      continue;
+    }
+    // request.host is the Host the pushing client used; target.url is built from it.
+    const requestHost = str(obj(raw, 'request'), 'host');
+    const url = str(target, 'url');
+    out.add({
+      repository: str(target, 'repository'),
+      tag: str(target, 'tag'),
+      digest: str(target, 'digest'),
+      host: requestHost || (url ? (hostOf(url) ?? '') : ''),
+      eventId: id,
+    });
+  }
+  if (events.length === 0) out.ignore('empty', 'no events');
+  return out.build(batchDeliveryId(ids));
+};
