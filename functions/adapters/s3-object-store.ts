@@ -56,6 +56,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {
+    validateKey(key);
     try {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
       return toInfo(key, out, out.ContentLength ?? 0);
@@ -65,7 +66,11 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async getBytes(key: string, maxBytes: number): Promise<{ info: ObjectInfo; bytes: Uint8Array } | undefined> {
+  async getBytes(
+    key: string,
+    maxBytes: number,
+  ): Promise<{ info: ObjectInfo; bytes: Uint8Array } | undefined> {
+    validateKey(key);
     const out = await this.getObject(key);
     if (out === undefined) return undefined;
     const size = out.ContentLength ?? 0;
@@ -89,6 +94,10 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async getStream(key: string, range?: ByteRange): Promise<ObjectStream | undefined> {
+    validateKey(key);
+    if (range && (range.start < 0 || (range.end !== undefined && range.end < range.start))) {
+      throw rangeNotSatisfiable(key, range);
+    }
     const out = await this.getObject(key, range);
     if (out === undefined) return undefined;
     const total = totalFromContentRange(out.ContentRange) ?? out.ContentLength ?? 0;
@@ -105,6 +114,9 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    if (prefix.includes('\0') || prefix.includes('\\') || prefix.startsWith('/')) {
+      throw new WasmMirrorError('INVALID_KEY', `invalid key prefix ${JSON.stringify(prefix)}`);
+    }
     try {
       // S3 returns keys in UTF-8 binary order, which is the lexicographic order the port promises.
       for await (const page of paginateListObjectsV2(
@@ -137,17 +149,15 @@ export class S3ObjectStore implements ObjectStore {
       );
     } catch (err) {
       if (isNotFound(err)) return undefined;
-      if (sdkStatus(err) === 416 || sdkName(err) === 'InvalidRange') {
-        throw new WasmMirrorError('STORAGE_FAILURE', `range not satisfiable for ${key}`, {
-          cause: err,
-          details: { key, range },
-        });
+      if (range && (sdkStatus(err) === 416 || sdkName(err) === 'InvalidRange')) {
+        throw rangeNotSatisfiable(key, range, err);
       }
       throw wrapSdkError('STORAGE_FAILURE', `S3 GetObject ${key}`, err, { key });
     }
   }
 
   private async write(key: string, body: ObjectBody, options: PutOptions, createOnly: boolean) {
+    validateKey(key);
     const base: PutObjectCommandInput = {
       Bucket: this.bucket,
       Key: key,
@@ -181,7 +191,13 @@ export class S3ObjectStore implements ObjectStore {
     base: PutObjectCommandInput,
   ): Promise<ObjectInfo> {
     // The staged file is checked before upload so a corrupt scratch file never reaches the bucket.
-    const checksum = options.sha256 ? checkDigest(key, await sha256File(file.path), options.sha256) : undefined;
+    const staged = await sha256File(file.path);
+    if (staged.size !== file.size) {
+      throw new WasmMirrorError('LENGTH_MISMATCH', `${file.path} has ${staged.size} bytes, expected ${file.size}`, {
+        details: { key, expected: file.size, actual: staged.size },
+      });
+    }
+    const checksum = options.sha256 ? checkDigest(key, staged.hex, options.sha256) : undefined;
     const singlePart = file.size <= this.partSize;
     const upload = new Upload({
       client: this.client,
@@ -229,9 +245,13 @@ function translateWriteError(key: string, err: unknown, createOnly: boolean): Wa
 
 function checkDigest(key: string, actualHex: string, expectedHex: string): string {
   if (actualHex !== expectedHex.toLowerCase()) {
-    throw new WasmMirrorError('DIGEST_MISMATCH', `sha256 of ${key} is ${actualHex}, expected ${expectedHex}`, {
-      details: { key, expected: expectedHex, actual: actualHex },
-    });
+    throw new WasmMirrorError(
+      'DIGEST_MISMATCH',
+      `sha256 of ${key} is ${actualHex}, expected ${expectedHex}`,
+      {
+        details: { key, expected: expectedHex, actual: actualHex },
+      },
+    );
   }
   return Buffer.from(actualHex, 'hex').toString('base64');
 }
@@ -240,10 +260,39 @@ function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-async function sha256File(path: string): Promise<string> {
+async function sha256File(path: string): Promise<{ hex: string; size: number }> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
+  let size = 0;
+  for await (const chunk of createReadStream(path)) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).byteLength;
+  }
+  return { hex: hash.digest('hex'), size };
+}
+
+const MAX_KEY_BYTES = 1024;
+
+/** The same key rules as the filesystem store, so a key valid in one runtime is valid in both. */
+function validateKey(key: string): void {
+  const fail = (why: string): never => {
+    throw new WasmMirrorError('INVALID_KEY', `invalid object key ${JSON.stringify(key)}: ${why}`);
+  };
+  if (typeof key !== 'string' || key.length === 0) fail('empty');
+  if (Buffer.byteLength(key) > MAX_KEY_BYTES) fail(`longer than ${MAX_KEY_BYTES} bytes`);
+  if (key.includes('\0')) fail('contains NUL');
+  if (key.includes('\\')) fail('contains a backslash');
+  if (key.startsWith('/')) fail('absolute path');
+  for (const segment of key.split('/')) {
+    if (segment === '') fail('empty path segment');
+    if (segment === '.' || segment === '..') fail(`'${segment}' segment`);
+  }
+}
+
+function rangeNotSatisfiable(key: string, range: ByteRange, cause?: unknown): WasmMirrorError {
+  return new WasmMirrorError('RANGE_NOT_SATISFIABLE', `range ${range.start}-${range.end ?? ''} of ${key}`, {
+    ...(cause ? { cause } : {}),
+    details: { key, range },
+  });
 }
 
 function toInfo(

@@ -1,4 +1,4 @@
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { WasmMirrorError } from '../errors.ts';
 
 /** Where a command reads and writes, injectable so tests can run commands in-process. */

@@ -10,13 +10,34 @@ import { processIo } from './io.ts';
 type Command = { summary: string; load: () => Promise<{ run(argv: string[], io: CliIo): Promise<number> }> };
 
 const commands: Record<string, Command> = {
-  serve: { summary: 'run the embedded mirror (webhooks, queue, publisher, HTTP)', load: () => import('./commands/serve.ts') },
-  mirror: { summary: 'mirror one reference now, no webhook needed', load: () => import('./commands/mirror.ts') },
-  pull: { summary: 'pull and extract one module to a file, print its sha256', load: () => import('./commands/pull.ts') },
-  agent: { summary: 'verify the signed manifest and sync modules into a directory', load: () => import('./commands/agent.ts') },
-  verify: { summary: 'verify a manifest envelope offline and print it', load: () => import('./commands/verify.ts') },
-  wasmplugin: { summary: 'print an Istio WasmPlugin pinned to the mirror', load: () => import('./commands/wasmplugin.ts') },
-  keygen: { summary: 'make a P-256 key pair for embedded signing', load: () => import('./commands/keygen.ts') },
+  serve: {
+    summary: 'run the embedded mirror (webhooks, queue, publisher, HTTP)',
+    load: () => import('./commands/serve.ts'),
+  },
+  mirror: {
+    summary: 'mirror one reference now, no webhook needed',
+    load: () => import('./commands/mirror.ts'),
+  },
+  pull: {
+    summary: 'pull and extract one module to a file, print its sha256',
+    load: () => import('./commands/pull.ts'),
+  },
+  agent: {
+    summary: 'verify the signed manifest and sync modules into a directory',
+    load: () => import('./commands/agent.ts'),
+  },
+  verify: {
+    summary: 'verify a manifest envelope offline and print it',
+    load: () => import('./commands/verify.ts'),
+  },
+  wasmplugin: {
+    summary: 'print an Istio WasmPlugin pinned to the mirror',
+    load: () => import('./commands/wasmplugin.ts'),
+  },
+  keygen: {
+    summary: 'make a P-256 key pair for embedded signing',
+    load: () => import('./commands/keygen.ts'),
+  },
 };
 
 export function usage(): string {

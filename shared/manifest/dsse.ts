@@ -58,7 +58,8 @@ export function parseEnvelope(bytes: Uint8Array): ParsedEnvelope {
   }
   if (!isPlainObject(doc)) throw malformed('not a JSON object');
   for (const key of Object.keys(doc)) {
-    if (key !== 'payload' && key !== 'payloadType' && key !== 'signatures') throw malformed(`unknown field "${key}"`);
+    if (key !== 'payload' && key !== 'payloadType' && key !== 'signatures')
+      throw malformed(`unknown field "${key}"`);
   }
   const { payload, payloadType, signatures } = doc;
   if (typeof payload !== 'string') throw malformed('"payload" must be a string');

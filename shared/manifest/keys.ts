@@ -42,7 +42,10 @@ function invalid(message: string, cause?: unknown): WasmMirrorError {
 }
 
 /** Builds a TrustedKey from a PEM public key or DER SPKI; only ECDSA P-256 is accepted. */
-export function trustedKeyFrom(key: string | Uint8Array, validity: { notBefore?: Date; notAfter?: Date } = {}): TrustedKey {
+export function trustedKeyFrom(
+  key: string | Uint8Array,
+  validity: { notBefore?: Date; notAfter?: Date } = {},
+): TrustedKey {
   let publicKey: KeyObject;
   try {
     publicKey =
@@ -99,7 +102,8 @@ function fromKeysJson(text: string): TrustedKey[] {
   } catch (err) {
     throw invalid(`keys.json: ${err instanceof Error ? err.message : String(err)}`, err);
   }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw invalid('keys.json must be an object');
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc))
+    throw invalid('keys.json must be an object');
   const root = doc as Record<string, unknown>;
   for (const key of Object.keys(root)) {
     if (key !== 'keys' && key !== 'mirror') throw invalid(`keys.json has unknown field "${key}"`);
@@ -107,7 +111,8 @@ function fromKeysJson(text: string): TrustedKey[] {
   if (!Array.isArray(root.keys)) throw invalid('keys.json: "keys" must be an array');
   return root.keys.map((entry: unknown, i: number) => {
     const where = `keys.json keys[${i}]`;
-    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw invalid(`${where} must be an object`);
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry))
+      throw invalid(`${where} must be an object`);
     const e = entry as Record<string, unknown>;
     for (const key of Object.keys(e)) {
       // A typo such as "notAfer" must not silently keep a retired key trusted.
@@ -138,7 +143,9 @@ function fromKeysJson(text: string): TrustedKey[] {
     }
     const k = trustedKeyFrom(material, validity);
     if (e.keyid !== undefined && e.keyid !== k.keyid) {
-      throw invalid(`${where}.keyid ${String(e.keyid)} does not match the key (sha256 of its SPKI is ${k.keyid})`);
+      throw invalid(
+        `${where}.keyid ${String(e.keyid)} does not match the key (sha256 of its SPKI is ${k.keyid})`,
+      );
     }
     return k;
   });

@@ -47,9 +47,15 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function exactFields(obj: Record<string, unknown>, required: readonly string[], optional: readonly string[], where: string) {
+function exactFields(
+  obj: Record<string, unknown>,
+  required: readonly string[],
+  optional: readonly string[],
+  where: string,
+) {
   for (const key of Object.keys(obj)) {
-    if (!required.includes(key) && !optional.includes(key)) throw schemaError(`${where} has unknown field "${key}"`);
+    if (!required.includes(key) && !optional.includes(key))
+      throw schemaError(`${where} has unknown field "${key}"`);
   }
   for (const key of required) {
     if (!Object.hasOwn(obj, key)) throw schemaError(`${where} is missing "${key}"`);
@@ -87,7 +93,8 @@ export function validatePayload(value: unknown): ManifestPayload {
   const version = count(value, 'version', 'payload');
   const issuedAt = time(value, 'issuedAt', 'payload');
   const expiresAt = time(value, 'expiresAt', 'payload');
-  if (parseIsoTime(expiresAt)! <= parseIsoTime(issuedAt)!) throw schemaError('expiresAt must be after issuedAt');
+  if (parseIsoTime(expiresAt)! <= parseIsoTime(issuedAt)!)
+    throw schemaError('expiresAt must be after issuedAt');
   if (!Array.isArray(value.modules)) throw schemaError('modules must be an array');
   const modules: ManifestModule[] = [];
   value.modules.forEach((raw: unknown, i: number) => {
@@ -103,11 +110,14 @@ export function validatePayload(value: unknown): ManifestPayload {
       format: raw.format as WasmFormat,
       mirroredAt: time(raw, 'mirroredAt', where),
     };
-    if (!SHA256_DIGEST.test(m.ociDigest)) throw schemaError(`${where}.ociDigest must be sha256:<64 lowercase hex>`);
+    if (!SHA256_DIGEST.test(m.ociDigest))
+      throw schemaError(`${where}.ociDigest must be sha256:<64 lowercase hex>`);
     if (!SHA256_HEX.test(m.sha256)) throw schemaError(`${where}.sha256 must be 64 lowercase hex`);
-    if (!FORMATS.includes(m.format)) throw schemaError(`${where}.format must be one of ${FORMATS.join(', ')}`);
+    if (!FORMATS.includes(m.format))
+      throw schemaError(`${where}.format must be one of ${FORMATS.join(', ')}`);
     if (Object.hasOwn(raw, 'kind')) {
-      if (!KINDS.includes(raw.kind as WasmKind)) throw schemaError(`${where}.kind must be one of ${KINDS.join(', ')}`);
+      if (!KINDS.includes(raw.kind as WasmKind))
+        throw schemaError(`${where}.kind must be one of ${KINDS.join(', ')}`);
       m.kind = raw.kind as WasmKind;
     }
     if (Object.hasOwn(raw, 'abi')) m.abi = text(raw, 'abi', where);
@@ -145,7 +155,8 @@ export function buildPayload(input: BuildPayloadInput): ManifestPayload {
     input.expiresAt !== undefined
       ? new Date(input.expiresAt)
       : new Date(issued.getTime() + (input.ttlMs ?? DEFAULT_MANIFEST_TTL_MS));
-  if (Number.isNaN(issued.getTime()) || Number.isNaN(expires.getTime())) throw schemaError('invalid timestamp');
+  if (Number.isNaN(issued.getTime()) || Number.isNaN(expires.getTime()))
+    throw schemaError('invalid timestamp');
   const modules = input.modules
     .map((r): ManifestModule => {
       const m: ManifestModule = {

@@ -32,10 +32,15 @@ export async function signManifest(payload: ManifestPayload, signer: Signer): Pr
     key = trustedKeyFrom(await signer.publicKeySpki());
     sig = await signer.signDigest(digest);
   } catch (err) {
-    throw new WasmMirrorError('SIGNING_FAILURE', `signing the manifest failed: ${String(err)}`, { cause: err });
+    throw new WasmMirrorError('SIGNING_FAILURE', `signing the manifest failed: ${String(err)}`, {
+      cause: err,
+    });
   }
   if (!cryptoVerify('sha256', message, key.publicKey, sig)) {
-    throw new WasmMirrorError('SIGNING_FAILURE', "the signer's signature does not verify with its own public key");
+    throw new WasmMirrorError(
+      'SIGNING_FAILURE',
+      "the signer's signature does not verify with its own public key",
+    );
   }
   const envelope: DsseEnvelope = {
     payload: encodeBase64(payloadBytes),

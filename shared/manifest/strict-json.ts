@@ -72,7 +72,9 @@ class Parser {
         return this.literal('null', null);
       default:
         if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) return this.number();
-        return this.fail(c === undefined ? 'unexpected end of input' : `unexpected character ${JSON.stringify(c)}`);
+        return this.fail(
+          c === undefined ? 'unexpected end of input' : `unexpected character ${JSON.stringify(c)}`,
+        );
     }
   }
 
@@ -199,7 +201,12 @@ class Parser {
       this.pos++;
       this.skipWhitespace();
       // defineProperty so a "__proto__" key is plain data, never a prototype change.
-      Object.defineProperty(out, key, { value: this.value(depth), enumerable: true, writable: true, configurable: true });
+      Object.defineProperty(out, key, {
+        value: this.value(depth),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
       this.skipWhitespace();
       const c = this.text[this.pos];
       this.pos++;

@@ -44,17 +44,25 @@ export interface VerifiedManifest {
   keyid: string;
 }
 
-function fail(code: ConstructorParameters<typeof WasmMirrorError>[0], message: string, cause?: unknown): never {
+function fail(
+  code: ConstructorParameters<typeof WasmMirrorError>[0],
+  message: string,
+  cause?: unknown,
+): never {
   throw new WasmMirrorError(code, message, { cause });
 }
 
 export function verifyManifest(bytes: Uint8Array, opts: VerifyOptions): VerifiedManifest {
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_MANIFEST_BYTES;
-  if (bytes.length > maxBytes) fail('MANIFEST_TOO_LARGE', `manifest is ${bytes.length} bytes, the cap is ${maxBytes}`);
+  if (bytes.length > maxBytes)
+    fail('MANIFEST_TOO_LARGE', `manifest is ${bytes.length} bytes, the cap is ${maxBytes}`);
 
   const env = parseEnvelope(bytes);
   if (env.payloadType !== MANIFEST_PAYLOAD_TYPE) {
-    fail('PAYLOAD_TYPE_MISMATCH', `payloadType is ${JSON.stringify(env.payloadType.slice(0, 200))}, expected ${MANIFEST_PAYLOAD_TYPE}`);
+    fail(
+      'PAYLOAD_TYPE_MISMATCH',
+      `payloadType is ${JSON.stringify(env.payloadType.slice(0, 200))}, expected ${MANIFEST_PAYLOAD_TYPE}`,
+    );
   }
   if (env.signatures.length === 0) fail('NO_SIGNATURES', 'the envelope carries no signatures');
 
@@ -64,13 +72,18 @@ export function verifyManifest(bytes: Uint8Array, opts: VerifyOptions): Verified
   try {
     parsed = parseStrictJson(decodeUtf8Strict(env.payload), { maxDepth: MAX_PAYLOAD_DEPTH });
   } catch (err) {
-    fail('SCHEMA_ERROR', `manifest payload is not strict JSON: ${err instanceof Error ? err.message : String(err)}`, err);
+    fail(
+      'SCHEMA_ERROR',
+      `manifest payload is not strict JSON: ${err instanceof Error ? err.message : String(err)}`,
+      err,
+    );
   }
   const payload = validatePayload(parsed);
   // Only canonical (RFC 8785) bytes are accepted: `42.0`, `4.2e1`, reordered keys or extra
   // whitespace never come out of the publisher, and refusing them leaves one byte string per payload.
   const text = new TextDecoder().decode(env.payload);
-  if (canonicalize(parsed) !== text) fail('SCHEMA_ERROR', 'manifest payload is not in canonical (RFC 8785) form');
+  if (canonicalize(parsed) !== text)
+    fail('SCHEMA_ERROR', 'manifest payload is not in canonical (RFC 8785) form');
 
   if (opts.mirrorName !== undefined && payload.mirror !== opts.mirrorName) {
     fail('WRONG_MIRROR', `manifest is for mirror "${payload.mirror}", expected "${opts.mirrorName}"`);
@@ -78,7 +91,8 @@ export function verifyManifest(bytes: Uint8Array, opts: VerifyOptions): Verified
   const now = opts.now.getTime();
   const expiresAt = parseIsoTime(payload.expiresAt)!;
   const issuedAt = parseIsoTime(payload.issuedAt)!;
-  if (now >= expiresAt) fail('MANIFEST_EXPIRED', `manifest version ${payload.version} expired at ${payload.expiresAt}`);
+  if (now >= expiresAt)
+    fail('MANIFEST_EXPIRED', `manifest version ${payload.version} expired at ${payload.expiresAt}`);
   if (issuedAt > now + (opts.maxSkewMs ?? DEFAULT_MAX_SKEW_MS)) {
     fail('MANIFEST_FROM_FUTURE', `manifest issuedAt ${payload.issuedAt} is ahead of the local clock`);
   }
@@ -86,10 +100,16 @@ export function verifyManifest(bytes: Uint8Array, opts: VerifyOptions): Verified
   const last = opts.lastAccepted;
   if (last !== undefined) {
     if (payload.version < last.version) {
-      fail('ROLLBACK', `manifest version ${payload.version} is older than the accepted version ${last.version}`);
+      fail(
+        'ROLLBACK',
+        `manifest version ${payload.version} is older than the accepted version ${last.version}`,
+      );
     }
     if (payload.version === last.version && payloadSha256 !== last.payloadSha256) {
-      fail('VERSION_CONFLICT', `manifest version ${payload.version} differs from the accepted manifest of that version`);
+      fail(
+        'VERSION_CONFLICT',
+        `manifest version ${payload.version} differs from the accepted manifest of that version`,
+      );
     }
   }
   return { payload, payloadBytes: env.payload, payloadSha256, envelope: env.envelope, keyid };
@@ -111,7 +131,8 @@ function checkSignatures(
   let sawBadSignature = false;
   for (const s of signatures) {
     // DSSE keyids are hints; an empty one means "try every trusted key" (bounded by the key count).
-    const candidates = s.keyid === '' ? opts.trustedKeys : opts.trustedKeys.filter((k) => k.keyid === s.keyid);
+    const candidates =
+      s.keyid === '' ? opts.trustedKeys : opts.trustedKeys.filter((k) => k.keyid === s.keyid);
     for (const key of candidates) {
       if (!isKeyValidAt(key, opts.now)) {
         sawInvalidKey = key.keyid;

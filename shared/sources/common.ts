@@ -346,6 +346,25 @@ export function basicPasswordMatches(request: WebhookRequest, secret: string): b
   return colon >= 0 && secretsEqual(decoded.slice(colon + 1), secret);
 }
 
+/**
+ * A static secret in a header: `Bearer <secret>` or the secret verbatim, in `headerName`
+ * (default `authorization`); with `allowBasic`, also `Authorization: Basic` whose password is it.
+ */
+export function checkStaticHeader(
+  request: WebhookRequest,
+  secret: string,
+  options: { headerName?: string | undefined; allowBasic?: boolean } = {},
+): void {
+  requireSecret(secret);
+  const name = (options.headerName ?? 'authorization').toLowerCase();
+  const value = header(request, name)?.trim();
+  const bearer = value === undefined ? null : /^bearer\s+(.+)$/i.exec(value);
+  let ok = secretsEqual(value, secret);
+  ok = (bearer !== null && secretsEqual(bearer[1], secret)) || ok;
+  if (options.allowBasic && name === 'authorization') ok = basicPasswordMatches(request, secret) || ok;
+  if (!ok) throw unauthenticated(value === undefined ? 'missing webhook credentials' : undefined);
+}
+
 export function checkPathToken(request: WebhookRequest, secret: string): void {
   requireSecret(secret);
   if (request.pathToken === undefined) throw unauthenticated('missing webhook token');

@@ -1,8 +1,74 @@
-import { malformed } from './common.ts';
-import type { WebhookParser } from './types.ts';
+/**
+ * Amazon ECR "ECR Image Action" events from EventBridge. In AWS they reach the mirror through
+ * SQS, a channel IAM already authenticates: the AWS adapter calls `parseEcrTrusted`, which checks
+ * no secret. Over HTTP (the embedded runtime, tests) the `ecr` source's parser demands the static
+ * header like any other sender.
+ */
+import {
+  asObject,
+  checkBodySize,
+  checkStaticHeader,
+  DeliveryBuilder,
+  ignoredDelivery,
+  malformed,
+  obj,
+  parseJsonStrict,
+  str,
+} from './common.ts';
+import type { ParsedDelivery, SourceConfig, WebhookParser, WebhookRequest } from './types.ts';
 
-export const parseEcr: WebhookParser = () => {
-  throw malformed('not implemented');
+export const parseEcr: WebhookParser = (
+  source: SourceConfig,
+  secret: string,
+  request: WebhookRequest,
+): ParsedDelivery => {
+  checkBodySize(request.body);
+  checkStaticHeader(request, secret, { headerName: source.webhookHeader });
+  return parseEcrBody(source, request);
 };
-export const parseEcrTrusted = parseEcr;
-export const parseEcrEvent = parseEcr;
+
+/**
+ * For events that arrived over an IAM-authenticated channel only (SQS fed by an EventBridge
+ * rule): no secret is checked. Never wire this to an HTTP endpoint.
+ */
+export function parseEcrTrusted(
+  source: SourceConfig,
+  event: { body: Uint8Array | string; receivedAt: Date },
+): ParsedDelivery {
+  const body = typeof event.body === 'string' ? new TextEncoder().encode(event.body) : event.body;
+  const request: WebhookRequest = { headers: {}, body, receivedAt: event.receivedAt };
+  checkBodySize(request.body);
+  return parseEcrBody(source, request);
+}
+
+function parseEcrBody(source: SourceConfig, request: WebhookRequest): ParsedDelivery {
+  const event = asObject(parseJsonStrict(request.body), 'EventBridge event');
+  const id = str(event, 'id');
+  const detailType = str(event, 'detail-type');
+  if (detailType === undefined || str(event, 'source') === undefined)
+    throw malformed('not an EventBridge event');
+  if (str(event, 'source') !== 'aws.ecr' || detailType !== 'ECR Image Action') {
+    return ignoredDelivery('unsupported-event', detailType, id);
+  }
+  const detail = obj(event, 'detail');
+  const action = str(detail, 'action-type') ?? '';
+  if (action !== 'PUSH')
+    return ignoredDelivery(action === 'DELETE' ? 'delete' : 'unsupported-action', action, id);
+  const result = str(detail, 'result') ?? '';
+  if (result !== 'SUCCESS') return ignoredDelivery('failed', result, id);
+  const out = new DeliveryBuilder(source, request);
+  out.add({
+    repository: str(detail, 'repository-name'),
+    tag: str(detail, 'image-tag'),
+    digest: str(detail, 'image-digest'),
+    host: ecrHost(str(event, 'account'), str(event, 'region')),
+    eventId: id,
+  });
+  return out.build(id);
+}
+
+/** The private registry host of an account and region, when the event names both. */
+function ecrHost(account: string | undefined, region: string | undefined): string | undefined {
+  if (!account || !region || !/^\d{12}$/.test(account) || !/^[a-z0-9-]+$/.test(region)) return undefined;
+  return `${account}.dkr.ecr.${region}.amazonaws.com${region.startsWith('cn-') ? '.cn' : ''}`;
+}

@@ -1,0 +1,282 @@
+/**
+ * The embedded runtime's composition root: the same use cases as the Lambda functions, wired to
+ * local adapters — a filesystem store, durable on-disk queues, a local P-256 key, and a node:http
+ * server for webhooks and the mirror itself. One process, no cloud account.
+ */
+import { mkdir } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import { join, resolve } from 'node:path';
+import { DiskQueue } from '../adapters/local/disk-queue.ts';
+import { FsObjectStore } from '../adapters/local/fs-object-store.ts';
+import { loadOrCreateKey } from '../adapters/local/signer.ts';
+import { JsonLinesLogger, PrometheusRegistry } from '../adapters/local/telemetry.ts';
+import type { MirrorConfig } from '../config.ts';
+import type { MirrorJob } from '../domain.ts';
+import type { WasmMirrorError } from '../errors.ts';
+import type { PipelineDeps } from '../pipeline/context.ts';
+import { createMirrorHandler } from '../pipeline/mirror.ts';
+import { createPublisher, writeKeysJson } from '../pipeline/publish.ts';
+import { createWebhookReceiver } from '../pipeline/receive.ts';
+import { reconcileSource } from '../pipeline/reconcile.ts';
+import { readLatestManifest } from '../pipeline/state.ts';
+import type { Logger, PublishRequest, SecretSource } from '../ports.ts';
+import { systemClock } from '../ports.ts';
+import { OciWasmPuller } from '../wasm/puller.ts';
+import { createMirrorServer, listen } from './http-server.ts';
+import { type DataDirLock, lockDataDir } from './lock.ts';
+
+export interface EmbeddedOptions {
+  config: MirrorConfig;
+  dataDir: string;
+  host?: string;
+  port?: number;
+  /** Where secrets named in the config are read from. */
+  env?: Readonly<Record<string, string | undefined>>;
+  logger?: Logger;
+  /** Retries before a mirror job is dead-lettered. */
+  maxAttempts?: number;
+}
+
+export interface EmbeddedMirror {
+  url: string;
+  deps: PipelineDeps;
+  metrics: PrometheusRegistry;
+  stop(): Promise<void>;
+}
+
+export interface FailureEntry {
+  at: string;
+  sourceId: string;
+  reference: string;
+  code: string;
+  message: string;
+}
+
+const RECENT_FAILURES = 100;
+
+/** Paths inside the data directory that are not part of the public storage layout. */
+export const dataPaths = (dataDir: string) => ({
+  mirrorQueue: join(dataDir, 'queues', 'mirror'),
+  publishQueue: join(dataDir, 'queues', 'publish'),
+  privateDir: join(dataDir, 'private'),
+  scratch: join(dataDir, 'tmp'),
+});
+
+export function envSecrets(env: Readonly<Record<string, string | undefined>>): SecretSource {
+  return { get: async (name) => env[name] };
+}
+
+/** Builds the local adapters for a data directory: shared by the server and `wasm-mirror mirror`. */
+export async function buildLocalDeps(options: {
+  config: MirrorConfig;
+  dataDir: string;
+  env: Readonly<Record<string, string | undefined>>;
+  logger: Logger;
+  metrics: PrometheusRegistry;
+  maxAttempts?: number;
+}): Promise<{
+  deps: PipelineDeps;
+  mirrorQueue: DiskQueue<MirrorJob>;
+  publishQueue: DiskQueue<PublishRequest>;
+}> {
+  const paths = dataPaths(options.dataDir);
+  await mkdir(paths.scratch, { recursive: true });
+  const store = await FsObjectStore.open({ root: options.dataDir });
+  const mirrorQueue = new DiskQueue<MirrorJob>({
+    dir: paths.mirrorQueue,
+    maxAttempts: options.maxAttempts ?? 8,
+    visibilityTimeoutMs: 10 * 60_000,
+  });
+  const publishQueue = new DiskQueue<PublishRequest>({
+    dir: paths.publishQueue,
+    maxAttempts: 20,
+    visibilityTimeoutMs: 2 * 60_000,
+  });
+  const signer = await loadOrCreateKey(paths.privateDir);
+  const deps: PipelineDeps = {
+    config: options.config,
+    store,
+    mirrorQueue,
+    publishQueue,
+    puller: new OciWasmPuller({ maxModuleBytes: options.config.mirror.maxModuleBytes }),
+    signer,
+    secrets: envSecrets(options.env),
+    clock: systemClock,
+    logger: options.logger,
+    metrics: options.metrics,
+    scratchDir: paths.scratch,
+  };
+  return { deps, mirrorQueue, publishQueue };
+}
+
+export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedMirror> {
+  const dataDir = resolve(options.dataDir);
+  await mkdir(dataDir, { recursive: true });
+  const lock: DataDirLock = await lockDataDir(dataDir, 'serve');
+  const logger = options.logger ?? new JsonLinesLogger({ stream: process.stderr });
+  const metrics = new PrometheusRegistry({ prefix: 'wasm_mirror_' });
+  const timers: NodeJS.Timeout[] = [];
+  let server: Server | undefined;
+  try {
+    const { deps, mirrorQueue, publishQueue } = await buildLocalDeps({
+      config: options.config,
+      dataDir,
+      env: options.env ?? process.env,
+      logger,
+      metrics,
+      ...(options.maxAttempts === undefined ? {} : { maxAttempts: options.maxAttempts }),
+    });
+
+    const failures: FailureEntry[] = [];
+    const recordFailure = (job: MirrorJob, error: WasmMirrorError) => {
+      failures.unshift({
+        at: new Date().toISOString(),
+        sourceId: job.sourceId,
+        reference: `${job.registry}/${job.repository}${job.tag ? `:${job.tag}` : ''}${job.digest ? `@${job.digest}` : ''}`,
+        code: error.code,
+        message: error.message,
+      });
+      failures.length = Math.min(failures.length, RECENT_FAILURES);
+    };
+
+    await writeKeysJson(deps);
+    const publish = createPublisher(deps);
+    const mirror = createMirrorHandler({ ...deps, onPermanentFailure: recordFailure });
+    mirrorQueue.start(async (job, meta) => mirror(job, meta), { concurrency: 4 });
+    publishQueue.startBatch(
+      async (requests) => {
+        await publish(requests);
+      },
+      { maxBatch: 1000, batchWindowMs: 25 },
+    );
+    // A first manifest (empty if need be) right away, then re-sign well before expiry.
+    await publishQueue.send({ kind: 'resign', reason: 'startup' });
+    const resignEvery = Math.min(Math.max(options.config.mirror.resignBeforeMs / 4, 1000), 15 * 60_000);
+    timers.push(
+      setInterval(() => {
+        publishQueue.send({ kind: 'resign', reason: 'schedule' }).catch((err) => {
+          logger.error('could not schedule a re-sign', { error: String(err) });
+        });
+      }, resignEvery),
+    );
+    for (const source of options.config.sources) {
+      if (source.reconcileIntervalMs === undefined) continue;
+      const run = () =>
+        reconcileSource(source, {
+          puller: deps.puller,
+          queue: mirrorQueue,
+          listKnown: async () => knownTags(deps),
+          clock: deps.clock,
+          logger,
+          secrets: deps.secrets,
+        }).catch((err) => logger.error('reconcile failed', { sourceId: source.id, error: String(err) }));
+      timers.push(setInterval(run, source.reconcileIntervalMs));
+      void run();
+    }
+
+    const receiveWebhook = createWebhookReceiver(deps);
+    server = createMirrorServer({
+      store: deps.store,
+      receiveWebhook,
+      logger,
+      renderMetrics: async () => {
+        await refreshGauges(deps, mirrorQueue, publishQueue, metrics);
+        return metrics.render();
+      },
+      status: async () => status(deps, mirrorQueue, publishQueue, failures),
+    });
+    const url = await listen(server, options.port ?? 8080, options.host ?? '127.0.0.1');
+    logger.info('wasm mirror listening', { url, dataDir, sources: options.config.sources.map((s) => s.id) });
+
+    const running = server;
+    return {
+      url,
+      deps,
+      metrics,
+      stop: async () => {
+        for (const t of timers) clearInterval(t);
+        await new Promise<void>((done) => {
+          running.close(() => done());
+          running.closeAllConnections();
+        });
+        await mirrorQueue.stop();
+        await publishQueue.stop();
+        await lock.release();
+      },
+    };
+  } catch (err) {
+    for (const t of timers) clearInterval(t);
+    server?.close();
+    await lock.release();
+    throw err;
+  }
+}
+
+async function knownTags(deps: PipelineDeps): Promise<Map<string, string>> {
+  const latest = await readLatestManifest(deps.store);
+  return new Map((latest?.payload.modules ?? []).map((m) => [`${m.name}:${m.tag}`, m.ociDigest]));
+}
+
+async function refreshGauges(
+  deps: PipelineDeps,
+  mirrorQueue: DiskQueue<MirrorJob>,
+  publishQueue: DiskQueue<PublishRequest>,
+  metrics: PrometheusRegistry,
+): Promise<void> {
+  for (const [name, queue] of [
+    ['mirror', mirrorQueue],
+    ['publish', publishQueue],
+  ] as const) {
+    const depth = await queue.depth();
+    metrics.gauge('queue_messages', depth.ready + depth.delayed, { queue: name, state: 'waiting' });
+    metrics.gauge('queue_messages', depth.inFlight, { queue: name, state: 'in_flight' });
+    metrics.gauge('dead_letters', depth.dead, { queue: name });
+  }
+  const latest = await readLatestManifest(deps.store);
+  if (latest !== undefined) {
+    metrics.gauge('manifest_version', latest.payload.version);
+    metrics.gauge('manifest_modules', latest.payload.modules.length);
+    metrics.gauge(
+      'manifest_expiry_seconds',
+      Math.round((Date.parse(latest.payload.expiresAt) - deps.clock.now().getTime()) / 1000),
+    );
+  }
+}
+
+async function status(
+  deps: PipelineDeps,
+  mirrorQueue: DiskQueue<MirrorJob>,
+  publishQueue: DiskQueue<PublishRequest>,
+  failures: FailureEntry[],
+): Promise<unknown> {
+  const latest = await readLatestManifest(deps.store);
+  const dead = await mirrorQueue.listDead();
+  return {
+    mirror: deps.config.mirror.name,
+    keyid: await deps.signer.keyId(),
+    manifest:
+      latest === undefined
+        ? null
+        : {
+            version: latest.payload.version,
+            issuedAt: latest.payload.issuedAt,
+            expiresAt: latest.payload.expiresAt,
+            modules: latest.payload.modules.length,
+          },
+    modules: latest?.payload.modules ?? [],
+    queues: { mirror: await mirrorQueue.depth(), publish: await publishQueue.depth() },
+    recentFailures: failures,
+    deadLetters: dead.map((d) => ({
+      job: d.body,
+      attempts: d.attempts,
+      error: d.lastError,
+      deadAt: d.deadAt,
+    })),
+    sources: deps.config.sources.map((s) => ({
+      id: s.id,
+      type: s.type,
+      registry: s.registry,
+      webhook: `/hooks/${s.id}`,
+    })),
+  };
+}

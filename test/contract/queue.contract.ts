@@ -1,0 +1,141 @@
+/**
+ * The queue contract: a producer and the consumer the runtime drives (the embedded poller, or a
+ * driver that plays the SQS event source mapping). At-least-once delivery of exactly the sent
+ * body, dedupe ids honoured, a failing handler retried and then dead-lettered with its error.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { WasmMirrorError } from '../../shared/errors.ts';
+import type { DeliveryMeta, MessageHandler, QueueProducer } from '../../shared/ports.ts';
+
+export type TestMessage = { n: number; text?: string; nested?: { list: unknown[] } };
+
+export interface QueueUnderTest {
+  producer: QueueProducer<TestMessage>;
+  /** Starts delivering messages to `handler` until `stop`. */
+  consume(handler: MessageHandler<TestMessage>): void | Promise<void>;
+  stop(): Promise<void>;
+  /** Messages that ended in the dead-letter area, with their last error code when the adapter keeps it. */
+  deadLetters(): Promise<Array<{ body: TestMessage; errorCode?: string }>>;
+  cleanup(): Promise<void>;
+}
+
+export interface QueueContractSettings {
+  /** How long a test waits for deliveries; emulators with coarse timers need more. @default 10 s */
+  waitMs?: number;
+}
+
+export async function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs: number, what = 'condition') {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function describeQueueContract(
+  name: string,
+  makeQueue: (options: { maxAttempts: number }) => Promise<QueueUnderTest>,
+  settings: QueueContractSettings = {},
+): void {
+  const waitMs = settings.waitMs ?? 10_000;
+
+  describe(`Queue contract: ${name}`, () => {
+    let subject: QueueUnderTest | undefined;
+    const open = async (maxAttempts: number) => {
+      subject = await makeQueue({ maxAttempts });
+      return subject;
+    };
+    afterEach(async () => {
+      await subject?.stop();
+      await subject?.cleanup();
+      subject = undefined;
+    });
+
+    it('delivers exactly the body that was sent, first attempt 1', async () => {
+      const q = await open(3);
+      const body: TestMessage = { n: 1, text: 'héllo "quoted"\n', nested: { list: [1, 'two', null, { three: true }] } };
+      const seen: Array<{ body: TestMessage; meta: DeliveryMeta }> = [];
+      await q.consume(async (b, meta) => {
+        seen.push({ body: b, meta });
+      });
+      await q.producer.send(body);
+      await waitFor(() => seen.length === 1, waitMs, 'delivery');
+      expect(seen[0]?.body).toEqual(body);
+      expect(seen[0]?.meta.attempt).toBe(1);
+      expect(seen[0]?.meta.messageId).toEqual(expect.any(String));
+      expect(seen[0]?.meta.messageId.length).toBeGreaterThan(0);
+    });
+
+    it('delivers every message of a burst at least once', async () => {
+      const q = await open(3);
+      const seen = new Set<number>();
+      await q.consume(async (b) => {
+        seen.add(b.n);
+      });
+      await Promise.all(Array.from({ length: 50 }, (_, n) => q.producer.send({ n })));
+      await waitFor(() => seen.size === 50, waitMs, '50 deliveries');
+    });
+
+    it('drops a message whose dedupe id was already sent', async () => {
+      const q = await open(3);
+      const seen: number[] = [];
+      await q.consume(async (b) => {
+        seen.push(b.n);
+      });
+      await q.producer.send({ n: 1 }, { dedupeId: 'delivery-a' });
+      await q.producer.send({ n: 2 }, { dedupeId: 'delivery-a' });
+      await q.producer.send({ n: 3 }, { dedupeId: 'delivery-b' });
+      await waitFor(() => seen.length >= 2, waitMs, 'two deliveries');
+      await sleep(300);
+      expect(seen.sort()).toEqual([1, 3]);
+    });
+
+    it('redelivers after a handler failure, with the attempt counted', async () => {
+      const q = await open(3);
+      const attempts: number[] = [];
+      let done = false;
+      await q.consume(async (_b, meta) => {
+        attempts.push(meta.attempt);
+        if (meta.attempt === 1) throw new WasmMirrorError('REGISTRY_UNAVAILABLE', 'registry down', { retryable: true });
+        done = true;
+      });
+      await q.producer.send({ n: 1 });
+      await waitFor(() => done, waitMs, 'a successful retry');
+      expect(attempts).toEqual([1, 2]);
+      expect(await q.deadLetters()).toEqual([]);
+    });
+
+    it('dead-letters after maxAttempts failed deliveries, with the last error', async () => {
+      const q = await open(2);
+      const attempts: number[] = [];
+      await q.consume(async (b, meta) => {
+        if (b.n === 1) {
+          attempts.push(meta.attempt);
+          throw new WasmMirrorError('REGISTRY_UNAVAILABLE', `still down (attempt ${meta.attempt})`);
+        }
+      });
+      await q.producer.send({ n: 1, text: 'poison' });
+      await waitFor(async () => (await q.deadLetters()).length === 1, waitMs, 'a dead letter');
+      const [dead] = await q.deadLetters();
+      expect(dead?.body).toEqual({ n: 1, text: 'poison' });
+      if (dead?.errorCode !== undefined) expect(dead.errorCode).toBe('REGISTRY_UNAVAILABLE');
+      expect(attempts).toEqual([1, 2]);
+      await sleep(300);
+      expect(attempts).toEqual([1, 2]);
+    });
+
+    it('holds a delayed message back until its delay has passed', async () => {
+      const q = await open(3);
+      const deliveredAt: number[] = [];
+      await q.consume(async () => {
+        deliveredAt.push(Date.now());
+      });
+      const sentAt = Date.now();
+      await q.producer.send({ n: 1 }, { delaySeconds: 1 });
+      await waitFor(() => deliveredAt.length === 1, waitMs, 'the delayed delivery');
+      expect(deliveredAt[0]! - sentAt).toBeGreaterThanOrEqual(950);
+    });
+  });
+}

@@ -1,0 +1,134 @@
+/**
+ * What an attacker (or a confused registry) sends to `/hooks/<source>`: every refusal has its
+ * status and code, nothing ignored makes a job, and a flood of duplicates does the work once.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../shared/config.ts';
+import { type EmbeddedMirror, startEmbedded } from '../../shared/embedded/runtime.ts';
+import { silentLogger } from '../../shared/ports.ts';
+import { pushWasm, startRegistry, type TestRegistry } from '../support/index.ts';
+import { DISTRIBUTION_EVENTS_V1, distributionEnvelope, sha256Of, waitForManifest } from '../support/mirror.ts';
+import { proxyWasmModule } from '../support/wasm.ts';
+
+const TOKEN = 'hostile-suite-token-abcdef';
+
+describe('hostile webhooks', () => {
+  let registry: TestRegistry;
+  let mirror: EmbeddedMirror;
+  let dataDir: string;
+  let digest: string;
+  let bytes: Uint8Array;
+
+  const post = (body: string | Uint8Array, headers: Record<string, string> = {}, path = '/hooks/local') =>
+    fetch(`${mirror.url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': DISTRIBUTION_EVENTS_V1, authorization: `Bearer ${TOKEN}`, ...headers },
+      body,
+    });
+  const metric = async (pattern: RegExp): Promise<number> => {
+    const text = await (await fetch(`${mirror.url}/metrics`)).text();
+    const match = pattern.exec(text);
+    return match === null ? 0 : Number(match[1]);
+  };
+
+  beforeAll(async () => {
+    registry = await startRegistry();
+    bytes = proxyWasmModule({ marker: 'hostile' });
+    ({ digest } = await pushWasm(registry.host, 'plugins/flood:1.0', bytes, 'wasm-artifact'));
+    dataDir = mkdtempSync(join(tmpdir(), 'wm-hostile-'));
+    const config = parseConfig(`
+mirror: { name: hostile }
+sources:
+  - id: local
+    type: distribution
+    registry: ${registry.host}
+    insecure: true
+    repositories: ["plugins/**"]
+    webhookSecretEnv: HOOK_TOKEN
+    rateLimitPerMinute: 100000
+`);
+    mirror = await startEmbedded({ config, dataDir, port: 0, env: { HOOK_TOKEN: TOKEN }, logger: silentLogger });
+  });
+
+  afterAll(async () => {
+    await mirror?.stop();
+    await registry?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  const valid = () => distributionEnvelope([{ repository: 'plugins/flood', tag: '1.0', digest, host: registry.host }]);
+
+  it('refuses a wrong, missing or differently-cased token with 401 and says nothing more', async () => {
+    for (const authorization of [`Bearer ${TOKEN}x`, '', `Basic ${TOKEN}`, `Bearer ${TOKEN.slice(0, -1)}`, 'Bearer ']) {
+      const res = await post(valid(), { authorization });
+      expect(res.status, authorization).toBe(401);
+      expect(await res.json()).toEqual({ code: 'WEBHOOK_UNAUTHENTICATED', message: 'authentication failed' });
+    }
+  });
+
+  it('answers 404 for an unknown source and 405 for a GET', async () => {
+    expect((await post(valid(), {}, '/hooks/nope')).status).toBe(404);
+    expect((await post(valid(), {}, '/hooks/../keys.json')).status).toBe(404);
+    expect((await fetch(`${mirror.url}/hooks/local`)).status).toBe(405);
+  });
+
+  it('refuses bodies that are not an event envelope with 400', async () => {
+    for (const body of ['', 'not json', '[]', '{"events": 5}', '{"events":[{"action":"push"}]}', '{"a":1,"a":2}', '['.repeat(10_000)]) {
+      const res = await post(body);
+      expect(res.status, body.slice(0, 20)).toBe(400);
+      expect(((await res.json()) as { code: string }).code).toBe('WEBHOOK_MALFORMED');
+    }
+  });
+
+  it('refuses oversized bodies with 413 without reading them whole', async () => {
+    const res = await post(new Uint8Array(2 * 1024 * 1024).fill(0x20));
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { code: string }).code).toBe('WEBHOOK_TOO_LARGE');
+  });
+
+  it('acknowledges but never follows another registry host or a repository outside the allow-list', async () => {
+    const before = await metric(/wasm_mirror_webhooks_total\{[^}]*outcome="accepted"[^}]*\} (\d+)/);
+    for (const event of [
+      { repository: 'plugins/flood', tag: '1.0', digest, host: '169.254.169.254' },
+      { repository: 'plugins/flood', tag: '1.0', digest, host: 'evil.example.com:5000' },
+      { repository: 'secret/flood', tag: '1.0', digest, host: registry.host },
+      { repository: 'plugins/flood', tag: '../../x', digest, host: registry.host },
+      { repository: 'plugins/flood', tag: '1.0', digest: 'sha256:xyz', host: registry.host },
+    ]) {
+      const res = await post(distributionEnvelope([event]));
+      expect(res.status, JSON.stringify(event)).toBe(200);
+      const body = (await res.json()) as { accepted: number; ignored: { reason: string }[] };
+      expect(body.accepted).toBe(0);
+      expect(body.ignored.length).toBe(1);
+    }
+    const blobPush = distributionEnvelope([
+      { repository: 'plugins/flood', digest, host: registry.host, mediaType: 'application/octet-stream' },
+    ]);
+    const res = await post(blobPush);
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { accepted: number }).accepted).toBe(0);
+    const pull = distributionEnvelope([{ repository: 'plugins/flood', tag: '1.0', digest, host: registry.host, action: 'pull' }]);
+    expect(((await (await post(pull)).json()) as { accepted: number }).accepted).toBe(0);
+    expect(await metric(/wasm_mirror_webhooks_total\{[^}]*outcome="accepted"[^}]*\} (\d+)/)).toBe(before);
+  });
+
+  it('does the work once for a flood of duplicate deliveries', async () => {
+    const sameId = distributionEnvelope([
+      { id: 'the-same-event', repository: 'plugins/flood', tag: '1.0', digest, host: registry.host },
+    ]);
+    const statuses = await Promise.all(Array.from({ length: 100 }, () => post(sameId).then((r) => r.status)));
+    expect(statuses.filter((s) => s === 202).length).toBeGreaterThanOrEqual(1);
+    expect(statuses.every((s) => s === 202 || s === 200)).toBe(true);
+    // Distinct event ids for the same repository+digest: queued once, or skipped as already listed.
+    await Promise.all(Array.from({ length: 100 }, () => post(valid())));
+    const manifest = await waitForManifest(mirror.url, (p) => p.modules.some((m) => m.ociDigest === digest));
+    expect(manifest.payload.modules.filter((m) => m.sha256 === sha256Of(bytes))).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await metric(/wasm_mirror_mirror_results_total\{[^}]*reason="mirrored"[^}]*\} (\d+)/)).toBe(1);
+    const later = await waitForManifest(mirror.url, () => true);
+    expect(later.payload.version).toBe(manifest.payload.version);
+  });
+});

@@ -1,0 +1,289 @@
+import { execFileSync } from 'node:child_process';
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadOrCreateKey, signDigestP256 } from '../../shared/adapters/local/signer.ts';
+import { MANIFEST_PAYLOAD_TYPE } from '../../shared/domain.ts';
+import { isWasmMirrorError } from '../../shared/errors.ts';
+import {
+  buildPayload,
+  canonicalize,
+  decodeBase64Strict,
+  loadTrustedKeys,
+  pae,
+  parseStrictJson,
+  renderKeysJson,
+  signManifest,
+  spkiToPem,
+  type TrustedKey,
+  verifyManifest,
+} from '../../shared/manifest/index.ts';
+import { type AttackContext, attackCases } from './attacks.ts';
+import { moduleEntry, newSigner, payloadOf, T0, trusted } from './helpers.ts';
+
+const NOW = new Date(T0.getTime() + 3600e3);
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    if (isWasmMirrorError(err)) return err.code;
+    throw err;
+  }
+  return undefined;
+}
+
+describe('RFC 8785 canonical JSON', () => {
+  it('sorts keys by UTF-16 code units and prints ECMAScript numbers', () => {
+    // RFC 8785 section 3.2.3's sorting example, in short.
+    const value = {
+      '\u20ac': 'Euro',
+      '\r': 'CR',
+      '\ufb33': 'Hebrew',
+      '1': 'One',
+      '\ud83d\ude00': 'Smiley',
+      '\u0080': 'Ctl',
+    };
+    const text = canonicalize(value);
+    const order = ['\\r', '1', '\u0080', '\u20ac', '\ud83d\ude00', '\ufb33'].map((k) =>
+      text.indexOf(`"${k}"`),
+    );
+    expect(order.every((at, i) => at >= 0 && (i === 0 || at > (order[i - 1] ?? 0)))).toBe(true);
+    expect(canonicalize({ b: [1e21, 1e-7, -0, 0.1 + 0.2, 42.0], a: 'x\u000f"\\' })).toBe(
+      '{"a":"x\\u000f\\"\\\\","b":[1e+21,1e-7,0,0.30000000000000004,42]}',
+    );
+  });
+
+  it('refuses what JCS cannot represent', () => {
+    expect(() => canonicalize({ a: undefined })).toThrow(/unsupported type undefined/);
+    expect(() => canonicalize([Number.NaN])).toThrow(/finite/);
+    expect(() => canonicalize({ d: new Date() })).toThrow(/plain object/);
+    expect(() => canonicalize('\ud800')).toThrow(/lone surrogate/);
+  });
+});
+
+describe('strict JSON and base64', () => {
+  it('rejects duplicate keys, deep nesting, junk and lone surrogates', () => {
+    expect(() => parseStrictJson('{"a":1,"a":2}')).toThrow(/duplicate key "a"/);
+    expect(() => parseStrictJson('[[[1]]]', { maxDepth: 2 })).toThrow(/nesting/);
+    expect(() => parseStrictJson('{"a":1} x')).toThrow(/after the JSON value/);
+    expect(() => parseStrictJson('"\\ud800"')).toThrow(/lone surrogate/);
+    expect(() => parseStrictJson('01')).toThrow();
+    expect(() => parseStrictJson('\ufeff{}')).toThrow();
+    const o = parseStrictJson('{"__proto__":{"polluted":true}}') as Record<string, unknown>;
+    expect(Object.getPrototypeOf(o)).toBe(Object.prototype);
+    expect(Object.keys(o)).toEqual(['__proto__']);
+  });
+
+  it('accepts standard and URL-safe base64, padded or not, and nothing else', () => {
+    const bytes = Uint8Array.from([0xfb, 0xff, 0xbf, 0x01]);
+    for (const text of ['+/+/AQ==', '+/+/AQ', '-_-_AQ==', '-_-_AQ'])
+      expect(decodeBase64Strict(text)).toEqual(bytes);
+    for (const junk of [
+      '+/+/AQ=',
+      '+/+/AR==',
+      '-/+_AQ==',
+      '+/+/ AQ==',
+      '+/+/AQ==\n',
+      'A',
+      '+/+/AQ===',
+      '=AQ',
+    ]) {
+      expect(decodeBase64Strict(junk), junk).toBeUndefined();
+    }
+  });
+});
+
+describe('DSSE', () => {
+  it('builds the pre-authentication encoding with byte lengths', () => {
+    const text = new TextDecoder().decode(pae('t\u00e9', new TextEncoder().encode('h\u00e9')));
+    expect(text).toBe('DSSEv1 3 t\u00e9 3 h\u00e9');
+  });
+});
+
+describe('LocalKeySigner', () => {
+  it('matches the RFC 6979 A.2.5 P-256/SHA-256 vector', () => {
+    const d = 0xc9afa9d845ba75166b5c215767b1d6934e50c3db36e89b127b8a622b120f6721n;
+    const { r, s } = signDigestP256(d, createHash('sha256').update('sample').digest());
+    expect(r.toString(16)).toBe('efd48b2aacb6a8fd1140dd9cd45e81d69d2c877b56aaf991c34d0ea84eaf3716');
+    expect(s.toString(16)).toBe('f7cb1c942d657c41d436c7a1b6e29f65f3e900dbb9aff4064dc4ab2f843acda8');
+  });
+
+  describe('with files', () => {
+    let dir: string;
+    beforeAll(() => {
+      dir = mkdtempSync(join(tmpdir(), 'wm-signer-'));
+    });
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+    it('creates the key 0600 on first start and reuses it', async () => {
+      const a = await loadOrCreateKey(join(dir, 'data'));
+      const b = await loadOrCreateKey(join(dir, 'data'));
+      expect(await a.keyId()).toBe(await b.keyId());
+      expect(statSync(join(dir, 'data', 'signing-key.pem')).mode & 0o777).toBe(0o600);
+    });
+
+    it('signs a manifest that `openssl dgst -sha256 -verify` accepts over the PAE', async () => {
+      const signer = newSigner();
+      const { envelope, payloadBytes } = await signManifest(payloadOf([]), signer);
+      writeFileSync(join(dir, 'pub.pem'), spkiToPem(await signer.publicKeySpki()));
+      writeFileSync(join(dir, 'pae.bin'), pae(MANIFEST_PAYLOAD_TYPE, payloadBytes));
+      writeFileSync(join(dir, 'sig.der'), decodeBase64Strict(envelope.signatures[0]!.sig)!);
+      const out = execFileSync(
+        'openssl',
+        [
+          'dgst',
+          '-sha256',
+          '-verify',
+          join(dir, 'pub.pem'),
+          '-signature',
+          join(dir, 'sig.der'),
+          join(dir, 'pae.bin'),
+        ],
+        { encoding: 'utf8' },
+      );
+      expect(out.trim()).toBe('Verified OK');
+      // keyid is the sha256 of the SPKI DER, as openssl computes it too.
+      const der = execFileSync('openssl', ['pkey', '-pubin', '-in', join(dir, 'pub.pem'), '-outform', 'DER']);
+      expect(envelope.signatures[0]!.keyid).toBe(createHash('sha256').update(der).digest('hex'));
+    });
+  });
+});
+
+describe('trusted keys', () => {
+  it('reads PEM bundles and keys.json, recomputing keyids', async () => {
+    const a = newSigner();
+    const b = newSigner();
+    const pem = spkiToPem(await a.publicKeySpki()) + spkiToPem(await b.publicKeySpki());
+    expect(loadTrustedKeys(pem).map((k) => k.keyid)).toEqual([await a.keyId(), await b.keyId()]);
+
+    const json = renderKeysJson([
+      { publicKey: await a.publicKeySpki(), notAfter: '2026-02-01T00:00:00Z' },
+      { publicKey: await b.publicKeySpki(), notBefore: new Date('2026-01-01T00:00:00Z') },
+    ]);
+    const keys = loadTrustedKeys(json);
+    expect(keys[0]!.notAfter?.toISOString()).toBe('2026-02-01T00:00:00.000Z');
+    expect(keys[1]!.notBefore?.toISOString()).toBe('2026-01-01T00:00:00.000Z');
+
+    const der = Buffer.from(await a.publicKeySpki()).toString('base64');
+    expect(loadTrustedKeys(JSON.stringify({ keys: [{ publicKey: der }] }))[0]!.keyid).toBe(await a.keyId());
+  });
+
+  it('refuses a stated keyid that does not match, typos, private keys and other curves', async () => {
+    const a = newSigner();
+    const b = newSigner();
+    const lie = JSON.stringify({
+      keys: [{ keyid: await b.keyId(), publicKey: spkiToPem(await a.publicKeySpki()) }],
+    });
+    expect(codeOf(() => loadTrustedKeys(lie))).toBe('TRUSTED_KEYS_INVALID');
+    const typo = JSON.stringify({
+      keys: [{ publicKey: spkiToPem(await a.publicKeySpki()), notAfer: '2026-01-01T00:00:00Z' }],
+    });
+    expect(codeOf(() => loadTrustedKeys(typo))).toBe('TRUSTED_KEYS_INVALID');
+    const priv = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({
+      format: 'pem',
+      type: 'pkcs8',
+    });
+    expect(codeOf(() => loadTrustedKeys(String(priv)))).toBe('TRUSTED_KEYS_INVALID');
+    const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({
+      format: 'pem',
+      type: 'spki',
+    });
+    expect(codeOf(() => loadTrustedKeys(String(p384)))).toBe('TRUSTED_KEYS_INVALID');
+    expect(codeOf(() => loadTrustedKeys(''))).toBe('TRUSTED_KEYS_INVALID');
+  });
+});
+
+describe('payload', () => {
+  it('sorts modules and refuses repeats and bad fields', () => {
+    const m = (name: string, tag: string) => moduleEntry(name, new TextEncoder().encode(name + tag), tag);
+    const p = buildPayload({
+      mirror: 'x',
+      version: 1,
+      issuedAt: T0,
+      modules: [m('b', '1'), m('a', '2'), m('a', '1')],
+    });
+    expect(p.modules.map((x) => `${x.name}:${x.tag}`)).toEqual(['a:1', 'a:2', 'b:1']);
+    expect(p.expiresAt).toBe('2026-01-12T12:00:00.000Z');
+    const build = (modules: ReturnType<typeof m>[]) => () =>
+      buildPayload({ mirror: 'x', version: 1, modules });
+    expect(codeOf(build([m('a', '1'), m('a', '1')]))).toBe('SCHEMA_ERROR');
+    expect(codeOf(build([{ ...m('a', '1'), sha256: 'ABC' }]))).toBe('SCHEMA_ERROR');
+    expect(codeOf(build([{ ...m('a', '1'), ociDigest: 'sha512:00' }]))).toBe('SCHEMA_ERROR');
+    expect(codeOf(build([{ ...m('a', '1'), size: 1.5 }]))).toBe('SCHEMA_ERROR');
+    expect(codeOf(build([{ ...m('a', '1'), mirroredAt: '2026-02-30T00:00:00Z' }]))).toBe('SCHEMA_ERROR');
+  });
+});
+
+describe('verifyManifest', () => {
+  const ctx = {} as AttackContext;
+  let keys: TrustedKey[];
+
+  beforeAll(async () => {
+    ctx.signer = newSigner();
+    ctx.now = NOW;
+    ctx.good = payloadOf([moduleEntry('ghcr.io/acme/basic-auth', new Uint8Array([0, 97, 115, 109]))]);
+    ctx.goodBytes = (await signManifest(ctx.good, ctx.signer)).bytes;
+    keys = [await trusted(ctx.signer)];
+  });
+
+  const lastAccepted = () => ({
+    version: 42,
+    payloadSha256: verifyManifest(ctx.goodBytes, { trustedKeys: keys, now: NOW }).payloadSha256,
+  });
+
+  it('accepts the good manifest and returns the payload parsed from the signed bytes', async () => {
+    const v = verifyManifest(ctx.goodBytes, { trustedKeys: keys, now: NOW, mirrorName: 'prod-mesh' });
+    expect(v.payload).toEqual(ctx.good);
+    expect(v.keyid).toBe(await ctx.signer.keyId());
+    expect(new TextDecoder().decode(v.payloadBytes)).toBe(canonicalize(ctx.good));
+    // the same bytes again are fine (equal version, identical bytes)
+    expect(() =>
+      verifyManifest(ctx.goodBytes, { trustedKeys: keys, now: NOW, lastAccepted: lastAccepted() }),
+    ).not.toThrow();
+  });
+
+  it('accepts URL-safe unpadded base64', () => {
+    const e = JSON.parse(new TextDecoder().decode(ctx.goodBytes));
+    const url = (s: string) => s.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+    e.payload = url(e.payload);
+    e.signatures[0].sig = url(e.signatures[0].sig);
+    const bytes = new TextEncoder().encode(JSON.stringify(e));
+    expect(verifyManifest(bytes, { trustedKeys: keys, now: NOW }).payload.version).toBe(42);
+  });
+
+  it('refuses an envelope over the size cap', () => {
+    expect(codeOf(() => verifyManifest(ctx.goodBytes, { trustedKeys: keys, now: NOW, maxBytes: 100 }))).toBe(
+      'MANIFEST_TOO_LARGE',
+    );
+  });
+
+  it('tries every trusted key when keyid is empty, and rotation keeps both keys usable', async () => {
+    const next = newSigner();
+    const signed = await signManifest(payloadOf([], { version: 43 }), next);
+    const e = { ...signed.envelope, signatures: [{ keyid: '', sig: signed.envelope.signatures[0]!.sig }] };
+    const both = [...keys, await trusted(next)];
+    expect(
+      verifyManifest(new TextEncoder().encode(JSON.stringify(e)), { trustedKeys: both, now: NOW }).keyid,
+    ).toBe(await next.keyId());
+  });
+
+  for (const attack of attackCases) {
+    it(`refuses ${attack.name} with ${attack.code}`, async () => {
+      const built = await attack.build(ctx);
+      const started = performance.now();
+      const code = codeOf(() =>
+        verifyManifest(built.bytes, {
+          trustedKeys: built.trustedKeys ?? keys,
+          now: built.now ?? NOW,
+          mirrorName: 'prod-mesh',
+          lastAccepted: lastAccepted(),
+        }),
+      );
+      expect(code).toBe(attack.code);
+      expect(performance.now() - started).toBeLessThan(500);
+    });
+  }
+});

@@ -1,0 +1,189 @@
+import { describe, expect, it } from 'vitest';
+import { parseCloudEvents } from '../../shared/sources/cloudevents.ts';
+import { parseWebhook } from '../../shared/sources/index.ts';
+import {
+  errorCode,
+  fixture,
+  fixtureJson,
+  fuzzParser,
+  RECEIVED_AT,
+  reasons,
+  request,
+  source,
+} from './helpers.ts';
+
+const SECRET = 'ce-secret';
+const src = source('cloudevents', { registry: '127.0.0.1:5000', repositories: ['plugins/**'] });
+const bearer = { Authorization: `Bearer ${SECRET}` };
+const structured = { ...bearer, 'Content-Type': 'application/cloudevents+json' };
+const binaryHeaders = fixtureJson<Record<string, string>>('cloudevents', 'zot-binary-headers.json');
+
+describe('cloudevents parser', () => {
+  it('turns a zot binary-mode image.updated into exactly one job', () => {
+    const out = parseWebhook(
+      src,
+      SECRET,
+      request(fixture('cloudevents', 'zot-binary-data.json'), { ...binaryHeaders, ...bearer }),
+    );
+    expect(out).toEqual({
+      deliveryId: 'zotregistry.dev f1b9d5f2-6a3c-4b8e-9d21-5c7a0e3b2a10',
+      jobs: [
+        {
+          sourceId: 'cloudevents-src',
+          registry: '127.0.0.1:5000',
+          repository: 'plugins/basic-auth',
+          tag: '1.4.0',
+          digest: 'sha256:6e7f3c1a2b5d4e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f',
+          deliveryId: 'zotregistry.dev f1b9d5f2-6a3c-4b8e-9d21-5c7a0e3b2a10',
+          receivedAt: RECEIVED_AT.toISOString(),
+        },
+      ],
+      ignored: [],
+    });
+  });
+
+  it('reads a structured zot event pushed by digest as a digest-only job', () => {
+    const out = parseCloudEvents(
+      src,
+      SECRET,
+      request(fixture('cloudevents', 'zot-structured.json'), structured),
+    );
+    expect(out.jobs).toEqual([
+      expect.objectContaining({
+        repository: 'plugins/jwt-filter',
+        digest: 'sha256:7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b',
+      }),
+    ]);
+    expect(out.jobs[0]?.tag).toBeUndefined();
+  });
+
+  it('reads Harbor harbor.artifact.pushed events', () => {
+    const harborSrc = source('cloudevents', {
+      registry: 'harbor.example.com',
+      repositories: ['mesh-plugins/**'],
+    });
+    const out = parseCloudEvents(
+      harborSrc,
+      SECRET,
+      request(fixture('cloudevents', 'harbor-structured.json'), structured),
+    );
+    expect(out.jobs).toEqual([
+      expect.objectContaining({
+        registry: 'harbor.example.com',
+        repository: 'mesh-plugins/basic-auth',
+        tag: '1.3.0',
+      }),
+    ]);
+  });
+
+  it('reads batches and acknowledges deletes', () => {
+    const batch = `[${new TextDecoder().decode(fixture('cloudevents', 'zot-structured.json'))},${new TextDecoder().decode(
+      fixture('cloudevents', 'zot-deleted-structured.json'),
+    )}]`;
+    const out = parseCloudEvents(
+      src,
+      SECRET,
+      request(batch, { ...bearer, 'content-type': 'application/cloudevents-batch+json; charset=utf-8' }),
+    );
+    expect(out.jobs).toHaveLength(1);
+    expect(reasons(out)).toEqual(['delete']);
+    expect(out.deliveryId).toBeUndefined();
+  });
+
+  it('accepts Basic auth with the secret as password, and a custom static header', () => {
+    const basic = { Authorization: `Basic ${Buffer.from(`zot:${SECRET}`).toString('base64')}` };
+    const body = fixture('cloudevents', 'zot-structured.json');
+    expect(
+      parseCloudEvents(
+        src,
+        SECRET,
+        request(body, { ...basic, 'content-type': 'application/cloudevents+json' }),
+      ).jobs,
+    ).toHaveLength(1);
+    const custom = source('cloudevents', { webhookHeader: 'X-Zot-Token' });
+    expect(
+      parseCloudEvents(
+        custom,
+        SECRET,
+        request(body, { 'x-zot-token': SECRET, 'content-type': 'application/cloudevents+json' }),
+      ).jobs,
+    ).toHaveLength(1);
+    // With a custom header configured, Authorization alone does not authenticate.
+    expect(errorCode(() => parseCloudEvents(custom, SECRET, request(body, structured)))).toBe(
+      'WEBHOOK_UNAUTHENTICATED',
+    );
+  });
+
+  it('ignores an other-registry, a non-allowed repository and an invalid reference', () => {
+    const ev = (name: string, reference: string) =>
+      JSON.stringify({
+        specversion: '1.0',
+        id: name + reference,
+        source: 'zotregistry.dev',
+        type: 'zotregistry.image.updated',
+        data: { name, reference },
+      });
+    const batch = `[${ev('secret/x', '1')},${ev('plugins/x', 'bad:tag')},${ev('Plugins/X', '1')}]`;
+    const out = parseCloudEvents(
+      src,
+      SECRET,
+      request(batch, { ...bearer, 'content-type': 'application/cloudevents-batch+json' }),
+    );
+    expect(reasons(out)).toEqual(['not-allowed-repository', 'invalid-reference', 'invalid-reference']);
+    const harborOther = parseCloudEvents(
+      src,
+      SECRET,
+      request(fixture('cloudevents', 'harbor-structured.json'), structured),
+    );
+    expect(reasons(harborOther)).toEqual(['other-registry']);
+  });
+
+  it.each([
+    ['no credentials', {}],
+    ['a wrong bearer', { Authorization: 'Bearer nope' }],
+    ['a wrong Basic password', { Authorization: `Basic ${Buffer.from('zot:nope').toString('base64')}` }],
+    [
+      'a Basic header with no password part',
+      { Authorization: `Basic ${Buffer.from(SECRET).toString('base64')}` },
+    ],
+  ])('refuses %s', (_n, headers) => {
+    const req = request(fixture('cloudevents', 'zot-structured.json'), {
+      ...headers,
+      'content-type': 'application/cloudevents+json',
+    });
+    expect(errorCode(() => parseCloudEvents(src, SECRET, req))).toBe('WEBHOOK_UNAUTHENTICATED');
+  });
+
+  it.each([
+    [
+      'binary mode without ce-id',
+      { ...bearer, 'ce-specversion': '1.0', 'ce-source': 's', 'ce-type': 't' },
+      '{}',
+    ],
+    [
+      'an unknown specversion',
+      { ...bearer, 'ce-specversion': '0.3', 'ce-id': '1', 'ce-source': 's', 'ce-type': 't' },
+      '{}',
+    ],
+    ['neither mode', bearer, '{"name":"x"}'],
+    ['a structured event without type', structured, '{"specversion":"1.0","id":"1","source":"s"}'],
+  ])('refuses %s as malformed', (_n, headers, body) => {
+    expect(errorCode(() => parseCloudEvents(src, SECRET, request(body, headers)))).toBe('WEBHOOK_MALFORMED');
+  });
+
+  it('fuzz: only WEBHOOK_* errors; jobs stay on the configured registry and allow-list', () => {
+    const text = (n: string) => new TextDecoder().decode(fixture('cloudevents', n));
+    const seeds = [
+      { body: text('zot-binary-data.json'), headers: { ...binaryHeaders, ...bearer } },
+      { body: text('zot-structured.json'), headers: structured },
+      { body: text('harbor-structured.json'), headers: structured },
+      {
+        body: `[${text('zot-structured.json')},${text('zot-deleted-structured.json')}]`,
+        headers: { ...bearer, 'content-type': 'application/cloudevents-batch+json' },
+      },
+    ];
+    const stats = fuzzParser(parseCloudEvents, src, SECRET, seeds, { iterations: 3000, seed: 4 });
+    expect(stats.jobs).toBeGreaterThan(0);
+    expect(stats.rejected).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import type { Clock } from '../../shared/ports.ts';
+import { DeliveryDedupe, RateLimiter, WebhookReceiver } from '../../shared/sources/index.ts';
+import { errorCode, fixture, request, source } from './helpers.ts';
+
+function fakeClock(start = 0): Clock & { advance(ms: number): void } {
+  let t = start;
+  return {
+    now: () => new Date(t),
+    advance: (ms) => {
+      t += ms;
+    },
+  };
+}
+
+describe('RateLimiter', () => {
+  it('allows a burst of perMinute, then refills continuously', () => {
+    const clock = fakeClock();
+    const limiter = new RateLimiter(60, clock);
+    for (let i = 0; i < 60; i++) expect(limiter.take('a')).toBe(true);
+    expect(limiter.take('a')).toBe(false);
+    expect(limiter.take('b')).toBe(true);
+    clock.advance(1000);
+    expect(limiter.take('a')).toBe(true);
+    expect(limiter.take('a')).toBe(false);
+    clock.advance(10 * 60_000);
+    for (let i = 0; i < 60; i++) expect(limiter.take('a')).toBe(true);
+    expect(limiter.take('a')).toBe(false);
+  });
+
+  it('does not mint tokens when the clock steps back, and refuses all at rate 0', () => {
+    const clock = fakeClock(1_000_000);
+    const limiter = new RateLimiter(1, clock);
+    expect(limiter.take('a')).toBe(true);
+    clock.advance(-500_000);
+    expect(limiter.take('a')).toBe(false);
+    expect(new RateLimiter(0, clock).take('a')).toBe(false);
+  });
+});
+
+describe('DeliveryDedupe', () => {
+  it('sees an id once per source within the window, and stays bounded', () => {
+    const clock = fakeClock();
+    const dedupe = new DeliveryDedupe(3, 1000, clock);
+    expect(dedupe.firstSeen('s', 'a')).toBe(true);
+    expect(dedupe.firstSeen('s', 'a')).toBe(false);
+    expect(dedupe.firstSeen('t', 'a')).toBe(true);
+    expect(dedupe.firstSeen('s', undefined)).toBe(true);
+    expect(dedupe.firstSeen('s', undefined)).toBe(true);
+    clock.advance(1001);
+    expect(dedupe.firstSeen('s', 'a')).toBe(true);
+    for (const id of ['b', 'c', 'd', 'e']) dedupe.firstSeen('s', id);
+    expect(dedupe.size).toBeLessThanOrEqual(3);
+    dedupe.forget('s', 'e');
+    expect(dedupe.firstSeen('s', 'e')).toBe(true);
+  });
+});
+
+describe('WebhookReceiver', () => {
+  it('rate-limits one source without touching another', () => {
+    const receiver = new WebhookReceiver({ clock: fakeClock() });
+    const a = source('distribution', { id: 'a', rateLimitPerMinute: 2 });
+    const b = source('distribution', { id: 'b', rateLimitPerMinute: 2 });
+    const req = () =>
+      request(fixture('distribution', 'push-manifest-v1.json'), { authorization: 'Bearer t' });
+    receiver.receive(a, 't', req());
+    receiver.receive(a, 't', req());
+    expect(errorCode(() => receiver.receive(a, 't', req()))).toBe('WEBHOOK_RATE_LIMITED');
+    expect(receiver.receive(b, 't', req()).jobs).toHaveLength(1);
+  });
+
+  it('acknowledges a replayed distribution event without jobs', () => {
+    const receiver = new WebhookReceiver();
+    const src = source('distribution');
+    const req = () =>
+      request(fixture('distribution', 'push-manifest-v1.json'), { authorization: 'Bearer t' });
+    expect(receiver.receive(src, 't', req()).duplicate).toBe(false);
+    const again = receiver.receive(src, 't', req());
+    expect(again.duplicate).toBe(true);
+    expect(again.jobs).toEqual([]);
+  });
+
+  it('unknown source types are refused with WEBHOOK_UNKNOWN_SOURCE', () => {
+    const receiver = new WebhookReceiver();
+    const bogus = { ...source('distribution'), type: 'nope' as never };
+    expect(errorCode(() => receiver.receive(bogus, 't', request('{}')))).toBe('WEBHOOK_UNKNOWN_SOURCE');
+  });
+});
