@@ -193,9 +193,13 @@ export class S3ObjectStore implements ObjectStore {
     // The staged file is checked before upload so a corrupt scratch file never reaches the bucket.
     const staged = await sha256File(file.path);
     if (staged.size !== file.size) {
-      throw new WasmMirrorError('LENGTH_MISMATCH', `${file.path} has ${staged.size} bytes, expected ${file.size}`, {
-        details: { key, expected: file.size, actual: staged.size },
-      });
+      throw new WasmMirrorError(
+        'LENGTH_MISMATCH',
+        `${file.path} has ${staged.size} bytes, expected ${file.size}`,
+        {
+          details: { key, expected: file.size, actual: staged.size },
+        },
+      );
     }
     const checksum = options.sha256 ? checkDigest(key, staged.hex, options.sha256) : undefined;
     const singlePart = file.size <= this.partSize;

@@ -45,17 +45,28 @@ export class HttpClient {
     const mod = url.protocol === 'https:' ? https : http;
     const agent = url.protocol === 'https:' ? this.#https : this.#http;
     return new Promise((resolve, reject) => {
-      const req = mod.get(url, { agent, headers: { 'user-agent': 'wasm-mirror-agent', ...headers }, signal }, (res) => {
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, res });
-      });
+      const req = mod.get(
+        url,
+        { agent, headers: { 'user-agent': 'wasm-mirror-agent', ...headers }, signal },
+        (res) => {
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, res });
+        },
+      );
       req.setTimeout(this.#idleTimeoutMs, () => {
-        req.destroy(new WasmMirrorError('TIMEOUT', `${url.href}: no data for ${this.#idleTimeoutMs} ms`, { retryable: true }));
+        req.destroy(
+          new WasmMirrorError('TIMEOUT', `${url.href}: no data for ${this.#idleTimeoutMs} ms`, {
+            retryable: true,
+          }),
+        );
       });
       req.on('error', (err) => {
         reject(
           err instanceof WasmMirrorError
             ? err
-            : new WasmMirrorError('MIRROR_UNAVAILABLE', `${url.href}: ${err.message}`, { cause: err, retryable: true }),
+            : new WasmMirrorError('MIRROR_UNAVAILABLE', `${url.href}: ${err.message}`, {
+                cause: err,
+                retryable: true,
+              }),
         );
       });
     });
@@ -133,7 +144,10 @@ export async function streamVerified(
       total += chunk.length;
       if (total > expected.size) {
         res.destroy();
-        throw new WasmMirrorError('LENGTH_MISMATCH', `${expected.url}: more than the ${expected.size} bytes listed`);
+        throw new WasmMirrorError(
+          'LENGTH_MISMATCH',
+          `${expected.url}: more than the ${expected.size} bytes listed`,
+        );
       }
       hash.update(chunk);
       await fh.write(chunk);
@@ -141,18 +155,29 @@ export async function streamVerified(
   } catch (err) {
     if (err instanceof WasmMirrorError) throw err;
     // The connection ended before Content-Length was reached: a truncated body.
-    throw new WasmMirrorError('LENGTH_MISMATCH', `${expected.url}: body ended after ${total} of ${expected.size} bytes`, {
-      cause: err,
-      retryable: true,
-    });
+    throw new WasmMirrorError(
+      'LENGTH_MISMATCH',
+      `${expected.url}: body ended after ${total} of ${expected.size} bytes`,
+      {
+        cause: err,
+        retryable: true,
+      },
+    );
   }
   if (total !== expected.size) {
-    throw new WasmMirrorError('LENGTH_MISMATCH', `${expected.url}: got ${total} bytes, the manifest lists ${expected.size}`, {
-      retryable: true,
-    });
+    throw new WasmMirrorError(
+      'LENGTH_MISMATCH',
+      `${expected.url}: got ${total} bytes, the manifest lists ${expected.size}`,
+      {
+        retryable: true,
+      },
+    );
   }
   const actual = hash.digest('hex');
   if (actual !== expected.sha256) {
-    throw new WasmMirrorError('HASH_MISMATCH', `${expected.url}: sha256 ${actual}, the manifest lists ${expected.sha256}`);
+    throw new WasmMirrorError(
+      'HASH_MISMATCH',
+      `${expected.url}: sha256 ${actual}, the manifest lists ${expected.sha256}`,
+    );
   }
 }

@@ -15,10 +15,19 @@ const HELP: Record<string, { type: 'counter' | 'gauge'; help: string }> = {
   wasm_cache_lookup_count: { type: 'counter', help: 'Module lookups in the local cache, by hit.' },
   wasm_remote_fetch_count: { type: 'counter', help: 'Remote fetches of manifests and modules, by result.' },
   wasm_mirror_manifest_version: { type: 'gauge', help: 'Version of the accepted manifest.' },
-  wasm_mirror_manifest_expiry_seconds: { type: 'gauge', help: 'Seconds until the accepted manifest expires.' },
-  wasm_mirror_verification_failures_total: { type: 'counter', help: 'Manifest or module verification failures, by code.' },
+  wasm_mirror_manifest_expiry_seconds: {
+    type: 'gauge',
+    help: 'Seconds until the accepted manifest expires.',
+  },
+  wasm_mirror_verification_failures_total: {
+    type: 'counter',
+    help: 'Manifest or module verification failures, by code.',
+  },
   wasm_mirror_sync_total: { type: 'counter', help: 'Sync attempts, by result.' },
-  wasm_mirror_last_success_timestamp_seconds: { type: 'gauge', help: 'Unix time of the last successful sync.' },
+  wasm_mirror_last_success_timestamp_seconds: {
+    type: 'gauge',
+    help: 'Unix time of the last successful sync.',
+  },
 };
 
 const labelKey = (labels: Labels) =>
@@ -27,7 +36,7 @@ const labelKey = (labels: Labels) =>
     .map((k) => `${k}=${labels[k]}`)
     .join(',');
 
-const escape = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 
 export class PrometheusRegistry implements Metrics {
   readonly #families = new Map<string, Family>();
@@ -58,7 +67,9 @@ export class PrometheusRegistry implements Metrics {
       lines.push(`# HELP ${name} ${family.help}`, `# TYPE ${name} ${family.type}`);
       for (const { labels, value } of family.series.values()) {
         const keys = Object.keys(labels).sort();
-        const l = keys.length ? `{${keys.map((k) => `${k}="${escape(labels[k] ?? '')}"`).join(',')}}` : '';
+        const l = keys.length
+          ? `{${keys.map((k) => `${k}="${escapeLabel(labels[k] ?? '')}"`).join(',')}}`
+          : '';
         lines.push(`${name}${l} ${Number.isFinite(value) ? value : 'NaN'}`);
       }
     }

@@ -45,7 +45,8 @@ export async function readState(path: string): Promise<AgentState> {
   const d = doc as Record<string, unknown>;
   if (d.format !== STATE_FORMAT) throw corrupt(path, `unknown format ${String(d.format)}`);
   for (const key of Object.keys(d)) {
-    if (!['format', 'version', 'payloadSha256', 'unlistedSince'].includes(key)) throw corrupt(path, `unknown field ${key}`);
+    if (!['format', 'version', 'payloadSha256', 'unlistedSince'].includes(key))
+      throw corrupt(path, `unknown field ${key}`);
   }
   const state: AgentState = { unlistedSince: {} };
   if (d.version !== undefined || d.payloadSha256 !== undefined) {
@@ -58,7 +59,8 @@ export async function readState(path: string): Promise<AgentState> {
     state.accepted = { version: d.version, payloadSha256: d.payloadSha256 };
   }
   const unlisted = d.unlistedSince ?? {};
-  if (typeof unlisted !== 'object' || unlisted === null || Array.isArray(unlisted)) throw corrupt(path, 'bad unlistedSince');
+  if (typeof unlisted !== 'object' || unlisted === null || Array.isArray(unlisted))
+    throw corrupt(path, 'bad unlistedSince');
   for (const [hex, since] of Object.entries(unlisted)) {
     if (!SHA256_HEX.test(hex) || typeof since !== 'string' || parseIsoTime(since) === undefined) {
       throw corrupt(path, `bad unlistedSince entry ${hex}`);

@@ -53,15 +53,22 @@ function expandIpv6(ip: string): number[] | undefined {
   const l = left === '' ? [] : left.split(':');
   const r = right === undefined || right === '' ? [] : right.split(':');
   const fill = right === undefined ? 0 : 8 - l.length - r.length;
-  const groups = [...l, ...Array<string>(Math.max(0, fill)).fill('0'), ...r].map((g) => Number.parseInt(g, 16));
-  return groups.length === 8 && groups.every((g) => Number.isInteger(g) && g >= 0 && g <= 0xffff) ? groups : undefined;
+  const groups = [...l, ...Array<string>(Math.max(0, fill)).fill('0'), ...r].map((g) =>
+    Number.parseInt(g, 16),
+  );
+  return groups.length === 8 && groups.every((g) => Number.isInteger(g) && g >= 0 && g <= 0xffff)
+    ? groups
+    : undefined;
 }
 
 /** Checks IP literals directly and host names by resolving every address they map to. */
 export const defaultAddressGuard: AddressGuard = async (url) => {
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const refuse = (address: string) =>
-    new WasmMirrorError('FORBIDDEN_ADDRESS', `refusing to contact ${url.host}: ${address} is a link-local or metadata address`);
+    new WasmMirrorError(
+      'FORBIDDEN_ADDRESS',
+      `refusing to contact ${url.host}: ${address} is a link-local or metadata address`,
+    );
   if (isIP(host) !== 0) {
     if (isForbiddenAddress(host)) throw refuse(host);
     return;
@@ -70,7 +77,10 @@ export const defaultAddressGuard: AddressGuard = async (url) => {
   try {
     addresses = await lookup(host, { all: true, verbatim: true });
   } catch (err) {
-    throw new WasmMirrorError('REGISTRY_UNAVAILABLE', `cannot resolve ${host}`, { cause: err, retryable: true });
+    throw new WasmMirrorError('REGISTRY_UNAVAILABLE', `cannot resolve ${host}`, {
+      cause: err,
+      retryable: true,
+    });
   }
   for (const a of addresses) if (isForbiddenAddress(a.address)) throw refuse(a.address);
 };

@@ -88,7 +88,13 @@ export class RegistryClient {
     this.#fetch = options.fetch ?? globalThis.fetch;
     this.#headersTimeoutMs = options.headersTimeoutMs ?? 30_000;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 30_000;
-    this.#retry = { maxAttempts: 4, baseDelayMs: 500, maxDelayMs: 10_000, budgetMs: 60_000, ...options.retry };
+    this.#retry = {
+      maxAttempts: 4,
+      baseDelayMs: 500,
+      maxDelayMs: 10_000,
+      budgetMs: 60_000,
+      ...options.retry,
+    };
     this.#guard = options.addressGuard ?? defaultAddressGuard;
     this.#maxManifestBytes = options.maxManifestBytes ?? 4 * MiB;
     this.#userAgent = options.userAgent ?? 'wasm-mirror/0.1';
@@ -102,21 +108,32 @@ export class RegistryClient {
     options: { signal?: AbortSignal } = {},
   ): Promise<FetchedManifest> {
     assertTagOrDigest(reference);
-    const { res, call } = await this.#request(target, `manifests/${reference}`, 'GET', 'manifest', options.signal);
+    const { res, call } = await this.#request(
+      target,
+      `manifests/${reference}`,
+      'GET',
+      'manifest',
+      options.signal,
+    );
     const declared = contentLength(res);
     if (declared !== undefined && declared > this.#maxManifestBytes) {
       call.dispose();
       await discard(res);
       throw tooBigManifest(declared, this.#maxManifestBytes);
     }
-    const bytes = await collect(this.#body(res, call), this.#maxManifestBytes, (n) => tooBigManifest(n, this.#maxManifestBytes));
+    const bytes = await collect(this.#body(res, call), this.#maxManifestBytes, (n) =>
+      tooBigManifest(n, this.#maxManifestBytes),
+    );
     const digest = sha256Digest(bytes);
     if (reference.startsWith('sha256:') && digest !== reference) {
       throw new WasmMirrorError('DIGEST_MISMATCH', `manifest ${reference} has digest ${digest}`);
     }
     const header = res.headers.get('docker-content-digest');
     if (header?.startsWith('sha256:') && header !== digest) {
-      throw new WasmMirrorError('DIGEST_MISMATCH', `manifest digest ${digest} differs from Docker-Content-Digest ${header}`);
+      throw new WasmMirrorError(
+        'DIGEST_MISMATCH',
+        `manifest digest ${digest} differs from Docker-Content-Digest ${header}`,
+      );
     }
     let json: unknown;
     try {
@@ -129,7 +146,9 @@ export class RegistryClient {
     }
     const obj = json as Record<string, unknown>;
     const mediaType =
-      typeof obj.mediaType === 'string' ? obj.mediaType : (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
+      typeof obj.mediaType === 'string'
+        ? obj.mediaType
+        : (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
     if (!(MANIFEST_MEDIA_TYPES as readonly string[]).includes(mediaType) || obj.schemaVersion !== 2) {
       throw new WasmMirrorError(
         'UNSUPPORTED_MEDIA_TYPE',
@@ -140,9 +159,19 @@ export class RegistryClient {
   }
 
   /** The digest a tag points to: HEAD and Docker-Content-Digest, falling back to GET and hashing. */
-  async resolveDigest(target: RepositoryTarget, reference: string, options: { signal?: AbortSignal } = {}): Promise<string> {
+  async resolveDigest(
+    target: RepositoryTarget,
+    reference: string,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<string> {
     assertTagOrDigest(reference);
-    const { res, call } = await this.#request(target, `manifests/${reference}`, 'HEAD', 'manifest', options.signal);
+    const { res, call } = await this.#request(
+      target,
+      `manifests/${reference}`,
+      'HEAD',
+      'manifest',
+      options.signal,
+    );
     call.dispose();
     await discard(res);
     const header = res.headers.get('docker-content-digest');
@@ -173,21 +202,30 @@ export class RegistryClient {
       throw new WasmMirrorError('REGISTRY_PROTOCOL', `invalid blob size ${String(size)}`);
     }
     if (options.maxBytes !== undefined && size > options.maxBytes) {
-      throw new WasmMirrorError('SIZE_EXCEEDED', `blob ${digest} is ${size} bytes, over the ${options.maxBytes}-byte cap`);
+      throw new WasmMirrorError(
+        'SIZE_EXCEEDED',
+        `blob ${digest} is ${size} bytes, over the ${options.maxBytes}-byte cap`,
+      );
     }
     const { res, call } = await this.#request(target, `blobs/${digest}`, 'GET', 'blob', options.signal);
     const declared = contentLength(res);
     if (declared !== undefined && declared !== size) {
       call.dispose();
       await discard(res);
-      throw new WasmMirrorError('LENGTH_MISMATCH', `blob ${digest}: Content-Length ${declared}, descriptor says ${size}`);
+      throw new WasmMirrorError(
+        'LENGTH_MISMATCH',
+        `blob ${digest}: Content-Length ${declared}, descriptor says ${size}`,
+      );
     }
     const hash = createHash('sha256');
     let received = 0;
     for await (const chunk of this.#body(res, call, () => `after ${received} of ${size} bytes`)) {
       received += chunk.length;
       if (received > size) {
-        throw new WasmMirrorError('LENGTH_MISMATCH', `blob ${digest} is longer than its descriptor's ${size} bytes`);
+        throw new WasmMirrorError(
+          'LENGTH_MISMATCH',
+          `blob ${digest} is longer than its descriptor's ${size} bytes`,
+        );
       }
       hash.update(chunk);
       options.onProgress?.(received, size);
@@ -197,7 +235,8 @@ export class RegistryClient {
       throw new WasmMirrorError('LENGTH_MISMATCH', `blob ${digest} ended after ${received} of ${size} bytes`);
     }
     const actual = `sha256:${hash.digest('hex')}`;
-    if (actual !== digest) throw new WasmMirrorError('DIGEST_MISMATCH', `blob ${digest} has digest ${actual}`);
+    if (actual !== digest)
+      throw new WasmMirrorError('DIGEST_MISMATCH', `blob ${digest} has digest ${actual}`);
   }
 
   /** Every tag of a repository, following `Link: <…>; rel="next"` pagination. */
@@ -256,7 +295,10 @@ export class RegistryClient {
           await discard(res);
           call.dispose();
           if (authRetried) {
-            throw new WasmMirrorError('UNAUTHORIZED', `${target.registry} refused the credentials for ${target.repository}`);
+            throw new WasmMirrorError(
+              'UNAUTHORIZED',
+              `${target.registry} refused the credentials for ${target.repository}`,
+            );
           }
           authRetried = true;
           attempt--;
@@ -302,14 +344,19 @@ export class RegistryClient {
       if (!REDIRECTS.has(res.status)) return res;
       const location = res.headers.get('location');
       await discard(res);
-      if (hop >= MAX_REDIRECTS) throw new WasmMirrorError('REGISTRY_PROTOCOL', `more than ${MAX_REDIRECTS} redirects`);
-      if (location === null) throw new WasmMirrorError('REGISTRY_PROTOCOL', `redirect ${res.status} without Location`);
+      if (hop >= MAX_REDIRECTS)
+        throw new WasmMirrorError('REGISTRY_PROTOCOL', `more than ${MAX_REDIRECTS} redirects`);
+      if (location === null)
+        throw new WasmMirrorError('REGISTRY_PROTOCOL', `redirect ${res.status} without Location`);
       const next = new URL(location, url);
       if (next.protocol !== 'https:' && next.protocol !== 'http:') {
         throw new WasmMirrorError('REGISTRY_PROTOCOL', `redirect to unsupported scheme ${next.protocol}`);
       }
       if (next.protocol === 'http:' && !target.insecure) {
-        throw new WasmMirrorError('INSECURE_NOT_ALLOWED', `redirect to plain http (${next.host}) for a TLS registry`);
+        throw new WasmMirrorError(
+          'INSECURE_NOT_ALLOWED',
+          `redirect to plain http (${next.host}) for a TLS registry`,
+        );
       }
       // Credentials are for the registry only: a CDN or storage host must not see them.
       if (next.origin !== start.origin) delete headers.authorization;
@@ -351,7 +398,9 @@ export class RegistryClient {
     try {
       realm = new URL(challenge.params.realm);
     } catch (err) {
-      throw new WasmMirrorError('REGISTRY_PROTOCOL', `invalid token realm '${challenge.params.realm}'`, { cause: err });
+      throw new WasmMirrorError('REGISTRY_PROTOCOL', `invalid token realm '${challenge.params.realm}'`, {
+        cause: err,
+      });
     }
     if (realm.protocol !== 'https:' && !(realm.protocol === 'http:' && target.insecure)) {
       throw new WasmMirrorError('INSECURE_NOT_ALLOWED', `token realm ${realm.origin} is not https`);
@@ -400,7 +449,10 @@ export class RegistryClient {
     }
     // The spec's minimum lifetime is 60 s; refresh a little early so a token never expires in flight.
     const lifetime = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : 60;
-    this.#tokens.set(key, { header: `Bearer ${token}`, expiresAt: this.#now() + Math.max(1, lifetime - 10) * 1000 });
+    this.#tokens.set(key, {
+      header: `Bearer ${token}`,
+      expiresAt: this.#now() + Math.max(1, lifetime - 10) * 1000,
+    });
   }
 
   async #backoff(
@@ -411,7 +463,8 @@ export class RegistryClient {
   ): Promise<boolean> {
     if (attempt >= this.#retry.maxAttempts) return false;
     const exp = Math.min(this.#retry.maxDelayMs, this.#retry.baseDelayMs * 2 ** (attempt - 1));
-    const delay = retryAfterSeconds !== undefined ? retryAfterSeconds * 1000 : exp / 2 + Math.random() * (exp / 2);
+    const delay =
+      retryAfterSeconds !== undefined ? retryAfterSeconds * 1000 : exp / 2 + Math.random() * (exp / 2);
     if (this.#now() + delay - started > this.#retry.budgetMs) return false;
     await sleep(delay, undefined, signal === undefined ? undefined : { signal }).catch(() => {});
     return signal?.aborted !== true;
@@ -471,7 +524,10 @@ class Call {
   arm(ms: number, what: string): void {
     this.disarm();
     this.#timer = setTimeout(
-      () => this.#controller.abort(new WasmMirrorError('TIMEOUT', `${what} timed out after ${ms} ms`, { retryable: true })),
+      () =>
+        this.#controller.abort(
+          new WasmMirrorError('TIMEOUT', `${what} timed out after ${ms} ms`, { retryable: true }),
+        ),
       ms,
     );
   }
@@ -496,12 +552,18 @@ class Call {
     }
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     const detail = cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : String(err));
-    return new WasmMirrorError('REGISTRY_UNAVAILABLE', `connection failed (${detail})`, { cause: err, retryable: true });
+    return new WasmMirrorError('REGISTRY_UNAVAILABLE', `connection failed (${detail})`, {
+      cause: err,
+      retryable: true,
+    });
   }
 }
 
 function tooBigManifest(size: number, max: number): WasmMirrorError {
-  return new WasmMirrorError('SIZE_EXCEEDED', `manifest is ${size > max ? `over ${max}` : size} bytes, over the ${max}-byte cap`);
+  return new WasmMirrorError(
+    'SIZE_EXCEEDED',
+    `manifest is ${size > max ? `over ${max}` : size} bytes, over the ${max}-byte cap`,
+  );
 }
 
 async function collect(
@@ -542,7 +604,9 @@ function tokenKey(host: string, scope: string, credentials: RegistryCredentials 
 }
 
 /** Parses the first challenge of a WWW-Authenticate header: scheme and auth-params. */
-export function parseChallenge(header: string): { scheme: string; params: Record<string, string> } | undefined {
+export function parseChallenge(
+  header: string,
+): { scheme: string; params: Record<string, string> } | undefined {
   const m = /^\s*([A-Za-z][\w-]*)\s*(.*)$/s.exec(header);
   if (m === null) return undefined;
   const params: Record<string, string> = {};
@@ -565,7 +629,11 @@ export function parseRetryAfter(value: string | null, nowMs: number): number | u
   return Math.max(0, Math.ceil((when - nowMs) / 1000));
 }
 
-async function errorFromResponse(res: Response, what: What, target: RepositoryTarget): Promise<WasmMirrorError> {
+async function errorFromResponse(
+  res: Response,
+  what: What,
+  target: RepositoryTarget,
+): Promise<WasmMirrorError> {
   let code: string | undefined;
   let message: string | undefined;
   try {
@@ -579,7 +647,9 @@ async function errorFromResponse(res: Response, what: What, target: RepositoryTa
       size += next.value.length;
     }
     await reader?.cancel().catch(() => {});
-    const body = JSON.parse(Buffer.concat(parts).toString('utf8')) as { errors?: { code?: string; message?: string }[] };
+    const body = JSON.parse(Buffer.concat(parts).toString('utf8')) as {
+      errors?: { code?: string; message?: string }[];
+    };
     code = body.errors?.[0]?.code;
     message = body.errors?.[0]?.message;
   } catch {
@@ -588,9 +658,11 @@ async function errorFromResponse(res: Response, what: What, target: RepositoryTa
   const where = `${target.registry}/${target.repository}`;
   const detail = `${res.status}${code === undefined ? '' : ` ${code}`}${message === undefined ? '' : `: ${message}`}`;
   if (res.status === 404) {
-    if (code === 'NAME_UNKNOWN') return new WasmMirrorError('NAME_UNKNOWN', `${where}: repository not found (${detail})`);
+    if (code === 'NAME_UNKNOWN')
+      return new WasmMirrorError('NAME_UNKNOWN', `${where}: repository not found (${detail})`);
     if (what === 'blob') return new WasmMirrorError('BLOB_UNKNOWN', `${where}: blob not found (${detail})`);
-    if (what === 'tags') return new WasmMirrorError('NAME_UNKNOWN', `${where}: repository not found (${detail})`);
+    if (what === 'tags')
+      return new WasmMirrorError('NAME_UNKNOWN', `${where}: repository not found (${detail})`);
     return new WasmMirrorError('MANIFEST_UNKNOWN', `${where}: manifest not found (${detail})`);
   }
   if (res.status === 403) return new WasmMirrorError('DENIED', `${where}: access denied (${detail})`);

@@ -85,7 +85,10 @@ export function parseReference(input: string): ImageReference {
   const slash = rest.indexOf('/');
   const first = slash >= 0 ? rest.slice(0, slash) : '';
   // Like docker: the first component is a host when it looks like one.
-  if (slash >= 0 && (first.includes('.') || first.includes(':') || first === 'localhost' || first.startsWith('['))) {
+  if (
+    slash >= 0 &&
+    (first.includes('.') || first.includes(':') || first === 'localhost' || first.startsWith('['))
+  ) {
     registry = first;
     repository = rest.slice(slash + 1);
     if (!isValidRegistryHost(registry)) throw invalid(input, `invalid registry host '${registry}'`);

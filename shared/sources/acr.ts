@@ -49,6 +49,7 @@ export const parseAcr: WebhookParser = (
     digest: str(target, 'digest'),
     host: str(obj(event, 'request'), 'host'),
     eventId: id,
+    requireTag: true,
   });
   return out.build(id);
 };

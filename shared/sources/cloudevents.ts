@@ -59,6 +59,7 @@ export const parseCloudEvents: WebhookParser = (
         tag: str(data, 'reference'),
         digest: str(data, 'digest'),
         eventId,
+        requireTag: true,
       });
     } else if (isHarborPush(event.type)) {
       const candidates = harborCandidates(isObject(event.data) ? event.data : undefined, eventId);

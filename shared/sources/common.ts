@@ -499,6 +499,12 @@ export interface Candidate {
   host?: string | undefined;
   /** Per-event id, carried into the job for dedupe and logs. */
   eventId?: string | undefined;
+  /**
+   * Ignore the push (reason `untagged`) when it names no tag. Registries that report every
+   * manifest PUT announce the platform manifests of an index (and referrers such as signatures)
+   * as untagged pushes just before the tagged one; mirroring those would list tag-less entries.
+   */
+  requireTag?: boolean;
 }
 
 /** Collects candidates and ignored events, applying the shared rules to each candidate. */
@@ -540,6 +546,7 @@ export class DeliveryBuilder {
     if (digest !== undefined && !isValidDigest(digest)) return this.reject('invalid-reference', 'digest');
     if (tag === undefined && digest === undefined)
       return this.reject('invalid-reference', 'no tag or digest');
+    if (tag === undefined && candidate.requireTag) return this.reject('untagged', digest ?? '');
     if (!repositoryAllowed(this.source, repository)) return this.reject('not-allowed-repository', repository);
     const key = `${repository}\n${tag ?? ''}\n${digest ?? ''}`;
     if (this.seen.has(key)) return true;

@@ -13,6 +13,7 @@ import {
   DeliveryBuilder,
   hostOf,
   isObject,
+  malformed,
   obj,
   parseJsonStrict,
   str,
@@ -39,20 +40,16 @@ export const parseDistribution: WebhookParser = (
   const out = new DeliveryBuilder(source, request);
   const ids: string[] = [];
   for (const raw of events) {
-    if (!isObject(raw)) {
-      out.ignore('malformed-event', 'event is not an object');
-      continue;
-    }
+    // A registry never sends these; a body carrying them is not an event envelope.
+    if (!isObject(raw)) throw malformed('event is not an object');
+    const action = str(raw, 'action');
+    if (action === undefined) throw malformed('event has no action');
+    const target = obj(raw, 'target');
+    if (action === 'push' && target === undefined) throw malformed('push event has no target');
     const id = str(raw, 'id') ?? '';
     ids.push(id);
-    const action = str(raw, 'action') ?? '';
-    const target = obj(raw, 'target');
     if (action !== 'push') {
       out.ignore(IGNORED_ACTIONS[action] ?? 'unsupported-action', action);
-      continue;
-    }
-    if (target === undefined) {
-      out.ignore('malformed-event', 'push without target');
       continue;
     }
     const mediaType = str(target, 'mediaType');
@@ -71,6 +68,7 @@ export const parseDistribution: WebhookParser = (
       digest: str(target, 'digest'),
       host: requestHost || (url ? (hostOf(url) ?? '') : ''),
       eventId: id,
+      requireTag: true,
     });
   }
   if (events.length === 0) out.ignore('empty', 'no events');

@@ -63,6 +63,7 @@ function parseEcrBody(source: SourceConfig, request: WebhookRequest): ParsedDeli
     digest: str(detail, 'image-digest'),
     host: ecrHost(str(event, 'account'), str(event, 'region')),
     eventId: id,
+    requireTag: true,
   });
   return out.build(id);
 }

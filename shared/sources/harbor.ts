@@ -47,15 +47,22 @@ export function harborCandidates(data: JsonObject | undefined, eventId: string |
   const resources = data?.resources;
   if (!Array.isArray(resources)) return [];
   return resources.filter(isObject).map((resource) => {
-    const url = str(resource, 'resource_url');
     return {
       repository,
       tag: str(resource, 'tag'),
       digest: str(resource, 'digest'),
-      host: url ? (hostOf(url) ?? '') : '',
+      host: resourceHost(str(resource, 'resource_url')),
       eventId,
     };
   });
+}
+
+/** `resource_url` is always `<hostname>/<project>/<repo>[:tag|@digest]`, even for a dotless hostname. */
+function resourceHost(url: string | undefined): string {
+  if (!url) return '';
+  if (url.includes('://')) return hostOf(url) ?? '';
+  const slash = url.indexOf('/');
+  return slash > 0 ? url.slice(0, slash) : '';
 }
 
 export const parseHarbor: WebhookParser = (

@@ -4,8 +4,8 @@
 import type { WasmFormat } from '../domain.ts';
 import { WasmMirrorError } from '../errors.ts';
 import {
-  DOCKER_LAYER_TAR_GZIP,
   type Descriptor,
+  DOCKER_LAYER_TAR_GZIP,
   OCI_LAYER_TAR,
   OCI_LAYER_TAR_GZIP,
 } from '../oci/media-types.ts';
@@ -45,26 +45,34 @@ export function asDescriptor(value: unknown, what: string): Descriptor {
 /** Picks the module's layer from an image manifest, or UNSUPPORTED_FORMAT. */
 export function classifyImage(json: Record<string, unknown>): WasmLayer {
   const config = asDescriptor(json.config, 'manifest config');
-  if (!Array.isArray(json.layers)) throw new WasmMirrorError('REGISTRY_PROTOCOL', 'manifest has no layers array');
+  if (!Array.isArray(json.layers))
+    throw new WasmMirrorError('REGISTRY_PROTOCOL', 'manifest has no layers array');
   const layers = json.layers.map((l, i) => asDescriptor(l, `layer ${i}`));
   const artifactType = typeof json.artifactType === 'string' ? json.artifactType : undefined;
 
   const solo = layers.filter((l) => l.mediaType === WASM_ARTIFACT_LAYER);
   if (config.mediaType === WASM_ARTIFACT_CONFIG || solo.length > 0) {
     if (solo.length !== 1) {
-      throw new WasmMirrorError('UNSUPPORTED_FORMAT', `Wasm artifact with ${solo.length} module layers (want one)`);
+      throw new WasmMirrorError(
+        'UNSUPPORTED_FORMAT',
+        `Wasm artifact with ${solo.length} module layers (want one)`,
+      );
     }
     return { format: 'wasm-artifact', layer: solo[0]!, archive: 'none' };
   }
   const cncf = layers.filter((l) => l.mediaType === CNCF_WASM_LAYER);
   if (config.mediaType === CNCF_WASM_CONFIG || artifactType === CNCF_WASM_CONFIG || cncf.length > 0) {
     if (cncf.length !== 1) {
-      throw new WasmMirrorError('UNSUPPORTED_FORMAT', `CNCF Wasm artifact with ${cncf.length} application/wasm layers (want one)`);
+      throw new WasmMirrorError(
+        'UNSUPPORTED_FORMAT',
+        `CNCF Wasm artifact with ${cncf.length} application/wasm layers (want one)`,
+      );
     }
     return { format: 'cncf-wasm', layer: cncf[0]!, archive: 'none' };
   }
   const last = layers[layers.length - 1];
-  if (last === undefined) throw new WasmMirrorError('UNSUPPORTED_FORMAT', 'image has no layers, so no Wasm module');
+  if (last === undefined)
+    throw new WasmMirrorError('UNSUPPORTED_FORMAT', 'image has no layers, so no Wasm module');
   if (last.mediaType === OCI_LAYER_TAR_GZIP || last.mediaType === DOCKER_LAYER_TAR_GZIP) {
     return { format: 'compat-image', layer: last, archive: 'tar+gzip' };
   }

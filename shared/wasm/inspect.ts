@@ -3,8 +3,9 @@
  * or component), a structural walk of the top-level sections, and the core export names (for the
  * proxy-wasm ABI). Nothing is buffered beyond one section header and the export section.
  */
-import { WasmMirrorError } from '../errors.ts';
+
 import type { WasmKind } from '../domain.ts';
+import { WasmMirrorError } from '../errors.ts';
 
 const MAGIC = [0x00, 0x61, 0x73, 0x6d];
 const CORE_VERSION = [0x01, 0x00, 0x00, 0x00];
@@ -15,10 +16,14 @@ const EXPORT_SECTION = 7;
 const MAX_EXPORT_SECTION = 16 * 1024 * 1024;
 export const PROXY_ABI_PREFIX = 'proxy_abi_version_';
 
-export function kindOfHeader(header: Uint8Array): WasmKind {
+function checkMagic(header: ArrayLike<number>): void {
   if (header.length < 4 || MAGIC.some((b, i) => header[i] !== b)) {
     throw new WasmMirrorError('NOT_WASM', 'content does not start with the Wasm magic \\0asm');
   }
+}
+
+export function kindOfHeader(header: Uint8Array): WasmKind {
+  checkMagic(header);
   if (header.length < 8) throw new WasmMirrorError('INVALID_WASM', 'truncated Wasm header');
   if (CORE_VERSION.every((b, i) => header[4 + i] === b)) return 'module';
   if (COMPONENT_VERSION.every((b, i) => header[4 + i] === b)) return 'component';
@@ -42,6 +47,8 @@ export class WasmInspector {
   #nestedHeader: number[] | undefined;
   #nestedExpect: number[] | undefined;
   #offset = 0;
+  /** Core modules: where each non-custom section's content lies in the file, in order. */
+  readonly sections: { id: number; start: number; size: number }[] = [];
 
   push(chunk: Uint8Array): void {
     let i = 0;
@@ -49,7 +56,7 @@ export class WasmInspector {
       switch (this.#phase) {
         case 'header': {
           this.#header.push(chunk[i++]!);
-          if (this.#header.length === 4) kindOfHeader(Uint8Array.from(this.#header)); // fail fast on the magic
+          if (this.#header.length === 4) checkMagic(this.#header); // fail fast on the magic
           if (this.#header.length === 8) {
             this.kind = kindOfHeader(Uint8Array.from(this.#header));
             this.#phase = 'id';
@@ -75,7 +82,7 @@ export class WasmInspector {
             if (this.#sizeShift > 28) this.#fail('malformed section size');
             break;
           }
-          this.#startBody(this.#sizeValue);
+          this.#startBody(this.#sizeValue, this.#offset + i);
           break;
         }
         case 'body': {
@@ -109,7 +116,13 @@ export class WasmInspector {
     return this.exports.find((name) => name.startsWith(PROXY_ABI_PREFIX));
   }
 
-  #startBody(size: number): void {
+  #startBody(size: number, start: number): void {
+    if (this.kind === 'module' && this.#sectionId !== 0) {
+      // Each non-custom section appears at most once, which also bounds this list.
+      if (this.sections.some((s) => s.id === this.#sectionId))
+        this.#fail(`duplicate section id ${this.#sectionId}`);
+      this.sections.push({ id: this.#sectionId, start, size });
+    }
     this.#remaining = size;
     this.#phase = 'body';
     this.#capture = undefined;
@@ -130,7 +143,10 @@ export class WasmInspector {
     if (this.#capture !== undefined) this.#parseExports(Buffer.concat(this.#capture));
     if (this.#nestedHeader !== undefined) {
       const h = this.#nestedHeader;
-      const ok = h.length === 8 && MAGIC.every((b, k) => h[k] === b) && this.#nestedExpect!.every((b, k) => h[4 + k] === b);
+      const ok =
+        h.length === 8 &&
+        MAGIC.every((b, k) => h[k] === b) &&
+        this.#nestedExpect!.every((b, k) => h[4 + k] === b);
       if (!ok) this.#fail(`nested ${this.#sectionId === 1 ? 'core module' : 'component'} has a bad header`);
     }
     this.#capture = undefined;
@@ -159,7 +175,7 @@ export class WasmInspector {
       try {
         name = decoder.decode(bytes.subarray(p, p + len));
       } catch {
-        return this.#fail('export name is not UTF-8');
+        this.#fail('export name is not UTF-8');
       }
       p += len;
       if (p >= bytes.length) this.#fail('truncated export');

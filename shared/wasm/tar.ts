@@ -22,7 +22,10 @@ export interface ExtractResult {
   size: number;
 }
 
-type Body = { kind: 'skip' } | { kind: 'file' } | { kind: 'meta'; type: 'longname' | 'pax'; parts: Uint8Array[] };
+type Body =
+  | { kind: 'skip' }
+  | { kind: 'file' }
+  | { kind: 'meta'; type: 'longname' | 'pax'; parts: Uint8Array[] };
 
 /**
  * Reads the whole archive from `source` (so a caller that verifies a digest upstream sees every
@@ -37,7 +40,7 @@ export async function extractByBaseName(
   let header = Buffer.alloc(0);
   let remaining = 0; // body bytes left in the current entry
   let padding = 0;
-  let body: Body = { kind: 'skip' };
+  let body = { kind: 'skip' } as Body;
   let ended = false;
   let found = false;
   let size = 0;
@@ -76,12 +79,17 @@ export async function extractByBaseName(
     if (name.startsWith('/') || segments.includes('..')) {
       throw unsafe(`tar entry '${name}' escapes the archive root`);
     }
-    if (type === '1' || type === '2') throw unsafe(`tar entry '${name}' is a ${type === '2' ? 'symbolic' : 'hard'} link`);
+    if (type === '1' || type === '2')
+      throw unsafe(`tar entry '${name}' is a ${type === '2' ? 'symbolic' : 'hard'} link`);
     if (type === '5') return; // a directory of that name is not the file
-    if (type !== '0' && type !== '\0' && type !== '7') throw unsafe(`tar entry '${name}' is not a regular file`);
+    if (type !== '0' && type !== '\0' && type !== '7')
+      throw unsafe(`tar entry '${name}' is not a regular file`);
     if (found) throw unsafe(`more than one '${options.baseName}' in the archive`);
     if (declared > options.maxEntryBytes) {
-      throw new WasmMirrorError('SIZE_EXCEEDED', `${name} is ${declared} bytes, over the ${options.maxEntryBytes}-byte cap`);
+      throw new WasmMirrorError(
+        'SIZE_EXCEEDED',
+        `${name} is ${declared} bytes, over the ${options.maxEntryBytes}-byte cap`,
+      );
     }
     found = true;
     size = declared;
@@ -166,7 +174,10 @@ function parseNumber(field: Uint8Array): number | undefined {
     for (let i = 1; i < field.length; i++) value = value * 256 + (field[i] ?? 0);
     return Number.isSafeInteger(value) ? value : undefined;
   }
-  const text = Buffer.from(field).toString('latin1').replace(/[\0 ]+$/g, '').replace(/^ +/, '');
+  const text = Buffer.from(field)
+    .toString('latin1')
+    .replace(/[\0 ]+$/g, '')
+    .replace(/^ +/, '');
   if (text === '') return 0;
   if (!/^[0-7]+$/.test(text)) return undefined;
   return Number.parseInt(text, 8);

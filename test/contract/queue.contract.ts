@@ -24,7 +24,11 @@ export interface QueueContractSettings {
   waitMs?: number;
 }
 
-export async function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs: number, what = 'condition') {
+export async function waitFor(
+  predicate: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what = 'condition',
+) {
   const deadline = Date.now() + timeoutMs;
   while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -55,7 +59,11 @@ export function describeQueueContract(
 
     it('delivers exactly the body that was sent, first attempt 1', async () => {
       const q = await open(3);
-      const body: TestMessage = { n: 1, text: 'héllo "quoted"\n', nested: { list: [1, 'two', null, { three: true }] } };
+      const body: TestMessage = {
+        n: 1,
+        text: 'héllo "quoted"\n',
+        nested: { list: [1, 'two', null, { three: true }] },
+      };
       const seen: Array<{ body: TestMessage; meta: DeliveryMeta }> = [];
       await q.consume(async (b, meta) => {
         seen.push({ body: b, meta });
@@ -98,7 +106,8 @@ export function describeQueueContract(
       let done = false;
       await q.consume(async (_b, meta) => {
         attempts.push(meta.attempt);
-        if (meta.attempt === 1) throw new WasmMirrorError('REGISTRY_UNAVAILABLE', 'registry down', { retryable: true });
+        if (meta.attempt === 1)
+          throw new WasmMirrorError('REGISTRY_UNAVAILABLE', 'registry down', { retryable: true });
         done = true;
       });
       await q.producer.send({ n: 1 });

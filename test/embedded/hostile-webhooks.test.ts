@@ -71,7 +71,8 @@ sources:
 
   it('answers 404 for an unknown source and 405 for a GET', async () => {
     expect((await post(valid(), {}, '/hooks/nope')).status).toBe(404);
-    expect((await post(valid(), {}, '/hooks/../keys.json')).status).toBe(404);
+    expect((await post(valid(), {}, '/hooks/%2e%2e/keys.json')).status).toBe(404);
+    expect((await post(valid(), {}, '/hooks/local/a/b')).status).toBe(404);
     expect((await fetch(`${mirror.url}/hooks/local`)).status).toBe(405);
   });
 

@@ -42,7 +42,7 @@ describe('cloudevents parser', () => {
     });
   });
 
-  it('reads a structured zot event pushed by digest as a digest-only job', () => {
+  it('reads a structured zot event', () => {
     const out = parseCloudEvents(
       src,
       SECRET,
@@ -51,10 +51,20 @@ describe('cloudevents parser', () => {
     expect(out.jobs).toEqual([
       expect.objectContaining({
         repository: 'plugins/jwt-filter',
+        tag: '2.0.0',
         digest: 'sha256:7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b',
       }),
     ]);
-    expect(out.jobs[0]?.tag).toBeUndefined();
+  });
+
+  it('ignores a manifest put by digest (an index platform manifest or referrer), acknowledged', () => {
+    const out = parseCloudEvents(
+      src,
+      SECRET,
+      request(fixture('cloudevents', 'zot-structured-untagged.json'), structured),
+    );
+    expect(out.jobs).toEqual([]);
+    expect(reasons(out)).toEqual(['untagged']);
   });
 
   it('reads Harbor harbor.artifact.pushed events', () => {
@@ -176,6 +186,7 @@ describe('cloudevents parser', () => {
     const seeds = [
       { body: text('zot-binary-data.json'), headers: { ...binaryHeaders, ...bearer } },
       { body: text('zot-structured.json'), headers: structured },
+      { body: text('zot-structured-untagged.json'), headers: structured },
       { body: text('harbor-structured.json'), headers: structured },
       {
         body: `[${text('zot-structured.json')},${text('zot-deleted-structured.json')}]`,

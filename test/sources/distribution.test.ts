@@ -87,6 +87,7 @@ describe('distribution parser', () => {
           target: {
             mediaType: 'application/vnd.oci.image.index.v1+json',
             repository: 'plugins/a',
+            tag: 'v1',
             digest: `sha256:${'a'.repeat(64)}`,
           },
         },
@@ -94,9 +95,27 @@ describe('distribution parser', () => {
     };
     const out = parseDistribution(src, SECRET, request(body, auth));
     expect(out.jobs).toEqual([
-      expect.objectContaining({ registry: '127.0.0.1:5000', repository: 'plugins/a' }),
+      expect.objectContaining({ registry: '127.0.0.1:5000', repository: 'plugins/a', tag: 'v1' }),
     ]);
-    expect(out.jobs[0]?.tag).toBeUndefined();
+  });
+
+  it('ignores manifests pushed by digest only: the platform manifests of an index precede the tagged push', () => {
+    const ev = (id: string, mediaType: string, digest: string, tag?: string) => ({
+      id,
+      action: 'push',
+      target: { mediaType, repository: 'plugins/multi', digest, ...(tag ? { tag } : {}) },
+      request: { host: '127.0.0.1:5000' },
+    });
+    const body = {
+      events: [
+        ev('c1', 'application/vnd.oci.image.manifest.v1+json', `sha256:${'1'.repeat(64)}`),
+        ev('c2', 'application/vnd.oci.image.manifest.v1+json', `sha256:${'2'.repeat(64)}`),
+        ev('ix', 'application/vnd.oci.image.index.v1+json', `sha256:${'3'.repeat(64)}`, '1.0'),
+      ],
+    };
+    const out = parseDistribution(src, SECRET, request(body, auth));
+    expect(out.jobs.map((j) => [j.tag, j.digest])).toEqual([['1.0', `sha256:${'3'.repeat(64)}`]]);
+    expect(reasons(out)).toEqual(['untagged', 'untagged']);
   });
 
   it('ignores repositories outside the allow-list and bad references', () => {
@@ -177,6 +196,11 @@ describe('distribution parser', () => {
     ['events not an array', '{"events":{}}'],
     ['a duplicate key', '{"events":[],"events":[]}'],
     ['too deep', `{"events":[${'['.repeat(100)}${']'.repeat(100)}]}`],
+    ['an event that is not an object', '{"events":[5]}'],
+    ['an event without action', '{"events":[{"target":{}}]}'],
+    ['a push without target', '{"events":[{"action":"push"}]}'],
+    ['a top-level array', '[]'],
+    ['empty', ''],
   ])('refuses a body that is %s', (_name, body) => {
     expect(errorCode(() => parseDistribution(src, SECRET, request(body, auth)))).toBe('WEBHOOK_MALFORMED');
   });

@@ -86,6 +86,16 @@ describe('harbor parser', () => {
     expect(reasons(parseHarbor(src, SECRET, request(bad, bearer)))).toEqual(['invalid-reference']);
   });
 
+  it('reads the host of resource_url even when it has no dot', () => {
+    const body = (host: string) =>
+      new TextDecoder()
+        .decode(fixture('harbor', 'push-default.json'))
+        .replaceAll('harbor.example.com/', `${host}/`);
+    const dotless = source('harbor', { registry: 'harbor', repositories: ['mesh-plugins/*'] });
+    expect(parseHarbor(dotless, SECRET, request(body('harbor'), bearer)).jobs).toHaveLength(1);
+    expect(reasons(parseHarbor(src, SECRET, request(body('evil'), bearer)))).toEqual(['other-registry']);
+  });
+
   it.each([
     ['no header', {}],
     ['a wrong secret', { Authorization: 'Bearer wrong' }],

@@ -15,7 +15,10 @@ export interface FetchedManifest {
   bytes: Uint8Array;
 }
 
-export async function fetchManifest(mirrorUrl: string, path = 'manifests/latest.json'): Promise<FetchedManifest | undefined> {
+export async function fetchManifest(
+  mirrorUrl: string,
+  path = 'manifests/latest.json',
+): Promise<FetchedManifest | undefined> {
   const res = await fetch(`${mirrorUrl}/${path}`);
   if (res.status === 404) {
     await res.arrayBuffer();
@@ -67,7 +70,15 @@ export function opensslVerifies(envelope: DsseEnvelope, publicKeyPem: string): b
     try {
       const out = execFileSync(
         'openssl',
-        ['dgst', '-sha256', '-verify', join(dir, 'pub.pem'), '-signature', join(dir, 'sig.der'), join(dir, 'pae.bin')],
+        [
+          'dgst',
+          '-sha256',
+          '-verify',
+          join(dir, 'pub.pem'),
+          '-signature',
+          join(dir, 'sig.der'),
+          join(dir, 'pae.bin'),
+        ],
         { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
       );
       return out.trim() === 'Verified OK';

@@ -261,28 +261,48 @@ export class DiskQueue<T> implements QueueProducer<T> {
     const seq = nextSeq(now);
     const message: StoredMessage<T> = { v: 1, id: seq, sentAt: new Date(now).toISOString(), body };
     if (options.dedupeId !== undefined) message.dedupeId = options.dedupeId;
-    const data = JSON.stringify(message);
-    if (data === undefined)
-      throw new WasmMirrorError('QUEUE_FAILURE', 'message body is not JSON-serialisable');
+    let data: string;
+    try {
+      if (body === undefined) throw new Error('body is undefined');
+      data = JSON.stringify(message);
+    } catch (err) {
+      throw new WasmMirrorError(
+        'QUEUE_FAILURE',
+        `queue ${this.name}: message body is not JSON-serialisable`,
+        {
+          cause: err,
+        },
+      );
+    }
 
     const name = `${seq}.0.${now + delayMs}.msg`;
     const tmpPath = join(this.paths.tmp, name);
+    let marker: string | undefined;
+    let enqueued = false;
     try {
       await writeDurable(tmpPath, data);
-      if (options.dedupeId !== undefined && !(await this.claimDedupe(tmpPath, options.dedupeId))) {
-        await unlink(tmpPath).catch(() => {});
-        this.metrics.count('queue_events_total', { queue: this.name, event: 'duplicate' });
-        return;
+      if (options.dedupeId !== undefined) {
+        marker = await this.claimDedupe(tmpPath, options.dedupeId);
+        if (marker === undefined) {
+          await unlink(tmpPath).catch(() => {});
+          this.metrics.count('queue_events_total', { queue: this.name, event: 'duplicate' });
+          return;
+        }
       }
       try {
         await rename(tmpPath, join(this.paths.ready, name));
       } catch (err) {
         // Housekeeping in another process may have finished a slow deduplicated send for us.
-        if (!(errnoCode(err) === 'ENOENT' && options.dedupeId !== undefined)) throw err;
+        if (!(errnoCode(err) === 'ENOENT' && marker !== undefined)) throw err;
       }
+      enqueued = true;
       await fsyncDir(this.paths.ready);
     } catch (err) {
-      await unlink(tmpPath).catch(() => {});
+      if (!enqueued) {
+        await unlink(tmpPath).catch(() => {});
+        // Release the id, or the caller's retry of this failed send would be dropped as a duplicate.
+        if (marker !== undefined) await unlink(marker).catch(() => {});
+      }
       throw queueError(`queue ${this.name}: send`, err);
     }
     this.metrics.count('queue_events_total', { queue: this.name, event: 'sent' });
@@ -290,29 +310,30 @@ export class DiskQueue<T> implements QueueProducer<T> {
   }
 
   /**
-   * Claims the dedupe id by hard-linking the staged message under the id's hash. From then on the
-   * send completes even if this process dies (housekeeping moves a linked temp file into ready/),
-   * so a retried send that is dropped as a duplicate never loses the message.
+   * Claims the dedupe id by hard-linking the staged message under the id's hash; returns the
+   * marker, or undefined for a duplicate. Once claimed, the send completes even if this process
+   * dies (housekeeping moves a linked temp file into ready/), so a retried send that is dropped as
+   * a duplicate never loses the message.
    */
-  private async claimDedupe(tmpPath: string, dedupeId: string): Promise<boolean> {
+  private async claimDedupe(tmpPath: string, dedupeId: string): Promise<string | undefined> {
     const marker = join(this.paths.dedupe, createHash('sha256').update(dedupeId).digest('hex'));
     for (let round = 0; round < 2; round++) {
       try {
         await link(tmpPath, marker);
         await fsyncDir(this.paths.dedupe);
-        return true;
+        return marker;
       } catch (err) {
         if (errnoCode(err) !== 'EEXIST') throw err;
       }
       try {
         const st = await stat(marker);
-        if (Date.now() - st.mtimeMs < this.dedupeWindowMs) return false;
+        if (Date.now() - st.mtimeMs < this.dedupeWindowMs) return undefined;
         await unlink(marker);
       } catch (err) {
         if (errnoCode(err) !== 'ENOENT') throw err;
       }
     }
-    return false;
+    return undefined;
   }
 
   // ---------------------------------------------------------------------------------------------

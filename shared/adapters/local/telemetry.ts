@@ -47,20 +47,16 @@ function formatValue(value: number): string {
 
 function renderLabels(labels: Labels | undefined): string {
   if (labels === undefined) return '';
-  const names = Object.keys(labels)
-    .filter((k) => labels[k] !== undefined)
-    .sort();
-  if (names.length === 0) return '';
-  const seen = new Set<string>();
-  const parts: string[] = [];
-  for (const raw of names) {
+  const pairs = new Map<string, string>();
+  for (const [raw, value] of Object.entries(labels)) {
+    if (value === undefined) continue;
     let name = sanitizeName(raw, LABEL_INVALID);
     // Names starting with __ are reserved by Prometheus.
     if (name.startsWith('__')) name = `x${name}`;
-    if (seen.has(name)) continue;
-    seen.add(name);
-    parts.push(`${name}="${escapeLabelValue(String(labels[raw]))}"`);
+    if (!pairs.has(name)) pairs.set(name, String(value));
   }
+  if (pairs.size === 0) return '';
+  const parts = [...pairs.keys()].sort().map((name) => `${name}="${escapeLabelValue(pairs.get(name)!)}"`);
   return `{${parts.join(',')}}`;
 }
 

@@ -1,0 +1,344 @@
+/**
+ * The stateless pipeline: HTTP API → webhook function → mirror queue → mirror function → publish
+ * FIFO queue → publish function (KMS) → bucket, plus the ECR rule, the re-sign schedule, the
+ * keys.json custom resource and the alarms. Safe to destroy and redeploy; state lives in the
+ * storage stack.
+ */
+import { CfnOutput, CustomResource, Duration, Stack, type StackProps, Validations } from 'aws-cdk-lib';
+import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
+import { HttpApi, HttpMethod, HttpStage, LogGroupLogDestination } from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import {
+  Alarm,
+  ComparisonOperator,
+  type IAlarmAction,
+  type IMetric,
+  Metric,
+  TreatMissingData,
+} from 'aws-cdk-lib/aws-cloudwatch';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
+import { Rule, RuleTargetInput, Schedule } from 'aws-cdk-lib/aws-events';
+import { SqsQueue } from 'aws-cdk-lib/aws-events-targets';
+import { type IRole, PolicyStatement, Role } from 'aws-cdk-lib/aws-iam';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { Topic } from 'aws-cdk-lib/aws-sns';
+import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
+import type { Construct } from 'constructs';
+import { ENV } from '../../functions/config.ts';
+import type { Deployment } from './deployment.ts';
+import { secretsPrefix } from './deployment.ts';
+import { MirrorFunction } from './mirror-function.ts';
+import type { StorageStack } from './storage-stack.ts';
+
+export interface PipelineStackProps extends StackProps {
+  readonly deployment: Deployment;
+  readonly storage: StorageStack;
+}
+
+export const METRICS_NAMESPACE = 'WasmMirror';
+const MIRROR_TIMEOUT = Duration.minutes(5);
+const PUBLISH_TIMEOUT = Duration.minutes(1);
+const MAX_RECEIVE_COUNT = 5;
+
+export class PipelineStack extends Stack {
+  readonly mirrorQueue: Queue;
+  readonly mirrorDlq: Queue;
+  readonly publishQueue: Queue;
+  readonly publishDlq: Queue;
+  readonly functions: Record<'webhook' | 'mirror' | 'publish' | 'keys', MirrorFunction>;
+  readonly api: HttpApi;
+  readonly alarms: Alarm[] = [];
+
+  constructor(scope: Construct, id: string, props: PipelineStackProps) {
+    super(scope, id, props);
+    const { deployment, storage } = props;
+    const { config } = deployment;
+    const bucket = storage.bucket;
+
+    // ---- queues -------------------------------------------------------------------------------
+    const queueDefaults = { enforceSSL: true, encryption: QueueEncryption.SQS_MANAGED };
+    this.mirrorDlq = new Queue(this, 'MirrorDeadLetters', { ...queueDefaults, retentionPeriod: Duration.days(14) });
+    this.mirrorQueue = new Queue(this, 'MirrorQueue', {
+      ...queueDefaults,
+      // AWS guidance: at least six times the function timeout, so retries of a slow batch do not overlap.
+      visibilityTimeout: Duration.seconds(MIRROR_TIMEOUT.toSeconds() * 6),
+      retentionPeriod: Duration.days(4),
+      deadLetterQueue: { queue: this.mirrorDlq, maxReceiveCount: MAX_RECEIVE_COUNT },
+    });
+    this.publishDlq = new Queue(this, 'PublishDeadLetters', {
+      ...queueDefaults,
+      fifo: true,
+      retentionPeriod: Duration.days(14),
+    });
+    this.publishQueue = new Queue(this, 'PublishQueue', {
+      ...queueDefaults,
+      fifo: true,
+      // Needed by the EventBridge schedule target; producers still pass explicit dedupe ids.
+      contentBasedDeduplication: true,
+      visibilityTimeout: Duration.seconds(PUBLISH_TIMEOUT.toSeconds() * 6),
+      deadLetterQueue: { queue: this.publishDlq, maxReceiveCount: MAX_RECEIVE_COUNT },
+    });
+
+    // ---- functions ----------------------------------------------------------------------------
+    const common = {
+      configPath: deployment.configPath,
+      environment: { [ENV.bucketName]: bucket.bucketName, [ENV.secretsPrefix]: secretsPrefix(config) },
+    };
+    const webhook = new MirrorFunction(this, 'Webhook', {
+      ...common,
+      entry: 'webhook',
+      description: 'Receives registry webhooks and queues mirror jobs',
+      timeout: Duration.seconds(15),
+      memorySize: 256,
+      environment: { ...common.environment, [ENV.mirrorQueueUrl]: this.mirrorQueue.queueUrl },
+    });
+    const mirror = new MirrorFunction(this, 'Mirror', {
+      ...common,
+      entry: 'mirror',
+      description: 'Pulls, verifies and stores one Wasm module per job',
+      timeout: MIRROR_TIMEOUT,
+      memorySize: 1024,
+      // Modules (256 MiB cap) are staged in /tmp before upload.
+      ephemeralStorageMiB: 1024,
+      ...(deployment.reserveConcurrency ? { reservedConcurrentExecutions: deployment.mirrorConcurrency } : {}),
+      environment: { ...common.environment, [ENV.publishQueueUrl]: this.publishQueue.queueUrl },
+    });
+    // Imported so the grants below land in this stack while the role (and the key policy naming
+    // it) stays in the storage stack.
+    const publisherRole: IRole = Role.fromRoleArn(this, 'PublisherRole', storage.signerRole.roleArn);
+    const publish = new MirrorFunction(this, 'Publish', {
+      ...common,
+      entry: 'publish',
+      description: 'Folds mirror results into the next KMS-signed manifest',
+      timeout: PUBLISH_TIMEOUT,
+      memorySize: 512,
+      role: publisherRole,
+      environment: { ...common.environment, [ENV.signingKeyId]: storage.signingKey.keyArn },
+    });
+    const keys = new MirrorFunction(this, 'Keys', {
+      ...common,
+      entry: 'keys',
+      description: 'Custom resource: writes keys.json from the KMS public key',
+      timeout: Duration.minutes(1),
+      memorySize: 256,
+      environment: { ...common.environment, [ENV.signingKeyId]: storage.signingKey.keyArn },
+    });
+    this.functions = { webhook, mirror, publish, keys };
+
+    // ---- grants -------------------------------------------------------------------------------
+    bucket.grantReadWrite(webhook.fn, 'state/*');
+    this.mirrorQueue.grantSendMessages(webhook.fn);
+    bucket.grantRead(mirror.fn, 'manifests/*');
+    bucket.grantReadWrite(mirror.fn, 'modules/*');
+    this.publishQueue.grantSendMessages(mirror.fn);
+    bucket.grantReadWrite(publish.fn, 'manifests/*');
+    bucket.grantReadWrite(keys.fn, 'keys.json');
+    // The publisher's kms:Sign and kms:GetPublicKey come from the key policy itself.
+    keys.fn.addToRolePolicy(
+      new PolicyStatement({ actions: ['kms:GetPublicKey', 'kms:DescribeKey'], resources: [storage.signingKey.keyArn] }),
+    );
+    for (const secret of storage.secrets) {
+      secret.grantRead(webhook.fn);
+      secret.grantRead(mirror.fn);
+    }
+    publish.logGroup.grantWrite(publish.fn);
+    this.grantEcrPull(
+      mirror,
+      config.sources.filter((s) => s.type === 'ecr').map((s) => s.registry),
+    );
+
+    mirror.fn.addEventSource(
+      new SqsEventSource(this.mirrorQueue, {
+        batchSize: 5,
+        reportBatchItemFailures: true,
+        // Bounded so one burst of pushes never hammers a registry.
+        maxConcurrency: deployment.mirrorConcurrency,
+      }),
+    );
+    publish.fn.addEventSource(
+      new SqsEventSource(this.publishQueue, { batchSize: 10, reportBatchItemFailures: true }),
+    );
+
+    // ---- HTTP API -----------------------------------------------------------------------------
+    this.api = new HttpApi(this, 'WebhookApi', {
+      description: 'Registry webhooks for Wasm Mirror',
+      createDefaultStage: false,
+    });
+    const accessLogs = new LogGroup(this, 'WebhookApiAccessLogs', { retention: RetentionDays.ONE_MONTH });
+    new HttpStage(this, 'WebhookApiStage', {
+      httpApi: this.api,
+      stageName: '$default',
+      autoDeploy: true,
+      throttle: { rateLimit: 50, burstLimit: 100 },
+      accessLogSettings: {
+        destination: new LogGroupLogDestination(accessLogs),
+        // routeKey, not path: the /{token} variant carries a secret that must not reach the logs.
+        format: AccessLogFormat.custom(
+          JSON.stringify({
+            requestId: '$context.requestId',
+            ip: '$context.identity.sourceIp',
+            time: '$context.requestTime',
+            route: '$context.routeKey',
+            status: '$context.status',
+            length: '$context.responseLength',
+            latencyMs: '$context.responseLatency',
+            userAgent: '$context.identity.userAgent',
+          }),
+        ),
+      },
+    });
+    const integration = new HttpLambdaIntegration('WebhookIntegration', webhook.fn);
+    for (const path of ['/hooks/{sourceId}', '/hooks/{sourceId}/{token}']) {
+      this.api.addRoutes({ path, methods: [HttpMethod.POST], integration });
+    }
+    for (const route of this.api.node.findAll()) {
+      if (route.node.id.startsWith('POST--hooks')) {
+        Validations.of(route).acknowledge({
+          id: 'AwsSolutions-APIG4',
+          reason:
+            'Registries cannot sign requests with IAM or present JWTs; each delivery is authenticated in the function by the source secret (HMAC, static header or URL token) from Secrets Manager.',
+        });
+      }
+    }
+
+    // ---- EventBridge --------------------------------------------------------------------------
+    const ecrHosts = config.sources.filter((s) => s.type === 'ecr').map((s) => s.registry);
+    if (ecrHosts.length > 0) {
+      new Rule(this, 'EcrPushRule', {
+        description: 'ECR image pushes to the mirror queue',
+        eventPattern: {
+          source: ['aws.ecr'],
+          detailType: ['ECR Image Action'],
+          detail: { 'action-type': ['PUSH'], result: ['SUCCESS'] },
+        },
+        targets: [new SqsQueue(this.mirrorQueue, { deadLetterQueue: this.mirrorDlq, retryAttempts: 10 })],
+      });
+    }
+    new Rule(this, 'ResignSchedule', {
+      description: 'Re-signs the manifest before it expires',
+      schedule: Schedule.rate(resignInterval(config.mirror.resignBeforeMs)),
+      targets: [
+        new SqsQueue(this.publishQueue, {
+          messageGroupId: 'publish',
+          message: RuleTargetInput.fromObject({ kind: 'resign', reason: 'schedule' }),
+        }),
+      ],
+    });
+
+    // ---- keys.json ----------------------------------------------------------------------------
+    new CustomResource(this, 'KeysJson', {
+      serviceToken: keys.fn.functionArn,
+      resourceType: 'Custom::WasmMirrorKeysJson',
+      // A new key ARN (rotation) re-runs the resource and appends the new key.
+      properties: { KeyArn: storage.signingKey.keyArn, Mirror: config.mirror.name },
+    });
+
+    // ---- alarms -------------------------------------------------------------------------------
+    const action: IAlarmAction | undefined = deployment.alarmTopicArn
+      ? new SnsAction(Topic.fromTopicArn(this, 'AlarmTopic', deployment.alarmTopicArn))
+      : undefined;
+    const alarm = (id: string, metric: IMetric, props: Omit<ConstructorParameters<typeof Alarm>[2], 'metric'>) => {
+      const a = new Alarm(this, id, { metric, ...props });
+      if (action) a.addAlarmAction(action);
+      this.alarms.push(a);
+      return a;
+    };
+    for (const [id, dlq] of [
+      ['MirrorDeadLettersAlarm', this.mirrorDlq],
+      ['PublishDeadLettersAlarm', this.publishDlq],
+    ] as const) {
+      alarm(id, dlq.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: 'Maximum' }), {
+        alarmDescription: `Messages in ${id.replace('Alarm', '')}: jobs that failed ${MAX_RECEIVE_COUNT} times. See infra/README.md.`,
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: TreatMissingData.NOT_BREACHING,
+      });
+    }
+    for (const [name, f] of Object.entries(this.functions)) {
+      alarm(`${cap(name)}ErrorsAlarm`, f.fn.metricErrors({ period: Duration.minutes(5), statistic: 'Sum' }), {
+        alarmDescription: `The ${name} function failed invocations.`,
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: TreatMissingData.NOT_BREACHING,
+      });
+    }
+    const ttlSeconds = config.mirror.manifestTtlMs / 1000;
+    const resignBeforeSeconds = config.mirror.resignBeforeMs / 1000;
+    const interval = resignInterval(config.mirror.resignBeforeMs);
+    alarm(
+      'ManifestAgeAlarm',
+      new Metric({
+        namespace: METRICS_NAMESPACE,
+        metricName: 'manifest_age_seconds',
+        dimensionsMap: { service: 'wasm-mirror', mirror: config.mirror.name },
+        statistic: 'Maximum',
+        // Two schedule ticks: a missing datapoint means the publisher has stopped running.
+        period: Duration.seconds(Math.min(interval.toSeconds() * 2, 86_400)),
+      }),
+      {
+        alarmDescription:
+          'The newest manifest is old: re-signing is failing and agents will reject it at expiresAt. See infra/README.md.',
+        // Half of the re-sign window left before expiry.
+        threshold: Math.round(ttlSeconds - resignBeforeSeconds / 2),
+        evaluationPeriods: 1,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: TreatMissingData.BREACHING,
+      },
+    );
+
+    // ---- acknowledgements ---------------------------------------------------------------------
+    for (const f of Object.values(this.functions)) acknowledgeFunction(f);
+    for (const dlq of [this.mirrorDlq, this.publishDlq]) {
+      Validations.of(dlq).acknowledge({
+        id: 'AwsSolutions-SQS3',
+        reason: 'This queue is itself the dead-letter queue; its depth is alarmed.',
+      });
+    }
+
+    new CfnOutput(this, 'WebhookBaseUrl', {
+      value: `${this.api.apiEndpoint}/hooks/`,
+      description: 'Append the source id (and /<token> for Quay and Docker Hub) for each registry webhook.',
+    });
+    new CfnOutput(this, 'MirrorUrl', { value: `https://${storage.distribution.distributionDomainName}` });
+    new CfnOutput(this, 'SigningKeyArn', { value: storage.signingKey.keyArn });
+    new CfnOutput(this, 'MirrorDeadLetterQueueUrl', { value: this.mirrorDlq.queueUrl });
+  }
+
+  /** ECR sources pull with the function's own IAM identity, scoped to the configured registries. */
+  private grantEcrPull(mirror: MirrorFunction, hosts: string[]): void {
+    const repositories = hosts.flatMap((host) => {
+      const m = /^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com$/.exec(host);
+      return m ? [`arn:${this.partition}:ecr:${m[2]}:${m[1]}:repository/*`] : [];
+    });
+    if (repositories.length === 0) return;
+    mirror.fn.addToRolePolicy(new PolicyStatement({ actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }));
+    mirror.fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['ecr:BatchGetImage', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchCheckLayerAvailability'],
+        resources: repositories,
+      }),
+    );
+    Validations.of(mirror).acknowledge({
+      id: 'AwsSolutions-IAM5[Action::ecr:GetAuthorizationToken]',
+      reason: 'ecr:GetAuthorizationToken has no resource-level permissions.',
+    });
+  }
+}
+
+/** A quarter of the re-sign window, between 5 minutes and 12 hours: several chances before expiry. */
+export function resignInterval(resignBeforeMs: number): Duration {
+  const minutes = Math.min(Math.max(Math.floor(resignBeforeMs / 4 / 60_000), 5), 12 * 60);
+  return minutes % 60 === 0 ? Duration.hours(minutes / 60) : Duration.minutes(minutes);
+}
+
+const cap = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
+
+function acknowledgeFunction(f: MirrorFunction): void {
+  Validations.of(f).acknowledge({
+    id: 'AwsSolutions-IAM5[Action::xray:PutTraceSegments]',
+    reason: 'X-Ray trace submission has no resource-level permissions.',
+  });
+}

@@ -1,0 +1,270 @@
+/**
+ * What outlives a redeploy: the bucket agents read, the signing key agents trust, the CloudFront
+ * URL agents are configured with, the role allowed to sign, and the secrets operators fill in.
+ * Everything here is retained on stack deletion; the pipeline stack can be torn down and
+ * rebuilt freely.
+ */
+import { CfnOutput, Duration, RemovalPolicy, Stack, type StackProps, Validations } from 'aws-cdk-lib';
+import {
+  AllowedMethods,
+  CachePolicy,
+  Distribution,
+  Function as CfFunction,
+  FunctionCode,
+  FunctionEventType,
+  HttpVersion,
+  PriceClass,
+  ResponseHeadersPolicy,
+  ViewerProtocolPolicy,
+} from 'aws-cdk-lib/aws-cloudfront';
+import { S3BucketOrigin } from 'aws-cdk-lib/aws-cloudfront-origins';
+import {
+  AccountRootPrincipal,
+  Effect,
+  PolicyDocument,
+  PolicyStatement,
+  Role,
+  ServicePrincipal,
+} from 'aws-cdk-lib/aws-iam';
+import { Alias, Key, KeySpec, KeyUsage } from 'aws-cdk-lib/aws-kms';
+import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership } from 'aws-cdk-lib/aws-s3';
+import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import type { Construct } from 'constructs';
+import type { Deployment } from './deployment.ts';
+import { secretNames, secretsPrefix } from './deployment.ts';
+
+export interface StorageStackProps extends StackProps {
+  readonly deployment: Deployment;
+}
+
+/** Key administration without use: the account can manage the key but only the signer can sign. */
+const KEY_ADMIN_ACTIONS = [
+  'kms:Create*',
+  'kms:Describe*',
+  'kms:Enable*',
+  'kms:List*',
+  'kms:Put*',
+  'kms:Update*',
+  'kms:Revoke*',
+  'kms:Disable*',
+  'kms:Get*',
+  'kms:Delete*',
+  'kms:TagResource',
+  'kms:UntagResource',
+  'kms:ScheduleKeyDeletion',
+  'kms:CancelKeyDeletion',
+  'kms:Verify',
+];
+
+export class StorageStack extends Stack {
+  readonly bucket: Bucket;
+  readonly logsBucket: Bucket;
+  readonly signingKey: Key;
+  readonly signerRole: Role;
+  readonly distribution: Distribution;
+  readonly secrets: Secret[];
+
+  constructor(scope: Construct, id: string, props: StorageStackProps) {
+    super(scope, id, props);
+    const { config } = props.deployment;
+
+    this.logsBucket = new Bucket(this, 'AccessLogs', {
+      blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      encryption: BucketEncryption.S3_MANAGED,
+      // CloudFront standard logs are delivered with ACLs; S3 access logs need none.
+      objectOwnership: ObjectOwnership.OBJECT_WRITER,
+      lifecycleRules: [{ expiration: Duration.days(90) }],
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    Validations.of(this.logsBucket).acknowledge({
+      id: 'AwsSolutions-S1',
+      reason: 'This is the access-log bucket; logging its own access would log forever.',
+    });
+
+    this.bucket = new Bucket(this, 'MirrorBucket', {
+      blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      encryption: BucketEncryption.S3_MANAGED,
+      objectOwnership: ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      versioned: true,
+      serverAccessLogsBucket: this.logsBucket,
+      serverAccessLogsPrefix: 's3/mirror/',
+      lifecycleRules: [
+        { id: 'AbortIncompleteUploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
+        // Only latest.json and keys.json are ever replaced; keep a month of their history.
+        { id: 'ExpireReplacedVersions', noncurrentVersionExpiration: Duration.days(30) },
+        // Webhook delivery ids only need to outlive the senders' retry windows.
+        { id: 'ExpireDeliveryMarkers', prefix: 'state/deliveries/', expiration: Duration.days(7) },
+      ],
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    this.signerRole = new Role(this, 'PublisherRole', {
+      assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
+      description: 'Assumed by the publish function; the only principal the signing key lets sign.',
+    });
+
+    const generation = props.deployment.signingKeyGeneration;
+    this.signingKey = new Key(this, generation === 1 ? 'SigningKey' : `SigningKeyV${generation}`, {
+      description: `Wasm Mirror manifest signing key for ${config.mirror.name} (generation ${generation})`,
+      keySpec: KeySpec.ECC_NIST_P256,
+      keyUsage: KeyUsage.SIGN_VERIFY,
+      removalPolicy: RemovalPolicy.RETAIN,
+      pendingWindow: Duration.days(30),
+      policy: new PolicyDocument({
+        statements: [
+          new PolicyStatement({
+            sid: 'AccountAdministersButDoesNotSign',
+            principals: [new AccountRootPrincipal()],
+            actions: KEY_ADMIN_ACTIONS,
+            resources: ['*'],
+          }),
+          new PolicyStatement({
+            sid: 'OnlyThePublisherSignsDigests',
+            principals: [this.signerRole],
+            actions: ['kms:Sign'],
+            resources: ['*'],
+            conditions: {
+              StringEquals: { 'kms:SigningAlgorithm': 'ECDSA_SHA_256', 'kms:MessageType': 'DIGEST' },
+            },
+          }),
+          new PolicyStatement({
+            sid: 'PublisherReadsThePublicKey',
+            principals: [this.signerRole],
+            actions: ['kms:GetPublicKey', 'kms:DescribeKey'],
+            resources: ['*'],
+          }),
+          new PolicyStatement({
+            sid: 'NoOneElseSigns',
+            effect: Effect.DENY,
+            principals: [new AccountRootPrincipal()],
+            actions: ['kms:Sign'],
+            resources: ['*'],
+            conditions: { ArnNotEquals: { 'aws:PrincipalArn': this.signerRole.roleArn } },
+          }),
+        ],
+      }),
+    });
+    new Alias(this, 'SigningKeyAlias', {
+      aliasName: `alias/wasm-mirror/${config.mirror.name}`,
+      targetKey: this.signingKey,
+    });
+
+    this.distribution = this.createDistribution();
+
+    const prefix = secretsPrefix(config);
+    const names = secretNames(config);
+    this.secrets = [
+      ...names.webhook.map(
+        (name) =>
+          new Secret(this, `Webhook-${name}`, {
+            secretName: `${prefix}${name}`,
+            description: `Webhook secret ${name} for ${config.mirror.name}; give this value to the registry.`,
+            // Generated once; the operator copies it into the registry's webhook settings.
+            generateSecretString: { passwordLength: 40, excludePunctuation: true },
+            removalPolicy: RemovalPolicy.RETAIN,
+          }),
+      ),
+      ...names.credentials.map(
+        (name) =>
+          new Secret(this, `Credential-${name}`, {
+            secretName: `${prefix}${name}`,
+            description: `Registry pull credential ${name} for ${config.mirror.name}; set it to the registry's value.`,
+            removalPolicy: RemovalPolicy.RETAIN,
+          }),
+      ),
+    ];
+    for (const secret of this.secrets) {
+      Validations.of(secret).acknowledge({
+        id: 'AwsSolutions-SMG4',
+        reason:
+          'Webhook secrets and registry credentials are shared with third-party registries; they are rotated by hand together with the registry side (see infra/README.md).',
+      });
+    }
+
+    new CfnOutput(this, 'MirrorUrl', {
+      value: `https://${this.distribution.distributionDomainName}`,
+      description: 'Agents and Istio fetch manifests/, modules/ and keys.json here.',
+    });
+    new CfnOutput(this, 'SigningKeyArn', { value: this.signingKey.keyArn, description: 'KMS key signing manifests.' });
+    new CfnOutput(this, 'BucketName', { value: this.bucket.bucketName });
+  }
+
+  private createDistribution(): Distribution {
+    const origin = S3BucketOrigin.withOriginAccessControl(this.bucket);
+    const immutable = new CachePolicy(this, 'ImmutableCache', {
+      comment: 'Content-addressed modules and numbered manifests never change.',
+      defaultTtl: Duration.days(365),
+      minTtl: Duration.days(1),
+      maxTtl: Duration.days(365),
+      enableAcceptEncodingGzip: true,
+      enableAcceptEncodingBrotli: true,
+    });
+    const latest = new CachePolicy(this, 'LatestManifestCache', {
+      comment: 'manifests/latest.json changes on every publish; agents poll it.',
+      defaultTtl: Duration.seconds(30),
+      minTtl: Duration.seconds(0),
+      maxTtl: Duration.seconds(60),
+      enableAcceptEncodingGzip: true,
+      enableAcceptEncodingBrotli: true,
+    });
+    const keys = new CachePolicy(this, 'KeysCache', {
+      comment: 'keys.json changes only when a key is added.',
+      defaultTtl: Duration.minutes(5),
+      minTtl: Duration.seconds(0),
+      maxTtl: Duration.minutes(5),
+    });
+    // Only the three published paths are served; anything else in the bucket (state/) is a 404.
+    const notFound = new CfFunction(this, 'NotFound', {
+      comment: 'Answers 404 for paths outside manifests/, modules/ and keys.json',
+      code: FunctionCode.fromInline(
+        "function handler(event) { return { statusCode: 404, statusDescription: 'Not Found' }; }",
+      ),
+    });
+    const base = {
+      origin,
+      viewerProtocolPolicy: ViewerProtocolPolicy.REDIRECT_TO_HTTPS,
+      allowedMethods: AllowedMethods.ALLOW_GET_HEAD,
+      responseHeadersPolicy: ResponseHeadersPolicy.SECURITY_HEADERS,
+    };
+    const distribution = new Distribution(this, 'MirrorCdn', {
+      comment: `Wasm Mirror ${this.stackName}`,
+      httpVersion: HttpVersion.HTTP2_AND_3,
+      priceClass: PriceClass.PRICE_CLASS_100,
+      enableLogging: true,
+      logBucket: this.logsBucket,
+      logFilePrefix: 'cloudfront/',
+      defaultBehavior: {
+        ...base,
+        cachePolicy: CachePolicy.CACHING_DISABLED,
+        functionAssociations: [{ function: notFound, eventType: FunctionEventType.VIEWER_REQUEST }],
+      },
+      additionalBehaviors: {
+        // Listed before manifests/* so it wins: the only short-lived object.
+        'manifests/latest.json': { ...base, cachePolicy: latest, compress: true },
+        'manifests/*': { ...base, cachePolicy: immutable, compress: true },
+        // Module bytes go out exactly as stored; agents check their sha256.
+        'modules/*': { ...base, cachePolicy: immutable, compress: false },
+        'keys.json': { ...base, cachePolicy: keys, compress: true },
+      },
+    });
+    Validations.of(distribution).acknowledge(
+      {
+        id: 'AwsSolutions-CFR1',
+        reason: 'Mesh agents run wherever the operator runs clusters; geo restriction is left to the operator.',
+      },
+      {
+        id: 'AwsSolutions-CFR2',
+        reason:
+          'Read-only, signed, content-addressed objects with no origin compute behind them; a WAF adds cost without protecting anything an agent does not verify. Attach one with webAclId if your policy requires it.',
+      },
+      {
+        id: 'AwsSolutions-CFR4',
+        reason:
+          'The default *.cloudfront.net certificate fixes the TLS policy; integrity does not rest on TLS (manifests are signed, modules checked by sha256). Use a custom domain and certificate to raise the minimum protocol.',
+      },
+    );
+    return distribution;
+  }
+}

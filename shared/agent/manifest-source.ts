@@ -1,0 +1,66 @@
+/** Reading a manifest envelope from a file or URL, capped, for `verify` and `wasmplugin`. */
+import { open } from 'node:fs/promises';
+import { WasmMirrorError } from '../errors.ts';
+import { DEFAULT_MAX_MANIFEST_BYTES } from '../manifest/index.ts';
+import { discard, HttpClient, readCapped } from './http.ts';
+
+const tooLarge = (where: string, max: number) => (n: number) =>
+  new WasmMirrorError('MANIFEST_TOO_LARGE', `${where}: at least ${n} bytes, the cap is ${max}`);
+
+/** Reads `source` (a path, or an http(s) URL) whole, refusing more than `maxBytes`. */
+export async function readManifestSource(
+  source: string,
+  maxBytes = DEFAULT_MAX_MANIFEST_BYTES,
+): Promise<Uint8Array> {
+  if (/^https?:\/\//i.test(source)) {
+    const client = new HttpClient({ maxSockets: 1, idleTimeoutMs: 30_000 });
+    try {
+      const got = await client.get(new URL(source));
+      if (got.status !== 200) {
+        discard(got.res);
+        throw new WasmMirrorError(
+          got.status === 404 ? 'NOT_FOUND' : 'MIRROR_UNAVAILABLE',
+          `${source}: HTTP ${got.status}`,
+        );
+      }
+      return await readCapped(got.res, maxBytes, tooLarge(source, maxBytes));
+    } finally {
+      client.close();
+    }
+  }
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(source, 'r');
+  } catch (err) {
+    throw new WasmMirrorError('NOT_FOUND', `cannot open ${source}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  try {
+    // Read at most one byte past the cap, so a huge file is refused without loading it.
+    const buf = Buffer.alloc(Math.min(maxBytes + 1, (await fh.stat()).size + 1));
+    let total = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, total, buf.length - total, null);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+      if (total > maxBytes) throw tooLarge(source, maxBytes)(total);
+      if (total === buf.length) break;
+    }
+    return new Uint8Array(buf.subarray(0, total));
+  } finally {
+    await fh.close();
+  }
+}
+
+/** `30s`, `5m`, `1h`, `500ms`, or plain seconds. */
+export function parseDuration(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (m === null)
+    throw new WasmMirrorError('USAGE', `${flag} must be a duration like 30s, 5m or 1h, got "${text}"`);
+  const n = Number(m[1]);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  const ms = n * unit;
+  if (ms <= 0 || !Number.isFinite(ms)) throw new WasmMirrorError('USAGE', `${flag} must be positive`);
+  return ms;
+}

@@ -1,0 +1,45 @@
+/** Serves `/metrics` (Prometheus text) and `/healthz` for the agent on a given host:port. */
+import { createServer, type Server } from 'node:http';
+import { WasmMirrorError } from '../errors.ts';
+import type { PrometheusRegistry } from './metrics.ts';
+
+export function parseListenAddress(addr: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:]*)):(\d{1,5})$/.exec(addr) ?? /^()()(\d{1,5})$/.exec(addr);
+  const port = Number(m?.[3]);
+  if (m === null || !Number.isInteger(port) || port > 65535) {
+    throw new WasmMirrorError('USAGE', `--metrics-addr must be HOST:PORT or PORT, got "${addr}"`);
+  }
+  // A bare port (or ":port") listens on loopback only; exposing metrics is an explicit choice.
+  return { host: m[1] || m[2] || '127.0.0.1', port };
+}
+
+export async function startMetricsServer(
+  addr: string,
+  registry: PrometheusRegistry,
+): Promise<{ server: Server; url: string; close(): Promise<void> }> {
+  const { host, port } = parseListenAddress(addr);
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+    } else if (req.url === '/metrics') {
+      res
+        .writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' })
+        .end(registry.render());
+    } else if (req.url === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const address = server.address();
+  const bound = typeof address === 'object' && address !== null ? address.port : port;
+  return {
+    server,
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${bound}/metrics`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
