@@ -18,7 +18,7 @@ async function putBlob(base: string, repo: string, bytes: Uint8Array): Promise<s
   const put = await fetch(location, {
     method: 'PUT',
     headers: { 'content-type': 'application/octet-stream' },
-    body: bytes,
+    body: new Uint8Array(bytes),
   });
   if (put.status !== 201) throw new Error(`blob put: ${put.status} ${await put.text()}`);
   return digest;
@@ -38,9 +38,17 @@ export async function prepareWasmArtifactPush(
     JSON.stringify({
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.module.wasm.config.v1+json', digest: configDigest, size: config.length },
+      config: {
+        mediaType: 'application/vnd.module.wasm.config.v1+json',
+        digest: configDigest,
+        size: config.length,
+      },
       layers: [
-        { mediaType: 'application/vnd.module.wasm.content.layer.v1+wasm', digest: layerDigest, size: module.length },
+        {
+          mediaType: 'application/vnd.module.wasm.content.layer.v1+wasm',
+          digest: layerDigest,
+          size: module.length,
+        },
       ],
     }),
   );

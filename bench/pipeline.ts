@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { parseConfig } from '../shared/config.ts';
 import { startEmbedded } from '../shared/embedded/runtime.ts';
 import { silentLogger } from '../shared/ports.ts';
-import { freePort, startRegistry } from '../test/support/registry.ts';
 import { DISTRIBUTION_EVENTS_V1, distributionEnvelope, fetchManifest } from '../test/support/mirror.ts';
+import { freePort, startRegistry } from '../test/support/registry.ts';
 import { proxyWasmModule } from '../test/support/wasm.ts';
 import { prepareWasmArtifactPush } from './http-push.ts';
 
@@ -22,11 +22,15 @@ const PUSHES = Number(process.env.BENCH_PUSHES ?? 50);
 const BURST_MODULES = Number(process.env.BENCH_BURST_MODULES ?? 200);
 const BURST_DELIVERIES = Number(process.env.BENCH_BURST_DELIVERIES ?? 1000);
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 
 async function main() {
   const port = await freePort();
-  const registry = await startRegistry({ notificationsUrl: `http://127.0.0.1:${port}/hooks/notify`, notificationsToken: TOKEN });
+  const registry = await startRegistry({
+    notificationsUrl: `http://127.0.0.1:${port}/hooks/notify`,
+    notificationsToken: TOKEN,
+  });
   const dataDir = mkdtempSync(join(tmpdir(), 'wm-bench-pipeline-'));
   const config = parseConfig(`
 mirror: { name: bench }
@@ -75,7 +79,9 @@ sources:
           const res = await fetch(`${mirror.url}/hooks/burst`, {
             method: 'POST',
             headers: { authorization: `Bearer ${TOKEN}`, 'content-type': DISTRIBUTION_EVENTS_V1 },
-            body: distributionEnvelope([{ repository: t.repo, tag: '1.0', digest: t.digest, host: registry.host }]),
+            body: distributionEnvelope([
+              { repository: t.repo, tag: '1.0', digest: t.digest, host: registry.host },
+            ]),
           });
           await res.arrayBuffer();
           statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);

@@ -57,17 +57,38 @@ describe('config', () => {
 
   it.each([
     ['mirror:\n  nmae: x', 'mirror.nmae is not a known key'],
-    ['sources:\n  - id: a\n    type: distribution\n    registry: r.io\n    repositories: ["**"]\n    webhookSecretEnv: S\n    insecrue: true', 'sources[0].insecrue is not a known key'],
-    ['sources:\n  - id: a\n    type: gitlab\n    registry: r.io\n    repositories: ["**"]\n    webhookSecretEnv: S', 'sources[0].type must be one of'],
-    ['sources:\n  - id: a\n    type: distribution\n    registry: http://r.io/x\n    repositories: ["**"]\n    webhookSecretEnv: S', 'sources[0].registry has an invalid value'],
-    ['sources:\n  - id: a\n    type: distribution\n    registry: r.io\n    repositories: []\n    webhookSecretEnv: S', 'sources[0].repositories must be a non-empty list'],
-    ['sources:\n  - id: a\n    type: distribution\n    registry: r.io\n    repositories: ["**"]', 'sources[0].webhookSecretEnv is required'],
-    ['sources:\n  - id: a\n    type: distribution\n    registry: r.io\n    repositories: ["**"]\n    webhookSecretEnv: S\n    insecure: "yes"', 'sources[0].insecure must be true or false'],
+    [
+      'sources:\n  - id: a\n    type: distribution\n    registry: r.io\n    repositories: ["**"]\n    webhookSecretEnv: S\n    insecrue: true',
+      'sources[0].insecrue is not a known key',
+    ],
+    [
+      'sources:\n  - id: a\n    type: gitlab\n    registry: r.io\n    repositories: ["**"]\n    webhookSecretEnv: S',
+      'sources[0].type must be one of',
+    ],
+    [
+      'sources:\n  - id: a\n    type: distribution\n    registry: http://r.io/x\n    repositories: ["**"]\n    webhookSecretEnv: S',
+      'sources[0].registry has an invalid value',
+    ],
+    [
+      'sources:\n  - id: a\n    type: distribution\n    registry: r.io\n    repositories: []\n    webhookSecretEnv: S',
+      'sources[0].repositories must be a non-empty list',
+    ],
+    [
+      'sources:\n  - id: a\n    type: distribution\n    registry: r.io\n    repositories: ["**"]',
+      'sources[0].webhookSecretEnv is required',
+    ],
+    [
+      'sources:\n  - id: a\n    type: distribution\n    registry: r.io\n    repositories: ["**"]\n    webhookSecretEnv: S\n    insecure: "yes"',
+      'sources[0].insecure must be true or false',
+    ],
     ['mirror:\n  manifestTtl: soon', 'mirror.manifestTtl must be a duration'],
     ['mirror:\n  manifestTtl: 1h\n  resignBefore: 2h', 'mirror.resignBefore must be shorter'],
     ['mirror:\n  name: x\n  name: y', 'not valid YAML or JSON'],
     ['mirror: [1, 2]', 'mirror must be a mapping'],
-    ['sources:\n  - id: Bad/Id\n    type: distribution\n    registry: r.io\n    repositories: ["**"]\n    webhookSecretEnv: S', 'sources[0].id has an invalid value'],
+    [
+      'sources:\n  - id: Bad/Id\n    type: distribution\n    registry: r.io\n    repositories: ["**"]\n    webhookSecretEnv: S',
+      'sources[0].id has an invalid value',
+    ],
   ])('names the key in %j', (text, message) => {
     const err = errorOf(text);
     expect(err.code).toBe('CONFIG_INVALID');
@@ -75,8 +96,11 @@ describe('config', () => {
   });
 
   it('refuses duplicate source ids', () => {
-    const source = '  - id: a\n    type: distribution\n    registry: r.io\n    repositories: ["**"]\n    webhookSecretEnv: S\n';
-    expect(errorOf(`sources:\n${source}${source}`).message).toContain("sources[1].id duplicate source id 'a'");
+    const source =
+      '  - id: a\n    type: distribution\n    registry: r.io\n    repositories: ["**"]\n    webhookSecretEnv: S\n';
+    expect(errorOf(`sources:\n${source}${source}`).message).toContain(
+      "sources[1].id duplicate source id 'a'",
+    );
   });
 
   it('refuses alias bombs', () => {

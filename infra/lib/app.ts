@@ -24,6 +24,5 @@ export function buildApp(app: App): WasmMirrorStacks {
     env,
     description: `Wasm Mirror ${name}: webhook API, queues, functions, alarms`,
   });
-  pipeline.addDependency(storage);
   return { storage, pipeline };
 }

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Aws } from 'aws-cdk-lib';
 import { type MirrorConfig, parseConfig } from '../../shared/config.ts';
 
 export const EXAMPLE_CONFIG = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'example.config.yaml');
@@ -41,7 +42,13 @@ export function loadDeployment(node: DeploymentContext): Deployment {
   };
 }
 
-function intContext(node: DeploymentContext, key: string, fallback: number, min: number, max: number): number {
+function intContext(
+  node: DeploymentContext,
+  key: string,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
   const raw = node.tryGetContext(key);
   if (raw === undefined) return fallback;
   const value = Number(raw);
@@ -73,3 +80,16 @@ export function secretNames(config: MirrorConfig): { webhook: string[]; credenti
 
 /** Secrets Manager name prefix for one mirror: `<prefix><name from the config>`. */
 export const secretsPrefix = (config: MirrorConfig): string => `wasm-mirror/${config.mirror.name}/`;
+
+/**
+ * The bucket's name: fixed per mirror, account and region, so the pipeline can refer to it
+ * without a cross-stack export. S3 names are at most 63 lowercase characters.
+ */
+export function mirrorBucketName(mirrorName: string): string {
+  const slug = mirrorName
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 20);
+  return `wasm-mirror-${slug || 'mirror'}-${Aws.ACCOUNT_ID}-${Aws.REGION}`;
+}

@@ -1,10 +1,10 @@
 /**
- * The function defaults, in one place: Node.js 22 on ARM64, esbuild bundling on this machine
+ * The function defaults, in one place: Node.js 24 (code built for 22 and up) on ARM64, esbuild bundling on this machine
  * (never Docker) into minified ESM with source maps, the deployment's config file bundled beside
  * the handler, a log group with bounded retention, and X-Ray tracing.
  */
 import { Duration, RemovalPolicy, Size } from 'aws-cdk-lib';
-import type { IRole } from 'aws-cdk-lib/aws-iam';
+import { type IRole, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Architecture, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
 import { LogLevel, NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
@@ -40,6 +40,7 @@ const REQUIRE_BANNER =
 export class MirrorFunction extends Construct {
   readonly fn: NodejsFunction;
   readonly logGroup: LogGroup;
+  readonly role: IRole;
 
   constructor(scope: Construct, id: string, props: MirrorFunctionProps) {
     super(scope, id);
@@ -48,18 +49,26 @@ export class MirrorFunction extends Construct {
       removalPolicy: RemovalPolicy.DESTROY,
     });
     const configPath = props.configPath;
+    // An own role without the AWSLambdaBasicExecutionRole managed policy: write to this log group only.
+    this.role =
+      props.role ??
+      new Role(this, 'Role', {
+        assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
+        description: `Wasm Mirror ${props.entry} function`,
+      });
+    this.logGroup.grantWrite(this.role);
     this.fn = new NodejsFunction(this, 'Function', {
       entry: `${REPO_ROOT}/functions/entry/${props.entry}.ts`,
       handler: 'handler',
       description: props.description,
-      runtime: Runtime.NODEJS_22_X,
+      runtime: Runtime.NODEJS_24_X,
       architecture: Architecture.ARM_64,
       memorySize: props.memorySize ?? 512,
       ephemeralStorageSize: Size.mebibytes(props.ephemeralStorageMiB ?? 512),
       timeout: props.timeout ?? Duration.seconds(30),
       tracing: Tracing.ACTIVE,
       logGroup: this.logGroup,
-      ...(props.role ? { role: props.role } : {}),
+      role: this.role,
       ...(props.reservedConcurrentExecutions !== undefined
         ? { reservedConcurrentExecutions: props.reservedConcurrentExecutions }
         : {}),

@@ -8,8 +8,8 @@ import { CfnOutput, Duration, RemovalPolicy, Stack, type StackProps, Validations
 import {
   AllowedMethods,
   CachePolicy,
-  Distribution,
   Function as CfFunction,
+  Distribution,
   FunctionCode,
   FunctionEventType,
   HttpVersion,
@@ -31,7 +31,7 @@ import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership } from 'aw
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import type { Deployment } from './deployment.ts';
-import { secretNames, secretsPrefix } from './deployment.ts';
+import { mirrorBucketName, secretNames, secretsPrefix } from './deployment.ts';
 
 export interface StorageStackProps extends StackProps {
   readonly deployment: Deployment;
@@ -83,6 +83,7 @@ export class StorageStack extends Stack {
     });
 
     this.bucket = new Bucket(this, 'MirrorBucket', {
+      bucketName: mirrorBucketName(config.mirror.name),
       blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
       enforceSSL: true,
       encryption: BucketEncryption.S3_MANAGED,
@@ -187,7 +188,10 @@ export class StorageStack extends Stack {
       value: `https://${this.distribution.distributionDomainName}`,
       description: 'Agents and Istio fetch manifests/, modules/ and keys.json here.',
     });
-    new CfnOutput(this, 'SigningKeyArn', { value: this.signingKey.keyArn, description: 'KMS key signing manifests.' });
+    new CfnOutput(this, 'SigningKeyArn', {
+      value: this.signingKey.keyArn,
+      description: 'KMS key signing manifests.',
+    });
     new CfnOutput(this, 'BucketName', { value: this.bucket.bucketName });
   }
 
@@ -252,7 +256,8 @@ export class StorageStack extends Stack {
     Validations.of(distribution).acknowledge(
       {
         id: 'AwsSolutions-CFR1',
-        reason: 'Mesh agents run wherever the operator runs clusters; geo restriction is left to the operator.',
+        reason:
+          'Mesh agents run wherever the operator runs clusters; geo restriction is left to the operator.',
       },
       {
         id: 'AwsSolutions-CFR2',

@@ -67,6 +67,8 @@ export const STATE_FILE = 'agent-state.json';
 export const MANIFEST_FILE = 'manifest.json';
 const MODULE_FILE = /^([a-f0-9]{64})\.wasm$/;
 const STALE_TEMP_MS = 3600_000;
+/** Verified temp files waiting for fsync + rename (each holds a file descriptor). */
+const MAX_FINISHING = 64;
 
 export class WasmMirrorAgent {
   readonly metrics: PrometheusRegistry;
@@ -156,6 +158,23 @@ export class WasmMirrorAgent {
     let downloaded = 0;
     let cached = 0;
     const failures: WasmMirrorError[] = [];
+    const failed = (m: ManifestModule, err: unknown) => {
+      const e = toWasmMirrorError(err);
+      const mismatch = e.code === 'HASH_MISMATCH' || e.code === 'LENGTH_MISMATCH';
+      this.metrics.count('wasm_remote_fetch_count', {
+        result: mismatch ? 'checksum_mismatched' : 'download_failure',
+      });
+      if (mismatch) this.metrics.count('wasm_mirror_verification_failures_total', { code: e.code });
+      this.#o.logger.warn('module download failed', {
+        name: m.name,
+        tag: m.tag,
+        sha256: m.sha256,
+        code: e.code,
+      });
+      failures.push(e);
+    };
+    // fsync + rename run behind the downloads (bounded), so disk flushes do not idle the sockets.
+    const finishing = new Set<Promise<void>>();
     await forEachLimit([...wanted.values()], this.#o.concurrency, async (m) => {
       try {
         if (await this.#present(m)) {
@@ -164,25 +183,22 @@ export class WasmMirrorAgent {
           return;
         }
         this.metrics.count('wasm_cache_lookup_count', { hit: 'false' });
-        await this.#download(m, signal);
-        downloaded++;
-        this.metrics.count('wasm_remote_fetch_count', { result: 'success' });
+        const { finish } = await this.#download(m, signal);
+        const p: Promise<void> = finish.then(
+          () => {
+            downloaded++;
+            this.metrics.count('wasm_remote_fetch_count', { result: 'success' });
+          },
+          (err) => failed(m, err),
+        );
+        finishing.add(p);
+        void p.then(() => finishing.delete(p));
+        while (finishing.size >= MAX_FINISHING) await Promise.race(finishing);
       } catch (err) {
-        const e = toWasmMirrorError(err);
-        const mismatch = e.code === 'HASH_MISMATCH' || e.code === 'LENGTH_MISMATCH';
-        this.metrics.count('wasm_remote_fetch_count', {
-          result: mismatch ? 'checksum_mismatched' : 'download_failure',
-        });
-        if (mismatch) this.metrics.count('wasm_mirror_verification_failures_total', { code: e.code });
-        this.#o.logger.warn('module download failed', {
-          name: m.name,
-          tag: m.tag,
-          sha256: m.sha256,
-          code: e.code,
-        });
-        failures.push(e);
+        failed(m, err);
       }
     });
+    await Promise.all(finishing);
     if (downloaded > 0) await syncDir(this.#modulesDir);
     if (failures.length > 0) {
       const first = failures[0]!;
@@ -312,7 +328,8 @@ export class WasmMirrorAgent {
     return false;
   }
 
-  async #download(m: ManifestModule, signal?: AbortSignal): Promise<void> {
+  /** Downloads and verifies into a temp file; the returned promise fsyncs and renames it into place. */
+  async #download(m: ManifestModule, signal?: AbortSignal): Promise<{ finish: Promise<void> }> {
     const url = new URL(`${this.#o.mirrorUrl}/modules/sha256/${m.sha256}.wasm`);
     const got = await this.#http.get(url, {}, signal);
     if (got.status !== 200) {
@@ -322,18 +339,30 @@ export class WasmMirrorAgent {
     const final = join(this.#modulesDir, `${m.sha256}.wasm`);
     const tmp = join(this.#modulesDir, `.tmp-${m.sha256}-${randomUUID()}`);
     const fh = await open(tmp, 'wx', 0o644);
-    try {
-      await streamVerified(got.res, fh, { size: m.size, sha256: m.sha256, url: url.href });
-      await fh.sync();
-      await fh.close();
-      await rename(tmp, final);
-      this.#verifiedOnDisk.add(m.sha256);
-    } catch (err) {
+    const abandon = async (err: unknown): Promise<never> => {
       got.res.destroy();
       await fh.close().catch(() => {});
       await unlink(tmp).catch(() => {});
       throw err;
+    };
+    try {
+      await streamVerified(got.res, fh, { size: m.size, sha256: m.sha256, url: url.href });
+    } catch (err) {
+      return abandon(err);
     }
+    // Verified bytes: make them durable, then visible under their hash.
+    // (Wrapped in an object: awaiting a returned promise would wait for the fsync too.)
+    const finish = (async () => {
+      try {
+        await fh.datasync();
+        await fh.close();
+        await rename(tmp, final);
+        this.#verifiedOnDisk.add(m.sha256);
+      } catch (err) {
+        await abandon(new WasmMirrorError('STORAGE_FAILURE', `${final}: ${String(err)}`, { cause: err }));
+      }
+    })();
+    return { finish };
   }
 
   async #collectGarbage(listed: Set<string>, now: Date): Promise<number> {

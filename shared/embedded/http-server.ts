@@ -150,6 +150,7 @@ async function serveObject(
   if (stream === undefined) return sendJson(res, 404, { code: 'NOT_FOUND', message: 'not found' });
   if (stream.info.etag !== info.etag) {
     // latest.json was replaced between head and get: describe what is actually sent.
+    discard(stream.body);
     return serveObject(store, key, req, res, headOnly);
   }
   res.writeHead(range === undefined ? 200 : 206, headers);
@@ -158,6 +159,11 @@ async function serveObject(
     if (res.destroyed) return;
   }
   res.end();
+}
+
+/** Releases an unread object stream (its file descriptor or socket). */
+function discard(body: AsyncIterable<Uint8Array>): void {
+  (body as { destroy?: () => void }).destroy?.();
 }
 
 function cacheControlFor(key: string): string {

@@ -7,9 +7,8 @@
 import { createHash } from 'node:crypto';
 import type { MirrorJob } from '../domain.ts';
 import { isWasmMirrorError, toWasmMirrorError } from '../errors.ts';
-import { parseWebhook } from '../sources/index.ts';
-import { SourceRateLimiters } from '../sources/rate-limit.ts';
-import type { IgnoredEvent, SourceConfig } from '../sources/types.ts';
+import { WebhookReceiver } from '../sources/receiver.ts';
+import type { IgnoredEvent, ParsedDelivery, SourceConfig } from '../sources/types.ts';
 import type { PipelineDeps } from './context.ts';
 
 export interface WebhookHttpRequest {
@@ -48,7 +47,9 @@ const STATUS_BY_CODE: Record<string, number> = {
 export function createWebhookReceiver(
   deps: ReceiverDeps,
 ): (req: WebhookHttpRequest) => Promise<WebhookHttpResponse> {
-  const limiters = new SourceRateLimiters(deps.clock);
+  // Rate limit, parse and an in-memory replay check (which also absorbs concurrent floods);
+  // the durable delivery marker below covers restarts and other instances.
+  const receiver = new WebhookReceiver({ clock: deps.clock });
   const outcome = (source: string, result: string) =>
     deps.metrics.count('webhooks_total', { source, outcome: result });
 
@@ -57,13 +58,6 @@ export function createWebhookReceiver(
     if (source === undefined) {
       outcome('unknown', 'unknown-source');
       return reply(404, 'WEBHOOK_UNKNOWN_SOURCE', 'no such webhook source');
-    }
-    if (!limiters.take(source)) {
-      outcome(source.id, 'rate-limited');
-      return {
-        ...reply(429, 'WEBHOOK_RATE_LIMITED', 'too many deliveries from this source'),
-        headers: { 'retry-after': '5' },
-      };
     }
     const secret = await loadSecret(deps, source);
     if (secret === undefined) {
@@ -75,9 +69,9 @@ export function createWebhookReceiver(
       return reply(503, 'CONFIG_INVALID', 'this source has no webhook secret configured');
     }
 
-    let parsed: ReturnType<typeof parseWebhook>;
+    let parsed: ParsedDelivery & { duplicate: boolean };
     try {
-      parsed = parseWebhook(source, secret, {
+      parsed = receiver.receive(source, secret, {
         headers: lowercaseHeaders(req.headers),
         body: req.body,
         ...(req.pathToken === undefined ? {} : { pathToken: req.pathToken }),
@@ -85,6 +79,13 @@ export function createWebhookReceiver(
       });
     } catch (err) {
       const e = toWasmMirrorError(err, 'WEBHOOK_MALFORMED');
+      if (e.code === 'WEBHOOK_RATE_LIMITED') {
+        outcome(source.id, 'rate-limited');
+        return {
+          ...reply(429, e.code, 'too many deliveries from this source'),
+          headers: { 'retry-after': String(e.retryAfterSeconds ?? 60) },
+        };
+      }
       const status = STATUS_BY_CODE[e.code] ?? 400;
       outcome(source.id, e.code === 'WEBHOOK_UNAUTHENTICATED' ? 'unauthenticated' : 'rejected');
       deps.logger.warn('webhook refused', { sourceId: source.id, code: e.code, status });
@@ -96,13 +97,14 @@ export function createWebhookReceiver(
       deps.metrics.count('webhook_events_ignored_total', { source: source.id, reason: ignored.reason });
     }
     const marker = parsed.deliveryId === undefined ? undefined : deliveryMarker(source.id, parsed.deliveryId);
-    if (marker !== undefined && (await deps.store.head(marker)) !== undefined) {
+    if (parsed.duplicate || (marker !== undefined && (await deps.store.head(marker)) !== undefined)) {
       outcome(source.id, 'duplicate');
       return { status: 200, body: { duplicate: true, accepted: 0 } };
     }
     try {
       for (const job of parsed.jobs) await deps.mirrorQueue.send(job, { dedupeId: jobDedupeId(job) });
     } catch (err) {
+      receiver.dedupe.forget(source.id, parsed.deliveryId);
       outcome(source.id, 'queue-failure');
       deps.logger.error('could not queue mirror jobs; the sender will retry', {
         sourceId: source.id,

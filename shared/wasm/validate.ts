@@ -29,7 +29,7 @@ type Part = { bytes: Uint8Array } | { offset: number; length: number };
 
 export async function validateCoreModuleFile(path: string, sections: SectionSpan[]): Promise<void> {
   const fh = await open(path, 'r');
-  let skeleton: Buffer;
+  let skeleton: Uint8Array<ArrayBuffer>;
   try {
     const parts: Part[] = [{ bytes: Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00) }];
     for (const s of sections) {
@@ -45,7 +45,7 @@ export async function validateCoreModuleFile(path: string, sections: SectionSpan
       }
     }
     const total = parts.reduce((n, p) => n + ('bytes' in p ? p.bytes.length : p.length), 0);
-    skeleton = Buffer.allocUnsafe(total);
+    skeleton = new Uint8Array(new ArrayBuffer(total));
     let pos = 0;
     for (const p of parts) {
       if ('bytes' in p) {
@@ -72,7 +72,7 @@ export async function validateCoreModuleFile(path: string, sections: SectionSpan
 
 async function readFully(
   fh: FileHandle,
-  into: Buffer,
+  into: Uint8Array,
   at: number,
   length: number,
   position: number,

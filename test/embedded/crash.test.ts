@@ -24,10 +24,23 @@ describe('crash safety of the embedded mirror', () => {
   let configPath: string;
 
   const startServer = async () => {
-    server = spawn(process.execPath, [join(ROOT, 'bin', 'wasm-mirror.mjs'), 'serve', '--port', String(port), '--data', dataDir, '--config', configPath], {
-      env: { ...process.env, HOOK_TOKEN: TOKEN },
-      stdio: ['ignore', 'ignore', 'ignore'],
-    });
+    server = spawn(
+      process.execPath,
+      [
+        join(ROOT, 'bin', 'wasm-mirror.mjs'),
+        'serve',
+        '--port',
+        String(port),
+        '--data',
+        dataDir,
+        '--config',
+        configPath,
+      ],
+      {
+        env: { ...process.env, HOOK_TOKEN: TOKEN },
+        stdio: ['ignore', 'ignore', 'ignore'],
+      },
+    );
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
       try {
@@ -43,7 +56,10 @@ describe('crash safety of the embedded mirror', () => {
 
   beforeAll(async () => {
     port = await freePort();
-    registry = await startRegistry({ notificationsUrl: `http://127.0.0.1:${port}/hooks/local`, notificationsToken: TOKEN });
+    registry = await startRegistry({
+      notificationsUrl: `http://127.0.0.1:${port}/hooks/local`,
+      notificationsToken: TOKEN,
+    });
     dataDir = mkdtempSync(join(tmpdir(), 'wm-crash-'));
     configPath = join(dataDir, '..', `${dataDir.split('/').pop()}.yaml`);
     writeFileSync(
@@ -74,7 +90,12 @@ sources:
     );
     const pushes = (async () => {
       for (const [i, bytes] of modules.entries()) {
-        await pushWasm(registry.host, `plugins/crash-${i}:1.0`, bytes, i % 3 === 0 ? 'compat-oci' : 'wasm-artifact');
+        await pushWasm(
+          registry.host,
+          `plugins/crash-${i}:1.0`,
+          bytes,
+          i % 3 === 0 ? 'compat-oci' : 'wasm-artifact',
+        );
       }
     })();
     // Kill at varied moments while pushes, mirrors and publishes are under way.
@@ -88,11 +109,18 @@ sources:
 
     const expected = new Set(modules.map(sha256Of));
     const url = `http://127.0.0.1:${port}`;
-    const final = await waitForManifest(url, (p) => [...expected].every((h) => p.modules.some((m) => m.sha256 === h)), 90_000);
+    const final = await waitForManifest(
+      url,
+      (p) => [...expected].every((h) => p.modules.some((m) => m.sha256 === h)),
+      90_000,
+    );
     expect(final.payload.modules).toHaveLength(modules.length);
-    for (const hash of expected) expect(final.payload.modules.filter((m) => m.sha256 === hash)).toHaveLength(1);
+    for (const hash of expected)
+      expect(final.payload.modules.filter((m) => m.sha256 === hash)).toHaveLength(1);
 
-    const keys = JSON.parse(readFileSync(join(dataDir, 'keys.json'), 'utf8')) as { keys: { publicKey: string }[] };
+    const keys = JSON.parse(readFileSync(join(dataDir, 'keys.json'), 'utf8')) as {
+      keys: { publicKey: string }[];
+    };
     let previous: number[] = [];
     for (let v = 1; v <= final.payload.version; v++) {
       const m = await fetchManifest(url, `manifests/${v}.json`);
@@ -104,7 +132,7 @@ sources:
       expect(hashes.length).toBeGreaterThanOrEqual(previous.length);
       previous = hashes;
     }
-    expect((await fetchManifest(url, `manifests/${final.payload.version + 1}.json`))).toBeUndefined();
+    expect(await fetchManifest(url, `manifests/${final.payload.version + 1}.json`)).toBeUndefined();
     for (const hash of expected) {
       const res = await fetch(`${url}/modules/sha256/${hash}.wasm`);
       expect(sha256Of(new Uint8Array(await res.arrayBuffer()))).toBe(hash);

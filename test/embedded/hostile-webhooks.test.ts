@@ -3,6 +3,7 @@
  * status and code, nothing ignored makes a job, and a flood of duplicates does the work once.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,7 +11,12 @@ import { parseConfig } from '../../shared/config.ts';
 import { type EmbeddedMirror, startEmbedded } from '../../shared/embedded/runtime.ts';
 import { silentLogger } from '../../shared/ports.ts';
 import { pushWasm, startRegistry, type TestRegistry } from '../support/index.ts';
-import { DISTRIBUTION_EVENTS_V1, distributionEnvelope, sha256Of, waitForManifest } from '../support/mirror.ts';
+import {
+  DISTRIBUTION_EVENTS_V1,
+  distributionEnvelope,
+  sha256Of,
+  waitForManifest,
+} from '../support/mirror.ts';
 import { proxyWasmModule } from '../support/wasm.ts';
 
 const TOKEN = 'hostile-suite-token-abcdef';
@@ -26,7 +32,21 @@ describe('hostile webhooks', () => {
     fetch(`${mirror.url}${path}`, {
       method: 'POST',
       headers: { 'content-type': DISTRIBUTION_EVENTS_V1, authorization: `Bearer ${TOKEN}`, ...headers },
-      body,
+      body: typeof body === 'string' ? body : new Uint8Array(body),
+    });
+  // fetch normalises dot segments away; a hostile client does not.
+  const raw = (method: string, path: string) =>
+    new Promise<number>((resolve, reject) => {
+      const req = request(
+        `${mirror.url}${path}`,
+        { method, path, headers: { authorization: `Bearer ${TOKEN}` } },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on('error', reject);
+      req.end(method === 'POST' ? valid() : undefined);
     });
   const metric = async (pattern: RegExp): Promise<number> => {
     const text = await (await fetch(`${mirror.url}/metrics`)).text();
@@ -50,7 +70,13 @@ sources:
     webhookSecretEnv: HOOK_TOKEN
     rateLimitPerMinute: 100000
 `);
-    mirror = await startEmbedded({ config, dataDir, port: 0, env: { HOOK_TOKEN: TOKEN }, logger: silentLogger });
+    mirror = await startEmbedded({
+      config,
+      dataDir,
+      port: 0,
+      env: { HOOK_TOKEN: TOKEN },
+      logger: silentLogger,
+    });
   });
 
   afterAll(async () => {
@@ -59,10 +85,17 @@ sources:
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  const valid = () => distributionEnvelope([{ repository: 'plugins/flood', tag: '1.0', digest, host: registry.host }]);
+  const valid = () =>
+    distributionEnvelope([{ repository: 'plugins/flood', tag: '1.0', digest, host: registry.host }]);
 
   it('refuses a wrong, missing or differently-cased token with 401 and says nothing more', async () => {
-    for (const authorization of [`Bearer ${TOKEN}x`, '', `Basic ${TOKEN}`, `Bearer ${TOKEN.slice(0, -1)}`, 'Bearer ']) {
+    for (const authorization of [
+      `Bearer ${TOKEN}x`,
+      '',
+      `Basic ${TOKEN}`,
+      `Bearer ${TOKEN.slice(0, -1)}`,
+      'Bearer ',
+    ]) {
       const res = await post(valid(), { authorization });
       expect(res.status, authorization).toBe(401);
       expect(await res.json()).toEqual({ code: 'WEBHOOK_UNAUTHENTICATED', message: 'authentication failed' });
@@ -71,13 +104,25 @@ sources:
 
   it('answers 404 for an unknown source and 405 for a GET', async () => {
     expect((await post(valid(), {}, '/hooks/nope')).status).toBe(404);
-    expect((await post(valid(), {}, '/hooks/%2e%2e/keys.json')).status).toBe(404);
+    // Dot segments are resolved before routing: never a webhook, never a file outside the layout.
+    expect(await raw('POST', '/hooks/../keys.json')).toBe(405);
+    expect(await raw('GET', '/hooks/%2e%2e/private/signing-key.pem')).toBe(404);
+    expect(await raw('GET', '/modules/sha256/../../private/signing-key.pem')).toBe(404);
+    expect(await raw('GET', '/manifests/..%2f..%2fprivate%2fsigning-key.pem')).toBe(404);
     expect((await post(valid(), {}, '/hooks/local/a/b')).status).toBe(404);
     expect((await fetch(`${mirror.url}/hooks/local`)).status).toBe(405);
   });
 
   it('refuses bodies that are not an event envelope with 400', async () => {
-    for (const body of ['', 'not json', '[]', '{"events": 5}', '{"events":[{"action":"push"}]}', '{"a":1,"a":2}', '['.repeat(10_000)]) {
+    for (const body of [
+      '',
+      'not json',
+      '[]',
+      '{"events": 5}',
+      '{"events":[{"action":"push"}]}',
+      '{"a":1,"a":2}',
+      '['.repeat(10_000),
+    ]) {
       const res = await post(body);
       expect(res.status, body.slice(0, 20)).toBe(400);
       expect(((await res.json()) as { code: string }).code).toBe('WEBHOOK_MALFORMED');
@@ -111,7 +156,9 @@ sources:
     const res = await post(blobPush);
     expect(res.status).toBe(200);
     expect(((await res.json()) as { accepted: number }).accepted).toBe(0);
-    const pull = distributionEnvelope([{ repository: 'plugins/flood', tag: '1.0', digest, host: registry.host, action: 'pull' }]);
+    const pull = distributionEnvelope([
+      { repository: 'plugins/flood', tag: '1.0', digest, host: registry.host, action: 'pull' },
+    ]);
     expect(((await (await post(pull)).json()) as { accepted: number }).accepted).toBe(0);
     expect(await metric(/wasm_mirror_webhooks_total\{[^}]*outcome="accepted"[^}]*\} (\d+)/)).toBe(before);
   });

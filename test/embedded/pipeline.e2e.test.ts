@@ -10,9 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../shared/config.ts';
 import { type EmbeddedMirror, startEmbedded } from '../../shared/embedded/runtime.ts';
 import { silentLogger } from '../../shared/ports.ts';
-import { minimalComponent, proxyWasmModule } from '../support/wasm.ts';
 import { freePort, type PushFormat, pushWasm, startRegistry, type TestRegistry } from '../support/index.ts';
 import { fetchManifest, opensslVerifies, sha256Of, waitForManifest } from '../support/mirror.ts';
+import { minimalComponent, proxyWasmModule } from '../support/wasm.ts';
 
 const TOKEN = 'e2e-hook-token-0123456789';
 
@@ -56,7 +56,12 @@ sources:
       pushed.set(`${registry.host}/plugins/${format}`, { bytes, digest });
     }
     const component = minimalComponent();
-    const { digest: componentDigest } = await pushWasm(registry.host, 'plugins/component:0.1', component, 'cncf-wasm');
+    const { digest: componentDigest } = await pushWasm(
+      registry.host,
+      'plugins/component:0.1',
+      component,
+      'cncf-wasm',
+    );
     pushed.set(`${registry.host}/plugins/component`, { bytes: component, digest: componentDigest });
 
     const manifest = await waitForManifest(mirror.url, (p) => p.modules.length === pushed.size, 60_000);
@@ -65,7 +70,9 @@ sources:
     expect(manifest.envelope.payloadType).toBe('application/vnd.wasm-mirror.manifest.v1+json');
 
     // Signature: openssl over the DSSE PAE with the key from keys.json.
-    const keys = (await (await fetch(`${mirror.url}/keys.json`)).json()) as { keys: { keyid: string; publicKey: string }[] };
+    const keys = (await (await fetch(`${mirror.url}/keys.json`)).json()) as {
+      keys: { keyid: string; publicKey: string }[];
+    };
     expect(keys.keys).toHaveLength(1);
     expect(manifest.envelope.signatures[0]!.keyid).toBe(keys.keys[0]!.keyid);
     expect(opensslVerifies(manifest.envelope, keys.keys[0]!.publicKey)).toBe(true);
@@ -102,7 +109,9 @@ sources:
     await pushWasm(registry.host, 'plugins/moving:stable', first, 'wasm-artifact');
     await waitForManifest(mirror.url, (p) => p.modules.some((m) => m.sha256 === sha256Of(first)));
     await pushWasm(registry.host, 'plugins/moving:stable', second, 'wasm-artifact');
-    const after = await waitForManifest(mirror.url, (p) => p.modules.some((m) => m.sha256 === sha256Of(second)));
+    const after = await waitForManifest(mirror.url, (p) =>
+      p.modules.some((m) => m.sha256 === sha256Of(second)),
+    );
     const entries = after.payload.modules.filter((m) => m.name.endsWith('/plugins/moving'));
     expect(entries).toHaveLength(1);
     expect((await fetch(`${mirror.url}/modules/sha256/${sha256Of(first)}.wasm`)).status).toBe(200);
@@ -117,14 +126,21 @@ sources:
     expect(again.status).toBe(304);
     const manifest = (await fetchManifest(mirror.url))!;
     const module = manifest.payload.modules[0]!;
-    const part = await fetch(`${mirror.url}/modules/sha256/${module.sha256}.wasm`, { headers: { range: 'bytes=0-3' } });
+    const part = await fetch(`${mirror.url}/modules/sha256/${module.sha256}.wasm`, {
+      headers: { range: 'bytes=0-3' },
+    });
     expect(part.status).toBe(206);
     expect(part.headers.get('content-range')).toBe(`bytes 0-3/${module.size}`);
     expect([...new Uint8Array(await part.arrayBuffer())]).toEqual([0x00, 0x61, 0x73, 0x6d]);
     const versioned = await fetch(`${mirror.url}/manifests/${manifest.payload.version}.json`);
     expect(Buffer.compare(new Uint8Array(await versioned.arrayBuffer()), manifest.bytes)).toBe(0);
     // Nothing outside the public layout is reachable.
-    for (const path of ['/private/signing-key.pem', '/queues/mirror', '/modules/sha256/../../private/signing-key.pem', '/state/']) {
+    for (const path of [
+      '/private/signing-key.pem',
+      '/queues/mirror',
+      '/modules/sha256/../../private/signing-key.pem',
+      '/state/',
+    ]) {
       const res = await fetch(`${mirror.url}${path}`);
       await res.arrayBuffer();
       expect(res.status, path).toBe(404);

@@ -8,10 +8,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type ErrorCode, WasmMirrorError } from '../../shared/errors.ts';
-import { RegistryClient, type RegistryClientOptions, type RepositoryTarget } from '../../shared/oci/client.ts';
+import {
+  RegistryClient,
+  type RegistryClientOptions,
+  type RepositoryTarget,
+} from '../../shared/oci/client.ts';
 import type { RegistryTarget } from '../../shared/ports.ts';
 import { OciWasmPuller } from '../../shared/wasm/puller.ts';
-import { type FakeRegistry, MEDIA, proxyWasmModule, sha256Digest, startFakeRegistry } from '../support/index.ts';
+import {
+  type FakeRegistry,
+  MEDIA,
+  proxyWasmModule,
+  sha256Digest,
+  startFakeRegistry,
+} from '../support/index.ts';
 
 const module = proxyWasmModule({ marker: 'fake-registry' });
 const fast: RegistryClientOptions = { retry: { baseDelayMs: 5, maxDelayMs: 20, budgetMs: 5_000 } };
@@ -130,7 +140,10 @@ describe('retries', () => {
     await fake.stop();
     const puller = new OciWasmPuller({ retry: { ...fast.retry, maxAttempts: 2 } });
     await expectCode(
-      puller.pullToFile({ registry: host, repository: 'a', reference: 'v1', insecure: true }, join(dir, 'o.wasm')),
+      puller.pullToFile(
+        { registry: host, repository: 'a', reference: 'v1', insecure: true },
+        join(dir, 'o.wasm'),
+      ),
       'REGISTRY_UNAVAILABLE',
     );
     fake = await startFakeRegistry();
@@ -320,7 +333,9 @@ describe('manifests', () => {
     await expectCode(pull(), 'MANIFEST_UNKNOWN');
     fake.putImage('plugins/x', 'v1', {
       config: { mediaType: MEDIA.wasmArtifactConfig, bytes: new TextEncoder().encode('{}') },
-      layers: [{ mediaType: MEDIA.wasmArtifactLayer, bytes: module, digest: sha256Digest(new Uint8Array([9])) }],
+      layers: [
+        { mediaType: MEDIA.wasmArtifactLayer, bytes: module, digest: sha256Digest(new Uint8Array([9])) },
+      ],
     });
     await expectCode(pull(), 'BLOB_UNKNOWN');
   });
@@ -333,7 +348,9 @@ describe('manifests', () => {
     expect(fake.requests.at(-1)?.method).toBe('HEAD');
     fake.script((req, res) => {
       if (req.url === '/v2/plugins/x/tags/list?n=1000') {
-        res.writeHead(200, { link: '</v2/plugins/x/tags/list?n=1000&last=b>; rel="next"' }).end('{"tags":["a","b"]}');
+        res
+          .writeHead(200, { link: '</v2/plugins/x/tags/list?n=1000&last=b>; rel="next"' })
+          .end('{"tags":["a","b"]}');
         return true;
       }
       if (req.url === '/v2/plugins/x/tags/list?n=1000&last=b') {
@@ -347,7 +364,9 @@ describe('manifests', () => {
 
 describe('auth', () => {
   /** Scripts Bearer auth on `fake`, issuing `token` from a realm served by the same listener. */
-  function requireBearer(opts: { realm?: string; tokenField?: 'token' | 'access_token'; expiresIn?: number } = {}) {
+  function requireBearer(
+    opts: { realm?: string; tokenField?: 'token' | 'access_token'; expiresIn?: number } = {},
+  ) {
     const issued: string[] = [];
     fake.script((req, res, f) => {
       const url = new URL(req.url ?? '/', 'http://x');
@@ -360,7 +379,9 @@ describe('auth', () => {
       }
       if (!/^Bearer t\d+$/.test(req.headers.authorization ?? '')) {
         const realm = opts.realm ?? `${f.url}/token`;
-        res.writeHead(401, { 'www-authenticate': `Bearer realm="${realm}",service="fake",scope="repository:plugins/x:pull"` });
+        res.writeHead(401, {
+          'www-authenticate': `Bearer realm="${realm}",service="fake",scope="repository:plugins/x:pull"`,
+        });
         res.end();
         return true;
       }
@@ -377,7 +398,9 @@ describe('auth', () => {
     await puller.pullToFile(t, join(dir, 'b.wasm'));
     expect(issued).toEqual([`Basic ${Buffer.from('u:p').toString('base64')}`]);
     const tokenRequest = fake.requests.find((r) => r.path.startsWith('/token'))!;
-    expect(new URL(tokenRequest.path, 'http://x').searchParams.get('scope')).toBe('repository:plugins/x:pull');
+    expect(new URL(tokenRequest.path, 'http://x').searchParams.get('scope')).toBe(
+      'repository:plugins/x:pull',
+    );
     expect(new URL(tokenRequest.path, 'http://x').searchParams.get('service')).toBe('fake');
   });
 
@@ -463,7 +486,9 @@ describe('redirects', () => {
     expect(pulled.sha256).toBe(createHash('sha256').update(module).digest('hex'));
     expect(other.requests).toHaveLength(1);
     expect(other.requests[0]?.headers.authorization).toBeUndefined();
-    expect(fake.requests.some((r) => r.path === blobPath(layerDigest) && r.headers.authorization !== undefined)).toBe(true);
+    expect(
+      fake.requests.some((r) => r.path === blobPath(layerDigest) && r.headers.authorization !== undefined),
+    ).toBe(true);
   });
 
   it('keeps Authorization on a same-origin redirect', async () => {
@@ -483,7 +508,10 @@ describe('redirects', () => {
         return true;
       }
     });
-    await new OciWasmPuller(fast).pullToFile({ ...target(), credentials: { username: 'u', password: 'p' } }, join(dir, 's.wasm'));
+    await new OciWasmPuller(fast).pullToFile(
+      { ...target(), credentials: { username: 'u', password: 'p' } },
+      join(dir, 's.wasm'),
+    );
     expect(fake.requests.find((r) => r.path === '/moved/blob')?.headers.authorization).toBeDefined();
   });
 
@@ -496,7 +524,9 @@ describe('redirects', () => {
     };
     fake.script((req, res) => {
       if (isBlob(req.url)) {
-        res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data/iam/security-credentials/' }).end();
+        res
+          .writeHead(302, { location: 'http://169.254.169.254/latest/meta-data/iam/security-credentials/' })
+          .end();
         return true;
       }
     });

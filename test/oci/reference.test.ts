@@ -8,18 +8,33 @@ const D = `sha256:${'a'.repeat(64)}`;
 
 describe('parseReference', () => {
   it.each([
-    ['ghcr.io/acme/basic-auth:1.12.0', { registry: 'ghcr.io', repository: 'acme/basic-auth', tag: '1.12.0', reference: '1.12.0' }],
-    ['oci://ghcr.io/acme/basic-auth:1.12.0', { registry: 'ghcr.io', repository: 'acme/basic-auth', tag: '1.12.0', reference: '1.12.0' }],
+    [
+      'ghcr.io/acme/basic-auth:1.12.0',
+      { registry: 'ghcr.io', repository: 'acme/basic-auth', tag: '1.12.0', reference: '1.12.0' },
+    ],
+    [
+      'oci://ghcr.io/acme/basic-auth:1.12.0',
+      { registry: 'ghcr.io', repository: 'acme/basic-auth', tag: '1.12.0', reference: '1.12.0' },
+    ],
     [`ghcr.io/acme/f@${D}`, { registry: 'ghcr.io', repository: 'acme/f', digest: D, reference: D }],
-    [`ghcr.io/acme/f:v1@${D}`, { registry: 'ghcr.io', repository: 'acme/f', tag: 'v1', digest: D, reference: D }],
-    ['127.0.0.1:5000/plugins/x', { registry: '127.0.0.1:5000', repository: 'plugins/x', tag: 'latest', reference: 'latest' }],
+    [
+      `ghcr.io/acme/f:v1@${D}`,
+      { registry: 'ghcr.io', repository: 'acme/f', tag: 'v1', digest: D, reference: D },
+    ],
+    [
+      '127.0.0.1:5000/plugins/x',
+      { registry: '127.0.0.1:5000', repository: 'plugins/x', tag: 'latest', reference: 'latest' },
+    ],
     ['localhost/a/b:c', { registry: 'localhost', repository: 'a/b', tag: 'c', reference: 'c' }],
     ['nginx', { registry: 'docker.io', repository: 'library/nginx', tag: 'latest', reference: 'latest' }],
     ['docker.io/nginx:1', { registry: 'docker.io', repository: 'library/nginx', tag: '1', reference: '1' }],
     ['index.docker.io/acme/x:1', { registry: 'docker.io', repository: 'acme/x', tag: '1', reference: '1' }],
     ['acme/x:1', { registry: 'docker.io', repository: 'acme/x', tag: '1', reference: '1' }],
     ['[::1]:5000/a:b', { registry: '[::1]:5000', repository: 'a', tag: 'b', reference: 'b' }],
-    ['r.io/a__b/c-d.e_f:T_1.0-x', { registry: 'r.io', repository: 'a__b/c-d.e_f', tag: 'T_1.0-x', reference: 'T_1.0-x' }],
+    [
+      'r.io/a__b/c-d.e_f:T_1.0-x',
+      { registry: 'r.io', repository: 'a__b/c-d.e_f', tag: 'T_1.0-x', reference: 'T_1.0-x' },
+    ],
   ])('%s', (input, expected) => {
     expect(parseReference(input)).toEqual(expected);
   });
@@ -80,7 +95,11 @@ describe('address guard', () => {
   });
 
   it('refuses literal metadata URLs and allows loopback names', async () => {
-    for (const url of ['http://169.254.169.254/latest', 'http://[fd00:ec2::254]/', 'http://[::ffff:169.254.169.254]/']) {
+    for (const url of [
+      'http://169.254.169.254/latest',
+      'http://[fd00:ec2::254]/',
+      'http://[::ffff:169.254.169.254]/',
+    ]) {
       const err = await defaultAddressGuard(new URL(url)).catch((e: unknown) => e);
       expect(isWasmMirrorError(err) && err.code).toBe('FORBIDDEN_ADDRESS');
     }
@@ -91,7 +110,11 @@ describe('address guard', () => {
 
 describe('header parsing', () => {
   it('parses Bearer and Basic challenges', () => {
-    expect(parseChallenge('Bearer realm="https://auth.io/token",service="registry.io",scope="repository:a/b:pull"')).toEqual({
+    expect(
+      parseChallenge(
+        'Bearer realm="https://auth.io/token",service="registry.io",scope="repository:a/b:pull"',
+      ),
+    ).toEqual({
       scheme: 'bearer',
       params: { realm: 'https://auth.io/token', service: 'registry.io', scope: 'repository:a/b:pull' },
     });

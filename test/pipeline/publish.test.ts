@@ -39,7 +39,8 @@ describe('publisher', () => {
   let signer: Signer;
   let now: Date;
   const clock: Clock = { now: () => now };
-  const publisher = () => createPublisher({ config, store, signer, clock, logger: silentLogger, metrics: noMetrics });
+  const publisher = () =>
+    createPublisher({ config, store, signer, clock, logger: silentLogger, metrics: noMetrics });
 
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'wm-publish-'));
@@ -51,14 +52,25 @@ describe('publisher', () => {
 
   it('publishes version 1, then version + 1 per change, verifiable by an agent', async () => {
     const publish = publisher();
-    expect(await publish([{ kind: 'resign', reason: 'startup' }])).toMatchObject({ published: true, version: 1, modules: 0 });
-    expect(await publish([{ kind: 'record', record: record('r.io/b', '1', 2) }, { kind: 'record', record: record('r.io/a', '1', 1) }])).toMatchObject({
+    expect(await publish([{ kind: 'resign', reason: 'startup' }])).toMatchObject({
+      published: true,
+      version: 1,
+      modules: 0,
+    });
+    expect(
+      await publish([
+        { kind: 'record', record: record('r.io/b', '1', 2) },
+        { kind: 'record', record: record('r.io/a', '1', 1) },
+      ]),
+    ).toMatchObject({
       published: true,
       version: 2,
       modules: 2,
     });
     await writeKeysJson({ store, signer, config });
-    const keys = loadTrustedKeys(Buffer.from((await store.getBytes(storageKeys.keys, 1 << 20))!.bytes).toString('utf8'));
+    const keys = loadTrustedKeys(
+      Buffer.from((await store.getBytes(storageKeys.keys, 1 << 20))!.bytes).toString('utf8'),
+    );
     const latest = (await store.getBytes(storageKeys.latestManifest, 1 << 20))!.bytes;
     const verified = verifyManifest(latest, { trustedKeys: keys, mirrorName: 'unit-mesh', now });
     expect(verified.payload.version).toBe(2);
@@ -72,8 +84,14 @@ describe('publisher', () => {
   it('does not publish when nothing changed and the manifest is fresh', async () => {
     const publish = publisher();
     await publish([{ kind: 'record', record: record('r.io/a', '1', 1) }]);
-    expect(await publish([{ kind: 'record', record: record('r.io/a', '1', 1) }])).toMatchObject({ published: false, version: 1 });
-    expect(await publish([{ kind: 'resign', reason: 'schedule' }])).toMatchObject({ published: false, version: 1 });
+    expect(await publish([{ kind: 'record', record: record('r.io/a', '1', 1) }])).toMatchObject({
+      published: false,
+      version: 1,
+    });
+    expect(await publish([{ kind: 'resign', reason: 'schedule' }])).toMatchObject({
+      published: false,
+      version: 1,
+    });
     expect(await store.head(storageKeys.manifest(2))).toBeUndefined();
   });
 

@@ -117,3 +117,34 @@ export function concat(parts: Uint8Array[]): Uint8Array {
   }
   return out;
 }
+
+/**
+ * A valid core module of about `approxBytes` that is nearly all code: many functions of ~60 KiB
+ * each (V8 caps a function body at about 7 MiB), so validation has real work to do.
+ */
+export function largeCodeWasm(approxBytes: number): Uint8Array {
+  const repeats = 20_000;
+  const body = new Uint8Array(2 + repeats * 3);
+  body[0] = 0x00; // no locals
+  for (let i = 0; i < repeats; i++) body.set([0x41, 0x00, 0x1a], 1 + i * 3); // i32.const 0; drop
+  body[body.length - 1] = 0x0b;
+  const entry = concat([leb128(body.length), body]);
+  const n = Math.max(1, Math.floor(approxBytes / entry.length));
+  const exportName = new TextEncoder().encode('proxy_abi_version_0_2_1');
+  const fixed = [
+    Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00),
+    section(1, Uint8Array.of(0x01, 0x60, 0x00, 0x00)),
+    section(3, concat([leb128(n), new Uint8Array(n)])),
+    section(7, concat([Uint8Array.of(0x01), leb128(exportName.length), exportName, Uint8Array.of(0x00, 0x00)])),
+  ];
+  const codeCount = leb128(n);
+  const codeHead = concat([Uint8Array.of(0x0a), leb128(codeCount.length + n * entry.length), codeCount]);
+  const out = new Uint8Array(fixed.reduce((s, p) => s + p.length, 0) + codeHead.length + n * entry.length);
+  let off = 0;
+  for (const part of [...fixed, codeHead]) {
+    out.set(part, off);
+    off += part.length;
+  }
+  for (let i = 0; i < n; i++, off += entry.length) out.set(entry, off);
+  return out;
+}

@@ -49,7 +49,17 @@ describe('wasm-mirror pull', () => {
     const out = join(dir, 'a.wasm');
     const t = memoryIo({ stdin: `${reg.password}\n` });
     const code = await main(
-      ['pull', `oci://${reg.host}/plugins/cli:v1`, '-o', out, '--plain-http', '--username', reg.username!, '--password-stdin', '--json'],
+      [
+        'pull',
+        `oci://${reg.host}/plugins/cli:v1`,
+        '-o',
+        out,
+        '--plain-http',
+        '--username',
+        reg.username!,
+        '--password-stdin',
+        '--json',
+      ],
       t.io,
     );
     expect(t.stderr()).toBe('');
@@ -121,9 +131,14 @@ describe('wasm-mirror pull', () => {
     const { stdout } = await child;
     expect(stdout).toContain(hex);
     expect(new Uint8Array(readFileSync(out))).toEqual(module);
-    const failed = await execFileAsync('node', ['bin/wasm-mirror.mjs', 'pull', `${reg.host}/nope:v1`, '-o', out, '--plain-http']).catch(
-      (e: { code: number; stderr: string }) => e,
-    );
+    const failed = await execFileAsync('node', [
+      'bin/wasm-mirror.mjs',
+      'pull',
+      `${reg.host}/nope:v1`,
+      '-o',
+      out,
+      '--plain-http',
+    ]).catch((e: { code: number; stderr: string }) => e);
     expect('code' in failed ? failed.code : 0).toBe(1);
   });
 });

@@ -77,7 +77,10 @@ describe('compat image archives', () => {
     fake.putImage('plugins/x', 'v1', {
       config: ociConfig,
       layers: [
-        { mediaType: MEDIA.ociLayerGzip, bytes: makeTarGz([{ name: 'plugin.wasm', content: 'not this one' }]) },
+        {
+          mediaType: MEDIA.ociLayerGzip,
+          bytes: makeTarGz([{ name: 'plugin.wasm', content: 'not this one' }]),
+        },
         {
           mediaType: MEDIA.dockerLayerGzip,
           bytes: makeTarGz([
@@ -94,7 +97,10 @@ describe('compat image archives', () => {
   });
 
   it('reads an uncompressed tar layer too', async () => {
-    putCompat(makeTar([{ name: './plugin.wasm', content: module }]), 'application/vnd.oci.image.layer.v1.tar');
+    putCompat(
+      makeTar([{ name: './plugin.wasm', content: module }]),
+      'application/vnd.oci.image.layer.v1.tar',
+    );
     expect((await pull()).size).toBe(module.length);
   });
 
@@ -217,7 +223,9 @@ describe('module validation', () => {
 
   it('refuses a component whose nested core module is not Wasm (INVALID_WASM)', async () => {
     const inner = new TextEncoder().encode('garbage!');
-    putArtifact(concat([minimalComponent().subarray(0, 8), Uint8Array.of(0x01), leb128(inner.length), inner]));
+    putArtifact(
+      concat([minimalComponent().subarray(0, 8), Uint8Array.of(0x01), leb128(inner.length), inner]),
+    );
     await expectCode(pull(), 'INVALID_WASM');
   });
 
@@ -238,7 +246,12 @@ describe('indexes', () => {
       schemaVersion: 2,
       mediaType: MEDIA.ociIndex,
       manifests: [
-        { mediaType: MEDIA.ociManifest, digest: image.digest, size: image.manifest.length, platform: { os: 'linux', architecture: 'amd64' } },
+        {
+          mediaType: MEDIA.ociManifest,
+          digest: image.digest,
+          size: image.manifest.length,
+          platform: { os: 'linux', architecture: 'amd64' },
+        },
         { mediaType: MEDIA.ociManifest, digest: artifact.digest, size: artifact.manifest.length },
       ],
     });

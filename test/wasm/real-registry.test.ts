@@ -46,10 +46,12 @@ describe.each<RegistryAuth>(['none', 'htpasswd', 'token'])('real registry, auth 
 
   const target = (repository: string, reference: string, withCredentials = true): RegistryTarget => {
     const t: RegistryTarget = { registry: reg.host, repository, reference, insecure: true };
-    if (withCredentials && reg.username !== undefined) t.credentials = { username: reg.username, password: reg.password! };
+    if (withCredentials && reg.username !== undefined)
+      t.credentials = { username: reg.username, password: reg.password! };
     return t;
   };
-  const credentials = () => (reg.username === undefined ? {} : { credentials: { username: reg.username, password: reg.password! } });
+  const credentials = () =>
+    reg.username === undefined ? {} : { credentials: { username: reg.username, password: reg.password! } };
 
   it.each(formats)('pulls $push back byte-exact', async ({ push, expected }) => {
     const { digest } = await pushWasm(reg.host, `plugins/${push}:v1`, module, push, credentials());
@@ -99,14 +101,19 @@ describe.each<RegistryAuth>(['none', 'htpasswd', 'token'])('real registry, auth 
   if (auth !== 'none') {
     it('answers UNAUTHORIZED with wrong credentials, and without any', async () => {
       await pushWasm(reg.host, 'plugins/private:v1', module, 'wasm-artifact', credentials());
-      const wrong = { ...target('plugins/private', 'v1'), credentials: { username: 'tester', password: 'wrong' } };
+      const wrong = {
+        ...target('plugins/private', 'v1'),
+        credentials: { username: 'tester', password: 'wrong' },
+      };
       const err1 = await new OciWasmPuller().pullToFile(wrong, join(dir, 'x.wasm')).catch((e: unknown) => e);
       expect(isWasmMirrorError(err1) && err1.code).toBe('UNAUTHORIZED');
       const err2 = await new OciWasmPuller()
         .pullToFile(target('plugins/private', 'v1', false), join(dir, 'y.wasm'))
         .catch((e: unknown) => e);
       expect(isWasmMirrorError(err2) && err2.code).toBe('UNAUTHORIZED');
-      expect(readdirSync(dir).filter((f) => f === 'x.wasm' || f === 'y.wasm' || f.endsWith('.tmp'))).toEqual([]);
+      expect(readdirSync(dir).filter((f) => f === 'x.wasm' || f === 'y.wasm' || f.endsWith('.tmp'))).toEqual(
+        [],
+      );
     });
   }
 

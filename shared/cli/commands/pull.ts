@@ -36,8 +36,10 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     io.stdout.write(HELP);
     return 0;
   }
-  if (positionals.length !== 1) throw new WasmMirrorError('USAGE', 'expected exactly one reference\n\n' + HELP);
-  if (values.output === undefined || values.output === '') throw new WasmMirrorError('USAGE', 'missing -o FILE');
+  if (positionals.length !== 1)
+    throw new WasmMirrorError('USAGE', 'expected exactly one reference\n\n' + HELP);
+  if (values.output === undefined || values.output === '')
+    throw new WasmMirrorError('USAGE', 'missing -o FILE');
   if ((values.username !== undefined) !== (values['password-stdin'] === true)) {
     throw new WasmMirrorError('USAGE', '--username and --password-stdin go together');
   }
@@ -59,7 +61,11 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   const progress = io.stderr.isTTY === true ? progressPrinter(io) : undefined;
   let pulled: PulledModule;
   try {
-    pulled = await new OciWasmPuller().pullToFile(target, file, progress === undefined ? {} : { onProgress: progress.update });
+    pulled = await new OciWasmPuller().pullToFile(
+      target,
+      file,
+      progress === undefined ? {} : { onProgress: progress.update },
+    );
   } finally {
     progress?.done();
   }
