@@ -80,10 +80,19 @@ async function main(): Promise<void> {
         for (const who of order) {
           if (who === 'skopeo') {
             skopeo.push(
-              timed('skopeo', ['--insecure-policy', 'copy', '--quiet', '--src-tls-verify=false', `docker://${ref}`, `dir:${dir}`]),
+              timed('skopeo', [
+                '--insecure-policy',
+                'copy',
+                '--quiet',
+                '--src-tls-verify=false',
+                `docker://${ref}`,
+                `dir:${dir}`,
+              ]),
             );
           } else {
-            cli.push(timed(process.execPath, ['bin/wasm-mirror.mjs', 'pull', ref, '-o', out, '--plain-http']));
+            cli.push(
+              timed(process.execPath, ['bin/wasm-mirror.mjs', 'pull', ref, '-o', out, '--plain-http']),
+            );
           }
         }
         rmSync(dir, { recursive: true, force: true });

@@ -5,7 +5,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ManifestModule } from '../domain.ts';
 import { toWasmMirrorError, WasmMirrorError } from '../errors.ts';
@@ -17,7 +17,7 @@ import {
   verifyManifest,
 } from '../manifest/index.ts';
 import { type Clock, type Logger, silentLogger, systemClock } from '../ports.ts';
-import { syncDir, writeFileAtomic } from './fs.ts';
+import { closeFd, datasyncFd, openFd, syncDir, writeAllFd, writeFileAtomic } from './fs.ts';
 import { discard, HttpClient, readCapped, streamVerified } from './http.ts';
 import { PrometheusRegistry } from './metrics.ts';
 import { moduleSelector } from './select.ts';
@@ -175,9 +175,10 @@ export class WasmMirrorAgent {
     };
     // fsync + rename run behind the downloads (bounded), so disk flushes do not idle the sockets.
     const finishing = new Set<Promise<void>>();
+    const onDisk = new Set(await readdir(this.#modulesDir));
     await forEachLimit([...wanted.values()], this.#o.concurrency, async (m) => {
       try {
-        if (await this.#present(m)) {
+        if (await this.#present(m, onDisk)) {
           cached++;
           this.metrics.count('wasm_cache_lookup_count', { hit: 'true' });
           return;
@@ -308,27 +309,30 @@ export class WasmMirrorAgent {
     this.metrics.count('wasm_mirror_verification_failures_total', { code: e.code });
   }
 
-  /** True if the module file is on disk with the listed bytes (hashed once per process). */
-  async #present(m: ManifestModule): Promise<boolean> {
-    const path = join(this.#modulesDir, `${m.sha256}.wasm`);
-    const info = await stat(path).catch(() => undefined);
-    if (info === undefined || !info.isFile()) {
+  /**
+   * True if the module file is on disk with the listed bytes. Files are hashed once per process;
+   * after that the directory listing is enough, since only this agent writes there.
+   */
+  async #present(m: ManifestModule, onDisk: Set<string>): Promise<boolean> {
+    const name = `${m.sha256}.wasm`;
+    if (!onDisk.has(name)) {
       this.#verifiedOnDisk.delete(m.sha256);
       return false;
     }
-    if (info.size === m.size && this.#verifiedOnDisk.has(m.sha256)) return true;
-    if (info.size === m.size && (await hashFile(path)) === m.sha256) {
+    if (this.#verifiedOnDisk.has(m.sha256)) return true;
+    const path = join(this.#modulesDir, name);
+    const info = await stat(path).catch(() => undefined);
+    if (info?.isFile() && info.size === m.size && (await hashFile(path)) === m.sha256) {
       this.#verifiedOnDisk.add(m.sha256);
       return true;
     }
     // Not the listed bytes (damaged or tampered with): replace it.
     this.#o.logger.warn('cached module does not match its hash; downloading it again', { sha256: m.sha256 });
     await unlink(path).catch(() => {});
-    this.#verifiedOnDisk.delete(m.sha256);
     return false;
   }
 
-  /** Downloads and verifies into a temp file; the returned promise fsyncs and renames it into place. */
+  /** Downloads and verifies into a temp file; `finish` then fsyncs and renames it into place. */
   async #download(m: ManifestModule, signal?: AbortSignal): Promise<{ finish: Promise<void> }> {
     const url = new URL(`${this.#o.mirrorUrl}/modules/sha256/${m.sha256}.wasm`);
     const got = await this.#http.get(url, {}, signal);
@@ -338,29 +342,42 @@ export class WasmMirrorAgent {
     }
     const final = join(this.#modulesDir, `${m.sha256}.wasm`);
     const tmp = join(this.#modulesDir, `.tmp-${m.sha256}-${randomUUID()}`);
-    const fh = await open(tmp, 'wx', 0o644);
+    let fd: number;
+    try {
+      fd = await openFd(tmp, 'wx', 0o644);
+    } catch (err) {
+      got.res.destroy();
+      throw new WasmMirrorError('STORAGE_FAILURE', `${tmp}: ${String(err)}`, { cause: err });
+    }
     const abandon = async (err: unknown): Promise<never> => {
       got.res.destroy();
-      await fh.close().catch(() => {});
+      await closeFd(fd).catch(() => {});
       await unlink(tmp).catch(() => {});
       throw err;
     };
     try {
-      await streamVerified(got.res, fh, { size: m.size, sha256: m.sha256, url: url.href });
+      await streamVerified(got.res, { size: m.size, sha256: m.sha256, url: url.href }, (chunks) =>
+        writeAllFd(fd, chunks),
+      );
     } catch (err) {
       return abandon(err);
     }
-    // Verified bytes: make them durable, then visible under their hash.
-    // (Wrapped in an object: awaiting a returned promise would wait for the fsync too.)
+    // Verified bytes: durable first, then visible under their hash. Returned in an object, since
+    // awaiting a returned promise would make the download wait for the fsync.
     const finish = (async () => {
       try {
-        await fh.datasync();
-        await fh.close();
-        await rename(tmp, final);
-        this.#verifiedOnDisk.add(m.sha256);
+        await datasyncFd(fd);
       } catch (err) {
-        await abandon(new WasmMirrorError('STORAGE_FAILURE', `${final}: ${String(err)}`, { cause: err }));
+        await abandon(new WasmMirrorError('STORAGE_FAILURE', `${tmp}: ${String(err)}`, { cause: err }));
       }
+      await closeFd(fd);
+      try {
+        await rename(tmp, final);
+      } catch (err) {
+        await unlink(tmp).catch(() => {});
+        throw new WasmMirrorError('STORAGE_FAILURE', `${final}: ${String(err)}`, { cause: err });
+      }
+      this.#verifiedOnDisk.add(m.sha256);
     })();
     return { finish };
   }

@@ -5,7 +5,6 @@
  * parallelism.
  */
 import { createHash } from 'node:crypto';
-import type { FileHandle } from 'node:fs/promises';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { WasmMirrorError } from '../errors.ts';
@@ -120,14 +119,18 @@ export async function readCapped(
   return new Uint8Array(Buffer.concat(chunks, total));
 }
 
+const WRITE_BATCH = 1024 * 1024;
+
 /**
- * Streams a module body into `fh`, hashing as it goes, and refuses it unless it is exactly
- * `size` bytes whose sha256 is `sha256Hex`. Never writes more than `size` bytes.
+ * Streams a module body to `write`, hashing as it goes, and refuses it unless it is exactly
+ * `size` bytes whose sha256 is `sha256`. Never passes on more than `size` bytes. Chunks are
+ * handed over in batches of up to 1 MiB: one thread-pool round trip per batch rather than per
+ * socket chunk, with at most a batch held in memory per download.
  */
 export async function streamVerified(
   res: IncomingMessage,
-  fh: FileHandle,
   expected: { size: number; sha256: string; url: string },
+  write: (chunks: Buffer[]) => Promise<void>,
 ): Promise<void> {
   const declared = contentLength(res.headers);
   if (declared !== undefined && declared !== expected.size) {
@@ -139,6 +142,8 @@ export async function streamVerified(
   }
   const hash = createHash('sha256');
   let total = 0;
+  let batch: Buffer[] = [];
+  let batched = 0;
   try {
     for await (const chunk of res as AsyncIterable<Buffer>) {
       total += chunk.length;
@@ -150,7 +155,13 @@ export async function streamVerified(
         );
       }
       hash.update(chunk);
-      await fh.write(chunk);
+      batch.push(chunk);
+      batched += chunk.length;
+      if (batched >= WRITE_BATCH) {
+        await write(batch);
+        batch = [];
+        batched = 0;
+      }
     }
   } catch (err) {
     if (err instanceof WasmMirrorError) throw err;
@@ -180,4 +191,5 @@ export async function streamVerified(
       `${expected.url}: sha256 ${actual}, the manifest lists ${expected.sha256}`,
     );
   }
+  if (batch.length > 0) await write(batch);
 }

@@ -33,8 +33,15 @@ export interface EmbeddedOptions {
   /** Where secrets named in the config are read from. */
   env?: Readonly<Record<string, string | undefined>>;
   logger?: Logger;
-  /** Retries before a mirror job is dead-lettered. */
+  /** Mirror queue retry policy: deliveries before a job is dead-lettered, and the first backoff. */
+  retry?: MirrorRetry;
+}
+
+export interface MirrorRetry {
+  /** @default 8 */
   maxAttempts?: number;
+  /** Doubles per attempt up to 5 minutes. @default 1000 */
+  backoffBaseMs?: number;
 }
 
 export interface EmbeddedMirror {
@@ -73,7 +80,7 @@ export async function buildLocalDeps(options: {
   env: Readonly<Record<string, string | undefined>>;
   logger: Logger;
   metrics: PrometheusRegistry;
-  maxAttempts?: number;
+  retry?: MirrorRetry;
 }): Promise<{
   deps: PipelineDeps;
   mirrorQueue: DiskQueue<MirrorJob>;
@@ -84,8 +91,11 @@ export async function buildLocalDeps(options: {
   const store = await FsObjectStore.open({ root: options.dataDir });
   const mirrorQueue = new DiskQueue<MirrorJob>({
     dir: paths.mirrorQueue,
-    maxAttempts: options.maxAttempts ?? 8,
+    maxAttempts: options.retry?.maxAttempts ?? 8,
+    backoffBaseMs: options.retry?.backoffBaseMs ?? 1000,
     visibilityTimeoutMs: 10 * 60_000,
+    logger: options.logger,
+    metrics: options.metrics,
   });
   const publishQueue = new DiskQueue<PublishRequest>({
     dir: paths.publishQueue,
@@ -124,7 +134,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedM
       env: options.env ?? process.env,
       logger,
       metrics,
-      ...(options.maxAttempts === undefined ? {} : { maxAttempts: options.maxAttempts }),
+      ...(options.retry === undefined ? {} : { retry: options.retry }),
     });
 
     const failures: FailureEntry[] = [];
@@ -161,6 +171,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedM
     );
     for (const source of options.config.sources) {
       if (source.reconcileIntervalMs === undefined) continue;
+      const lastQueued = new Map<string, string>();
       const run = () =>
         reconcileSource(source, {
           puller: deps.puller,
@@ -169,6 +180,8 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedM
           clock: deps.clock,
           logger,
           secrets: deps.secrets,
+          metrics,
+          lastQueued,
         }).catch((err) => logger.error('reconcile failed', { sourceId: source.id, error: String(err) }));
       timers.push(setInterval(run, source.reconcileIntervalMs));
       void run();

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /** Compiles WAT text to a binary module with `wat2wasm` (throws with wabt's message on bad WAT). */
-export function buildWasm(wat: string): Uint8Array {
+export function buildWasm(wat: string): Uint8Array<ArrayBuffer> {
   const dir = mkdtempSync(join(tmpdir(), 'wm-wat-'));
   try {
     writeFileSync(join(dir, 'in.wat'), wat);
@@ -36,12 +36,12 @@ export function proxyWasmWat(opts: { abi?: string; marker?: string } = {}): stri
 }
 
 /** A proxy-wasm-looking module; `marker` changes the bytes so tests can tell modules apart. */
-export function proxyWasmModule(opts: { abi?: string; marker?: string } = {}): Uint8Array {
+export function proxyWasmModule(opts: { abi?: string; marker?: string } = {}): Uint8Array<ArrayBuffer> {
   return buildWasm(proxyWasmWat(opts));
 }
 
 /** A small valid component (layer 1): header, then one core module section holding `(module)`. */
-export function minimalComponent(): Uint8Array {
+export function minimalComponent(): Uint8Array<ArrayBuffer> {
   const core = buildWasm('(module (func (export "run")))');
   return concat([
     Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00),
@@ -55,7 +55,7 @@ export function minimalComponent(): Uint8Array {
  * A valid core module of exactly `totalBytes` bytes: a proxy-wasm ABI export and one active data
  * segment filled with random bytes (incompressible, like real code is for gzip).
  */
-export function largeWasm(totalBytes: number): Uint8Array {
+export function largeWasm(totalBytes: number): Uint8Array<ArrayBuffer> {
   const head = [
     Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00),
     section(1, Uint8Array.of(0x01, 0x60, 0x00, 0x00)), // type: () -> ()
@@ -108,7 +108,7 @@ export function leb128(value: number): Uint8Array {
   return Uint8Array.from(out);
 }
 
-export function concat(parts: Uint8Array[]): Uint8Array {
+export function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let off = 0;
   for (const p of parts) {
@@ -122,7 +122,7 @@ export function concat(parts: Uint8Array[]): Uint8Array {
  * A valid core module of about `approxBytes` that is nearly all code: many functions of ~60 KiB
  * each (V8 caps a function body at about 7 MiB), so validation has real work to do.
  */
-export function largeCodeWasm(approxBytes: number): Uint8Array {
+export function largeCodeWasm(approxBytes: number): Uint8Array<ArrayBuffer> {
   const repeats = 20_000;
   const body = new Uint8Array(2 + repeats * 3);
   body[0] = 0x00; // no locals
@@ -135,7 +135,10 @@ export function largeCodeWasm(approxBytes: number): Uint8Array {
     Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00),
     section(1, Uint8Array.of(0x01, 0x60, 0x00, 0x00)),
     section(3, concat([leb128(n), new Uint8Array(n)])),
-    section(7, concat([Uint8Array.of(0x01), leb128(exportName.length), exportName, Uint8Array.of(0x00, 0x00)])),
+    section(
+      7,
+      concat([Uint8Array.of(0x01), leb128(exportName.length), exportName, Uint8Array.of(0x00, 0x00)]),
+    ),
   ];
   const codeCount = leb128(n);
   const codeHead = concat([Uint8Array.of(0x0a), leb128(codeCount.length + n * entry.length), codeCount]);

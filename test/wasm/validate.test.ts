@@ -44,7 +44,10 @@ describe('skeleton validation agrees with the engine', () => {
       'passive data with memory.init (data count section)',
       '(module (memory 1) (data "abc") (func (memory.init 0 (i32.const 0) (i32.const 0) (i32.const 3)) (data.drop 0)))',
     ],
-    ['offset from an imported global', '(module (import "e" "g" (global i32)) (memory 1) (data (global.get 0) "x"))'],
+    [
+      'offset from an imported global',
+      '(module (import "e" "g" (global i32)) (memory 1) (data (global.get 0) "x"))',
+    ],
     ['explicit memory index', '(module (memory $m 1) (data (memory $m) (i32.const 0) "y"))'],
     ['no data at all', '(module (func (export "f") (result i32) (i32.const 1)))'],
   ];
@@ -92,9 +95,9 @@ describe('skeleton validation agrees with the engine', () => {
 
   it('refuses duplicate sections', async () => {
     const type = Uint8Array.of(0x01, 0x04, 0x01, 0x60, 0x00, 0x00);
-    expect(await check(concat([Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00), type, type]))).toBe(
-      'INVALID_WASM',
-    );
+    expect(
+      await check(concat([Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00), type, type])),
+    ).toBe('INVALID_WASM');
   });
 });
 

@@ -1,0 +1,135 @@
+/**
+ * `wasm-mirror mirror <ref>` as a user runs it: alone on a data directory (it publishes itself),
+ * and beside a running server on the same directory (the server publishes its result).
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../shared/config.ts';
+import { startEmbedded } from '../../shared/embedded/runtime.ts';
+import { silentLogger } from '../../shared/ports.ts';
+import { pushWasm, startRegistry, type TestRegistry } from '../support/index.ts';
+import { fetchManifest, sha256Of, waitForManifest } from '../support/mirror.ts';
+import { proxyWasmModule } from '../support/wasm.ts';
+
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'wasm-mirror.mjs');
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args], {
+      encoding: 'utf8',
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('wasm-mirror mirror', () => {
+  let registry: TestRegistry;
+  let dir: string;
+  const modules = [proxyWasmModule({ marker: 'cli one' }), proxyWasmModule({ marker: 'cli two' })];
+
+  beforeAll(async () => {
+    registry = await startRegistry();
+    await pushWasm(registry.host, 'plugins/one:1.0', modules[0]!, 'wasm-artifact');
+    await pushWasm(registry.host, 'plugins/two:2.0', modules[1]!, 'compat-oci');
+    dir = mkdtempSync(join(tmpdir(), 'wm-cli-mirror-'));
+  });
+  afterAll(async () => {
+    await registry?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('mirrors and publishes on its own, and skips what is already listed', async () => {
+    const data = join(dir, 'alone');
+    const first = await cli([
+      'mirror',
+      `${registry.host}/plugins/one:1.0`,
+      '--plain-http',
+      '--data',
+      data,
+      '--json',
+    ]);
+    expect(first.code, first.stderr).toBe(0);
+    const out = JSON.parse(first.stdout) as Record<string, unknown>;
+    expect(out).toMatchObject({
+      status: 'mirrored',
+      sha256: sha256Of(modules[0]!),
+      manifestVersion: 1,
+      publishedBy: 'this command',
+    });
+    const envelope = JSON.parse(readFileSync(join(data, 'manifests', 'latest.json'), 'utf8')) as {
+      payload: string;
+    };
+    const payload = JSON.parse(Buffer.from(envelope.payload, 'base64').toString()) as {
+      modules: { tag: string }[];
+    };
+    expect(payload.modules).toHaveLength(1);
+    expect(payload.modules[0]!.tag).toBe('1.0');
+    const again = await cli([
+      'mirror',
+      `${registry.host}/plugins/one:1.0`,
+      '--plain-http',
+      '--data',
+      data,
+      '--json',
+    ]);
+    expect(JSON.parse(again.stdout)).toMatchObject({ status: 'already-listed', manifestVersion: 1 });
+  });
+
+  it('hands its result to a server running on the same data directory', async () => {
+    const data = join(dir, 'shared');
+    const config = parseConfig('mirror: { name: local-mirror }');
+    const server = await startEmbedded({ config, dataDir: data, port: 0, logger: silentLogger, env: {} });
+    try {
+      await waitForManifest(server.url, (p) => p.version >= 1);
+      const run = await cli([
+        'mirror',
+        `${registry.host}/plugins/two:2.0`,
+        '--plain-http',
+        '--data',
+        data,
+        '--json',
+      ]);
+      expect(run.code, run.stderr).toBe(0);
+      expect(JSON.parse(run.stdout)).toMatchObject({
+        status: 'mirrored',
+        publishedBy: 'running server',
+        manifestVersion: null,
+      });
+      const listed = await waitForManifest(server.url, (p) =>
+        p.modules.some((m) => m.sha256 === sha256Of(modules[1]!)),
+      );
+      expect(listed.payload.modules[0]!.format).toBe('compat-image');
+      expect(
+        (await fetchManifest(server.url, `manifests/${listed.payload.version}.json`))?.payload.version,
+      ).toBe(listed.payload.version);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('refuses plain http to a configured source that does not allow it, and bad usage', async () => {
+    const bad = await cli(['mirror', 'not a reference', '--data', join(dir, 'x')]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('INVALID_REFERENCE');
+    const usage = await cli(['mirror', '--bogus']);
+    expect(usage.code).toBe(2);
+    const none = await cli(['mirror']);
+    expect(none.code).toBe(2);
+    const unreachable = await cli([
+      'mirror',
+      '127.0.0.1:1/plugins/x:1',
+      '--plain-http',
+      '--data',
+      join(dir, 'y'),
+    ]);
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.stderr).toMatch(/REGISTRY_UNAVAILABLE/);
+  });
+});

@@ -1,0 +1,102 @@
+/**
+ * Failures the operator must see: an artifact that is not Wasm is rejected once with its reason
+ * (logs, metrics, /status) and never retried; a registry outage is retried and ends in the
+ * dead-letter area with its reason.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../shared/config.ts';
+import { type EmbeddedMirror, startEmbedded } from '../../shared/embedded/runtime.ts';
+import { silentLogger } from '../../shared/ports.ts';
+import { pushWasm, startRegistry, type TestRegistry } from '../support/index.ts';
+import { DISTRIBUTION_EVENTS_V1, distributionEnvelope } from '../support/mirror.ts';
+
+const TOKEN = 'failures-suite-token-0001';
+
+interface Status {
+  recentFailures: { code: string; reference: string }[];
+  deadLetters: { job: { repository: string }; attempts: number; error: { code: string; message: string } }[];
+}
+
+describe('mirror failures', () => {
+  let registry: TestRegistry;
+  let mirror: EmbeddedMirror;
+  let dataDir: string;
+
+  const deliver = (repository: string, digest: string) =>
+    fetch(`${mirror.url}/hooks/local`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': DISTRIBUTION_EVENTS_V1 },
+      body: distributionEnvelope([{ repository, tag: '1.0', digest, host: registry.host }]),
+    });
+  const status = async () => (await (await fetch(`${mirror.url}/status`)).json()) as Status;
+  const metrics = async () => (await fetch(`${mirror.url}/metrics`)).text();
+  const until = async <T>(probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> => {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const value = await probe();
+      if (value !== undefined) return value;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error('condition not reached');
+  };
+
+  beforeAll(async () => {
+    registry = await startRegistry();
+    dataDir = mkdtempSync(join(tmpdir(), 'wm-failures-'));
+    const config = parseConfig(`
+mirror: { name: failures }
+sources:
+  - { id: local, type: distribution, registry: "${registry.host}", insecure: true, repositories: ["plugins/**"], webhookSecretEnv: HOOK }
+`);
+    mirror = await startEmbedded({
+      config,
+      dataDir,
+      port: 0,
+      env: { HOOK: TOKEN },
+      logger: silentLogger,
+      retry: { maxAttempts: 3, backoffBaseMs: 50 },
+    });
+  });
+
+  afterAll(async () => {
+    await mirror?.stop();
+    await registry?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('rejects an artifact that is not Wasm once, with its reason', async () => {
+    const notWasm = new TextEncoder().encode('#!/bin/sh\necho definitely not wasm\n');
+    const { digest } = await pushWasm(registry.host, 'plugins/not-wasm:1.0', notWasm, 'wasm-artifact');
+    expect((await deliver('plugins/not-wasm', digest)).status).toBe(202);
+    const failure = await until(async () =>
+      (await status()).recentFailures.find((f) => f.reference.includes('not-wasm')),
+    );
+    expect(failure.code).toBe('NOT_WASM');
+    await new Promise((r) => setTimeout(r, 500));
+    const text = await metrics();
+    expect(text).toMatch(/wasm_mirror_mirror_results_total\{[^}]*reason="NOT_WASM"[^}]*\} 1\n/);
+    expect((await status()).deadLetters).toHaveLength(0);
+    expect((await status()).recentFailures.filter((f) => f.reference.includes('not-wasm'))).toHaveLength(1);
+  });
+
+  it('retries a registry outage and dead-letters the job with its reason', async () => {
+    const { digest } = await pushWasm(
+      registry.host,
+      'plugins/outage:1.0',
+      new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]),
+      'wasm-artifact',
+    );
+    await registry.stop();
+    expect((await deliver('plugins/outage', digest)).status).toBe(202);
+    const dead = await until(
+      async () => (await status()).deadLetters.find((d) => d.job.repository === 'plugins/outage'),
+      60_000,
+    );
+    expect(dead.attempts).toBe(3);
+    expect(dead.error.code).toBe('REGISTRY_UNAVAILABLE');
+    expect(await metrics()).toMatch(/wasm_mirror_dead_letters\{queue="mirror"\} 1\n/);
+  });
+});

@@ -1,0 +1,325 @@
+/**
+ * The security-relevant properties of the synthesized templates: what a reviewer would check
+ * before letting this into an account.
+ */
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { resignInterval } from '../../infra/lib/pipeline-stack.ts';
+import { synthApp, writeConfig } from './helpers.ts';
+
+let storage: Template;
+let pipeline: Template;
+
+beforeAll(() => {
+  const stacks = synthApp();
+  storage = Template.fromStack(stacks.storage);
+  pipeline = Template.fromStack(stacks.pipeline);
+});
+
+describe('storage stack', () => {
+  it('blocks all public access, encrypts, and is retained', () => {
+    storage.hasResource('AWS::S3::Bucket', {
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+      Properties: Match.objectLike({
+        BucketName: Match.objectLike({ 'Fn::Join': Match.anyValue() }),
+        PublicAccessBlockConfiguration: {
+          BlockPublicAcls: true,
+          BlockPublicPolicy: true,
+          IgnorePublicAcls: true,
+          RestrictPublicBuckets: true,
+        },
+        BucketEncryption: {
+          ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }],
+        },
+        LoggingConfiguration: Match.objectLike({ LogFilePrefix: 's3/mirror/' }),
+        LifecycleConfiguration: {
+          Rules: Match.arrayWith([
+            Match.objectLike({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 }, Status: 'Enabled' }),
+            Match.objectLike({ Prefix: 'state/deliveries/', ExpirationInDays: 7 }),
+          ]),
+        },
+      }),
+    });
+  });
+
+  it('denies every request without TLS, on both buckets', () => {
+    const policies = storage.findResources('AWS::S3::BucketPolicy');
+    expect(Object.keys(policies)).toHaveLength(2);
+    storage.allResourcesProperties('AWS::S3::BucketPolicy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Effect: 'Deny',
+            Action: 's3:*',
+            Principal: { AWS: '*' },
+            Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+          }),
+        ]),
+      },
+    });
+  });
+
+  it('lets only CloudFront (this distribution, through OAC) read the mirror bucket', () => {
+    storage.hasResourceProperties('AWS::S3::BucketPolicy', {
+      Bucket: { Ref: Match.stringLikeRegexp('^MirrorBucket') },
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Effect: 'Allow',
+            Action: 's3:GetObject',
+            Principal: { Service: 'cloudfront.amazonaws.com' },
+            Condition: { StringEquals: { 'AWS:SourceArn': Match.anyValue() } },
+          }),
+        ]),
+      },
+    });
+    storage.hasResourceProperties('AWS::CloudFront::OriginAccessControl', {
+      OriginAccessControlConfig: {
+        OriginAccessControlOriginType: 's3',
+        SigningBehavior: 'always',
+        SigningProtocol: 'sigv4',
+      },
+    });
+    storage.resourceCountIs('AWS::CloudFront::CloudFrontOriginAccessIdentity', 0);
+  });
+
+  it('serves only manifests/, modules/ and keys.json over HTTPS, latest.json with a short cache', () => {
+    const dist = Object.values(storage.findResources('AWS::CloudFront::Distribution'))[0]!;
+    const config = dist.Properties.DistributionConfig;
+    expect(config.Origins[0].OriginAccessControlId).toBeDefined();
+    expect(config.Origins[0].S3OriginConfig.OriginAccessIdentity).toBe('');
+    const behaviors = config.CacheBehaviors as { PathPattern: string; ViewerProtocolPolicy: string; CachePolicyId: unknown }[];
+    expect(behaviors.map((b) => b.PathPattern)).toEqual(['manifests/latest.json', 'manifests/*', 'modules/*', 'keys.json']);
+    for (const b of [...behaviors, config.DefaultCacheBehavior]) expect(b.ViewerProtocolPolicy).toBe('redirect-to-https');
+    expect(config.DefaultCacheBehavior.FunctionAssociations[0].EventType).toBe('viewer-request');
+    storage.hasResourceProperties('AWS::CloudFront::CachePolicy', {
+      CachePolicyConfig: Match.objectLike({ DefaultTTL: 30, MaxTTL: 60, MinTTL: 0 }),
+    });
+    storage.hasResourceProperties('AWS::CloudFront::CachePolicy', {
+      CachePolicyConfig: Match.objectLike({ DefaultTTL: 31_536_000, MaxTTL: 31_536_000 }),
+    });
+    expect(config.Logging.Prefix).toBe('cloudfront/');
+  });
+
+  it('has an ECC P-256 signing key whose policy lets only the publisher sign digests with ECDSA_SHA_256', () => {
+    const keys = storage.findResources('AWS::KMS::Key');
+    const [key] = Object.values(keys);
+    expect(key).toMatchObject({ DeletionPolicy: 'Retain', Properties: { KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' } });
+    const statements = key!.Properties.KeyPolicy.Statement as {
+      Sid: string;
+      Effect: string;
+      Action: string | string[];
+      Principal: { AWS: unknown };
+      Condition?: unknown;
+    }[];
+    const sign = statements.filter((s) => s.Effect === 'Allow' && [s.Action].flat().some((a) => a === 'kms:Sign' || a === 'kms:*'));
+    expect(sign).toHaveLength(1);
+    expect(sign[0]!.Principal.AWS).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^PublisherRole/), 'Arn'] });
+    expect(sign[0]!.Condition).toEqual({
+      StringEquals: { 'kms:SigningAlgorithm': 'ECDSA_SHA_256', 'kms:MessageType': 'DIGEST' },
+    });
+    const deny = statements.find((s) => s.Effect === 'Deny');
+    expect(deny).toMatchObject({ Action: 'kms:Sign', Condition: { ArnNotEquals: { 'aws:PrincipalArn': expect.anything() } } });
+    // The account administers the key (root) but cannot sign with it.
+    const admin = statements.find((s) => s.Sid === 'AccountAdministersButDoesNotSign')!;
+    expect([admin.Action].flat()).not.toContain('kms:Sign');
+    expect([admin.Action].flat()).not.toContain('kms:*');
+  });
+
+  it('creates a retained Secrets Manager secret per secret name in the config', () => {
+    for (const name of ['GHCR_WEBHOOK_SECRET', 'HARBOR_WEBHOOK_SECRET', 'HARBOR_PULL_USER', 'HARBOR_PULL_PASSWORD']) {
+      storage.hasResource('AWS::SecretsManager::Secret', {
+        DeletionPolicy: 'Retain',
+        Properties: Match.objectLike({ Name: `wasm-mirror/prod-mesh/${name}` }),
+      });
+    }
+  });
+});
+
+describe('pipeline stack', () => {
+  it('gives the mirror queue a dead-letter queue and a visibility timeout of six function timeouts', () => {
+    pipeline.hasResourceProperties('AWS::SQS::Queue', {
+      VisibilityTimeout: 1800,
+      RedrivePolicy: {
+        deadLetterTargetArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^MirrorDeadLetters'), 'Arn'] },
+        maxReceiveCount: 5,
+      },
+      SqsManagedSseEnabled: true,
+    });
+  });
+
+  it('makes the publish queue FIFO with a FIFO dead-letter queue', () => {
+    pipeline.hasResourceProperties('AWS::SQS::Queue', {
+      FifoQueue: true,
+      ContentBasedDeduplication: true,
+      RedrivePolicy: {
+        deadLetterTargetArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^PublishDeadLetters'), 'Arn'] },
+        maxReceiveCount: 5,
+      },
+    });
+    pipeline.hasResourceProperties('AWS::SQS::Queue', {
+      FifoQueue: true,
+      MessageRetentionPeriod: 1_209_600,
+    });
+  });
+
+  it('enforces TLS on every queue', () => {
+    const policies = Object.values(pipeline.findResources('AWS::SQS::QueuePolicy'));
+    expect(policies.length).toBe(4);
+    for (const p of policies) {
+      expect(JSON.stringify(p.Properties.PolicyDocument)).toContain('"aws:SecureTransport":"false"');
+    }
+  });
+
+  it('bounds mirror concurrency and reports partial batch failures', () => {
+    pipeline.hasResourceProperties('AWS::Lambda::Function', {
+      Description: Match.stringLikeRegexp('^Pulls'),
+      ReservedConcurrentExecutions: 5,
+      Timeout: 300,
+    });
+    pipeline.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: Match.stringLikeRegexp('^MirrorFunction') },
+      ScalingConfig: { MaximumConcurrency: 5 },
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      BatchSize: 5,
+    });
+    pipeline.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: Match.stringLikeRegexp('^PublishFunction') },
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+    });
+  });
+
+  it('runs every function on ARM64 with tracing, JSON-free defaults and a bounded log group', () => {
+    const fns = Object.values(pipeline.findResources('AWS::Lambda::Function'));
+    expect(fns).toHaveLength(4);
+    for (const f of fns) {
+      expect(f.Properties).toMatchObject({
+        Runtime: 'nodejs24.x',
+        Architectures: ['arm64'],
+        TracingConfig: { Mode: 'Active' },
+        Handler: 'index.handler',
+        LoggingConfig: { LogGroup: expect.anything() },
+      });
+      expect(f.Properties.Environment.Variables).toMatchObject({
+        WASM_MIRROR_BUCKET: expect.anything(),
+        NODE_OPTIONS: '--enable-source-maps',
+      });
+    }
+    pipeline.allResourcesProperties('AWS::Logs::LogGroup', { RetentionInDays: 30 });
+    // No managed policies: each role writes to its own log group only.
+    for (const role of Object.values(pipeline.findResources('AWS::IAM::Role'))) {
+      expect(role.Properties.ManagedPolicyArns).toBeUndefined();
+    }
+  });
+
+  it('routes POST /hooks/{sourceId} and /hooks/{sourceId}/{token} to the webhook function, throttled, logged without paths', () => {
+    pipeline.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'POST /hooks/{sourceId}' });
+    pipeline.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'POST /hooks/{sourceId}/{token}' });
+    const stage = Object.values(pipeline.findResources('AWS::ApiGatewayV2::Stage'))[0]!;
+    expect(stage.Properties.DefaultRouteSettings).toMatchObject({ ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 });
+    const format = stage.Properties.AccessLogSettings.Format as string;
+    expect(format).toContain('$context.routeKey');
+    expect(format).not.toContain('$context.path');
+  });
+
+  it('sends ECR push events and the re-sign schedule to the queues', () => {
+    pipeline.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.ecr'],
+        'detail-type': ['ECR Image Action'],
+        detail: { 'action-type': ['PUSH'], result: ['SUCCESS'] },
+      },
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^MirrorQueue'), 'Arn'] } })],
+    });
+    pipeline.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(6 hours)',
+      Targets: [
+        Match.objectLike({
+          Input: JSON.stringify({ kind: 'resign', reason: 'schedule' }),
+          SqsParameters: { MessageGroupId: 'publish' },
+        }),
+      ],
+    });
+  });
+
+  it('writes keys.json through a custom resource bound to the key', () => {
+    pipeline.hasResourceProperties('Custom::WasmMirrorKeysJson', {
+      ServiceToken: { 'Fn::GetAtt': [Match.stringLikeRegexp('^KeysFunction'), 'Arn'] },
+      KeyArn: Match.anyValue(),
+    });
+  });
+
+  it('alarms on dead letters, function errors and manifest age', () => {
+    const alarms = Object.values(pipeline.findResources('AWS::CloudWatch::Alarm'));
+    expect(alarms).toHaveLength(7);
+    pipeline.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [Match.stringLikeRegexp('^MirrorDeadLetters'), 'QueueName'] } }],
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+    });
+    pipeline.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'Errors',
+      Namespace: 'AWS/Lambda',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: Match.stringLikeRegexp('^MirrorFunction') } }],
+    });
+    pipeline.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'manifest_age_seconds',
+      Namespace: 'WasmMirror',
+      Dimensions: Match.arrayWith([{ Name: 'mirror', Value: 'prod-mesh' }, { Name: 'service', Value: 'wasm-mirror' }]),
+      Statistic: 'Maximum',
+      Period: 43_200,
+      // 48h TTL, re-signed from 24h before expiry: alarm with 12h left.
+      Threshold: 36 * 3600,
+      TreatMissingData: 'breaching',
+    });
+  });
+
+  it('grants each function only its prefix of the bucket, and the publisher no KMS by IAM', () => {
+    const policies = Object.values(pipeline.findResources('AWS::IAM::Policy')).map((p) => JSON.stringify(p.Properties));
+    const webhook = policies.find((p) => p.includes('WebhookRole'))!;
+    expect(webhook).toContain('/state/*');
+    expect(webhook).not.toContain('/manifests/*');
+    expect(webhook).not.toContain('kms:');
+    const mirror = policies.find((p) => p.includes('MirrorRole'))!;
+    expect(mirror).toContain('/modules/*');
+    expect(mirror).not.toContain('kms:');
+    for (const p of policies) expect(p).not.toContain('kms:Sign');
+    for (const p of policies) expect(p).not.toMatch(/"s3:\*"|s3:GetObject\*|s3:DeleteObject/);
+  });
+
+  it('outputs the webhook base URL, the mirror URL and the key ARN', () => {
+    expect(Object.keys(pipeline.findOutputs('*'))).toEqual(
+      expect.arrayContaining(['WebhookBaseUrl', 'MirrorUrl', 'SigningKeyArn']),
+    );
+  });
+});
+
+describe('deployment input', () => {
+  it('takes the config file from -c config=FILE', () => {
+    const path = writeConfig(
+      'mirror: { name: staging, manifestTtl: 4h }\nsources:\n  - { id: local, type: distribution, registry: "registry.internal:5000", repositories: ["**"], webhookSecretEnv: HOOK }\n',
+    );
+    const stacks = synthApp({ config: path, mirrorConcurrency: 3, reserveConcurrency: 'false' });
+    expect(stacks.pipeline.stackName).toBe('WasmMirror-staging-Pipeline');
+    const t = Template.fromStack(stacks.pipeline);
+    t.resourceCountIs('AWS::Events::Rule', 1); // no ecr source, no ECR rule
+    t.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(30 minutes)' });
+    t.hasResourceProperties('AWS::Lambda::EventSourceMapping', { ScalingConfig: { MaximumConcurrency: 3 } });
+    for (const f of Object.values(t.findResources('AWS::Lambda::Function'))) {
+      expect(f.Properties.ReservedConcurrentExecutions).toBeUndefined();
+    }
+  });
+
+  it('refuses an invalid config with an error naming the key', () => {
+    const path = writeConfig('mirror: { name: x, manifestTl: 4h }\n');
+    expect(() => synthApp({ config: path })).toThrow(/manifestTl/);
+  });
+
+  it('re-signs a quarter of the re-sign window before expiry, within bounds', () => {
+    expect(resignInterval(24 * 3600_000).toHumanString()).toBe('6 hours');
+    expect(resignInterval(60_000).toHumanString()).toBe('5 minutes');
+    expect(resignInterval(30 * 24 * 3600_000).toHumanString()).toBe('12 hours');
+  });
+});
