@@ -16,6 +16,8 @@ export interface FunctionEnv {
   publishQueueUrl: string | undefined;
   /** KMS key id or ARN of the ECC_NIST_P256 signing key. */
   signingKeyId: string | undefined;
+  /** Every key keys.json lists (a rotation publishes the next key before it signs). */
+  publishedKeyIds: readonly string[];
   /** Secrets Manager name prefix; a config secret name `X` is the secret `<prefix>X`. */
   secretsPrefix: string;
   /** The deployment's config file, bundled beside the handler. */
@@ -35,6 +37,7 @@ export const ENV = {
   mirrorQueueUrl: 'WASM_MIRROR_MIRROR_QUEUE_URL',
   publishQueueUrl: 'WASM_MIRROR_PUBLISH_QUEUE_URL',
   signingKeyId: 'WASM_MIRROR_SIGNING_KEY_ID',
+  publishedKeyIds: 'WASM_MIRROR_PUBLISHED_KEY_IDS',
   secretsPrefix: 'WASM_MIRROR_SECRETS_PREFIX',
   configFile: 'WASM_MIRROR_CONFIG_FILE',
   scratchDir: 'WASM_MIRROR_SCRATCH_DIR',
@@ -97,6 +100,11 @@ export function loadFunctionEnv(
     mirrorQueueUrl: get(ENV.mirrorQueueUrl),
     publishQueueUrl: get(ENV.publishQueueUrl),
     signingKeyId: get(ENV.signingKeyId),
+    publishedKeyIds: Object.freeze(
+      (get(ENV.publishedKeyIds) ?? get(ENV.signingKeyId) ?? '')
+        .split(',')
+        .flatMap((k) => (k.trim() ? [k.trim()] : [])),
+    ),
     secretsPrefix: get(ENV.secretsPrefix) ?? '',
     configFile: get(ENV.configFile) ?? join(taskRoot, CONFIG_FILE_NAME),
     scratchDir: get(ENV.scratchDir) ?? '/tmp',

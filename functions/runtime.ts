@@ -43,6 +43,8 @@ export interface AwsRuntime {
   config: MirrorConfig;
   deps: PipelineDeps;
   powertools: Powertools;
+  /** A signer for another key of this mirror (keys.json lists every published key). */
+  signerFor(keyId: string): Signer;
 }
 
 export interface RuntimeOverrides {
@@ -86,6 +88,12 @@ export async function createAwsRuntime(
     tracer.captureAWSv3Client(new S3Client({ ...common, forcePathStyle: env.s3ForcePathStyle }));
   const sqs = overrides.sqs ?? tracer.captureAWSv3Client(new SQSClient(common));
 
+  let kms: KMSClient | undefined;
+  const kmsClient = () => {
+    kms ??= overrides.kms ?? tracer.captureAWSv3Client(new KMSClient(common));
+    return kms;
+  };
+  const signerFor = (keyId: string): Signer => new KmsSigner({ keyId, client: kmsClient() });
   const deps: PipelineDeps = {
     config,
     store: new S3ObjectStore({ bucket: env.bucketName, client: s3 }),
@@ -96,12 +104,7 @@ export async function createAwsRuntime(
       ? new SqsQueueProducer<PublishRequest>({ queueUrl: env.publishQueueUrl, client: sqs })
       : unavailableQueue('publish queue', env),
     puller: overrides.puller ?? new OciWasmPuller({ maxModuleBytes: config.mirror.maxModuleBytes }),
-    signer: env.signingKeyId
-      ? new KmsSigner({
-          keyId: env.signingKeyId,
-          client: overrides.kms ?? tracer.captureAWSv3Client(new KMSClient(common)),
-        })
-      : unavailableSigner(env),
+    signer: env.signingKeyId ? signerFor(env.signingKeyId) : unavailableSigner(env),
     secrets:
       overrides.secrets ??
       new SecretsManagerSecretSource({
@@ -113,7 +116,7 @@ export async function createAwsRuntime(
     metrics: powertoolsMetrics(powertools.metrics),
     scratchDir: env.scratchDir,
   };
-  return { env, config, deps, powertools };
+  return { env, config, deps, powertools, signerFor };
 }
 
 /** A port this function was not given (by its IAM role and environment): using it is a wiring bug. */

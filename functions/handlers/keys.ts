@@ -1,5 +1,5 @@
 /**
- * CloudFormation custom resource: writes keys.json from the KMS public key on create and update.
+ * CloudFormation custom resource: writes keys.json from the KMS public keys on create and update.
  * Called by CloudFormation directly (no provider framework), so it answers on the pre-signed
  * ResponseURL itself, always, or the stack would wait an hour for it.
  */
@@ -37,7 +37,13 @@ export function createKeysResourceHandler(runtime: AwsRuntime, send: ResponseSen
     let response: CustomResourceResponse;
     try {
       // keys.json stays on delete: the bucket is retained and agents may still read it.
-      if (event.RequestType !== 'Delete') await writeKeysJson(deps);
+      if (event.RequestType !== 'Delete') {
+        // Every published key, in generation order; a key already listed is left as it is.
+        for (const keyId of runtime.env.publishedKeyIds) {
+          const signer = keyId === runtime.env.signingKeyId ? deps.signer : runtime.signerFor(keyId);
+          await writeKeysJson({ ...deps, signer });
+        }
+      }
       const keyId = event.RequestType === 'Delete' ? '' : await deps.signer.keyId();
       response = { ...base, Status: 'SUCCESS', Data: { KeyId: keyId } };
     } catch (err) {

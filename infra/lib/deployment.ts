@@ -18,8 +18,10 @@ export interface Deployment {
   mirrorConcurrency: number;
   /** Reserve the mirror function's concurrency; accounts with a low concurrency quota turn this off. */
   reserveConcurrency: boolean;
-  /** Bump to create a new signing key (rotation); earlier keys stay, retained and listed in keys.json. */
+  /** Signing keys 1..N exist (rotation adds one); all stay, retained and listed in keys.json. */
   signingKeyGeneration: number;
+  /** The key the publisher signs with; defaults to the newest. One below it while agents learn the new key. */
+  activeSigningKeyGeneration: number;
   /** SNS topic every alarm notifies, when given. */
   alarmTopicArn: string | undefined;
 }
@@ -32,12 +34,14 @@ export function loadDeployment(node: DeploymentContext): Deployment {
   const configArg = node.tryGetContext('config');
   const configPath = typeof configArg === 'string' && configArg !== '' ? resolve(configArg) : EXAMPLE_CONFIG;
   const config = parseConfig(readFileSync(configPath, 'utf8'), configPath);
+  const generation = intContext(node, 'signingKeyGeneration', 1, 1, 20);
   return {
     configPath,
     config,
     mirrorConcurrency: intContext(node, 'mirrorConcurrency', 5, 2, 1000),
     reserveConcurrency: String(node.tryGetContext('reserveConcurrency') ?? 'true') !== 'false',
-    signingKeyGeneration: intContext(node, 'signingKeyGeneration', 1, 1, 100),
+    signingKeyGeneration: generation,
+    activeSigningKeyGeneration: intContext(node, 'activeSigningKeyGeneration', generation, 1, generation),
     alarmTopicArn: stringContext(node, 'alarmTopicArn'),
   };
 }

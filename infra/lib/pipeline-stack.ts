@@ -132,7 +132,11 @@ export class PipelineStack extends Stack {
       description: 'Custom resource: writes keys.json from the KMS public key',
       timeout: Duration.minutes(1),
       memorySize: 256,
-      environment: { ...common.environment, [ENV.signingKeyId]: storage.signingKey.keyArn },
+      environment: {
+        ...common.environment,
+        [ENV.signingKeyId]: storage.signingKey.keyArn,
+        [ENV.publishedKeyIds]: storage.signingKeys.map((k) => k.keyArn).join(','),
+      },
     });
     this.functions = { webhook, mirror, publish, keys };
 
@@ -247,8 +251,12 @@ export class PipelineStack extends Stack {
     new CustomResource(this, 'KeysJson', {
       serviceToken: keys.fn.functionArn,
       resourceType: 'Custom::WasmMirrorKeysJson',
-      // A new key ARN (rotation) re-runs the resource and appends the new key.
-      properties: { KeyArn: storage.signingKey.keyArn, Mirror: config.mirror.name },
+      // A new key (rotation) changes the properties, which re-runs the resource and appends it.
+      properties: {
+        KeyArn: storage.signingKey.keyArn,
+        PublishedKeyArns: storage.signingKeys.map((k) => k.keyArn),
+        Mirror: config.mirror.name,
+      },
     });
 
     // ---- alarms -------------------------------------------------------------------------------

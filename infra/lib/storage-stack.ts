@@ -59,14 +59,19 @@ const KEY_ADMIN_ACTIONS = [
 export class StorageStack extends Stack {
   readonly bucket: Bucket;
   readonly logsBucket: Bucket;
+  /** The key the publisher signs with. */
   readonly signingKey: Key;
+  /** Every generation's key, oldest first; keys.json lists them all. */
+  readonly signingKeys: Key[];
   readonly signerRole: Role;
   readonly distribution: Distribution;
   readonly secrets: Secret[];
+  private readonly mirrorName: string;
 
   constructor(scope: Construct, id: string, props: StorageStackProps) {
     super(scope, id, props);
     const { config } = props.deployment;
+    this.mirrorName = config.mirror.name;
 
     this.logsBucket = new Bucket(this, 'AccessLogs', {
       blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
@@ -106,47 +111,11 @@ export class StorageStack extends Stack {
       description: 'Assumed by the publish function; the only principal the signing key lets sign.',
     });
 
-    const generation = props.deployment.signingKeyGeneration;
-    this.signingKey = new Key(this, generation === 1 ? 'SigningKey' : `SigningKeyV${generation}`, {
-      description: `Wasm Mirror manifest signing key for ${config.mirror.name} (generation ${generation})`,
-      keySpec: KeySpec.ECC_NIST_P256,
-      keyUsage: KeyUsage.SIGN_VERIFY,
-      removalPolicy: RemovalPolicy.RETAIN,
-      pendingWindow: Duration.days(30),
-      policy: new PolicyDocument({
-        statements: [
-          new PolicyStatement({
-            sid: 'AccountAdministersButDoesNotSign',
-            principals: [new AccountRootPrincipal()],
-            actions: KEY_ADMIN_ACTIONS,
-            resources: ['*'],
-          }),
-          new PolicyStatement({
-            sid: 'OnlyThePublisherSignsDigests',
-            principals: [this.signerRole],
-            actions: ['kms:Sign'],
-            resources: ['*'],
-            conditions: {
-              StringEquals: { 'kms:SigningAlgorithm': 'ECDSA_SHA_256', 'kms:MessageType': 'DIGEST' },
-            },
-          }),
-          new PolicyStatement({
-            sid: 'PublisherReadsThePublicKey',
-            principals: [this.signerRole],
-            actions: ['kms:GetPublicKey', 'kms:DescribeKey'],
-            resources: ['*'],
-          }),
-          new PolicyStatement({
-            sid: 'NoOneElseSigns',
-            effect: Effect.DENY,
-            principals: [new AccountRootPrincipal()],
-            actions: ['kms:Sign'],
-            resources: ['*'],
-            conditions: { ArnNotEquals: { 'aws:PrincipalArn': this.signerRole.roleArn } },
-          }),
-        ],
-      }),
-    });
+    const { signingKeyGeneration, activeSigningKeyGeneration } = props.deployment;
+    // Keys are never removed from the stack: agents may still trust an older one, and a stack
+    // export in use cannot be deleted. Retire a key by disabling it in KMS.
+    this.signingKeys = Array.from({ length: signingKeyGeneration }, (_, i) => this.createSigningKey(i + 1));
+    this.signingKey = this.signingKeys[activeSigningKeyGeneration - 1]!;
     new Alias(this, 'SigningKeyAlias', {
       aliasName: `alias/wasm-mirror/${config.mirror.name}`,
       targetKey: this.signingKey,
@@ -193,6 +162,49 @@ export class StorageStack extends Stack {
       description: 'KMS key signing manifests.',
     });
     new CfnOutput(this, 'BucketName', { value: this.bucket.bucketName });
+  }
+
+  private createSigningKey(generation: number): Key {
+    return new Key(this, generation === 1 ? 'SigningKey' : `SigningKeyV${generation}`, {
+      description: `Wasm Mirror manifest signing key for ${this.mirrorName} (generation ${generation})`,
+      keySpec: KeySpec.ECC_NIST_P256,
+      keyUsage: KeyUsage.SIGN_VERIFY,
+      removalPolicy: RemovalPolicy.RETAIN,
+      pendingWindow: Duration.days(30),
+      policy: new PolicyDocument({
+        statements: [
+          new PolicyStatement({
+            sid: 'AccountAdministersButDoesNotSign',
+            principals: [new AccountRootPrincipal()],
+            actions: KEY_ADMIN_ACTIONS,
+            resources: ['*'],
+          }),
+          new PolicyStatement({
+            sid: 'OnlyThePublisherSignsDigests',
+            principals: [this.signerRole],
+            actions: ['kms:Sign'],
+            resources: ['*'],
+            conditions: {
+              StringEquals: { 'kms:SigningAlgorithm': 'ECDSA_SHA_256', 'kms:MessageType': 'DIGEST' },
+            },
+          }),
+          new PolicyStatement({
+            sid: 'PublisherReadsThePublicKey',
+            principals: [this.signerRole],
+            actions: ['kms:GetPublicKey', 'kms:DescribeKey'],
+            resources: ['*'],
+          }),
+          new PolicyStatement({
+            sid: 'NoOneElseSigns',
+            effect: Effect.DENY,
+            principals: [new AccountRootPrincipal()],
+            actions: ['kms:Sign'],
+            resources: ['*'],
+            conditions: { ArnNotEquals: { 'aws:PrincipalArn': this.signerRole.roleArn } },
+          }),
+        ],
+      }),
+    });
   }
 
   private createDistribution(): Distribution {

@@ -29,8 +29,16 @@ export class HttpClient {
   requests = 0;
 
   constructor(options: HttpClientOptions) {
-    this.#http = new http.Agent({ keepAlive: true, maxSockets: options.maxSockets });
-    this.#https = new https.Agent({ keepAlive: true, maxSockets: options.maxSockets });
+    this.#http = new http.Agent({
+      keepAlive: true,
+      maxSockets: options.maxSockets,
+      timeout: options.idleTimeoutMs,
+    });
+    this.#https = new https.Agent({
+      keepAlive: true,
+      maxSockets: options.maxSockets,
+      timeout: options.idleTimeoutMs,
+    });
     this.#idleTimeoutMs = options.idleTimeoutMs;
   }
 
@@ -51,7 +59,8 @@ export class HttpClient {
           resolve({ status: res.statusCode ?? 0, headers: res.headers, res });
         },
       );
-      req.setTimeout(this.#idleTimeoutMs, () => {
+      // The agents set each socket's idle timeout once; a stalled mirror fails the request.
+      req.once('timeout', () => {
         req.destroy(
           new WasmMirrorError('TIMEOUT', `${url.href}: no data for ${this.#idleTimeoutMs} ms`, {
             retryable: true,
@@ -127,69 +136,91 @@ const WRITE_BATCH = 1024 * 1024;
  * handed over in batches of up to 1 MiB: one thread-pool round trip per batch rather than per
  * socket chunk, with at most a batch held in memory per download.
  */
-export async function streamVerified(
+export function streamVerified(
   res: IncomingMessage,
   expected: { size: number; sha256: string; url: string },
   write: (chunks: Buffer[]) => Promise<void>,
 ): Promise<void> {
+  const { size, sha256, url } = expected;
   const declared = contentLength(res.headers);
-  if (declared !== undefined && declared !== expected.size) {
+  if (declared !== undefined && declared !== size) {
     res.destroy();
-    throw new WasmMirrorError(
-      'LENGTH_MISMATCH',
-      `${expected.url}: Content-Length ${declared}, the manifest lists ${expected.size} bytes`,
+    return Promise.reject(
+      new WasmMirrorError(
+        'LENGTH_MISMATCH',
+        `${url}: Content-Length ${declared}, the manifest lists ${size} bytes`,
+      ),
     );
   }
-  const hash = createHash('sha256');
-  let total = 0;
-  let batch: Buffer[] = [];
-  let batched = 0;
-  try {
-    for await (const chunk of res as AsyncIterable<Buffer>) {
-      total += chunk.length;
-      if (total > expected.size) {
-        res.destroy();
-        throw new WasmMirrorError(
-          'LENGTH_MISMATCH',
-          `${expected.url}: more than the ${expected.size} bytes listed`,
+  // Event-driven rather than `for await`: with thousands of small modules the async iterator's
+  // per-chunk promises are a measurable share of the agent's CPU.
+  return new Promise<void>((resolve, reject) => {
+    const hash = createHash('sha256');
+    let total = 0;
+    let batch: Buffer[] = [];
+    let batched = 0;
+    let ended = false;
+    let settled = false;
+    const fail = (err: WasmMirrorError) => {
+      if (settled) return;
+      settled = true;
+      res.destroy();
+      reject(err);
+    };
+    const truncated = (cause?: unknown) =>
+      fail(
+        new WasmMirrorError('LENGTH_MISMATCH', `${url}: body ended after ${total} of ${size} bytes`, {
+          cause,
+          retryable: true,
+        }),
+      );
+    const finish = () => {
+      if (settled) return;
+      if (total !== size) return truncated();
+      const actual = hash.digest('hex');
+      if (actual !== sha256) {
+        return fail(
+          new WasmMirrorError('HASH_MISMATCH', `${url}: sha256 ${actual}, the manifest lists ${sha256}`),
         );
+      }
+      const last = batch;
+      batch = [];
+      (last.length > 0 ? write(last) : Promise.resolve()).then(
+        () => {
+          settled = true;
+          resolve();
+        },
+        (err) => fail(new WasmMirrorError('STORAGE_FAILURE', `${url}: ${String(err)}`, { cause: err })),
+      );
+    };
+    res.on('data', (chunk: Buffer) => {
+      if (settled) return;
+      total += chunk.length;
+      if (total > size) {
+        return fail(new WasmMirrorError('LENGTH_MISMATCH', `${url}: more than the ${size} bytes listed`));
       }
       hash.update(chunk);
       batch.push(chunk);
       batched += chunk.length;
       if (batched >= WRITE_BATCH) {
-        await write(batch);
+        const full = batch;
         batch = [];
         batched = 0;
+        res.pause();
+        write(full).then(
+          () => res.resume(),
+          (err) => fail(new WasmMirrorError('STORAGE_FAILURE', `${url}: ${String(err)}`, { cause: err })),
+        );
       }
-    }
-  } catch (err) {
-    if (err instanceof WasmMirrorError) throw err;
-    // The connection ended before Content-Length was reached: a truncated body.
-    throw new WasmMirrorError(
-      'LENGTH_MISMATCH',
-      `${expected.url}: body ended after ${total} of ${expected.size} bytes`,
-      {
-        cause: err,
-        retryable: true,
-      },
-    );
-  }
-  if (total !== expected.size) {
-    throw new WasmMirrorError(
-      'LENGTH_MISMATCH',
-      `${expected.url}: got ${total} bytes, the manifest lists ${expected.size}`,
-      {
-        retryable: true,
-      },
-    );
-  }
-  const actual = hash.digest('hex');
-  if (actual !== expected.sha256) {
-    throw new WasmMirrorError(
-      'HASH_MISMATCH',
-      `${expected.url}: sha256 ${actual}, the manifest lists ${expected.sha256}`,
-    );
-  }
-  if (batch.length > 0) await write(batch);
+    });
+    res.once('end', () => {
+      ended = true;
+      finish();
+    });
+    res.once('error', (err) => truncated(err));
+    // A connection that closes before Content-Length is reached ends without 'end'.
+    res.once('close', () => {
+      if (!ended) truncated();
+    });
+  });
 }

@@ -3,7 +3,7 @@
  * local adapters — a filesystem store, durable on-disk queues, a local P-256 key, and a node:http
  * server for webhooks and the mirror itself. One process, no cloud account.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { join, resolve } from 'node:path';
 import { DiskQueue } from '../adapters/local/disk-queue.ts';
@@ -60,6 +60,7 @@ export interface FailureEntry {
 }
 
 const RECENT_FAILURES = 100;
+const DELIVERY_MARKER_TTL_MS = 7 * 24 * 3600_000;
 
 /** Paths inside the data directory that are not part of the public storage layout. */
 export const dataPaths = (dataDir: string) => ({
@@ -187,6 +188,14 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedM
       void run();
     }
 
+    // Replay markers only need to outlive senders' retry windows (as the bucket's lifecycle rule does in AWS).
+    const sweep = () =>
+      sweepOldFiles(join(dataDir, 'state', 'deliveries'), DELIVERY_MARKER_TTL_MS).catch((err) =>
+        logger.warn('could not prune delivery markers', { error: String(err) }),
+      );
+    timers.push(setInterval(sweep, 3600_000));
+    void sweep();
+
     const receiveWebhook = createWebhookReceiver(deps);
     server = createMirrorServer({
       store: deps.store,
@@ -223,6 +232,29 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedM
     await lock.release();
     throw err;
   }
+}
+
+/** Removes files under `dir` (one level of subdirectories) last modified more than `maxAgeMs` ago. */
+export async function sweepOldFiles(dir: string, maxAgeMs: number, now = Date.now()): Promise<number> {
+  let removed = 0;
+  const walk = async (path: string, depth: number): Promise<void> => {
+    let entries: import('node:fs').Dirent[];
+    try {
+      entries = await readdir(path, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      const child = join(path, entry.name);
+      if (entry.isDirectory() && depth < 1) await walk(child, depth + 1);
+      else if (entry.isFile() && now - (await stat(child)).mtimeMs > maxAgeMs) {
+        await rm(child, { force: true });
+        removed++;
+      }
+    }
+  };
+  await walk(dir, 0);
+  return removed;
 }
 
 async function knownTags(deps: PipelineDeps): Promise<Map<string, string>> {

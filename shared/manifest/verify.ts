@@ -69,8 +69,10 @@ export function verifyManifest(bytes: Uint8Array, opts: VerifyOptions): Verified
   const keyid = checkSignatures(env.payloadType, env.payload, env.signatures, opts);
 
   let parsed: unknown;
+  let text = '';
   try {
-    parsed = parseStrictJson(decodeUtf8Strict(env.payload), { maxDepth: MAX_PAYLOAD_DEPTH });
+    text = decodeUtf8Strict(env.payload);
+    parsed = parseStrictJson(text, { maxDepth: MAX_PAYLOAD_DEPTH });
   } catch (err) {
     fail(
       'SCHEMA_ERROR',
@@ -81,7 +83,6 @@ export function verifyManifest(bytes: Uint8Array, opts: VerifyOptions): Verified
   const payload = validatePayload(parsed);
   // Only canonical (RFC 8785) bytes are accepted: `42.0`, `4.2e1`, reordered keys or extra
   // whitespace never come out of the publisher, and refusing them leaves one byte string per payload.
-  const text = new TextDecoder().decode(env.payload);
   if (canonicalize(parsed) !== text)
     fail('SCHEMA_ERROR', 'manifest payload is not in canonical (RFC 8785) form');
 

@@ -61,7 +61,11 @@ function expandIpv6(ip: string): number[] | undefined {
     : undefined;
 }
 
-/** Checks IP literals directly and host names by resolving every address they map to. */
+/**
+ * Checks IP literals directly and host names by resolving every address they map to. fetch
+ * resolves the name again when it connects, so a name that changes its answer in between (DNS
+ * rebinding) is not caught here; a connect-time lookup hook in the HTTP agent would close that.
+ */
 export const defaultAddressGuard: AddressGuard = async (url) => {
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const refuse = (address: string) =>

@@ -38,6 +38,8 @@ export interface RegistryClientOptions {
   headersTimeoutMs?: number;
   /** Longest wait for the next chunk of a body (default 30 s). */
   idleTimeoutMs?: number;
+  /** Longest a single request may take, body included, so a trickling body cannot hang a pull (default 10 min). */
+  requestTimeoutMs?: number;
   retry?: RetryOptions;
   /** Checks token realms and redirect targets before they are contacted (default: refuse link-local/metadata). */
   addressGuard?: AddressGuard;
@@ -76,6 +78,7 @@ export class RegistryClient {
   readonly #fetch: typeof fetch;
   readonly #headersTimeoutMs: number;
   readonly #idleTimeoutMs: number;
+  readonly #requestTimeoutMs: number;
   readonly #retry: Required<RetryOptions>;
   readonly #guard: AddressGuard;
   readonly #maxManifestBytes: number;
@@ -88,6 +91,7 @@ export class RegistryClient {
     this.#fetch = options.fetch ?? globalThis.fetch;
     this.#headersTimeoutMs = options.headersTimeoutMs ?? 30_000;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 30_000;
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? 600_000;
     this.#retry = {
       maxAttempts: 4,
       baseDelayMs: 500,
@@ -281,7 +285,7 @@ export class RegistryClient {
     const started = this.#now();
     let authRetried = false;
     for (let attempt = 1; ; attempt++) {
-      const call = new Call(signal);
+      const call = new Call(signal, this.#requestTimeoutMs);
       try {
         const headers: Record<string, string> = { 'user-agent': this.#userAgent };
         if (what === 'manifest') headers.accept = MANIFEST_MEDIA_TYPES.join(', ');
@@ -410,7 +414,7 @@ export class RegistryClient {
     realm.searchParams.set('scope', scope);
     const headers: Record<string, string> = { 'user-agent': this.#userAgent, accept: 'application/json' };
     if (target.credentials !== undefined) headers.authorization = basic(target.credentials);
-    const call = new Call(signal);
+    const call = new Call(signal, this.#requestTimeoutMs);
     let res: Response;
     try {
       call.arm(this.#headersTimeoutMs, 'token request');
@@ -428,8 +432,11 @@ export class RegistryClient {
     if (!res.ok) {
       call.dispose();
       await discard(res);
+      if (res.status < 500 && res.status !== 429) {
+        throw new WasmMirrorError('REGISTRY_PROTOCOL', `token server ${realm.host} answered ${res.status}`);
+      }
       throw new WasmMirrorError('REGISTRY_UNAVAILABLE', `token server ${realm.host} answered ${res.status}`, {
-        retryable: res.status >= 500 || res.status === 429,
+        retryable: true,
       });
     }
     const bytes = await collect(
@@ -511,10 +518,19 @@ class Call {
   readonly #onAbort = () => this.#controller.abort(this.#outer?.reason);
   #timer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(outer: AbortSignal | undefined) {
+  readonly #deadline: ReturnType<typeof setTimeout>;
+
+  constructor(outer: AbortSignal | undefined, totalMs: number) {
     this.#outer = outer;
     if (outer?.aborted) this.#controller.abort(outer.reason);
     else outer?.addEventListener('abort', this.#onAbort, { once: true });
+    this.#deadline = setTimeout(
+      () =>
+        this.#controller.abort(
+          new WasmMirrorError('TIMEOUT', `request took longer than ${totalMs} ms`, { retryable: true }),
+        ),
+      totalMs,
+    );
   }
 
   get signal(): AbortSignal {
@@ -539,6 +555,7 @@ class Call {
 
   dispose(): void {
     this.disarm();
+    clearTimeout(this.#deadline);
     this.#outer?.removeEventListener('abort', this.#onAbort);
   }
 

@@ -4,10 +4,10 @@
  * deliver at least once: storage is content-addressed and create-only, and a reference already
  * listed with the same digest is skipped.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type MirrorJob, type ModuleRecord, storageKeys } from '../domain.ts';
+import { type MirrorJob, type ModuleRecord, SHA256_HEX, storageKeys } from '../domain.ts';
 import { isWasmMirrorError, toWasmMirrorError, WasmMirrorError } from '../errors.ts';
 import type { DeliveryMeta, PulledModule, RegistryCredentials, RegistryTarget } from '../ports.ts';
 import { repositoryAllowed } from '../sources/common.ts';
@@ -25,7 +25,8 @@ export type MirrorDeps = Pick<
 };
 
 export type MirrorOutcome =
-  | { status: 'mirrored'; record: ModuleRecord; stored: boolean }
+  /** `pulled` is false when the bytes were mirrored before and only the listing was new. */
+  | { status: 'mirrored'; record: ModuleRecord; pulled: boolean }
   | { status: 'already-listed'; name: string; tag: string; ociDigest: string }
   | { status: 'rejected'; error: WasmMirrorError };
 
@@ -46,13 +47,16 @@ export function createMirrorHandler(
 export function createMirror(
   deps: MirrorDeps,
 ): (job: MirrorJob, meta?: DeliveryMeta) => Promise<MirrorOutcome> {
+  // Concurrent jobs for the same repository and digest (a burst of deliveries) wait for the
+  // first one, then find its result instead of pulling the same bytes again.
+  const pulls = new Map<string, Promise<PulledModule>>();
   return async (job, meta) => {
     const started = performance.now();
     const log = { sourceId: job.sourceId, repository: job.repository, tag: job.tag, digest: job.digest };
     try {
-      const outcome = await mirrorOnce(deps, job);
+      const outcome = await mirrorOnce(deps, job, pulls);
       const reason =
-        outcome.status === 'mirrored' ? (outcome.stored ? 'mirrored' : 'stored-before') : outcome.status;
+        outcome.status === 'mirrored' ? (outcome.pulled ? 'mirrored' : 'reused') : outcome.status;
       deps.metrics.count('mirror_results_total', { source: job.sourceId, reason });
       deps.logger.info('mirror done', {
         ...log,
@@ -77,7 +81,11 @@ export function createMirror(
   };
 }
 
-async function mirrorOnce(deps: MirrorDeps, job: MirrorJob): Promise<MirrorOutcome> {
+async function mirrorOnce(
+  deps: MirrorDeps,
+  job: MirrorJob,
+  pulls: Map<string, Promise<PulledModule>>,
+): Promise<MirrorOutcome> {
   const source = checkJob(deps, job);
   const name = `${source.registry}/${job.repository}`;
   const tag = job.tag ?? '';
@@ -101,28 +109,84 @@ async function mirrorOnce(deps: MirrorDeps, job: MirrorJob): Promise<MirrorOutco
     return { status: 'already-listed', name, tag: listed.tag, ociDigest };
   }
 
+  // Mirrored before (another tag, a rollback to an earlier digest, a duplicate whose publish is
+  // still queued) or being pulled right now by another job: no second pull, just list it.
+  const known = await readPulledIndex(deps, name, ociDigest);
+  let pulled = known;
+  let pulledHere = false;
+  if (pulled === undefined) {
+    const pullKey = `${name}@${ociDigest}`;
+    let pull = pulls.get(pullKey);
+    if (pull === undefined) {
+      pull = pullAndStore(deps, target, ociDigest);
+      pulledHere = true;
+      pulls.set(pullKey, pull);
+      pull.then(
+        () => pulls.delete(pullKey),
+        () => pulls.delete(pullKey),
+      );
+    }
+    pulled = await pull;
+  }
+  const record: ModuleRecord = {
+    name,
+    tag,
+    ociDigest,
+    sha256: pulled.sha256,
+    size: pulled.size,
+    format: pulled.format,
+    kind: pulled.kind,
+    mirroredAt: isoSeconds(deps.clock.now()),
+  };
+  if (pulled.abi !== undefined) record.abi = pulled.abi;
+  // No dedupe id: a tag that moves A → B → A must publish A again; the publisher ignores records
+  // that change nothing.
+  await deps.publishQueue.send({ kind: 'record', record });
+  return { status: 'mirrored', record, pulled: pulledHere };
+}
+
+/** `state/pulled/<sha256(name@digest)>.json`: what a manifest digest of a repository extracted to. */
+function pulledIndexKey(name: string, ociDigest: string): string {
+  return `state/pulled/${createHash('sha256').update(`${name}@${ociDigest}`).digest('hex')}.json`;
+}
+
+async function readPulledIndex(
+  deps: MirrorDeps,
+  name: string,
+  ociDigest: string,
+): Promise<PulledModule | undefined> {
+  const found = await deps.store.getBytes(pulledIndexKey(name, ociDigest), 64 * 1024);
+  if (found === undefined) return undefined;
+  try {
+    const entry = JSON.parse(Buffer.from(found.bytes).toString('utf8')) as PulledModule;
+    if (entry.ociDigest !== ociDigest || !SHA256_HEX.test(entry.sha256)) return undefined;
+    // Only trust the index while the bytes it points to are really there.
+    const module = await deps.store.head(storageKeys.module(entry.sha256));
+    return module !== undefined && module.size === entry.size ? entry : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function pullAndStore(
+  deps: MirrorDeps,
+  target: RegistryTarget,
+  ociDigest: string,
+): Promise<PulledModule> {
   const staged = join(deps.scratchDir, `pull-${randomUUID()}.wasm`);
   try {
-    const pulled: PulledModule = await deps.puller.pullToFile({ ...target, reference: ociDigest }, staged, {
+    const pulled = await deps.puller.pullToFile({ ...target, reference: ociDigest }, staged, {
       maxModuleBytes: deps.config.mirror.maxModuleBytes,
     });
     if (pulled.ociDigest !== ociDigest) {
       throw new WasmMirrorError('DIGEST_MISMATCH', `registry served ${pulled.ociDigest} for ${ociDigest}`);
     }
-    const stored = await storeModule(deps, staged, pulled);
-    const record: ModuleRecord = {
-      name,
-      tag,
-      ociDigest,
-      sha256: pulled.sha256,
-      size: pulled.size,
-      format: pulled.format,
-      kind: pulled.kind,
-      mirroredAt: isoSeconds(deps.clock.now()),
-    };
-    if (pulled.abi !== undefined) record.abi = pulled.abi;
-    await deps.publishQueue.send({ kind: 'record', record }, { dedupeId: `${name}:${tag}@${ociDigest}` });
-    return { status: 'mirrored', record, stored };
+    await storeModule(deps, staged, pulled);
+    const name = `${target.registry}/${target.repository}`;
+    await deps.store.put(pulledIndexKey(name, ociDigest), Buffer.from(JSON.stringify(pulled)), {
+      contentType: 'application/json',
+    });
+    return pulled;
   } finally {
     await rm(staged, { force: true });
   }

@@ -102,7 +102,10 @@ export function createWebhookReceiver(
       return { status: 200, body: { duplicate: true, accepted: 0 } };
     }
     try {
-      for (const job of parsed.jobs) await deps.mirrorQueue.send(job, { dedupeId: jobDedupeId(job) });
+      for (const job of parsed.jobs) {
+        const dedupeId = jobDedupeId(job);
+        await deps.mirrorQueue.send(job, dedupeId === undefined ? {} : { dedupeId });
+      }
     } catch (err) {
       receiver.dedupe.forget(source.id, parsed.deliveryId);
       outcome(source.id, 'queue-failure');
@@ -128,10 +131,17 @@ export function createWebhookReceiver(
   };
 }
 
-/** The same reference queued twice within the queue's window is mirrored once. */
-export function jobDedupeId(job: MirrorJob): string {
+/**
+ * A sender's retry of the same delivery is queued once. Different deliveries of the same
+ * reference are not merged here: a tag moved A → B → A within the window must be mirrored again
+ * (the mirror itself skips what is already listed without pulling).
+ */
+export function jobDedupeId(job: MirrorJob): string | undefined {
+  if (job.deliveryId === undefined) return undefined;
   return createHash('sha256')
-    .update(`${job.sourceId}\n${job.registry}/${job.repository}\n${job.tag ?? ''}\n${job.digest ?? ''}`)
+    .update(
+      `${job.sourceId}\n${job.deliveryId}\n${job.registry}/${job.repository}\n${job.tag ?? ''}\n${job.digest ?? ''}`,
+    )
     .digest('hex');
 }
 

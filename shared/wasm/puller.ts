@@ -69,7 +69,14 @@ export class OciWasmPuller implements WasmPuller {
     const resolved = await this.resolve(target, { signal });
 
     const temp = join(dirname(destPath), `.${basename(destPath)}.${randomBytes(6).toString('hex')}.tmp`);
-    let fh: FileHandle | undefined = await open(temp, 'wx', 0o644);
+    let fh: FileHandle | undefined;
+    try {
+      fh = await open(temp, 'wx', 0o644);
+    } catch (err) {
+      throw new WasmMirrorError('STORAGE_FAILURE', `cannot create ${temp}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
     try {
       const inspector = new WasmInspector();
       // A raw layer's digest is the module's sha256 and the blob stream already verifies it.
@@ -141,7 +148,9 @@ export class OciWasmPuller implements WasmPuller {
       await fh.close();
       fh = undefined;
       if (kind === 'module') await validateCoreModuleFile(temp, inspector.sections);
-      await rename(temp, destPath);
+      await rename(temp, destPath).catch((err: unknown) => {
+        throw new WasmMirrorError('STORAGE_FAILURE', `cannot move the module to ${destPath}`, { cause: err });
+      });
       const pulled: PulledModule = {
         ociDigest: resolved.ociDigest,
         sha256: hash === undefined ? resolved.layer.digest.slice('sha256:'.length) : hash.digest('hex'),

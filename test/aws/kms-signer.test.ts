@@ -31,14 +31,26 @@ describe('KmsSigner through @aws-sdk/client-kms against the KMS stand-in', () =>
     const digest = createHash('sha256').update(message).digest();
     const sig = await signer.signDigest(digest);
     const sign = kms.calls.findLast((c) => c.target === 'TrentService.Sign')!;
-    expect(sign.body).toMatchObject({ MessageType: 'DIGEST', SigningAlgorithm: 'ECDSA_SHA_256', KeyId: kms.keyArn });
+    expect(sign.body).toMatchObject({
+      MessageType: 'DIGEST',
+      SigningAlgorithm: 'ECDSA_SHA_256',
+      KeyId: kms.keyArn,
+    });
     expect(Buffer.from(String(sign.body.Message), 'base64')).toEqual(digest);
 
     const msgPath = join(dir, 'msg');
     const sigPath = join(dir, 'sig');
     writeFileSync(msgPath, message);
     writeFileSync(sigPath, sig);
-    const out = execFileSync('openssl', ['dgst', '-sha256', '-verify', kms.publicKeyPemPath, '-signature', sigPath, msgPath]);
+    const out = execFileSync('openssl', [
+      'dgst',
+      '-sha256',
+      '-verify',
+      kms.publicKeyPemPath,
+      '-signature',
+      sigPath,
+      msgPath,
+    ]);
     expect(out.toString()).toContain('Verified OK');
   });
 
@@ -53,7 +65,9 @@ describe('KmsSigner through @aws-sdk/client-kms against the KMS stand-in', () =>
     expect(id).toBe(createHash('sha256').update(spki).digest('hex'));
     const digest = createHash('sha256').update('x').digest();
     const sig = await signer.signDigest(digest);
-    expect(verify('sha256', Buffer.from('x'), { key: Buffer.from(spki), format: 'der', type: 'spki' }, sig)).toBe(true);
+    expect(
+      verify('sha256', Buffer.from('x'), { key: Buffer.from(spki), format: 'der', type: 'spki' }, sig),
+    ).toBe(true);
   });
 
   it('refuses anything but a 32-byte digest and maps KMS errors to SIGNING_FAILURE', async () => {

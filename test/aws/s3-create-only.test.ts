@@ -71,7 +71,10 @@ describe('S3ObjectStore.create against S3 conditional-write answers', () => {
   });
 
   it('translates 412 PreconditionFailed into ALREADY_EXISTS', async () => {
-    answer = { status: 412, body: s3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold') };
+    answer = {
+      status: 412,
+      body: s3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold'),
+    };
     const store = new S3ObjectStore({ bucket: 'mirror', client });
     const err = await store
       .create('manifests/7.json', new Uint8Array([1]), { contentType: 'application/json' })
@@ -81,7 +84,10 @@ describe('S3ObjectStore.create against S3 conditional-write answers', () => {
   });
 
   it('translates 409 ConditionalRequestConflict into ALREADY_EXISTS', async () => {
-    answer = { status: 409, body: s3Error('ConditionalRequestConflict', 'A conflicting conditional operation is in progress') };
+    answer = {
+      status: 409,
+      body: s3Error('ConditionalRequestConflict', 'A conflicting conditional operation is in progress'),
+    };
     const store = new S3ObjectStore({ bucket: 'mirror', client });
     await expect(
       store.create('manifests/8.json', new Uint8Array([1]), { contentType: 'application/json' }),

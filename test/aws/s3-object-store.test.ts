@@ -56,10 +56,14 @@ describe('S3ObjectStore on fauxqs', () => {
     writeFileSync(path, bytes);
     const small = new S3ObjectStore({ bucket: 'mirror', client: emu.s3, partSize: 5 * 1024 * 1024 });
     const key = `modules/sha256/${hex(bytes)}.wasm`;
-    const info = await small.put(key, { path, size: bytes.byteLength }, {
-      contentType: 'application/wasm',
-      sha256: hex(bytes),
-    });
+    const info = await small.put(
+      key,
+      { path, size: bytes.byteLength },
+      {
+        contentType: 'application/wasm',
+        sha256: hex(bytes),
+      },
+    );
     expect(info.size).toBe(bytes.byteLength);
     const out = await emu.s3.send(new GetObjectCommand({ Bucket: 'mirror', Key: key }));
     const back = Buffer.from(await out.Body!.transformToByteArray());
@@ -71,17 +75,25 @@ describe('S3ObjectStore on fauxqs', () => {
     const bytes = randomBytes(1000);
     const path = join(scratch, 'small.wasm');
     writeFileSync(path, bytes);
-    await store.put('modules/sha256/small.wasm', { path, size: bytes.byteLength }, {
-      contentType: 'application/wasm',
-      sha256: hex(bytes),
-    });
+    await store.put(
+      'modules/sha256/small.wasm',
+      { path, size: bytes.byteLength },
+      {
+        contentType: 'application/wasm',
+        sha256: hex(bytes),
+      },
+    );
     const got = await store.getBytes('modules/sha256/small.wasm', 2000);
     expect(hex(got!.bytes)).toBe(hex(bytes));
     await expect(
-      store.put('modules/sha256/other.wasm', { path, size: bytes.byteLength }, {
-        contentType: 'application/wasm',
-        sha256: 'f'.repeat(64),
-      }),
+      store.put(
+        'modules/sha256/other.wasm',
+        { path, size: bytes.byteLength },
+        {
+          contentType: 'application/wasm',
+          sha256: 'f'.repeat(64),
+        },
+      ),
     ).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
   });
 
@@ -125,7 +137,9 @@ describe('S3ObjectStore on fauxqs', () => {
 
   it('verifies with openssl that ChecksumSHA256 is the base64 of the hex digest', () => {
     const body = Buffer.from('abc');
-    const viaOpenssl = execFileSync('openssl', ['dgst', '-sha256', '-binary'], { input: body }).toString('base64');
+    const viaOpenssl = execFileSync('openssl', ['dgst', '-sha256', '-binary'], { input: body }).toString(
+      'base64',
+    );
     expect(Buffer.from(hex(body), 'hex').toString('base64')).toBe(viaOpenssl);
   });
 });

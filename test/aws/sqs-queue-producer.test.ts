@@ -39,7 +39,11 @@ describe('SqsQueueProducer and the event source mapping driver on fauxqs', () =>
     const msgs: Message[] = [];
     for (;;) {
       const out = await emu.sqs.send(
-        new ReceiveMessageCommand({ QueueUrl: q.url, MaxNumberOfMessages: 10, MessageSystemAttributeNames: ['All'] }),
+        new ReceiveMessageCommand({
+          QueueUrl: q.url,
+          MaxNumberOfMessages: 10,
+          MessageSystemAttributeNames: ['All'],
+        }),
       );
       if (!out.Messages?.length) break;
       for (const m of out.Messages) {
@@ -86,9 +90,14 @@ describe('SqsQueueProducer and the event source mapping driver on fauxqs', () =>
     const q = await emu.createQueue('throws');
     const producer = new SqsQueueProducer<number>({ queueUrl: q.url, client: emu.sqs });
     await producer.send(1);
-    const r = await pumpOnce(emu.sqs, q, async () => {
-      throw new Error('boom');
-    }, { redeliverNow: true });
+    const r = await pumpOnce(
+      emu.sqs,
+      q,
+      async () => {
+        throw new Error('boom');
+      },
+      { redeliverNow: true },
+    );
     expect(r).toMatchObject({ received: 1, deleted: 0 });
     const again = await pumpOnce(emu.sqs, q, async () => {});
     expect(again).toMatchObject({ received: 1, deleted: 1 });

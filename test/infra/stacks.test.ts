@@ -35,7 +35,10 @@ describe('storage stack', () => {
         LoggingConfiguration: Match.objectLike({ LogFilePrefix: 's3/mirror/' }),
         LifecycleConfiguration: {
           Rules: Match.arrayWith([
-            Match.objectLike({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 }, Status: 'Enabled' }),
+            Match.objectLike({
+              AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
+              Status: 'Enabled',
+            }),
             Match.objectLike({ Prefix: 'state/deliveries/', ExpirationInDays: 7 }),
           ]),
         },
@@ -89,9 +92,19 @@ describe('storage stack', () => {
     const config = dist.Properties.DistributionConfig;
     expect(config.Origins[0].OriginAccessControlId).toBeDefined();
     expect(config.Origins[0].S3OriginConfig.OriginAccessIdentity).toBe('');
-    const behaviors = config.CacheBehaviors as { PathPattern: string; ViewerProtocolPolicy: string; CachePolicyId: unknown }[];
-    expect(behaviors.map((b) => b.PathPattern)).toEqual(['manifests/latest.json', 'manifests/*', 'modules/*', 'keys.json']);
-    for (const b of [...behaviors, config.DefaultCacheBehavior]) expect(b.ViewerProtocolPolicy).toBe('redirect-to-https');
+    const behaviors = config.CacheBehaviors as {
+      PathPattern: string;
+      ViewerProtocolPolicy: string;
+      CachePolicyId: unknown;
+    }[];
+    expect(behaviors.map((b) => b.PathPattern)).toEqual([
+      'manifests/latest.json',
+      'manifests/*',
+      'modules/*',
+      'keys.json',
+    ]);
+    for (const b of [...behaviors, config.DefaultCacheBehavior])
+      expect(b.ViewerProtocolPolicy).toBe('redirect-to-https');
     expect(config.DefaultCacheBehavior.FunctionAssociations[0].EventType).toBe('viewer-request');
     storage.hasResourceProperties('AWS::CloudFront::CachePolicy', {
       CachePolicyConfig: Match.objectLike({ DefaultTTL: 30, MaxTTL: 60, MinTTL: 0 }),
@@ -105,7 +118,10 @@ describe('storage stack', () => {
   it('has an ECC P-256 signing key whose policy lets only the publisher sign digests with ECDSA_SHA_256', () => {
     const keys = storage.findResources('AWS::KMS::Key');
     const [key] = Object.values(keys);
-    expect(key).toMatchObject({ DeletionPolicy: 'Retain', Properties: { KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' } });
+    expect(key).toMatchObject({
+      DeletionPolicy: 'Retain',
+      Properties: { KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' },
+    });
     const statements = key!.Properties.KeyPolicy.Statement as {
       Sid: string;
       Effect: string;
@@ -113,14 +129,21 @@ describe('storage stack', () => {
       Principal: { AWS: unknown };
       Condition?: unknown;
     }[];
-    const sign = statements.filter((s) => s.Effect === 'Allow' && [s.Action].flat().some((a) => a === 'kms:Sign' || a === 'kms:*'));
+    const sign = statements.filter(
+      (s) => s.Effect === 'Allow' && [s.Action].flat().some((a) => a === 'kms:Sign' || a === 'kms:*'),
+    );
     expect(sign).toHaveLength(1);
-    expect(sign[0]!.Principal.AWS).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^PublisherRole/), 'Arn'] });
+    expect(sign[0]!.Principal.AWS).toEqual({
+      'Fn::GetAtt': [expect.stringMatching(/^PublisherRole/), 'Arn'],
+    });
     expect(sign[0]!.Condition).toEqual({
       StringEquals: { 'kms:SigningAlgorithm': 'ECDSA_SHA_256', 'kms:MessageType': 'DIGEST' },
     });
     const deny = statements.find((s) => s.Effect === 'Deny');
-    expect(deny).toMatchObject({ Action: 'kms:Sign', Condition: { ArnNotEquals: { 'aws:PrincipalArn': expect.anything() } } });
+    expect(deny).toMatchObject({
+      Action: 'kms:Sign',
+      Condition: { ArnNotEquals: { 'aws:PrincipalArn': expect.anything() } },
+    });
     // The account administers the key (root) but cannot sign with it.
     const admin = statements.find((s) => s.Sid === 'AccountAdministersButDoesNotSign')!;
     expect([admin.Action].flat()).not.toContain('kms:Sign');
@@ -128,7 +151,12 @@ describe('storage stack', () => {
   });
 
   it('creates a retained Secrets Manager secret per secret name in the config', () => {
-    for (const name of ['GHCR_WEBHOOK_SECRET', 'HARBOR_WEBHOOK_SECRET', 'HARBOR_PULL_USER', 'HARBOR_PULL_PASSWORD']) {
+    for (const name of [
+      'GHCR_WEBHOOK_SECRET',
+      'HARBOR_WEBHOOK_SECRET',
+      'HARBOR_PULL_USER',
+      'HARBOR_PULL_PASSWORD',
+    ]) {
       storage.hasResource('AWS::SecretsManager::Secret', {
         DeletionPolicy: 'Retain',
         Properties: Match.objectLike({ Name: `wasm-mirror/prod-mesh/${name}` }),
@@ -215,9 +243,14 @@ describe('pipeline stack', () => {
 
   it('routes POST /hooks/{sourceId} and /hooks/{sourceId}/{token} to the webhook function, throttled, logged without paths', () => {
     pipeline.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'POST /hooks/{sourceId}' });
-    pipeline.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'POST /hooks/{sourceId}/{token}' });
+    pipeline.hasResourceProperties('AWS::ApiGatewayV2::Route', {
+      RouteKey: 'POST /hooks/{sourceId}/{token}',
+    });
     const stage = Object.values(pipeline.findResources('AWS::ApiGatewayV2::Stage'))[0]!;
-    expect(stage.Properties.DefaultRouteSettings).toMatchObject({ ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 });
+    expect(stage.Properties.DefaultRouteSettings).toMatchObject({
+      ThrottlingRateLimit: 50,
+      ThrottlingBurstLimit: 100,
+    });
     const format = stage.Properties.AccessLogSettings.Format as string;
     expect(format).toContain('$context.routeKey');
     expect(format).not.toContain('$context.path');
@@ -255,7 +288,12 @@ describe('pipeline stack', () => {
     expect(alarms).toHaveLength(7);
     pipeline.hasResourceProperties('AWS::CloudWatch::Alarm', {
       MetricName: 'ApproximateNumberOfMessagesVisible',
-      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [Match.stringLikeRegexp('^MirrorDeadLetters'), 'QueueName'] } }],
+      Dimensions: [
+        {
+          Name: 'QueueName',
+          Value: { 'Fn::GetAtt': [Match.stringLikeRegexp('^MirrorDeadLetters'), 'QueueName'] },
+        },
+      ],
       Threshold: 1,
       ComparisonOperator: 'GreaterThanOrEqualToThreshold',
     });
@@ -267,7 +305,10 @@ describe('pipeline stack', () => {
     pipeline.hasResourceProperties('AWS::CloudWatch::Alarm', {
       MetricName: 'manifest_age_seconds',
       Namespace: 'WasmMirror',
-      Dimensions: Match.arrayWith([{ Name: 'mirror', Value: 'prod-mesh' }, { Name: 'service', Value: 'wasm-mirror' }]),
+      Dimensions: Match.arrayWith([
+        { Name: 'mirror', Value: 'prod-mesh' },
+        { Name: 'service', Value: 'wasm-mirror' },
+      ]),
       Statistic: 'Maximum',
       Period: 43_200,
       // 48h TTL, re-signed from 24h before expiry: alarm with 12h left.
@@ -277,7 +318,9 @@ describe('pipeline stack', () => {
   });
 
   it('grants each function only its prefix of the bucket, and the publisher no KMS by IAM', () => {
-    const policies = Object.values(pipeline.findResources('AWS::IAM::Policy')).map((p) => JSON.stringify(p.Properties));
+    const policies = Object.values(pipeline.findResources('AWS::IAM::Policy')).map((p) =>
+      JSON.stringify(p.Properties),
+    );
     const webhook = policies.find((p) => p.includes('WebhookRole'))!;
     expect(webhook).toContain('/state/*');
     expect(webhook).not.toContain('/manifests/*');
@@ -310,6 +353,33 @@ describe('deployment input', () => {
     for (const f of Object.values(t.findResources('AWS::Lambda::Function'))) {
       expect(f.Properties.ReservedConcurrentExecutions).toBeUndefined();
     }
+  });
+
+  it('rotates keys in two steps: publish the next key, then sign with it; old keys stay', () => {
+    const keyLogicalIds = (t: Template) => Object.keys(t.findResources('AWS::KMS::Key')).sort();
+    const publishEnv = (t: Template, description: RegExp) =>
+      Object.values(t.findResources('AWS::Lambda::Function')).find((f) =>
+        description.test(f.Properties.Description),
+      )!.Properties.Environment.Variables;
+    const step1 = synthApp({ signingKeyGeneration: 2, activeSigningKeyGeneration: 1 });
+    const storage1 = Template.fromStack(step1.storage);
+    const pipeline1 = Template.fromStack(step1.pipeline);
+    const [key1, key2] = keyLogicalIds(storage1);
+    expect([key1, key2]).toEqual([
+      expect.stringMatching(/^SigningKey[0-9A-F]{8}$/),
+      expect.stringMatching(/^SigningKeyV2/),
+    ]);
+    // Still signing with key 1; keys.json lists both, so agents can learn key 2 first.
+    expect(JSON.stringify(publishEnv(pipeline1, /^Folds/).WASM_MIRROR_SIGNING_KEY_ID)).toContain(key1!);
+    const keysEnv = JSON.stringify(publishEnv(pipeline1, /^Custom resource/).WASM_MIRROR_PUBLISHED_KEY_IDS);
+    expect(keysEnv).toContain(key1!);
+    expect(keysEnv).toContain(key2!);
+
+    const step2 = synthApp({ signingKeyGeneration: 2 });
+    expect(keyLogicalIds(Template.fromStack(step2.storage))).toEqual([key1, key2]);
+    expect(
+      JSON.stringify(publishEnv(Template.fromStack(step2.pipeline), /^Folds/).WASM_MIRROR_SIGNING_KEY_ID),
+    ).toContain(key2!);
   });
 
   it('refuses an invalid config with an error naming the key', () => {

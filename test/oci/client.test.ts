@@ -170,6 +170,25 @@ describe('timeouts', () => {
     await expectCode(pull({ idleTimeoutMs: 300, retry: { maxAttempts: 1 } }), 'TIMEOUT');
     noFilesLeft();
   });
+  it('bounds a trickling body by the request timeout', async () => {
+    putArtifact();
+    fake.script((req, res) => {
+      if (!isBlob(req.url)) return;
+      res.writeHead(200, { 'content-length': String(module.length) });
+      let sent = 0;
+      const timer = setInterval(() => {
+        if (res.destroyed || sent >= module.length) return clearInterval(timer);
+        res.write(module.subarray(sent, sent + 1));
+        sent++;
+      }, 50);
+      return true;
+    });
+    await expectCode(
+      pull({ idleTimeoutMs: 1000, requestTimeoutMs: 600, retry: { maxAttempts: 1 } }),
+      'TIMEOUT',
+    );
+    noFilesLeft();
+  });
 });
 
 describe('blob bodies', () => {
@@ -327,6 +346,17 @@ describe('manifests', () => {
       'application/vnd.docker.distribution.manifest.v1+prettyjws',
     );
     await expectCode(pull(), 'UNSUPPORTED_MEDIA_TYPE');
+  });
+
+  it('answers DENIED for 403', async () => {
+    putArtifact();
+    fake.script((_req, res) => {
+      res
+        .writeHead(403, { 'content-type': 'application/json' })
+        .end('{"errors":[{"code":"DENIED","message":"no"}]}');
+      return true;
+    });
+    await expectCode(pull(), 'DENIED');
   });
 
   it('answers MANIFEST_UNKNOWN and BLOB_UNKNOWN for 404s', async () => {

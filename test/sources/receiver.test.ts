@@ -69,6 +69,20 @@ describe('WebhookReceiver', () => {
     expect(receiver.receive(b, 't', req()).jobs).toHaveLength(1);
   });
 
+  it("keeps failed authentications from spending the real sender's budget", () => {
+    const receiver = new WebhookReceiver({ clock: fakeClock() });
+    const a = source('distribution', { id: 'a', rateLimitPerMinute: 2 });
+    const forged = () =>
+      request(fixture('distribution', 'push-manifest-v1.json'), { authorization: 'Bearer wrong' });
+    expect(errorCode(() => receiver.receive(a, 't', forged()))).toBe('WEBHOOK_UNAUTHENTICATED');
+    expect(errorCode(() => receiver.receive(a, 't', forged()))).toBe('WEBHOOK_UNAUTHENTICATED');
+    // The forger is now over its own budget…
+    expect(errorCode(() => receiver.receive(a, 't', forged()))).toBe('WEBHOOK_RATE_LIMITED');
+    // …and the genuine sender still gets through.
+    const genuine = request(fixture('distribution', 'push-manifest-v1.json'), { authorization: 'Bearer t' });
+    expect(receiver.receive(a, 't', genuine).jobs).toHaveLength(1);
+  });
+
   it('acknowledges a replayed distribution event without jobs', () => {
     const receiver = new WebhookReceiver();
     const src = source('distribution');

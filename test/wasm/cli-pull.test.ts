@@ -112,6 +112,16 @@ describe('wasm-mirror pull', () => {
     expect(await main(['pull', 'r.io/Bad:x', '-o', out], bad.io)).toBe(1);
     expect(bad.stderr()).toMatch(/^wasm-mirror pull: INVALID_REFERENCE: /);
     expect(existsSync(out)).toBe(false);
+    const nowhere = memoryIo({ stdin: reg.password! });
+    const args = [
+      'pull',
+      `${reg.host}/plugins/cli:v1`,
+      '-o',
+      join(dir, 'no/such/dir/x.wasm'),
+      '--plain-http',
+    ];
+    expect(await main([...args, '-u', reg.username!, '--password-stdin'], nowhere.io)).toBe(1);
+    expect(nowhere.stderr()).toMatch(/^wasm-mirror pull: STORAGE_FAILURE: /);
   });
 
   it('works through the installed bin', async () => {

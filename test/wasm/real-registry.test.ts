@@ -90,12 +90,21 @@ describe.each<RegistryAuth>(['none', 'htpasswd', 'token'])('real registry, auth 
     expect((await new OciWasmPuller().listTags(target('plugins/tags', ''))).sort()).toEqual(['a', 'b']);
   });
 
-  it('answers MANIFEST_UNKNOWN for a missing tag', async () => {
+  it('answers MANIFEST_UNKNOWN for a missing tag, NAME_UNKNOWN for a missing repository', async () => {
     await pushWasm(reg.host, 'plugins/missing:v1', module, 'wasm-artifact', credentials());
     const err = await new OciWasmPuller()
       .pullToFile(target('plugins/missing', 'nope'), join(dir, 'missing.wasm'))
       .catch((e: unknown) => e);
     expect(isWasmMirrorError(err) && err.code).toBe('MANIFEST_UNKNOWN');
+    // Distribution answers MANIFEST_UNKNOWN for a manifest of an unknown repository, NAME_UNKNOWN for its tags.
+    const noRepo = await new OciWasmPuller()
+      .pullToFile(target('plugins/never-pushed', 'v1'), join(dir, 'missing.wasm'))
+      .catch((e: unknown) => e);
+    expect(isWasmMirrorError(noRepo) && noRepo.code).toBe('MANIFEST_UNKNOWN');
+    const noTags = await new OciWasmPuller()
+      .listTags(target('plugins/never-pushed', ''))
+      .catch((e: unknown) => e);
+    expect(isWasmMirrorError(noTags) && noTags.code).toBe('NAME_UNKNOWN');
   });
 
   if (auth !== 'none') {

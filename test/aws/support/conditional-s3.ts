@@ -54,7 +54,8 @@ export async function startConditionalS3Proxy(upstream: string): Promise<Conditi
     const url = req.url ?? '/';
     const conditional =
       req.headers['if-none-match'] === '*' &&
-      ((req.method === 'PUT' && !url.includes('partNumber=')) || (req.method === 'POST' && url.includes('uploadId=')));
+      ((req.method === 'PUT' && !url.includes('partNumber=')) ||
+        (req.method === 'POST' && url.includes('uploadId=')));
     if (!conditional) {
       void forward(req, res);
       return;

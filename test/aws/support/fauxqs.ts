@@ -42,7 +42,9 @@ export async function startEmulator(): Promise<Emulator> {
         new CreateQueueCommand({ QueueName: name, ...(attributes ? { Attributes: attributes } : {}) }),
       );
       const url = out.QueueUrl!;
-      const attrs = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }));
+      const attrs = await sqs.send(
+        new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }),
+      );
       return { url, arn: attrs.Attributes!.QueueArn! };
     },
     async stop() {

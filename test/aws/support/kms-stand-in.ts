@@ -63,7 +63,9 @@ export async function startKmsStandIn(): Promise<KmsStandIn> {
       } else {
         digest = createHash('sha256').update(message).digest();
       }
-      const signature = execFileSync('openssl', ['pkeyutl', '-sign', '-inkey', privatePem], { input: digest });
+      const signature = execFileSync('openssl', ['pkeyutl', '-sign', '-inkey', privatePem], {
+        input: digest,
+      });
       return [
         200,
         { KeyId: keyArn, Signature: signature.toString('base64'), SigningAlgorithm: 'ECDSA_SHA_256' },

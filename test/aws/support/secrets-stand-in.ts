@@ -33,7 +33,10 @@ export async function startSecretsStandIn(initial: Record<string, string> = {}):
       const value = secrets.get(id);
       if (value === undefined) {
         res.writeHead(400).end(
-          JSON.stringify({ __type: 'ResourceNotFoundException', message: "Secrets Manager can't find the specified secret." }),
+          JSON.stringify({
+            __type: 'ResourceNotFoundException',
+            message: "Secrets Manager can't find the specified secret.",
+          }),
         );
         return;
       }

@@ -13,7 +13,10 @@ import {
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { TEST_REGION } from './fauxqs.ts';
 
-export type SqsLambdaHandler = (event: SQSEvent, context: Context) => Promise<SQSBatchResponse | undefined | void>;
+export type SqsLambdaHandler = (
+  event: SQSEvent,
+  context: Context,
+) => Promise<SQSBatchResponse | undefined | void>;
 
 export interface PumpResult {
   received: number;
@@ -66,7 +69,11 @@ export async function pumpOnce(
     await sqs.send(
       new ChangeMessageVisibilityBatchCommand({
         QueueUrl: queue.url,
-        Entries: failed.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle!, VisibilityTimeout: 0 })),
+        Entries: failed.map((m, i) => ({
+          Id: String(i),
+          ReceiptHandle: m.ReceiptHandle!,
+          VisibilityTimeout: 0,
+        })),
       }),
     );
   }
