@@ -115,6 +115,14 @@ sources:
     const entries = after.payload.modules.filter((m) => m.name.endsWith('/plugins/moving'));
     expect(entries).toHaveLength(1);
     expect((await fetch(`${mirror.url}/modules/sha256/${sha256Of(first)}.wasm`)).status).toBe(200);
+    // Rolled back within seconds: listed again, from the bytes already stored.
+    await pushWasm(registry.host, 'plugins/moving:stable', first, 'wasm-artifact');
+    const back = await waitForManifest(mirror.url, (p) =>
+      p.modules.some((m) => m.name.endsWith('/plugins/moving') && m.sha256 === sha256Of(first)),
+    );
+    expect(back.payload.modules.filter((m) => m.name.endsWith('/plugins/moving'))).toHaveLength(1);
+    const metrics = await (await fetch(`${mirror.url}/metrics`)).text();
+    expect(metrics).toMatch(/wasm_mirror_mirror_results_total\{[^}]*reason="reused"[^}]*\} 1\n/);
   });
 
   it('serves conditional GETs and byte ranges', async () => {

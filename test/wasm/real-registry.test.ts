@@ -74,6 +74,17 @@ describe.each<RegistryAuth>(['none', 'htpasswd', 'token'])('real registry, auth 
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 
+  it('resolves an index of a compat image to that image', async () => {
+    const { digest } = await pushWasm(reg.host, 'plugins/index-compat:v1', module, 'index', {
+      ...credentials(),
+      indexOf: 'compat-oci',
+    });
+    const dest = join(dir, 'index-compat.wasm');
+    const pulled = await new OciWasmPuller().pullToFile(target('plugins/index-compat', 'v1'), dest);
+    expect(pulled).toMatchObject({ ociDigest: digest, format: 'compat-image', size: module.length });
+    expect(new Uint8Array(readFileSync(dest))).toEqual(module);
+  });
+
   it('reports a component as such', async () => {
     const component = minimalComponent();
     await pushWasm(reg.host, 'plugins/component:v1', component, 'cncf-wasm', credentials());
