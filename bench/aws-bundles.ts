@@ -21,18 +21,31 @@ const INIT_GOAL_MS = 300;
 const out = mkdtempSync(join(tmpdir(), 'wm-synth-'));
 try {
   const t0 = performance.now();
-  execFileSync('npx', ['cdk', 'synth', '--quiet', '--output', out], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  execFileSync('npx', ['cdk', 'synth', '--quiet', '--output', out], {
+    cwd: ROOT,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   const synthMs = performance.now() - t0;
 
-  const template = JSON.parse(readFileSync(join(out, 'WasmMirror-prod-mesh-Pipeline.template.json'), 'utf8')) as {
-    Resources: Record<string, { Type: string; Properties: { Code?: { S3Key?: string }; Description?: string } }>;
+  const template = JSON.parse(
+    readFileSync(join(out, 'WasmMirror-prod-mesh-Pipeline.template.json'), 'utf8'),
+  ) as {
+    Resources: Record<
+      string,
+      { Type: string; Properties: { Code?: { S3Key?: string }; Description?: string } }
+    >;
   };
   const functions = Object.entries(template.Resources)
     .filter(([, r]) => r.Type === 'AWS::Lambda::Function')
-    .map(([id, r]) => ({ name: id.replace(/Function[0-9A-F]{8}$/, '').toLowerCase(), asset: r.Properties.Code!.S3Key!.replace(/\.zip$/, '') }));
+    .map(([id, r]) => ({
+      name: id.replace(/Function[0-9A-F]{8}$/, '').toLowerCase(),
+      asset: r.Properties.Code!.S3Key!.replace(/\.zip$/, ''),
+    }));
 
   console.log(`cdk synth (2 stacks, 4 esbuild bundles, cdk-nag): ${(synthMs / 1000).toFixed(1)} s`);
-  console.log(`cold start: median of ${RUNS} fresh \`node\` processes importing the bundle (module init only)\n`);
+  console.log(
+    `cold start: median of ${RUNS} fresh \`node\` processes importing the bundle (module init only)\n`,
+  );
   console.log('function  minified   gzip      source map  init p50   init max   goals');
   let ok = true;
   for (const f of functions) {
@@ -52,7 +65,9 @@ try {
       `${f.name.padEnd(9)} ${kb(size).padEnd(10)} ${kb(gz).padEnd(9)} ${kb(map).padEnd(11)} ${`${p50.toFixed(0)} ms`.padEnd(10)} ${`${max.toFixed(0)} ms`.padEnd(10)} ${pass ? 'met' : 'MISSED'}`,
     );
   }
-  console.log(`\nnode ${process.version}; goals: < 1 MB (${SIZE_GOAL} bytes) minified, < ${INIT_GOAL_MS} ms init`);
+  console.log(
+    `\nnode ${process.version}; goals: < 1 MB (${SIZE_GOAL} bytes) minified, < ${INIT_GOAL_MS} ms init`,
+  );
   process.exitCode = ok ? 0 : 1;
 } finally {
   rmSync(out, { recursive: true, force: true });

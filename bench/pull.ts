@@ -4,8 +4,10 @@
  *
  *   npx tsx bench/pull.ts [--size-mib 100] [--runs 3]
  *
- * Two module shapes: "data" (one big data segment, like modules embedding rule sets or assets)
- * and "code" (all function bodies, the worst case for validation memory). Reported per shape:
+ * Module shapes: "data" (one big data segment, like modules embedding rule sets or assets) and
+ * "code" (all function bodies, the worst case for validation memory), both as Wasm artifacts, and
+ * "compat" (the data module in a Docker compat image: gunzip and tar on our side, while skopeo
+ * copies the compressed layer as is). Reported per shape:
  * median wall time of each tool, their ratio, and the CLI's peak RSS (from /usr/bin/time -v).
  * "library" is the same pull timed inside the process, without Node and TypeScript start-up.
  */
@@ -64,10 +66,15 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'wm-bench-'));
   const rows: string[] = [];
   try {
-    for (const shape of ['data', 'code'] as const) {
-      const bytes = shape === 'data' ? largeWasm(size) : largeCodeWasm(size);
+    for (const shape of ['data', 'code', 'compat'] as const) {
+      const bytes = shape === 'code' ? largeCodeWasm(size) : largeWasm(size);
       const repository = `bench/${shape}`;
-      await pushWasm(reg.host, `${repository}:v1`, bytes, 'wasm-artifact');
+      await pushWasm(
+        reg.host,
+        `${repository}:v1`,
+        bytes,
+        shape === 'compat' ? 'compat-docker' : 'wasm-artifact',
+      );
       const ref = `${reg.host}/${repository}:v1`;
       const skopeo: Timed[] = [];
       const cli: Timed[] = [];
@@ -112,7 +119,7 @@ async function main(): Promise<void> {
       const rss = Math.max(...cli.map((t) => t.maxRssMiB));
       rows.push(
         [
-          shape.padEnd(5),
+          shape.padEnd(6),
           `${(bytes.length / MiB).toFixed(1)} MiB`.padStart(10),
           `${s.toFixed(0)} ms`.padStart(9),
           `${c.toFixed(0)} ms`.padStart(9),
@@ -129,8 +136,8 @@ async function main(): Promise<void> {
     rmSync(work, { recursive: true, force: true });
   }
   process.stdout.write(
-    `pull of a wasm-artifact module from docker-registry on 127.0.0.1, median of ${runs} runs\n` +
-      'shape        size     skopeo       cli  ratio    library  ratio   cli RSS  skopeo RSS\n' +
+    `pull of a module from docker-registry on 127.0.0.1, median of ${runs} runs\n` +
+      'shape         size     skopeo       cli  ratio    library  ratio   cli RSS  skopeo RSS\n' +
       `${rows.join('\n')}\n` +
       'ratio = wasm-mirror wall time / skopeo wall time (lower is better); cli includes Node + tsx start-up.\n',
   );

@@ -7,6 +7,7 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
+import { ECRClient } from '@aws-sdk/client-ecr';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -25,6 +26,7 @@ import {
   type WasmPuller,
 } from '../shared/ports.ts';
 import { OciWasmPuller } from '../shared/wasm/puller.ts';
+import { EcrCredentials } from './adapters/ecr-credentials.ts';
 import { KmsSigner } from './adapters/kms-signer.ts';
 import { S3ObjectStore } from './adapters/s3-object-store.ts';
 import { SecretsManagerSecretSource } from './adapters/secrets.ts';
@@ -93,6 +95,9 @@ export async function createAwsRuntime(
     kms ??= overrides.kms ?? tracer.captureAWSv3Client(new KMSClient(common));
     return kms;
   };
+  const ecr = new EcrCredentials({
+    clientFor: (region) => tracer.captureAWSv3Client(new ECRClient({ ...common, region })),
+  });
   const signerFor = (keyId: string): Signer => new KmsSigner({ keyId, client: kmsClient() });
   const deps: PipelineDeps = {
     config,
@@ -115,6 +120,7 @@ export async function createAwsRuntime(
     logger: powertoolsLogger(powertools.logger),
     metrics: powertoolsMetrics(powertools.metrics),
     scratchDir: env.scratchDir,
+    registryCredentials: (source) => ecr.forSource(source),
   };
   return { env, config, deps, powertools, signerFor };
 }

@@ -374,6 +374,10 @@ export class PipelineStack extends Stack {
     new CfnOutput(this, 'MirrorUrl', { value: `https://${storage.distribution.distributionDomainName}` });
     new CfnOutput(this, 'SigningKeyArn', { value: storage.signingKey.keyArn });
     new CfnOutput(this, 'MirrorDeadLetterQueueUrl', { value: this.mirrorDlq.queueUrl });
+    new CfnOutput(this, 'PublishQueueUrl', {
+      value: this.publishQueue.queueUrl,
+      description: 'Send {"kind":"resign","reason":"manual"} (group "publish") to re-sign now.',
+    });
   }
 
   /** ECR sources pull with the function's own IAM identity, scoped to the configured registries. */

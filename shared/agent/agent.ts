@@ -43,6 +43,8 @@ export interface AgentOptions {
   gcGraceMs?: number;
   /** A mirror silent for this long fails the request. @default 30 s */
   idleTimeoutMs?: number;
+  /** The whole manifest request, body included, must finish within this. @default 60 s */
+  manifestTimeoutMs?: number;
   clock?: Clock;
   logger?: Logger;
   metrics?: PrometheusRegistry;
@@ -83,6 +85,11 @@ export class WasmMirrorAgent {
   /** Module files hashed by this process; later syncs only stat them. */
   readonly #verifiedOnDisk = new Set<string>();
   #manifestWritten: string | undefined;
+  /**
+   * fdatasync blocks a libuv pool thread for a disk flush; leaving threads free keeps the
+   * writes of running downloads from queueing behind flushes.
+   */
+  readonly #flushSlots = new Slots(Math.max(1, (Number(process.env.UV_THREADPOOL_SIZE) || 4) - 2));
 
   constructor(options: AgentOptions) {
     this.#o = {
@@ -91,6 +98,7 @@ export class WasmMirrorAgent {
       maxSkewMs: 5 * 60_000,
       gcGraceMs: 24 * 3600_000,
       idleTimeoutMs: 30_000,
+      manifestTimeoutMs: 60_000,
       clock: systemClock,
       logger: silentLogger,
       ...options,
@@ -232,8 +240,11 @@ export class WasmMirrorAgent {
     if (this.#etag !== undefined && this.#current !== undefined) headers['if-none-match'] = this.#etag;
     let bytes: Uint8Array;
     let etag: string | undefined;
+    // A mirror trickling bytes never trips the idle timeout; this bounds the whole request.
+    const deadline = AbortSignal.timeout(this.#o.manifestTimeoutMs);
+    const requestSignal = signal ? AbortSignal.any([signal, deadline]) : deadline;
     try {
-      const got = await this.#http.get(url, headers, signal);
+      const got = await this.#http.get(url, headers, requestSignal);
       if (got.status === 304 && this.#current !== undefined) {
         discard(got.res);
         // Unchanged is only good while the manifest in force is still live.
@@ -259,7 +270,16 @@ export class WasmMirrorAgent {
           ),
       );
     } catch (err) {
-      const e = toWasmMirrorError(err);
+      const e = deadline.aborted
+        ? new WasmMirrorError(
+            'TIMEOUT',
+            `${url.href}: no complete answer within ${this.#o.manifestTimeoutMs} ms`,
+            {
+              cause: err,
+              retryable: true,
+            },
+          )
+        : toWasmMirrorError(err);
       if (e.code === 'MANIFEST_TOO_LARGE' || e.code === 'MANIFEST_EXPIRED') this.#verificationFailed(e);
       else this.metrics.count('wasm_remote_fetch_count', { result: 'fetch_failure' });
       throw e;
@@ -366,7 +386,7 @@ export class WasmMirrorAgent {
     // awaiting a returned promise would make the download wait for the fsync.
     const finish = (async () => {
       try {
-        await datasyncFd(fd);
+        await this.#flushSlots.run(() => datasyncFd(fd));
       } catch (err) {
         await abandon(new WasmMirrorError('STORAGE_FAILURE', `${tmp}: ${String(err)}`, { cause: err }));
       }
@@ -431,6 +451,26 @@ export class WasmMirrorAgent {
     this.metrics.gauge('wasm_cache_entries', entries);
     if (removed > 0) this.#o.logger.info('removed modules no longer listed', { removed });
     return removed;
+  }
+}
+
+/** A counting semaphore. */
+class Slots {
+  #free: number;
+  readonly #waiting: (() => void)[] = [];
+  constructor(count: number) {
+    this.#free = count;
+  }
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#free++;
+    }
   }
 }
 

@@ -77,7 +77,7 @@ export function parseEnvelope(bytes: Uint8Array): ParsedEnvelope {
     for (const key of Object.keys(s)) {
       if (key !== 'keyid' && key !== 'sig') throw malformed(`signatures[${i}] has unknown field "${key}"`);
     }
-    const keyid = s.keyid ?? '';
+    const keyid = Object.hasOwn(s, 'keyid') ? s.keyid : '';
     if (typeof keyid !== 'string') throw malformed(`signatures[${i}].keyid must be a string`);
     if (typeof s.sig !== 'string') throw malformed(`signatures[${i}].sig must be a string`);
     const sig = decodeBase64Strict(s.sig);

@@ -11,10 +11,12 @@ import type {
   ObjectStore,
   PublishRequest,
   QueueProducer,
+  RegistryCredentials,
   SecretSource,
   Signer,
   WasmPuller,
 } from '../ports.ts';
+import type { SourceConfig } from '../sources/types.ts';
 
 export interface PipelineDeps {
   config: MirrorConfig;
@@ -29,4 +31,9 @@ export interface PipelineDeps {
   metrics: Metrics;
   /** A writable directory for staging module bytes (Lambda: /tmp). */
   scratchDir: string;
+  /**
+   * Pull credentials for a source that names none in the config, from the runtime's own identity
+   * (in AWS: an ECR authorization token for ECR registries).
+   */
+  registryCredentials?: (source: SourceConfig) => Promise<RegistryCredentials | undefined>;
 }

@@ -18,7 +18,16 @@ import { readLatestManifest } from './state.ts';
 
 export type MirrorDeps = Pick<
   PipelineDeps,
-  'config' | 'store' | 'publishQueue' | 'puller' | 'secrets' | 'clock' | 'logger' | 'metrics' | 'scratchDir'
+  | 'config'
+  | 'store'
+  | 'publishQueue'
+  | 'puller'
+  | 'secrets'
+  | 'clock'
+  | 'logger'
+  | 'metrics'
+  | 'scratchDir'
+  | 'registryCredentials'
 > & {
   /** Called once for a job that failed for good (not Wasm, not allowed, …): status pages show these. */
   onPermanentFailure?: (job: MirrorJob, error: WasmMirrorError) => void | Promise<void>;
@@ -241,7 +250,7 @@ async function loadCredentials(
   deps: MirrorDeps,
   source: SourceConfig,
 ): Promise<RegistryCredentials | undefined> {
-  if (source.credentials === undefined) return undefined;
+  if (source.credentials === undefined) return deps.registryCredentials?.(source);
   const [username, password] = await Promise.all([
     deps.secrets.get(source.credentials.usernameEnv),
     deps.secrets.get(source.credentials.passwordEnv),

@@ -1,8 +1,9 @@
 /**
  * Resolves a reference to one Wasm module, whatever the packaging (DESIGN.md, "Wasm formats
  * accepted"), and streams it into a file: blob → size and digest check → (gunzip → tar) → magic,
- * size cap, sha256 and section walk → temp file → compile check → rename. Nothing holds the whole
- * module in memory, and a failed pull leaves no file behind.
+ * size cap, sha256 and section walk → temp file → engine validation (never instantiated) →
+ * rename. Nothing holds the whole module in memory while it downloads, and a failed pull leaves
+ * no file behind.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { type FileHandle, open, rename, rm } from 'node:fs/promises';
@@ -252,10 +253,13 @@ class BatchedWriter {
 
   async flush(): Promise<void> {
     if (this.#bytes === 0) return;
-    const data = this.#pending.length === 1 ? this.#pending[0]! : Buffer.concat(this.#pending, this.#bytes);
+    const chunks = this.#pending;
+    const total = this.#bytes;
     this.#pending = [];
     this.#bytes = 0;
-    await writeAll(this.#fh, data);
+    const { bytesWritten } = await this.#fh.writev(chunks);
+    // A short gathered write is rare on regular files; finish the rest plainly.
+    if (bytesWritten < total) await writeAll(this.#fh, Buffer.concat(chunks, total).subarray(bytesWritten));
   }
 }
 

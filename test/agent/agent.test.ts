@@ -195,6 +195,29 @@ describe('agent sync', () => {
     expect(existsSync(join(dir, 'modules/sha256', `${basic.sha256}.wasm`))).toBe(true);
   });
 
+  it('bounds a manifest that trickles in (TIMEOUT) and keeps the last good set', async () => {
+    const { dir, before } = await syncedDir();
+    let timer: NodeJS.Timeout | undefined;
+    mirror.overrides.set('/manifests/latest.json', (_req, res) => {
+      res.writeHead(200);
+      timer = setInterval(() => res.write('['), 20);
+      res.on('close', () => clearInterval(timer));
+    });
+    const started = performance.now();
+    expect(await codeOf(agentFor(dir, { manifestTimeoutMs: 300 }).syncOnce())).toBe('TIMEOUT');
+    expect(performance.now() - started).toBeLessThan(2000);
+    clearInterval(timer);
+    expect(snapshot(dir)).toEqual(before);
+  });
+
+  it('answers a mirror that is down with MIRROR_UNAVAILABLE and counts a fetch failure', async () => {
+    const { dir, before } = await syncedDir();
+    const agent = agentFor(dir, { mirrorUrl: 'http://127.0.0.1:9' });
+    expect(await codeOf(agent.syncOnce())).toBe('MIRROR_UNAVAILABLE');
+    expect(agent.metrics.render()).toContain('wasm_remote_fetch_count{result="fetch_failure"} 1');
+    expect(snapshot(dir)).toEqual(before);
+  });
+
   it('retries with backoff in interval mode and keeps going', async () => {
     mirror.put('manifests/latest.json', goodBytes);
     const agent = agentFor(tempDir());

@@ -254,6 +254,19 @@ describe('verifyManifest', () => {
     expect(verifyManifest(bytes, { trustedKeys: keys, now: NOW }).payload.version).toBe(42);
   });
 
+  it('refuses a null keyid and unknown envelope fields', () => {
+    const e = JSON.parse(new TextDecoder().decode(ctx.goodBytes));
+    const variants = [
+      { ...e, signatures: [{ ...e.signatures[0], keyid: null }] },
+      { ...e, extra: 1 },
+      { ...e, signatures: [{ ...e.signatures[0], cert: 'x' }] },
+    ];
+    for (const v of variants) {
+      const bytes = new TextEncoder().encode(JSON.stringify(v));
+      expect(codeOf(() => verifyManifest(bytes, { trustedKeys: keys, now: NOW }))).toBe('ENVELOPE_MALFORMED');
+    }
+  });
+
   it('refuses an envelope over the size cap', () => {
     expect(codeOf(() => verifyManifest(ctx.goodBytes, { trustedKeys: keys, now: NOW, maxBytes: 100 }))).toBe(
       'MANIFEST_TOO_LARGE',

@@ -16,7 +16,7 @@ import { TEST_REGION } from './fauxqs.ts';
 export type SqsLambdaHandler = (
   event: SQSEvent,
   context: Context,
-) => Promise<SQSBatchResponse | undefined | void>;
+) => Promise<SQSBatchResponse | undefined> | Promise<void>;
 
 export interface PumpResult {
   received: number;
