@@ -193,6 +193,9 @@ export function streamVerified(
         (err) => fail(new WasmMirrorError('STORAGE_FAILURE', `${url}: ${String(err)}`, { cause: err })),
       );
     };
+    // The response may have been cut off while the caller was opening its file, before these
+    // listeners existed; its 'close' is then already past.
+    if (res.destroyed) return truncated();
     res.on('data', (chunk: Buffer) => {
       if (settled) return;
       total += chunk.length;
