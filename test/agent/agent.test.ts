@@ -218,6 +218,24 @@ describe('agent sync', () => {
     expect(snapshot(dir)).toEqual(before);
   });
 
+  it('never removes a listed module, even one the agent does not select', async () => {
+    const { dir, before } = await syncedDir();
+    const later = new Date(NOW.getTime() + 72 * 3600e3);
+    const narrowed = agentFor(dir, {
+      select: ['ghcr.io/acme/basic-auth'],
+      clock: fixedClock(later),
+      maxSkewMs: 0,
+    });
+    mirror.put(
+      'manifests/latest.json',
+      (await signManifest(payloadOf(modsV42, { version: 43, issuedAt: later }), signer)).bytes,
+    );
+    expect((await narrowed.syncOnce()).removed).toBe(0);
+    expect((await narrowed.syncOnce()).removed).toBe(0);
+    const files = (snap: Record<string, string>) => Object.keys(snap).filter((k) => k.startsWith('modules/'));
+    expect(files(snapshot(dir))).toEqual(files(before));
+  });
+
   it('retries with backoff in interval mode and keeps going', async () => {
     mirror.put('manifests/latest.json', goodBytes);
     const agent = agentFor(tempDir());

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -123,6 +123,15 @@ describe('LocalKeySigner', () => {
       const b = await loadOrCreateKey(join(dir, 'data'));
       expect(await a.keyId()).toBe(await b.keyId());
       expect(statSync(join(dir, 'data', 'signing-key.pem')).mode & 0o777).toBe(0o600);
+    });
+
+    it('agrees on one key when several processes start at once, and writes the public half', async () => {
+      const signers = await Promise.all(Array.from({ length: 8 }, () => loadOrCreateKey(join(dir, 'race'))));
+      const ids = new Set(await Promise.all(signers.map((x) => x.keyId())));
+      expect(ids.size).toBe(1);
+      const pub = readFileSync(join(dir, 'race', 'signing-key.pub.pem'), 'utf8');
+      expect(loadTrustedKeys(pub)[0]!.keyid).toBe([...ids][0]);
+      expect(readdirSync(join(dir, 'race')).sort()).toEqual(['signing-key.pem', 'signing-key.pub.pem']);
     });
 
     it('signs a manifest that `openssl dgst -sha256 -verify` accepts over the PAE', async () => {

@@ -12,8 +12,9 @@ import {
   createPublicKey,
   generateKeyPairSync,
   type KeyObject,
+  randomUUID,
 } from 'node:crypto';
-import { chmod, mkdir, open, readFile, stat } from 'node:fs/promises';
+import { access, link, mkdir, open, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WasmMirrorError } from '../../errors.ts';
 import type { Signer } from '../../ports.ts';
@@ -75,36 +76,56 @@ export function generateKeyPairPem(): { privateKeyPem: string; publicKeyPem: str
 }
 
 /**
- * Loads `<dir>/signing-key.pem`, creating it (mode 0600, create-only so two starting processes
- * cannot write different keys) with its public half beside it on first start.
+ * Loads `<dir>/signing-key.pem`, creating it on first start: written (mode 0600) and flushed
+ * under a temporary name, then linked into place, which fails if the key exists. So two
+ * processes starting together agree on one key and neither can read a half-written file. The
+ * public half is written beside it (and rewritten if missing).
  */
 export async function loadOrCreateKey(dir: string): Promise<LocalKeySigner> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
   const file = join(dir, PRIVATE_KEY_FILE);
-  const { privateKeyPem, publicKeyPem } = generateKeyPairPem();
   try {
-    const fh = await open(file, 'wx', 0o600);
-    try {
-      await fh.writeFile(privateKeyPem);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await chmod(file, 0o600); // the umask may have narrowed the mode; never widened
-    const pubFh = await open(join(dir, PUBLIC_KEY_FILE), 'w', 0o644);
-    try {
-      await pubFh.writeFile(publicKeyPem);
-    } finally {
-      await pubFh.close();
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    if (!(await exists(file))) {
+      const tmp = join(dir, `.${PRIVATE_KEY_FILE}.${randomUUID()}`);
+      try {
+        const fh = await open(tmp, 'wx', 0o600);
+        try {
+          await fh.writeFile(generateKeyPairPem().privateKeyPem);
+          await fh.chmod(0o600); // the umask may have narrowed the mode; never widened
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        await link(tmp, file).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'EEXIST') throw err;
+        });
+      } finally {
+        await unlink(tmp).catch(() => {});
+      }
     }
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-      throw new WasmMirrorError('CONFIG_INVALID', `cannot create the signing key ${file}: ${String(err)}`, {
-        cause: err,
-      });
-    }
+    throw new WasmMirrorError('CONFIG_INVALID', `cannot create the signing key ${file}: ${String(err)}`, {
+      cause: err,
+    });
   }
-  return loadKeyFile(file);
+  const signer = await loadKeyFile(file);
+  const pubFile = join(dir, PUBLIC_KEY_FILE);
+  if (!(await exists(pubFile))) {
+    const pem = createPublicKey({
+      key: Buffer.from(await signer.publicKeySpki()),
+      format: 'der',
+      type: 'spki',
+    });
+    await writeFile(pubFile, pem.export({ format: 'pem', type: 'spki' }), { mode: 0o644 });
+  }
+  return signer;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 export async function loadKeyFile(file: string): Promise<LocalKeySigner> {
