@@ -25,6 +25,8 @@ await esbuild.build({
   target: 'node20',
   sourcemap: 'linked',
   legalComments: 'none',
+  // Bundled CommonJS dependencies call require() for Node built-ins.
+  banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   logLevel: 'warning',
 });
 writeFileSync(`${root}/dist/wasm-mirror.stamp.json`, JSON.stringify({ newestSourceMtime: stamp }));
