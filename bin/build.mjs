@@ -26,7 +26,9 @@ await esbuild.build({
   sourcemap: 'linked',
   legalComments: 'none',
   // Bundled CommonJS dependencies call require() for Node built-ins.
-  banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);",
+  },
   logLevel: 'warning',
 });
 writeFileSync(`${root}/dist/wasm-mirror.stamp.json`, JSON.stringify({ newestSourceMtime: stamp }));

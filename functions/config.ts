@@ -49,7 +49,7 @@ export const ENV = {
 /** What each function cannot start without. */
 const REQUIRED: Record<FunctionRole, readonly (keyof typeof ENV)[]> = {
   webhook: ['bucketName', 'mirrorQueueUrl'],
-  mirror: ['bucketName', 'publishQueueUrl'],
+  mirror: ['bucketName', 'publishQueueUrl', 'mirrorQueueUrl'],
   publish: ['bucketName', 'signingKeyId'],
   keys: ['bucketName', 'signingKeyId'],
 };

@@ -3,6 +3,7 @@
  * ModuleRecord) and what the publisher signs (ManifestPayload). Plain data, JSON-serialisable,
  * so the same objects travel through SQS and the embedded queue.
  */
+import { WasmMirrorError } from './errors.ts';
 
 /** How the module was packaged in the registry (DESIGN.md, "Wasm formats accepted"). */
 export type WasmFormat = 'wasm-artifact' | 'compat-image' | 'cncf-wasm';
@@ -84,6 +85,27 @@ export const storageKeys = {
   latestManifest: 'manifests/latest.json',
   keys: 'keys.json',
 } as const;
+
+export const MAX_OBJECT_KEY_BYTES = 1024;
+
+/**
+ * Throws INVALID_KEY unless `key` is a safe relative path: S3-compatible, no traversal. Every
+ * ObjectStore checks keys with this, so a key valid in one runtime is valid in all of them.
+ */
+export function validateObjectKey(key: string): void {
+  const fail = (why: string): never => {
+    throw new WasmMirrorError('INVALID_KEY', `invalid object key ${JSON.stringify(key)}: ${why}`);
+  };
+  if (typeof key !== 'string' || key.length === 0) fail('empty');
+  if (Buffer.byteLength(key) > MAX_OBJECT_KEY_BYTES) fail(`longer than ${MAX_OBJECT_KEY_BYTES} bytes`);
+  if (key.includes('\0')) fail('contains NUL');
+  if (key.includes('\\')) fail('contains a backslash');
+  if (key.startsWith('/')) fail('absolute path');
+  for (const segment of key.split('/')) {
+    if (segment === '') fail('empty path segment');
+    if (segment === '.' || segment === '..') fail(`'${segment}' segment`);
+  }
+}
 
 export const SHA256_HEX = /^[a-f0-9]{64}$/;
 export const SHA256_DIGEST = /^sha256:[a-f0-9]{64}$/;

@@ -7,20 +7,16 @@ import { ECRClient, GetAuthorizationTokenCommand } from '@aws-sdk/client-ecr';
 import { WasmMirrorError } from '../../shared/errors.ts';
 import type { RegistryCredentials } from '../../shared/ports.ts';
 import type { SourceConfig } from '../../shared/sources/types.ts';
+import { ecrRegistry } from './ecr-host.ts';
 
-/** `<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]` */
-const ECR_HOST = /^(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$/;
+export { ecrRegistry };
+
 const REFRESH_BEFORE_MS = 15 * 60_000;
 
 export interface EcrCredentialsOptions {
   /** Client for a region; injected in tests. @default new ECRClient({ region }) */
   clientFor?: (region: string) => Pick<ECRClient, 'send'>;
   now?: () => number;
-}
-
-export function ecrRegistry(host: string): { account: string; region: string } | undefined {
-  const match = ECR_HOST.exec(host);
-  return match === null ? undefined : { account: match[1]!, region: match[2]! };
 }
 
 export class EcrCredentials {

@@ -17,6 +17,7 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { validateObjectKey } from '../../shared/domain.ts';
 import { WasmMirrorError } from '../../shared/errors.ts';
 import type {
   ByteRange,
@@ -56,7 +57,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {
-    validateKey(key);
+    validateObjectKey(key);
     try {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
       return toInfo(key, out, out.ContentLength ?? 0);
@@ -70,7 +71,7 @@ export class S3ObjectStore implements ObjectStore {
     key: string,
     maxBytes: number,
   ): Promise<{ info: ObjectInfo; bytes: Uint8Array } | undefined> {
-    validateKey(key);
+    validateObjectKey(key);
     const out = await this.getObject(key);
     if (out === undefined) return undefined;
     const size = out.ContentLength ?? 0;
@@ -94,7 +95,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async getStream(key: string, range?: ByteRange): Promise<ObjectStream | undefined> {
-    validateKey(key);
+    validateObjectKey(key);
     if (range && (range.start < 0 || (range.end !== undefined && range.end < range.start))) {
       throw rangeNotSatisfiable(key, range);
     }
@@ -157,7 +158,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   private async write(key: string, body: ObjectBody, options: PutOptions, createOnly: boolean) {
-    validateKey(key);
+    validateObjectKey(key);
     const base: PutObjectCommandInput = {
       Bucket: this.bucket,
       Key: key,
@@ -272,24 +273,6 @@ async function sha256File(path: string): Promise<{ hex: string; size: number }> 
     size += (chunk as Buffer).byteLength;
   }
   return { hex: hash.digest('hex'), size };
-}
-
-const MAX_KEY_BYTES = 1024;
-
-/** The same key rules as the filesystem store, so a key valid in one runtime is valid in both. */
-function validateKey(key: string): void {
-  const fail = (why: string): never => {
-    throw new WasmMirrorError('INVALID_KEY', `invalid object key ${JSON.stringify(key)}: ${why}`);
-  };
-  if (typeof key !== 'string' || key.length === 0) fail('empty');
-  if (Buffer.byteLength(key) > MAX_KEY_BYTES) fail(`longer than ${MAX_KEY_BYTES} bytes`);
-  if (key.includes('\0')) fail('contains NUL');
-  if (key.includes('\\')) fail('contains a backslash');
-  if (key.startsWith('/')) fail('absolute path');
-  for (const segment of key.split('/')) {
-    if (segment === '') fail('empty path segment');
-    if (segment === '.' || segment === '..') fail(`'${segment}' segment`);
-  }
 }
 
 function rangeNotSatisfiable(key: string, range: ByteRange, cause?: unknown): WasmMirrorError {

@@ -7,6 +7,8 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import { createMirrorHandler } from '../../shared/pipeline/mirror.ts';
+import { reconcileSource } from '../../shared/pipeline/reconcile.ts';
+import { listedTags } from '../../shared/pipeline/state.ts';
 import type { AwsRuntime } from '../runtime.ts';
 import { withPowertools } from './middleware.ts';
 import { parseMirrorMessage } from './records.ts';
@@ -22,6 +24,34 @@ export function createMirrorQueueHandler(runtime: AwsRuntime) {
     },
   });
   const processor = new BatchProcessor(EventType.SQS);
+  // Per container: a tag the mirror rejected is not queued again by every scheduled reconcile.
+  const lastQueued = new Map<string, Map<string, string>>();
+
+  const reconcile = async (sourceId: string): Promise<void> => {
+    const source = deps.config.sources.find((s) => s.id === sourceId)!;
+    const queued = lastQueued.get(sourceId) ?? new Map<string, string>();
+    lastQueued.set(sourceId, queued);
+    const credentials =
+      source.credentials === undefined ? await deps.registryCredentials?.(source) : undefined;
+    const result = await reconcileSource(source, {
+      puller: deps.puller,
+      queue: deps.mirrorQueue,
+      listKnown: () => listedTags(deps.store),
+      clock: deps.clock,
+      logger: deps.logger,
+      metrics: deps.metrics,
+      secrets: deps.secrets,
+      lastQueued: queued,
+      ...(credentials === undefined ? {} : { credentials }),
+    });
+    logger.info('reconciled', {
+      sourceId,
+      repositories: result.repositories.length,
+      tags: result.tagsSeen,
+      queued: result.queued.length,
+      failures: result.failures.length,
+    });
+  };
 
   const recordHandler = async (record: SQSRecord): Promise<void> => {
     const message = parseMirrorMessage(record.body, deps.config, deps.clock.now());
@@ -29,6 +59,7 @@ export function createMirrorQueueHandler(runtime: AwsRuntime) {
       logger.info('queue message ignored', { messageId: record.messageId, reason: message.reason });
       return;
     }
+    if (message.kind === 'reconcile') return reconcile(message.sourceId);
     const attempt = Number(record.attributes.ApproximateReceiveCount) || 1;
     for (const job of message.jobs) await mirror(job, { messageId: record.messageId, attempt });
   };

@@ -9,13 +9,21 @@ import { WasmMirrorError } from '../../shared/errors.ts';
 import type { PublishRequest } from '../../shared/ports.ts';
 import { parseEcrTrusted } from '../../shared/sources/index.ts';
 
-export type MirrorMessage = { kind: 'jobs'; jobs: MirrorJob[] } | { kind: 'ignored'; reason: string };
+export type MirrorMessage =
+  | { kind: 'jobs'; jobs: MirrorJob[] }
+  | { kind: 'reconcile'; sourceId: string }
+  | { kind: 'ignored'; reason: string };
 
 const MAX_BODY_BYTES = 256 * 1024;
 
 export function parseMirrorMessage(body: string, config: MirrorConfig, receivedAt: Date): MirrorMessage {
   const value = parseJson(body);
   if (isEcrEvent(value)) return fromEcrEvent(value, body, config, receivedAt);
+  if (isReconcile(value)) {
+    // Sent by this stack's per-source schedule; a source since removed from the config is dropped.
+    const known = config.sources.some((s) => s.id === value.sourceId && s.reconcileIntervalMs !== undefined);
+    return known ? value : { kind: 'ignored', reason: `no reconciled source '${value.sourceId}'` };
+  }
   if (!isMirrorJob(value)) throw malformed('not a MirrorJob');
   return { kind: 'jobs', jobs: [value] };
 }
@@ -33,6 +41,17 @@ export function parsePublishRequest(body: string): PublishRequest {
     }
   }
   throw malformed('not a PublishRequest');
+}
+
+function isReconcile(value: unknown): value is { kind: 'reconcile'; sourceId: string } {
+  const v = value as Record<string, unknown> | undefined;
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    v.kind === 'reconcile' &&
+    typeof v.sourceId === 'string' &&
+    Object.keys(v).length === 2
+  );
 }
 
 interface EcrEvent {

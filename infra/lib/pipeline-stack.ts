@@ -4,7 +4,15 @@
  * keys.json custom resource and the alarms. Safe to destroy and redeploy; state lives in the
  * storage stack.
  */
-import { Aws, CfnOutput, CustomResource, Duration, Stack, type StackProps, Validations } from 'aws-cdk-lib';
+import {
+  Aws,
+  CfnOutput,
+  CustomResource,
+  Duration,
+  Stack,
+  type StackProps,
+  Validations,
+} from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import { HttpApi, HttpMethod, HttpStage, LogGroupLogDestination } from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
@@ -23,8 +31,10 @@ import { type IRole, PolicyStatement, Role } from 'aws-cdk-lib/aws-iam';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Topic } from 'aws-cdk-lib/aws-sns';
+import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
+import { ecrRegistry } from '../../functions/adapters/ecr-host.ts';
 import { ENV } from '../../functions/config.ts';
 import type { Deployment } from './deployment.ts';
 import { mirrorBucketName, secretsPrefix } from './deployment.ts';
@@ -40,6 +50,29 @@ export const METRICS_NAMESPACE = 'WasmMirror';
 const MIRROR_TIMEOUT = Duration.minutes(5);
 const PUBLISH_TIMEOUT = Duration.minutes(1);
 const MAX_RECEIVE_COUNT = 5;
+const MIRROR_MEMORY_MIB = 2048;
+/** Room in /tmp beyond the staged files: bundled tools, partial writes, the runtime's own use. */
+const SCRATCH_MARGIN_MIB = 512;
+const MIB = 1024 * 1024;
+/** Lambda's ephemeral storage range. */
+const EPHEMERAL_MIN_MIB = 512;
+const EPHEMERAL_MAX_MIB = 10_240;
+
+/**
+ * /tmp for the mirror function: a pull stages the module (up to the size cap) before upload, and
+ * an invocation that timed out mid-pull leaves its staged file behind for the next one in the same
+ * environment, so room for two modules plus a margin. Records run one at a time, so this does not
+ * grow with the batch size.
+ */
+export function mirrorScratchMiB(maxModuleBytes: number): number {
+  const needed = 2 * Math.ceil(maxModuleBytes / MIB) + SCRATCH_MARGIN_MIB;
+  if (needed > EPHEMERAL_MAX_MIB) {
+    throw new Error(
+      `mirror.maxModuleSize needs ${needed} MiB of /tmp (two modules and a margin); Lambda allows at most ${EPHEMERAL_MAX_MIB} MiB`,
+    );
+  }
+  return Math.max(needed, EPHEMERAL_MIN_MIB);
+}
 
 export class PipelineStack extends Stack {
   readonly mirrorQueue: Queue;
@@ -106,13 +139,19 @@ export class PipelineStack extends Stack {
       entry: 'mirror',
       description: 'Pulls, verifies and stores one Wasm module per job',
       timeout: MIRROR_TIMEOUT,
-      memorySize: 1024,
-      // Modules (256 MiB cap) are staged in /tmp before upload.
-      ephemeralStorageMiB: 1024,
+      // Records are processed one at a time; a module near the cap is hashed, compiled and
+      // uploaded from one function, which wants the memory (and the CPU that comes with it).
+      memorySize: MIRROR_MEMORY_MIB,
+      ephemeralStorageMiB: mirrorScratchMiB(config.mirror.maxModuleBytes),
       ...(deployment.reserveConcurrency
         ? { reservedConcurrentExecutions: deployment.mirrorConcurrency }
         : {}),
-      environment: { ...common.environment, [ENV.publishQueueUrl]: this.publishQueue.queueUrl },
+      environment: {
+        ...common.environment,
+        [ENV.publishQueueUrl]: this.publishQueue.queueUrl,
+        // Reconcile runs in the mirror function and queues what changed on its own queue.
+        [ENV.mirrorQueueUrl]: this.mirrorQueue.queueUrl,
+      },
     });
     // Imported so the grants below land in this stack while the role (and the key policy naming
     // it) stays in the storage stack.
@@ -134,6 +173,8 @@ export class PipelineStack extends Stack {
       memorySize: 256,
       environment: {
         ...common.environment,
+        // A deploy ends with a startup re-sign queued, so a new mirror has a manifest at once.
+        [ENV.publishQueueUrl]: this.publishQueue.queueUrl,
         [ENV.signingKeyId]: storage.signingKey.keyArn,
         [ENV.publishedKeyIds]: storage.signingKeys.map((k) => k.keyArn).join(','),
       },
@@ -153,21 +194,41 @@ export class PipelineStack extends Stack {
     s3(webhook, ['s3:GetObject', 's3:PutObject'], ['state/*']);
     s3(mirror, ['s3:GetObject'], ['manifests/*']);
     s3(mirror, ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'], ['modules/*']);
+    // What a digest extracted to, and what it was rejected for: no second pull of the same bytes.
+    s3(mirror, ['s3:GetObject', 's3:PutObject'], ['state/pulled/*', 'state/rejected/*']);
     s3(publish, ['s3:GetObject', 's3:PutObject'], ['manifests/*']);
     s3(keys, ['s3:GetObject', 's3:PutObject'], ['keys.json']);
     this.mirrorQueue.grantSendMessages(webhook.fn);
     this.publishQueue.grantSendMessages(mirror.fn);
-    // The publisher's kms:Sign and kms:GetPublicKey come from the key policy itself.
+    this.mirrorQueue.grantSendMessages(mirror.fn);
+    this.publishQueue.grantSendMessages(keys.fn);
+    // The publisher's kms:Sign and kms:GetPublicKey come from the key policy itself. The keys
+    // function reads every published key: keys.json lists them all, not only the active one.
     keys.fn.addToRolePolicy(
       new PolicyStatement({
         actions: ['kms:GetPublicKey', 'kms:DescribeKey'],
-        resources: [storage.signingKey.keyArn],
+        resources: storage.signingKeys.map((k) => k.keyArn),
       }),
     );
-    for (const secret of storage.secrets) {
-      secret.grantRead(webhook.fn);
-      secret.grantRead(mirror.fn);
-    }
+    // Secrets by name, not by a cross-stack export: removing or renaming a source then never
+    // blocks a deploy on an export still in use. The webhook reads only webhook secrets, the
+    // mirror only pull credentials.
+    const prefix = secretsPrefix(config);
+    const webhookSecrets = new Set(config.sources.flatMap((s) => s.webhookSecretEnv ?? []));
+    const credentialSecrets = new Set(
+      config.sources.flatMap((s) => (s.credentials ? [s.credentials.usernameEnv, s.credentials.passwordEnv] : [])),
+    );
+    const secretByName = new Map<string, ISecret>();
+    const secretNamed = (name: string): ISecret => {
+      let secret = secretByName.get(name);
+      if (secret === undefined) {
+        secret = Secret.fromSecretNameV2(this, `Secret-${name}`, `${prefix}${name}`);
+        secretByName.set(name, secret);
+      }
+      return secret;
+    };
+    for (const name of [...webhookSecrets].sort()) secretNamed(name).grantRead(webhook.fn);
+    for (const name of [...credentialSecrets].sort()) secretNamed(name).grantRead(mirror.fn);
     this.grantEcrPull(mirror, ecrHosts);
 
     mirror.fn.addEventSource(
@@ -247,9 +308,26 @@ export class PipelineStack extends Stack {
       ],
     });
 
+    for (const source of config.sources) {
+      if (source.reconcileIntervalMs === undefined) continue;
+      new Rule(this, `Reconcile-${source.id}`, {
+        description: `Lists ${source.id}'s repositories and mirrors what changed`,
+        schedule: Schedule.rate(
+          Duration.minutes(Math.max(1, Math.round(source.reconcileIntervalMs / 60_000))),
+        ),
+        targets: [
+          new SqsQueue(this.mirrorQueue, {
+            message: RuleTargetInput.fromObject({ kind: 'reconcile', sourceId: source.id }),
+          }),
+        ],
+      });
+    }
+
     // ---- keys.json ----------------------------------------------------------------------------
     new CustomResource(this, 'KeysJson', {
       serviceToken: keys.fn.functionArn,
+      // The function always answers; should it not, the deploy fails in minutes, not in an hour.
+      serviceTimeout: Duration.minutes(5),
       resourceType: 'Custom::WasmMirrorKeysJson',
       // A new key (rotation) changes the properties, which re-runs the resource and appends it.
       properties: {
@@ -346,6 +424,14 @@ export class PipelineStack extends Stack {
       `Resource::${flatArn(bucketName, 'modules/*')}`,
       'Modules are stored by sha256 under modules/sha256/; ' + prefixReason,
     );
+    for (const prefix of ['state/pulled/*', 'state/rejected/*']) {
+      ack(
+        mirror,
+        `Resource::${flatArn(bucketName, prefix)}`,
+        'Per-digest notes (what a manifest digest extracted to, or why it was rejected) keyed by a hash under state/; ' +
+          prefixReason,
+      );
+    }
     ack(
       publish,
       `Resource::${flatArn(bucketName, 'manifests/*')}`,
@@ -382,10 +468,15 @@ export class PipelineStack extends Stack {
 
   /** ECR sources pull with the function's own IAM identity, scoped to the configured registries. */
   private grantEcrPull(mirror: MirrorFunction, hosts: string[]): void {
-    const repositories = hosts.flatMap((host) => {
-      const m = /^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com$/.exec(host);
-      return m ? [`arn:${Aws.PARTITION}:ecr:${m[2]}:${m[1]}:repository/*`] : [];
-    });
+    // The same host forms the function accepts (-fips endpoints, .amazonaws.com.cn in China).
+    const repositories = [
+      ...new Set(
+        hosts.flatMap((host) => {
+          const ecr = ecrRegistry(host);
+          return ecr ? [`arn:${Aws.PARTITION}:ecr:${ecr.region}:${ecr.account}:repository/*`] : [];
+        }),
+      ),
+    ];
     if (repositories.length === 0) return;
     mirror.fn.addToRolePolicy(
       new PolicyStatement({ actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }),

@@ -7,6 +7,15 @@ import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import {
+  closeFd,
+  datasyncFd,
+  fsyncDirBestEffort,
+  openFd,
+  writeAllFd,
+  writeFileAtomic,
+} from '../adapters/local/fs-util.ts';
+import { PrometheusRegistry } from '../adapters/local/telemetry.ts';
 import type { ManifestModule } from '../domain.ts';
 import { toWasmMirrorError, WasmMirrorError } from '../errors.ts';
 import {
@@ -17,9 +26,7 @@ import {
   verifyManifest,
 } from '../manifest/index.ts';
 import { type Clock, type Logger, silentLogger, systemClock } from '../ports.ts';
-import { closeFd, datasyncFd, openFd, syncDir, writeAllFd, writeFileAtomic } from './fs.ts';
 import { discard, HttpClient, readCapped, streamVerified } from './http.ts';
-import { PrometheusRegistry } from './metrics.ts';
 import { moduleSelector } from './select.ts';
 import { type AgentState, readState, writeState } from './state.ts';
 
@@ -72,6 +79,18 @@ const STALE_TEMP_MS = 3600_000;
 /** Verified temp files waiting for fsync + rename (each holds a file descriptor). */
 const MAX_FINISHING = 64;
 
+/** The agent's metrics. Istio's agent names are used where they mean the same thing, so existing dashboards keep working. */
+const METRIC_HELP: Record<string, string> = {
+  wasm_cache_entries: 'Modules in the local cache directory.',
+  wasm_cache_lookup_count: 'Module lookups in the local cache, by hit.',
+  wasm_remote_fetch_count: 'Remote fetches of manifests and modules, by result.',
+  wasm_mirror_manifest_version: 'Version of the accepted manifest.',
+  wasm_mirror_manifest_expiry_seconds: 'Seconds until the accepted manifest expires.',
+  wasm_mirror_verification_failures_total: 'Manifest or module verification failures, by code.',
+  wasm_mirror_sync_total: 'Sync attempts, by result.',
+  wasm_mirror_last_success_timestamp_seconds: 'Unix time of the last successful sync.',
+};
+
 export class WasmMirrorAgent {
   readonly metrics: PrometheusRegistry;
   readonly #o: Required<Omit<AgentOptions, 'metrics' | 'select'>> & { select: readonly string[] };
@@ -109,11 +128,12 @@ export class WasmMirrorAgent {
       throw new WasmMirrorError('USAGE', 'concurrency must be a positive integer');
     }
     this.metrics = options.metrics ?? new PrometheusRegistry();
+    for (const [name, help] of Object.entries(METRIC_HELP)) this.metrics.describe(name, help);
     this.#http = new HttpClient({ maxSockets: this.#o.concurrency, idleTimeoutMs: this.#o.idleTimeoutMs });
     this.#selected = moduleSelector(this.#o.select);
     this.#modulesDir = join(this.#o.dir, 'modules', 'sha256');
     this.#statePath = join(this.#o.dir, STATE_FILE);
-    this.metrics.onCollect(() => {
+    this.metrics.addCollector(() => {
       const exp = this.#current && parseIsoTime(this.#current.payload.expiresAt);
       if (exp !== undefined) {
         this.metrics.gauge(
@@ -208,7 +228,7 @@ export class WasmMirrorAgent {
       }
     });
     await Promise.all(finishing);
-    if (downloaded > 0) await syncDir(this.#modulesDir);
+    if (downloaded > 0) await fsyncDirBestEffort(this.#modulesDir);
     if (failures.length > 0) {
       const first = failures[0]!;
       throw new WasmMirrorError(

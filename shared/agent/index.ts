@@ -1,4 +1,5 @@
 /** The mesh agent: verified sync of the mirror's modules into a local directory. */
+export { PrometheusRegistry } from '../adapters/local/telemetry.ts';
 export {
   type AgentOptions,
   type LoopOptions,
@@ -9,7 +10,6 @@ export {
   WasmMirrorAgent,
 } from './agent.ts';
 export { parseDuration, readManifestSource } from './manifest-source.ts';
-export { PrometheusRegistry } from './metrics.ts';
 export { parseListenAddress, startMetricsServer } from './metrics-server.ts';
 export { moduleSelector } from './select.ts';
 export { type AgentState, readState, writeState } from './state.ts';

@@ -1,7 +1,7 @@
 /** Serves `/metrics` (Prometheus text) and `/healthz` for the agent on a given host:port. */
 import { createServer, type Server } from 'node:http';
+import { PROMETHEUS_CONTENT_TYPE, type PrometheusRegistry } from '../adapters/local/telemetry.ts';
 import { WasmMirrorError } from '../errors.ts';
-import type { PrometheusRegistry } from './metrics.ts';
 
 export function parseListenAddress(addr: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:]*)):(\d{1,5})$/.exec(addr) ?? /^()()(\d{1,5})$/.exec(addr);
@@ -18,13 +18,12 @@ export async function startMetricsServer(
   registry: PrometheusRegistry,
 ): Promise<{ server: Server; url: string; close(): Promise<void> }> {
   const { host, port } = parseListenAddress(addr);
-  const server = createServer((req, res) => {
+  const server = createServer(async (req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
     } else if (req.url === '/metrics') {
-      res
-        .writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' })
-        .end(registry.render());
+      await registry.collect();
+      res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE }).end(registry.render());
     } else if (req.url === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else {

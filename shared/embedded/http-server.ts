@@ -5,6 +5,8 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { pipeline } from 'node:stream/promises';
+import { PROMETHEUS_CONTENT_TYPE } from '../adapters/local/telemetry.ts';
 import { SHA256_HEX, storageKeys } from '../domain.ts';
 import { toWasmMirrorError } from '../errors.ts';
 import type { WebhookHttpRequest, WebhookHttpResponse } from '../pipeline/receive.ts';
@@ -31,7 +33,7 @@ export function createMirrorServer(options: MirrorHttpOptions): Server {
       const e = toWasmMirrorError(err);
       options.logger.error('request failed', {
         method: req.method,
-        url: req.url,
+        url: redactUrl(req.url),
         code: e.code,
         error: e.message,
       });
@@ -43,6 +45,11 @@ export function createMirrorServer(options: MirrorHttpOptions): Server {
   server.requestTimeout = 30_000;
   server.keepAliveTimeout = 5_000;
   return server;
+}
+
+/** Quay and Docker Hub deliveries carry their secret in the path: never log it. */
+export function redactUrl(url: string | undefined): string {
+  return (url ?? '').replace(/^(\/hooks\/[^/?]+\/)[^/?]+/, '$1<redacted>');
 }
 
 export async function listen(server: Server, port: number, host: string): Promise<string> {
@@ -75,7 +82,7 @@ async function handle(options: MirrorHttpOptions, req: IncomingMessage, res: Ser
   if (path === '/metrics') {
     const text = await options.renderMetrics();
     res.writeHead(200, {
-      'content-type': 'text/plain; version=0.0.4; charset=utf-8',
+      'content-type': PROMETHEUS_CONTENT_TYPE,
       'cache-control': 'no-store',
     });
     res.end(method === 'HEAD' ? undefined : text);
@@ -154,11 +161,12 @@ async function serveObject(
     return serveObject(store, key, req, res, headOnly);
   }
   res.writeHead(range === undefined ? 200 : 206, headers);
-  for await (const chunk of stream.body) {
-    if (!res.write(chunk)) await new Promise((resolve) => res.once('drain', resolve));
-    if (res.destroyed) return;
+  try {
+    // pipeline() handles backpressure and, when the client goes away, destroys the source.
+    await pipeline(stream.body, res);
+  } catch (err) {
+    if (!res.destroyed) throw err;
   }
-  res.end();
 }
 
 /** Releases an unread object stream (its file descriptor or socket). */

@@ -3,8 +3,9 @@
  * mirror` takes it only when no server does, and otherwise hands its result to the server's
  * publish queue. A lock left by a process that died (kill -9) is taken over.
  */
-import { open, readFile, rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { processAlive, writeNewFile } from '../adapters/local/fs-util.ts';
 import { WasmMirrorError } from '../errors.ts';
 
 export interface DataDirLock {
@@ -17,10 +18,13 @@ export async function tryLockDataDir(dataDir: string, purpose: string): Promise<
   const path = join(dataDir, LOCK_FILE);
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      const handle = await open(path, 'wx', 0o600);
-      await handle.writeFile(JSON.stringify({ pid: process.pid, purpose, since: new Date().toISOString() }));
-      await handle.sync();
-      await handle.close();
+      await writeNewFile(
+        path,
+        JSON.stringify({ pid: process.pid, purpose, since: new Date().toISOString() }),
+        {
+          mode: 0o600,
+        },
+      );
       let released = false;
       return {
         release: async () => {
@@ -66,11 +70,5 @@ export async function lockHolder(dataDir: string): Promise<{ pid: number; purpos
 }
 
 function isAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return pid === process.pid || processAlive(pid);
 }

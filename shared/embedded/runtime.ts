@@ -18,7 +18,7 @@ import { createMirrorHandler } from '../pipeline/mirror.ts';
 import { createPublisher, writeKeysJson } from '../pipeline/publish.ts';
 import { createWebhookReceiver } from '../pipeline/receive.ts';
 import { reconcileSource } from '../pipeline/reconcile.ts';
-import { readLatestManifest } from '../pipeline/state.ts';
+import { listedTags, readLatestManifest } from '../pipeline/state.ts';
 import type { Logger, PublishRequest, SecretSource } from '../ports.ts';
 import { systemClock } from '../ports.ts';
 import { OciWasmPuller } from '../wasm/puller.ts';
@@ -177,7 +177,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedM
         reconcileSource(source, {
           puller: deps.puller,
           queue: mirrorQueue,
-          listKnown: async () => knownTags(deps),
+          listKnown: () => listedTags(deps.store),
           clock: deps.clock,
           logger,
           secrets: deps.secrets,
@@ -255,11 +255,6 @@ export async function sweepOldFiles(dir: string, maxAgeMs: number, now = Date.no
   };
   await walk(dir, 0);
   return removed;
-}
-
-async function knownTags(deps: PipelineDeps): Promise<Map<string, string>> {
-  const latest = await readLatestManifest(deps.store);
-  return new Map((latest?.payload.modules ?? []).map((m) => [`${m.name}:${m.tag}`, m.ociDigest]));
 }
 
 async function refreshGauges(

@@ -4,9 +4,9 @@
  */
 import type { DsseEnvelope } from '../domain.ts';
 import { WasmMirrorError } from '../errors.ts';
+import { decodeUtf8Strict, parseStrictJson } from '../strict-json.ts';
 import { decodeBase64Strict } from './base64.ts';
 import { canonicalize } from './jcs.ts';
-import { decodeUtf8Strict, parseStrictJson } from './strict-json.ts';
 
 /** Envelopes with more signatures are refused outright, so a crafted envelope cannot cost N verifies. */
 export const MAX_SIGNATURES = 16;

@@ -18,10 +18,10 @@ export {
   compareModules,
   DEFAULT_MANIFEST_TTL_MS,
   parseIsoTime,
+  toManifestModule,
   validatePayload,
 } from './payload.ts';
 export { type SignedManifest, signManifest } from './sign.ts';
-export { decodeUtf8Strict, parseStrictJson, StrictJsonError } from './strict-json.ts';
 export {
   DEFAULT_MAX_MANIFEST_BYTES,
   DEFAULT_MAX_SKEW_MS,

@@ -4,9 +4,9 @@
  */
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { WasmMirrorError } from '../errors.ts';
+import { parseStrictJson } from '../strict-json.ts';
 import { decodeBase64Strict } from './base64.ts';
 import { parseIsoTime } from './payload.ts';
-import { parseStrictJson } from './strict-json.ts';
 
 export interface TrustedKey {
   /** Lowercase hex sha256 of `spki`. */

@@ -144,6 +144,22 @@ export interface BuildPayloadInput {
 
 export const DEFAULT_MANIFEST_TTL_MS = 48 * 3600 * 1000;
 
+/** A manifest entry from a mirror result: fields copied explicitly, so no stray property gets signed. */
+export function toManifestModule(r: ModuleRecord | ManifestModule): ManifestModule {
+  const m: ManifestModule = {
+    name: r.name,
+    tag: r.tag,
+    ociDigest: r.ociDigest,
+    sha256: r.sha256,
+    size: r.size,
+    format: r.format,
+    mirroredAt: r.mirroredAt,
+  };
+  if (r.kind !== undefined) m.kind = r.kind;
+  if (r.abi !== undefined) m.abi = r.abi;
+  return m;
+}
+
 /**
  * Builds a valid payload: modules sorted by (name, tag), fields copied explicitly (no stray
  * properties end up signed), undefined optionals dropped. Throws SCHEMA_ERROR on bad input,
@@ -157,22 +173,7 @@ export function buildPayload(input: BuildPayloadInput): ManifestPayload {
       : new Date(issued.getTime() + (input.ttlMs ?? DEFAULT_MANIFEST_TTL_MS));
   if (Number.isNaN(issued.getTime()) || Number.isNaN(expires.getTime()))
     throw schemaError('invalid timestamp');
-  const modules = input.modules
-    .map((r): ManifestModule => {
-      const m: ManifestModule = {
-        name: r.name,
-        tag: r.tag,
-        ociDigest: r.ociDigest,
-        sha256: r.sha256,
-        size: r.size,
-        format: r.format,
-        mirroredAt: r.mirroredAt,
-      };
-      if (r.kind !== undefined) m.kind = r.kind;
-      if (r.abi !== undefined) m.abi = r.abi;
-      return m;
-    })
-    .sort(compareModules);
+  const modules = input.modules.map(toManifestModule).sort(compareModules);
   return validatePayload({
     type: MANIFEST_TYPE,
     mirror: input.mirror,

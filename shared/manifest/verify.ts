@@ -7,11 +7,11 @@
 import { createHash, verify as cryptoVerify } from 'node:crypto';
 import { type DsseEnvelope, MANIFEST_PAYLOAD_TYPE, type ManifestPayload } from '../domain.ts';
 import { WasmMirrorError } from '../errors.ts';
+import { decodeUtf8Strict, parseStrictJson } from '../strict-json.ts';
 import { pae, parseEnvelope } from './dsse.ts';
 import { canonicalize } from './jcs.ts';
 import { isKeyValidAt, type TrustedKey } from './keys.ts';
 import { parseIsoTime, validatePayload } from './payload.ts';
-import { decodeUtf8Strict, parseStrictJson } from './strict-json.ts';
 
 export const DEFAULT_MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_MAX_SKEW_MS = 5 * 60 * 1000;

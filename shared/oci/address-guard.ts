@@ -29,16 +29,23 @@ export function isForbiddenAddress(address: string): boolean {
   return forbidden.check(ip, 'ipv6');
 }
 
-/** The IPv4 address inside an IPv4-mapped (::ffff:a.b.c.d) or IPv4-compatible IPv6 address. */
+const dottedQuad = (hi: number, lo: number) => `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
+
+/**
+ * The IPv4 address inside an IPv6 address that translates to it: IPv4-mapped (::ffff:a.b.c.d),
+ * IPv4-compatible, NAT64 (64:ff9b::/96, 64:ff9b:1::/48) and 6to4 (2002:aabb:ccdd::/16).
+ */
 function embeddedIpv4(ip: string): string | undefined {
   const groups = expandIpv6(ip);
   if (groups === undefined) return undefined;
+  if (groups[0] === 0x64 && groups[1] === 0xff9b) return dottedQuad(groups[6] ?? 0, groups[7] ?? 0);
+  if (groups[0] === 0x2002) return dottedQuad(groups[1] ?? 0, groups[2] ?? 0);
   const head = groups.slice(0, 5).every((g) => g === 0);
   if (!head || (groups[5] !== 0xffff && groups[5] !== 0)) return undefined;
   const hi = groups[6] ?? 0;
   const lo = groups[7] ?? 0;
   if (groups[5] === 0 && hi === 0) return undefined; // ::, ::1
-  return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
+  return dottedQuad(hi, lo);
 }
 
 function expandIpv6(ip: string): number[] | undefined {

@@ -14,6 +14,9 @@ import { type AddressGuard, defaultAddressGuard } from './address-guard.ts';
 import { MANIFEST_MEDIA_TYPES } from './media-types.ts';
 import { apiHost, assertTagOrDigest, isValidRepository } from './reference.ts';
 
+/** Tags listed per repository at most (reconcile looks at far fewer). */
+export const MAX_TAGS = 100_000;
+
 export interface RepositoryTarget {
   registry: string;
   repository: string;
@@ -243,7 +246,7 @@ export class RegistryClient {
       throw new WasmMirrorError('DIGEST_MISMATCH', `blob ${digest} has digest ${actual}`);
   }
 
-  /** Every tag of a repository, following `Link: <…>; rel="next"` pagination. */
+  /** Every tag of a repository (at most MAX_TAGS), following `Link: <…>; rel="next"` pagination. */
   async listTags(target: RepositoryTarget, options: { signal?: AbortSignal } = {}): Promise<string[]> {
     const tags: string[] = [];
     let path: string | undefined = 'tags/list?n=1000';
@@ -262,6 +265,8 @@ export class RegistryClient {
         throw new WasmMirrorError('REGISTRY_PROTOCOL', 'tag list is not valid JSON', { cause: err });
       }
       if (Array.isArray(body.tags)) for (const t of body.tags) if (typeof t === 'string') tags.push(t);
+      // A hostile registry could page forever with big pages: stop at a total, not only per page.
+      if (tags.length > MAX_TAGS) throw new WasmMirrorError('SIZE_EXCEEDED', `more than ${MAX_TAGS} tags`);
       path = nextPage(res.headers.get('link'), target);
     }
     return [...new Set(tags)];

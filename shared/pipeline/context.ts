@@ -4,6 +4,7 @@
  */
 import type { MirrorConfig } from '../config.ts';
 import type { MirrorJob } from '../domain.ts';
+import { WasmMirrorError } from '../errors.ts';
 import type {
   Clock,
   Logger,
@@ -36,4 +37,23 @@ export interface PipelineDeps {
    * (in AWS: an ECR authorization token for ECR registries).
    */
   registryCredentials?: (source: SourceConfig) => Promise<RegistryCredentials | undefined>;
+}
+
+/** The username and password a source names by secret, if it names any. */
+export async function credentialsFromSecrets(
+  source: SourceConfig,
+  secrets: SecretSource | undefined,
+): Promise<RegistryCredentials | undefined> {
+  if (source.credentials === undefined || secrets === undefined) return undefined;
+  const [username, password] = await Promise.all([
+    secrets.get(source.credentials.usernameEnv),
+    secrets.get(source.credentials.passwordEnv),
+  ]);
+  if (username === undefined || password === undefined) {
+    throw new WasmMirrorError(
+      'CONFIG_INVALID',
+      `source '${source.id}' names credentials ${source.credentials.usernameEnv}/${source.credentials.passwordEnv}, but they are not set`,
+    );
+  }
+  return { username, password };
 }

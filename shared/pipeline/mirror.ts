@@ -8,11 +8,11 @@ import { createHash, randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type MirrorJob, type ModuleRecord, SHA256_HEX, storageKeys } from '../domain.ts';
-import { isWasmMirrorError, toWasmMirrorError, WasmMirrorError } from '../errors.ts';
+import { type ErrorCode, isWasmMirrorError, toWasmMirrorError, WasmMirrorError } from '../errors.ts';
 import type { DeliveryMeta, PulledModule, RegistryCredentials, RegistryTarget } from '../ports.ts';
 import { repositoryAllowed } from '../sources/common.ts';
 import type { SourceConfig } from '../sources/types.ts';
-import type { PipelineDeps } from './context.ts';
+import { credentialsFromSecrets, type PipelineDeps } from './context.ts';
 import { isoSeconds } from './publish.ts';
 import { readLatestManifest } from './state.ts';
 
@@ -118,6 +118,11 @@ async function mirrorOnce(
     return { status: 'already-listed', name, tag: listed.tag, ociDigest };
   }
 
+  // Rejected before for what the bytes are (a reconcile loop or a redelivered webhook would
+  // otherwise download a non-Wasm artifact again and again).
+  const rejected = await readRejection(deps, name, ociDigest);
+  if (rejected !== undefined) throw rejected;
+
   // Mirrored before (another tag, a rollback to an earlier digest, a duplicate whose publish is
   // still queued) or being pulled right now by another job: no second pull, just list it.
   const known = await readPulledIndex(deps, name, ociDigest);
@@ -135,7 +140,12 @@ async function mirrorOnce(
         () => pulls.delete(pullKey),
       );
     }
-    pulled = await pull;
+    try {
+      pulled = await pull;
+    } catch (err) {
+      if (pulledHere) await recordRejection(deps, name, ociDigest, err);
+      throw err;
+    }
   }
   const record: ModuleRecord = {
     name,
@@ -154,10 +164,13 @@ async function mirrorOnce(
   return { status: 'mirrored', record, pulled: pulledHere };
 }
 
-/** `state/pulled/<sha256(name@digest)>.json`: what a manifest digest of a repository extracted to. */
-function pulledIndexKey(name: string, ociDigest: string): string {
-  return `state/pulled/${createHash('sha256').update(`${name}@${ociDigest}`).digest('hex')}.json`;
+/** `state/<kind>/<sha256(name@digest)>.json`: what is known about one manifest digest of a repository. */
+function digestStateKey(kind: 'pulled' | 'rejected', name: string, ociDigest: string): string {
+  return `state/${kind}/${createHash('sha256').update(`${name}@${ociDigest}`).digest('hex')}.json`;
 }
+
+/** What a manifest digest of a repository extracted to. */
+const pulledIndexKey = (name: string, ociDigest: string) => digestStateKey('pulled', name, ociDigest);
 
 async function readPulledIndex(
   deps: MirrorDeps,
@@ -172,6 +185,57 @@ async function readPulledIndex(
     // Only trust the index while the bytes it points to are really there.
     const module = await deps.store.head(storageKeys.module(entry.sha256));
     return module !== undefined && module.size === entry.size ? entry : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Failures that depend only on the bytes behind a digest: the same digest fails the same way. */
+const CONTENT_FAILURES = new Set<string>([
+  'NOT_WASM',
+  'INVALID_WASM',
+  'UNSUPPORTED_FORMAT',
+  'UNSUPPORTED_MEDIA_TYPE',
+  'UNSAFE_ARCHIVE',
+  'DECOMPRESSION_BOMB',
+  'SIZE_EXCEEDED',
+]);
+
+const rejectionKey = (name: string, ociDigest: string) => digestStateKey('rejected', name, ociDigest);
+
+async function recordRejection(
+  deps: MirrorDeps,
+  name: string,
+  ociDigest: string,
+  err: unknown,
+): Promise<void> {
+  if (!(err instanceof WasmMirrorError) || err.retryable || !CONTENT_FAILURES.has(err.code)) return;
+  const entry = { code: err.code, message: err.message, maxModuleBytes: deps.config.mirror.maxModuleBytes };
+  await deps.store
+    .put(rejectionKey(name, ociDigest), Buffer.from(JSON.stringify(entry)), {
+      contentType: 'application/json',
+    })
+    .catch((e) => deps.logger.warn('could not record a rejection', { error: toWasmMirrorError(e).message }));
+}
+
+async function readRejection(
+  deps: MirrorDeps,
+  name: string,
+  ociDigest: string,
+): Promise<WasmMirrorError | undefined> {
+  const found = await deps.store.getBytes(rejectionKey(name, ociDigest), 64 * 1024);
+  if (found === undefined) return undefined;
+  try {
+    const entry = JSON.parse(Buffer.from(found.bytes).toString('utf8')) as {
+      code: string;
+      message: string;
+      maxModuleBytes: number;
+    };
+    // A raised size cap deserves a fresh look.
+    if (!CONTENT_FAILURES.has(entry.code) || entry.maxModuleBytes !== deps.config.mirror.maxModuleBytes) {
+      return undefined;
+    }
+    return new WasmMirrorError(entry.code as ErrorCode, `${entry.message} (rejected before)`);
   } catch {
     return undefined;
   }
@@ -251,15 +315,5 @@ async function loadCredentials(
   source: SourceConfig,
 ): Promise<RegistryCredentials | undefined> {
   if (source.credentials === undefined) return deps.registryCredentials?.(source);
-  const [username, password] = await Promise.all([
-    deps.secrets.get(source.credentials.usernameEnv),
-    deps.secrets.get(source.credentials.passwordEnv),
-  ]);
-  if (username === undefined || password === undefined) {
-    throw new WasmMirrorError(
-      'CONFIG_INVALID',
-      `source '${source.id}' names credentials ${source.credentials.usernameEnv}/${source.credentials.passwordEnv}, but they are not set`,
-    );
-  }
-  return { username, password };
+  return credentialsFromSecrets(source, deps.secrets);
 }

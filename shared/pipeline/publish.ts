@@ -13,7 +13,7 @@ import {
   storageKeys,
 } from '../domain.ts';
 import { isWasmMirrorError, WasmMirrorError } from '../errors.ts';
-import { signManifest } from '../manifest/index.ts';
+import { compareModules, signManifest, toManifestModule } from '../manifest/index.ts';
 import type { PublishRequest } from '../ports.ts';
 import type { PipelineDeps } from './context.ts';
 import { entryKey, readLatestManifest, readManifest, type StoredManifest } from './state.ts';
@@ -129,26 +129,9 @@ export function mergeRecords(
     byKey.set(key, toManifestModule(r));
     changed = true;
   }
-  const modules = [...byKey.values()].sort((a, b) => compare(a.name, b.name) || compare(a.tag, b.tag));
+  const modules = [...byKey.values()].sort(compareModules);
   return { modules, changed };
 }
-
-function toManifestModule(r: ModuleRecord): ManifestModule {
-  const m: ManifestModule = {
-    name: r.name,
-    tag: r.tag,
-    ociDigest: r.ociDigest,
-    sha256: r.sha256,
-    size: r.size,
-    format: r.format,
-    kind: r.kind,
-    mirroredAt: r.mirroredAt,
-  };
-  if (r.abi !== undefined) m.abi = r.abi;
-  return m;
-}
-
-const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Second precision, as in DESIGN.md's example (`2026-01-10T12:00:00Z`). */
 export const isoSeconds = (d: Date): string => `${d.toISOString().slice(0, 19)}Z`;

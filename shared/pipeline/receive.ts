@@ -97,19 +97,20 @@ export function createWebhookReceiver(
       deps.metrics.count('webhook_events_ignored_total', { source: source.id, reason: ignored.reason });
     }
     const marker = parsed.deliveryId === undefined ? undefined : deliveryMarker(source.id, parsed.deliveryId);
-    if (parsed.duplicate || (marker !== undefined && (await deps.store.head(marker)) !== undefined)) {
-      outcome(source.id, 'duplicate');
-      return { status: 200, body: { duplicate: true, accepted: 0 } };
-    }
     try {
+      if (parsed.duplicate || (marker !== undefined && (await deps.store.head(marker)) !== undefined)) {
+        outcome(source.id, 'duplicate');
+        return { status: 200, body: { duplicate: true, accepted: 0 } };
+      }
       for (const job of parsed.jobs) {
         const dedupeId = jobDedupeId(job);
         await deps.mirrorQueue.send(job, dedupeId === undefined ? {} : { dedupeId });
       }
     } catch (err) {
+      // Nothing is lost: the sender retries a 503, and the replay check must let that retry in.
       receiver.dedupe.forget(source.id, parsed.deliveryId);
       outcome(source.id, 'queue-failure');
-      deps.logger.error('could not queue mirror jobs; the sender will retry', {
+      deps.logger.error('could not queue the delivery; the sender will retry', {
         sourceId: source.id,
         error: toWasmMirrorError(err).message,
       });

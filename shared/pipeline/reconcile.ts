@@ -9,7 +9,7 @@
  * registries, so glob entries are skipped (and reported) rather than guessed.
  */
 import type { MirrorJob } from '../domain.ts';
-import { toWasmMirrorError, WasmMirrorError } from '../errors.ts';
+import { toWasmMirrorError } from '../errors.ts';
 import type {
   Clock,
   Logger,
@@ -21,6 +21,7 @@ import type {
 } from '../ports.ts';
 import { isValidDigest, isValidRepository, isValidTag } from '../sources/common.ts';
 import type { SourceConfig } from '../sources/types.ts';
+import { credentialsFromSecrets } from './context.ts';
 
 export interface ReconcileDeps {
   puller: WasmPuller;
@@ -105,7 +106,7 @@ export async function reconcileSource(source: SourceConfig, deps: ReconcileDeps)
   }
   if (repositories.length === 0) return result;
 
-  const credentials = deps.credentials ?? (await loadCredentials(source, deps.secrets));
+  const credentials = deps.credentials ?? (await credentialsFromSecrets(source, deps.secrets));
   const known = await deps.listKnown();
   const runAt = deps.clock.now().toISOString();
   const maxTags = deps.maxTagsPerRepository ?? DEFAULT_MAX_TAGS;
@@ -192,24 +193,6 @@ export async function reconcileSource(source: SourceConfig, deps: ReconcileDeps)
     failures: result.failures.length,
   });
   return result;
-}
-
-async function loadCredentials(
-  source: SourceConfig,
-  secrets: SecretSource | undefined,
-): Promise<RegistryCredentials | undefined> {
-  if (source.credentials === undefined || secrets === undefined) return undefined;
-  const [username, password] = await Promise.all([
-    secrets.get(source.credentials.usernameEnv),
-    secrets.get(source.credentials.passwordEnv),
-  ]);
-  if (username === undefined || password === undefined) {
-    throw new WasmMirrorError(
-      'CONFIG_INVALID',
-      `source '${source.id}' names credentials ${source.credentials.usernameEnv}/${source.credentials.passwordEnv}, but they are not set`,
-    );
-  }
-  return { username, password };
 }
 
 function optionsOf(signal: AbortSignal | undefined): { signal?: AbortSignal } {

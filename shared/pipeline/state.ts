@@ -50,3 +50,9 @@ export function readLatestManifest(store: ObjectStore): Promise<StoredManifest |
 
 /** Identity of a listed entry: a (name, tag) appears once. */
 export const entryKey = (name: string, tag: string): string => `${name}\u0000${tag}`;
+
+/** What the newest manifest lists, as reconcile compares it: `<name>:<tag>` → OCI manifest digest. */
+export async function listedTags(store: ObjectStore): Promise<Map<string, string>> {
+  const latest = await readLatestManifest(store);
+  return new Map((latest?.payload.modules ?? []).map((m) => [`${m.name}:${m.tag}`, m.ociDigest]));
+}

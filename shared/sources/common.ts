@@ -6,7 +6,16 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { MirrorJob } from '../domain.ts';
 import { WasmMirrorError } from '../errors.ts';
+import {
+  decodeUtf8Strict,
+  type JsonObject,
+  type JsonValue,
+  parseStrictJson,
+  StrictJsonError,
+} from '../strict-json.ts';
 import type { IgnoredEvent, ParsedDelivery, SourceConfig, WebhookRequest } from './types.ts';
+
+export type { JsonObject, JsonValue } from '../strict-json.ts';
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 export const MAX_JSON_DEPTH = 32;
@@ -62,18 +71,14 @@ export function receivedAtIso(request: WebhookRequest): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Strict JSON: JSON.parse accepts duplicate keys (last wins), which lets a payload show one value
-// to a signature reviewer and another to us; it also recurses without a depth limit.
-
-/** Plain JSON value; objects are null-prototype so `__proto__` keys stay ordinary data. */
-export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
-export type JsonObject = { [key: string]: JsonValue };
-
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+// Strict JSON (see ../strict-json.ts), with errors mapped to WEBHOOK_MALFORMED. Objects have a
+// null prototype so a missing field never reads an inherited member. Bodies carry free text we
+// never read (descriptions, commit messages), so a leading BOM or a lone surrogate there is no
+// reason to drop a push; the fields that decide a job are checked against the OCI grammar.
 
 export function decodeUtf8(body: Uint8Array): string {
   try {
-    return utf8.decode(body);
+    return decodeUtf8Strict(body, { stripBom: true });
   } catch {
     throw malformed('body is not valid UTF-8');
   }
@@ -81,180 +86,13 @@ export function decodeUtf8(body: Uint8Array): string {
 
 export function parseJsonStrict(body: Uint8Array | string, maxDepth = MAX_JSON_DEPTH): JsonValue {
   const text = typeof body === 'string' ? body : decodeUtf8(body);
-  return new StrictJsonParser(text, maxDepth).parseDocument();
-}
-
-const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
-
-class StrictJsonParser {
-  private pos = 0;
-  constructor(
-    private readonly text: string,
-    private readonly maxDepth: number,
-  ) {}
-
-  parseDocument(): JsonValue {
-    this.skipWs();
-    const value = this.parseValue(0);
-    this.skipWs();
-    if (this.pos !== this.text.length) this.fail('trailing data');
-    return value;
-  }
-
-  private fail(what: string): never {
-    throw malformed(`invalid JSON at offset ${this.pos}: ${what}`);
-  }
-
-  private skipWs(): void {
-    const t = this.text;
-    while (this.pos < t.length) {
-      const c = t.charCodeAt(this.pos);
-      if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) this.pos++;
-      else break;
+  try {
+    return parseStrictJson(text, { maxDepth, nullPrototype: true, allowLoneSurrogates: true });
+  } catch (err) {
+    if (err instanceof StrictJsonError) {
+      throw malformed(`invalid JSON at offset ${err.position}: ${err.reason}`);
     }
-  }
-
-  private parseValue(depth: number): JsonValue {
-    const c = this.text[this.pos];
-    switch (c) {
-      case '{':
-        return this.parseObject(depth + 1);
-      case '[':
-        return this.parseArray(depth + 1);
-      case '"':
-        return this.parseString();
-      case 't':
-        return this.literal('true', true);
-      case 'f':
-        return this.literal('false', false);
-      case 'n':
-        return this.literal('null', null);
-      default:
-        return this.parseNumber();
-    }
-  }
-
-  private literal<T extends JsonValue>(word: string, value: T): T {
-    if (!this.text.startsWith(word, this.pos)) this.fail('unexpected token');
-    this.pos += word.length;
-    return value;
-  }
-
-  private parseNumber(): number {
-    NUMBER.lastIndex = this.pos;
-    const m = NUMBER.exec(this.text);
-    if (!m || m[0].length === 0) this.fail('unexpected token');
-    this.pos += m[0].length;
-    const n = Number(m[0]);
-    if (!Number.isFinite(n)) this.fail('number out of range');
-    return n;
-  }
-
-  private parseString(): string {
-    const t = this.text;
-    this.pos++; // opening quote
-    let out = '';
-    let start = this.pos;
-    while (true) {
-      if (this.pos >= t.length) this.fail('unterminated string');
-      const c = t.charCodeAt(this.pos);
-      if (c === 0x22) {
-        out += t.slice(start, this.pos);
-        this.pos++;
-        return out;
-      }
-      if (c < 0x20) this.fail('control character in string');
-      if (c === 0x5c) {
-        out += t.slice(start, this.pos);
-        const e = t[this.pos + 1];
-        this.pos += 2;
-        switch (e) {
-          case '"':
-            out += '"';
-            break;
-          case '\\':
-            out += '\\';
-            break;
-          case '/':
-            out += '/';
-            break;
-          case 'b':
-            out += '\b';
-            break;
-          case 'f':
-            out += '\f';
-            break;
-          case 'n':
-            out += '\n';
-            break;
-          case 'r':
-            out += '\r';
-            break;
-          case 't':
-            out += '\t';
-            break;
-          case 'u': {
-            const hex = t.slice(this.pos, this.pos + 4);
-            if (!/^[0-9a-fA-F]{4}$/.test(hex)) this.fail('bad unicode escape');
-            out += String.fromCharCode(Number.parseInt(hex, 16));
-            this.pos += 4;
-            break;
-          }
-          default:
-            this.fail('bad escape');
-        }
-        start = this.pos;
-        continue;
-      }
-      this.pos++;
-    }
-  }
-
-  private parseArray(depth: number): JsonValue[] {
-    if (depth > this.maxDepth) this.fail('nesting too deep');
-    this.pos++;
-    const out: JsonValue[] = [];
-    this.skipWs();
-    if (this.text[this.pos] === ']') {
-      this.pos++;
-      return out;
-    }
-    while (true) {
-      this.skipWs();
-      out.push(this.parseValue(depth));
-      this.skipWs();
-      const c = this.text[this.pos];
-      this.pos++;
-      if (c === ']') return out;
-      if (c !== ',') this.fail("expected ',' or ']'");
-    }
-  }
-
-  private parseObject(depth: number): JsonObject {
-    if (depth > this.maxDepth) this.fail('nesting too deep');
-    this.pos++;
-    const out = Object.create(null) as JsonObject;
-    this.skipWs();
-    if (this.text[this.pos] === '}') {
-      this.pos++;
-      return out;
-    }
-    while (true) {
-      this.skipWs();
-      if (this.text[this.pos] !== '"') this.fail('expected a key');
-      const key = this.parseString();
-      if (Object.hasOwn(out, key)) this.fail('duplicate key');
-      this.skipWs();
-      if (this.text[this.pos] !== ':') this.fail("expected ':'");
-      this.pos++;
-      this.skipWs();
-      out[key] = this.parseValue(depth);
-      this.skipWs();
-      const c = this.text[this.pos];
-      this.pos++;
-      if (c === '}') return out;
-      if (c !== ',') this.fail("expected ',' or '}'");
-    }
+    throw err;
   }
 }
 

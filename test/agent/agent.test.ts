@@ -131,7 +131,9 @@ describe('agent sync', () => {
     expect(again).toMatchObject({ version: 42, notModified: true, downloaded: 0, cached: 2, requests: 1 });
     expect(mirror.requests).toEqual(['/manifests/latest.json']);
 
+    await agent.metrics.collect();
     const text = agent.metrics.render();
+    expect(text).toContain('# HELP wasm_cache_entries Modules in the local cache directory.');
     expect(text).toContain('wasm_cache_entries 2');
     expect(text).toContain('wasm_cache_lookup_count{hit="true"} 2');
     expect(text).toContain('wasm_remote_fetch_count{result="success"} 2');

@@ -319,6 +319,32 @@ describe('Lambda handlers on emulators', () => {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
+  it("mirror: a scheduled reconcile lists the source's tags and mirrors what changed, once", async () => {
+    const reconciled = parseConfig(`
+mirror: { name: handlers-mesh }
+sources:
+  - { id: rec, type: dockerhub, registry: "127.0.0.1:5999", insecure: true, repositories: ["plugins/rec"], webhookSecretEnv: HOOK_TOKEN, reconcileInterval: 10m }
+`);
+    const puller = { ...fakePuller(moduleBytes), listTags: async () => ['1.0', '2.0'] };
+    const runtime = await h.runtime('mirror', reconciled, { puller });
+    // Records are captured here rather than read back from the FIFO queue the publish test uses.
+    const published: { record: { name: string; tag: string } }[] = [];
+    runtime.deps.publishQueue = { send: async (body) => void published.push(body as never) };
+    const handler = createMirrorQueueHandler(runtime);
+    await runtime.deps.mirrorQueue.send({ kind: 'reconcile', sourceId: 'rec' } as never);
+    await drain(h.emu.sqs, h.mirrorQueue, handler, { maxRounds: 5 });
+    const names = published.map((p) => `${p.record.name}:${p.record.tag}`).filter((n) => n.includes('/rec:'));
+    expect(names.sort()).toEqual(['127.0.0.1:5999/plugins/rec:1.0', '127.0.0.1:5999/plugins/rec:2.0']);
+    // Nothing changed since: the next tick queues nothing.
+    await runtime.deps.mirrorQueue.send({ kind: 'reconcile', sourceId: 'rec' } as never);
+    const rounds = await drain(h.emu.sqs, h.mirrorQueue, handler, { maxRounds: 5 });
+    expect(rounds.reduce((n, r) => n + r.received, 0)).toBe(1);
+    expect(
+      parseMirrorMessage('{"kind":"reconcile","sourceId":"gone"}', reconciled, new Date()),
+    ).toMatchObject({
+      kind: 'ignored',
+    });
+  });
 });
 
 describe('queue message parsing', () => {

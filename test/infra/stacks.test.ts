@@ -355,6 +355,24 @@ describe('deployment input', () => {
     }
   });
 
+  it('schedules a reconcile per source that asks for one, and lets the mirror queue its jobs', () => {
+    const path = writeConfig(
+      'mirror: { name: rec }\nsources:\n  - { id: hub, type: dockerhub, registry: "docker.io", repositories: ["acme/filter"], webhookSecretEnv: HOOK, reconcileInterval: 15m }\n',
+    );
+    const t = Template.fromStack(synthApp({ config: path }).pipeline);
+    t.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(15 minutes)',
+      Targets: [Match.objectLike({ Input: JSON.stringify({ kind: 'reconcile', sourceId: 'hub' }) })],
+    });
+    const mirrorFn = Object.values(t.findResources('AWS::Lambda::Function')).find((f) =>
+      /Pulls, verifies/.test(f.Properties.Description),
+    )!;
+    expect(Object.keys(mirrorFn.Properties.Environment.Variables)).toContain('WASM_MIRROR_MIRROR_QUEUE_URL');
+    const policies = JSON.stringify(t.findResources('AWS::IAM::Policy'));
+    expect(policies).toContain('state/pulled/*');
+    expect(policies).toContain('state/rejected/*');
+  });
+
   it('rotates keys in two steps: publish the next key, then sign with it; old keys stay', () => {
     const keyLogicalIds = (t: Template) => Object.keys(t.findResources('AWS::KMS::Key')).sort();
     const publishEnv = (t: Template, description: RegExp) =>

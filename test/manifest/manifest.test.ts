@@ -13,13 +13,13 @@ import {
   decodeBase64Strict,
   loadTrustedKeys,
   pae,
-  parseStrictJson,
   renderKeysJson,
   signManifest,
   spkiToPem,
   type TrustedKey,
   verifyManifest,
 } from '../../shared/manifest/index.ts';
+import { parseStrictJson } from '../../shared/strict-json.ts';
 import { type AttackContext, attackCases } from './attacks.ts';
 import { moduleEntry, newSigner, payloadOf, T0, trusted } from './helpers.ts';
 

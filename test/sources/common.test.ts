@@ -41,6 +41,12 @@ describe('strict JSON', () => {
     expect(errorCode(() => parseJsonStrict(new Uint8Array([0x22, 0xff, 0x22])))).toBe('WEBHOOK_MALFORMED');
   });
 
+  it('accepts a leading UTF-8 BOM and lone surrogates in strings', () => {
+    const bom = new Uint8Array([0xef, 0xbb, 0xbf, ...new TextEncoder().encode('{"a":1}')]);
+    expect(parseJsonStrict(bom)).toEqual({ a: 1 });
+    expect(parseJsonStrict('{"d":"\\ud800"}')).toEqual({ d: '\ud800' });
+  });
+
   it('keeps __proto__ as plain data', () => {
     const v = parseJsonStrict('{"__proto__":{"polluted":true}}') as Record<string, unknown>;
     expect(Object.getPrototypeOf(v)).toBeNull();

@@ -21,7 +21,7 @@
  * claiming is a rename, so two consumers never hold the same lease either.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { link, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { link, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { toWasmMirrorError, WasmMirrorError } from '../../errors.ts';
 import type {
@@ -33,7 +33,7 @@ import type {
   SendOptions,
 } from '../../ports.ts';
 import { noMetrics, silentLogger } from '../../ports.ts';
-import { ensureDir, errnoCode, fsyncDir, writeAll } from './fs-util.ts';
+import { ensureDir, errnoCode, fsyncDir, processAlive, writeNewFile } from './fs-util.ts';
 
 export interface DiskQueueOptions {
   /** Queue directory; created when missing. */
@@ -156,29 +156,10 @@ function parseInflight(
   return { seq, attempt: Number(attempt), leaseUntil: Number(leaseUntil), owner, pid };
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return errnoCode(err) === 'EPERM';
-  }
-}
-
 function queueError(action: string, err: unknown): WasmMirrorError {
   if (err instanceof WasmMirrorError) return err;
   const message = err instanceof Error ? err.message : String(err);
   return new WasmMirrorError('QUEUE_FAILURE', `${action}: ${message}`, { cause: err, retryable: true });
-}
-
-async function writeDurable(path: string, data: string): Promise<void> {
-  const handle = await open(path, 'wx', 0o644);
-  try {
-    await writeAll(handle, Buffer.from(data));
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 export class DiskQueue<T> implements QueueProducer<T> {
@@ -280,7 +261,7 @@ export class DiskQueue<T> implements QueueProducer<T> {
     let marker: string | undefined;
     let enqueued = false;
     try {
-      await writeDurable(tmpPath, data);
+      await writeNewFile(tmpPath, data);
       if (options.dedupeId !== undefined) {
         marker = await this.claimDedupe(tmpPath, options.dedupeId);
         if (marker === undefined) {
@@ -573,7 +554,7 @@ export class DiskQueue<T> implements QueueProducer<T> {
     if (message.dedupeId !== undefined) dead.dedupeId = message.dedupeId;
     const tmp = join(this.paths.tmp, `dead-${lease.seq}-${randomBytes(4).toString('hex')}.json`);
     try {
-      await writeDurable(tmp, JSON.stringify(dead));
+      await writeNewFile(tmp, JSON.stringify(dead));
       await rename(tmp, join(this.paths.dead, `${lease.seq}.json`));
       await fsyncDir(this.paths.dead);
     } catch (err) {
@@ -742,7 +723,7 @@ export class DiskQueue<T> implements QueueProducer<T> {
     const name = `${messageId}.0.${Date.now()}.msg`;
     const tmp = join(this.paths.tmp, `redrive-${name}`);
     try {
-      await writeDurable(tmp, JSON.stringify(message));
+      await writeNewFile(tmp, JSON.stringify(message));
       await rename(tmp, join(this.paths.ready, name));
       await fsyncDir(this.paths.ready);
       await unlink(deadPath);

@@ -17,6 +17,7 @@ import { type BigIntStats, createReadStream, type Dirent } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { link, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { validateObjectKey } from '../../domain.ts';
 import { WasmMirrorError } from '../../errors.ts';
 import type {
   ByteRange,
@@ -46,22 +47,17 @@ const CONTENT_TYPES: Record<string, string> = {
 };
 
 const COPY_CHUNK = 1024 * 1024;
-const MAX_KEY_BYTES = 1024;
 
-/** Throws INVALID_KEY unless `key` is a safe relative path (S3-compatible, no traversal, no temp names). */
+/** The shared key rules, plus: no segment may look like this store's temp files. */
 export function validateKey(key: string): void {
-  const fail = (why: string): never => {
-    throw new WasmMirrorError('INVALID_KEY', `invalid object key ${JSON.stringify(key)}: ${why}`);
-  };
-  if (typeof key !== 'string' || key.length === 0) fail('empty');
-  if (Buffer.byteLength(key) > MAX_KEY_BYTES) fail(`longer than ${MAX_KEY_BYTES} bytes`);
-  if (key.includes('\0')) fail('contains NUL');
-  if (key.includes('\\')) fail('contains a backslash');
-  if (key.startsWith('/')) fail('absolute path');
+  validateObjectKey(key);
   for (const segment of key.split('/')) {
-    if (segment === '') fail('empty path segment');
-    if (segment === '.' || segment === '..') fail(`'${segment}' segment`);
-    if (segment.startsWith(TEMP_PREFIX)) fail('reserved temp-file name');
+    if (segment.startsWith(TEMP_PREFIX)) {
+      throw new WasmMirrorError(
+        'INVALID_KEY',
+        `invalid object key ${JSON.stringify(key)}: reserved temp-file name`,
+      );
+    }
   }
 }
 

@@ -14,10 +14,11 @@ import {
   type KeyObject,
   randomUUID,
 } from 'node:crypto';
-import { access, link, mkdir, open, readFile, stat, unlink, writeFile } from 'node:fs/promises';
+import { access, link, mkdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WasmMirrorError } from '../../errors.ts';
 import type { Signer } from '../../ports.ts';
+import { writeNewFile } from './fs-util.ts';
 
 const P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffffn;
 const N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
@@ -88,14 +89,7 @@ export async function loadOrCreateKey(dir: string): Promise<LocalKeySigner> {
     if (!(await exists(file))) {
       const tmp = join(dir, `.${PRIVATE_KEY_FILE}.${randomUUID()}`);
       try {
-        const fh = await open(tmp, 'wx', 0o600);
-        try {
-          await fh.writeFile(generateKeyPairPem().privateKeyPem);
-          await fh.chmod(0o600); // the umask may have narrowed the mode; never widened
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
+        await writeNewFile(tmp, generateKeyPairPem().privateKeyPem, { mode: 0o600, exactMode: true });
         await link(tmp, file).catch((err: NodeJS.ErrnoException) => {
           if (err.code !== 'EEXIST') throw err;
         });

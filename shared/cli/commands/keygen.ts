@@ -1,6 +1,7 @@
 /** `wasm-mirror keygen`: a P-256 key pair for embedded signing. */
-import { access, mkdir, open } from 'node:fs/promises';
+import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { errnoCode, writeNewFile } from '../../adapters/local/fs-util.ts';
 import { generateKeyPairPem, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE } from '../../adapters/local/signer.ts';
 import { WasmMirrorError } from '../../errors.ts';
 import { keyIdOf, trustedKeyFrom } from '../../manifest/index.ts';
@@ -45,20 +46,12 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
 }
 
 async function writeNew(path: string, text: string, mode: number): Promise<void> {
-  let fh: Awaited<ReturnType<typeof open>>;
   try {
-    fh = await open(path, 'wx', mode);
+    await writeNewFile(path, text, { mode, exactMode: true });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+    if (errnoCode(err) === 'EEXIST') {
       throw new WasmMirrorError('ALREADY_EXISTS', `${path} exists; refusing to overwrite a key`);
     }
     throw err;
-  }
-  try {
-    await fh.writeFile(text);
-    await fh.chmod(mode);
-    await fh.sync();
-  } finally {
-    await fh.close();
   }
 }

@@ -5,13 +5,8 @@ import { stringify } from 'yaml';
 import { readManifestSource } from '../../agent/index.ts';
 import type { ManifestModule, ManifestPayload } from '../../domain.ts';
 import { WasmMirrorError } from '../../errors.ts';
-import {
-  decodeUtf8Strict,
-  loadTrustedKeys,
-  parseStrictJson,
-  validatePayload,
-  verifyManifest,
-} from '../../manifest/index.ts';
+import { loadTrustedKeys, validatePayload, verifyManifest } from '../../manifest/index.ts';
+import { decodeUtf8Strict, parseStrictJson } from '../../strict-json.ts';
 import { type CliIo, parseCommandArgs } from '../io.ts';
 import { readKeys } from './verify.ts';
 

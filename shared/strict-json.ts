@@ -1,28 +1,47 @@
 /**
- * A strict RFC 8259 parser for untrusted manifests and key files. JSON.parse silently keeps the
- * last of duplicate keys and recurses without limit; two verifiers that disagree on which
- * duplicate wins is a classic signature bypass, so duplicates are an error here, as are lone
- * surrogates, a byte order mark and nesting deeper than `maxDepth`.
+ * A strict RFC 8259 parser for untrusted input: signed manifests, key files, agent state and
+ * webhook bodies. JSON.parse silently keeps the last of duplicate keys and recurses without
+ * limit; two readers that disagree on which duplicate wins is a classic signature bypass (or a
+ * payload that shows one value to a reviewer and another to us), so duplicates are an error
+ * here, as are a byte order mark and nesting deeper than `maxDepth`. Callers map
+ * StrictJsonError to their own error code.
  */
+
+/** Plain JSON value as the parser returns it. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
 
 export class StrictJsonError extends Error {
   override readonly name = 'StrictJsonError';
+  /** What is wrong, without the offset. */
+  readonly reason: string;
   readonly position: number;
-  constructor(message: string, position: number) {
-    super(`${message} at offset ${position}`);
+  constructor(reason: string, position: number) {
+    super(`${reason} at offset ${position}`);
+    this.reason = reason;
     this.position = position;
   }
 }
 
 export interface StrictJsonOptions {
-  /** Deepest nesting of arrays and objects allowed (the root container is depth 1). */
+  /** Deepest nesting of arrays and objects allowed (the root container is depth 1). @default 64 */
   maxDepth?: number;
+  /**
+   * Objects get a null prototype, so a missing key never reads an inherited member.
+   * Either way a `__proto__` key is plain data. @default false
+   */
+  nullPrototype?: boolean;
+  /** Accepts strings holding an unpaired UTF-16 surrogate (`"\ud800"`). @default false */
+  allowLoneSurrogates?: boolean;
 }
+
+const utf8KeepBom = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const utf8StripBom = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 
 const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
 
-export function parseStrictJson(text: string, options: StrictJsonOptions = {}): unknown {
-  const parser = new Parser(text, options.maxDepth ?? 64);
+export function parseStrictJson(text: string, options: StrictJsonOptions = {}): JsonValue {
+  const parser = new Parser(text, options);
   parser.skipWhitespace();
   const value = parser.value(0);
   parser.skipWhitespace();
@@ -30,17 +49,27 @@ export function parseStrictJson(text: string, options: StrictJsonOptions = {}): 
   return value;
 }
 
-/** Decodes UTF-8 strictly (no replacement characters, BOM kept so the parser rejects it). */
-export function decodeUtf8Strict(bytes: Uint8Array): string {
-  return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+/**
+ * Decodes UTF-8 strictly (no replacement characters). The BOM is kept by default so the parser
+ * rejects it; `stripBom` drops a leading one instead.
+ */
+export function decodeUtf8Strict(bytes: Uint8Array, options: { stripBom?: boolean } = {}): string {
+  return (options.stripBom ? utf8StripBom : utf8KeepBom).decode(bytes);
 }
 
 class Parser {
   pos = 0;
+  private readonly maxDepth: number;
+  private readonly nullPrototype: boolean;
+  private readonly allowLoneSurrogates: boolean;
   constructor(
     private readonly text: string,
-    private readonly maxDepth: number,
-  ) {}
+    options: StrictJsonOptions,
+  ) {
+    this.maxDepth = options.maxDepth ?? 64;
+    this.nullPrototype = options.nullPrototype ?? false;
+    this.allowLoneSurrogates = options.allowLoneSurrogates ?? false;
+  }
 
   fail(message: string): never {
     throw new StrictJsonError(message, this.pos);
@@ -55,7 +84,7 @@ class Parser {
     }
   }
 
-  value(depth: number): unknown {
+  value(depth: number): JsonValue {
     const c = this.text[this.pos];
     switch (c) {
       case '{':
@@ -116,7 +145,7 @@ class Parser {
       }
       this.pos++;
     }
-    if (hasLoneSurrogate(out)) this.fail('lone surrogate in string');
+    if (!this.allowLoneSurrogates && hasLoneSurrogate(out)) this.fail('lone surrogate in string');
     return out;
   }
 
@@ -153,10 +182,10 @@ class Parser {
     }
   }
 
-  array(depth: number): unknown[] {
+  array(depth: number): JsonValue[] {
     if (depth > this.maxDepth) this.fail(`nesting deeper than ${this.maxDepth}`);
     this.pos++;
-    const out: unknown[] = [];
+    const out: JsonValue[] = [];
     this.skipWhitespace();
     if (this.text[this.pos] === ']') {
       this.pos++;
@@ -176,10 +205,10 @@ class Parser {
     }
   }
 
-  object(depth: number): Record<string, unknown> {
+  object(depth: number): JsonObject {
     if (depth > this.maxDepth) this.fail(`nesting deeper than ${this.maxDepth}`);
     this.pos++;
-    const out: Record<string, unknown> = {};
+    const out: JsonObject = this.nullPrototype ? Object.create(null) : {};
     const seen = new Set<string>();
     this.skipWhitespace();
     if (this.text[this.pos] === '}') {

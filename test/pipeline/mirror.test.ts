@@ -1,0 +1,200 @@
+/**
+ * The mirror use case over the real filesystem store, with a scripted puller standing in for
+ * the registry (the registry paths run for real in test/embedded and test/oci).
+ */
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { FsObjectStore } from '../../shared/adapters/local/fs-object-store.ts';
+import { loadOrCreateKey } from '../../shared/adapters/local/signer.ts';
+import { type MirrorConfig, parseConfig } from '../../shared/config.ts';
+import { type MirrorJob, storageKeys } from '../../shared/domain.ts';
+import { WasmMirrorError } from '../../shared/errors.ts';
+import { createMirror, createMirrorHandler, type MirrorDeps } from '../../shared/pipeline/mirror.ts';
+import { createPublisher } from '../../shared/pipeline/publish.ts';
+import type { PublishRequest, PulledModule, RegistryTarget, WasmPuller } from '../../shared/ports.ts';
+import { noMetrics, silentLogger, systemClock } from '../../shared/ports.ts';
+
+const digestOf = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
+const BYTES = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]);
+const HEX = createHash('sha256').update(BYTES).digest('hex');
+
+class ScriptedPuller implements WasmPuller {
+  pulls: RegistryTarget[] = [];
+  tags = new Map<string, string>([['1.0', digestOf('m1')]]);
+  failWith: WasmMirrorError | undefined;
+  delayMs = 0;
+  async pullToFile(target: RegistryTarget, dest: string): Promise<PulledModule> {
+    this.pulls.push(target);
+    await new Promise((r) => setTimeout(r, this.delayMs));
+    if (this.failWith !== undefined) throw this.failWith;
+    writeFileSync(dest, BYTES);
+    return {
+      ociDigest: target.reference,
+      sha256: HEX,
+      size: BYTES.length,
+      format: 'wasm-artifact',
+      kind: 'module',
+    };
+  }
+  async resolveDigest(target: RegistryTarget): Promise<string> {
+    const d = this.tags.get(target.reference);
+    if (d === undefined) throw new WasmMirrorError('MANIFEST_UNKNOWN', 'no such tag');
+    return d;
+  }
+  async listTags(): Promise<string[]> {
+    return [...this.tags.keys()];
+  }
+}
+
+describe('mirror use case', () => {
+  let dir: string;
+  let puller: ScriptedPuller;
+  let sent: PublishRequest[];
+  let deps: MirrorDeps;
+  let config: MirrorConfig;
+
+  const job = (over: Partial<MirrorJob> = {}): MirrorJob => ({
+    sourceId: 'reg',
+    registry: 'registry.example:5000',
+    repository: 'plugins/auth',
+    tag: '1.0',
+    digest: digestOf('m1'),
+    receivedAt: new Date().toISOString(),
+    ...over,
+  });
+
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'wm-mirror-'));
+    puller = new ScriptedPuller();
+    sent = [];
+    config = parseConfig(`
+mirror: { name: unit }
+sources:
+  - { id: reg, type: distribution, registry: registry.example:5000, repositories: ["plugins/**"], webhookSecretEnv: S }
+`);
+    deps = {
+      config,
+      store: await FsObjectStore.open({ root: join(dir, 'data') }),
+      publishQueue: { send: async (body) => void sent.push(body) },
+      puller,
+      secrets: { get: async () => undefined },
+      clock: systemClock,
+      logger: silentLogger,
+      metrics: noMetrics,
+      scratchDir: dir,
+    };
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('stores the module under its sha256 and hands a record to the publisher', async () => {
+    const outcome = await createMirror(deps)(job());
+    expect(outcome).toMatchObject({ status: 'mirrored', pulled: true });
+    expect((await deps.store.head(storageKeys.module(HEX)))?.size).toBe(BYTES.length);
+    expect(sent).toEqual([
+      {
+        kind: 'record',
+        record: expect.objectContaining({
+          name: 'registry.example:5000/plugins/auth',
+          tag: '1.0',
+          ociDigest: digestOf('m1'),
+          sha256: HEX,
+        }),
+      },
+    ]);
+  });
+
+  it('skips a reference already listed, and lists another tag of the same digest without pulling', async () => {
+    const mirror = createMirror(deps);
+    await mirror(job());
+    const publish = createPublisher({ ...deps, signer: await loadOrCreateKey(join(dir, 'key')) });
+    await publish(sent);
+    expect(await mirror(job())).toMatchObject({ status: 'already-listed' });
+    expect(await mirror(job({ tag: 'stable' }))).toMatchObject({ status: 'mirrored', pulled: false });
+    expect(puller.pulls).toHaveLength(1);
+  });
+
+  it('resolves a tag-only job (Docker Hub, Quay) and pulls by digest', async () => {
+    const { digest: _omit, ...tagOnly } = job();
+    await createMirror(deps)(tagOnly);
+    expect(puller.pulls[0]!.reference).toBe(digestOf('m1'));
+  });
+
+  it('pulls once for concurrent jobs of the same digest', async () => {
+    puller.delayMs = 50;
+    const mirror = createMirror(deps);
+    const outcomes = await Promise.all([
+      mirror(job()),
+      mirror(job({ tag: 'latest' })),
+      mirror(job({ tag: 'x' })),
+    ]);
+    expect(puller.pulls).toHaveLength(1);
+    expect(outcomes.map((o) => o.status)).toEqual(['mirrored', 'mirrored', 'mirrored']);
+    expect(sent).toHaveLength(3);
+  });
+
+  it.each([
+    ['an unknown source', { sourceId: 'nope' }],
+    ['another registry', { registry: 'evil.example' }],
+    ['a repository outside the allow-list', { repository: 'secret/x' }],
+  ])('refuses %s for good, without pulling', async (_what, over) => {
+    const outcome = await createMirror(deps)(job(over));
+    expect(outcome).toMatchObject({
+      status: 'rejected',
+      error: { code: 'REGISTRY_NOT_ALLOWED', retryable: false },
+    });
+    expect(puller.pulls).toHaveLength(0);
+  });
+
+  it('remembers what the bytes are not, until the size cap changes', async () => {
+    puller.failWith = new WasmMirrorError('NOT_WASM', 'no \\0asm magic');
+    const failures: string[] = [];
+    const handler = createMirrorHandler({
+      ...deps,
+      onPermanentFailure: (_j, e) => void failures.push(e.code),
+    });
+    await handler(job());
+    await handler(job());
+    expect(failures).toEqual(['NOT_WASM', 'NOT_WASM']);
+    expect(puller.pulls).toHaveLength(1);
+    const raised = parseConfig(`
+mirror: { name: unit, maxModuleSize: 512MiB }
+sources:
+  - { id: reg, type: distribution, registry: registry.example:5000, repositories: ["plugins/**"], webhookSecretEnv: S }
+`);
+    await createMirrorHandler({ ...deps, config: raised })(job());
+    expect(puller.pulls).toHaveLength(2);
+  });
+
+  it('throws retryable failures so the queue retries them, and records nothing for them', async () => {
+    puller.failWith = new WasmMirrorError('REGISTRY_UNAVAILABLE', 'connection refused', { retryable: true });
+    const failures: string[] = [];
+    const handler = createMirrorHandler({
+      ...deps,
+      onPermanentFailure: (_j, e) => void failures.push(e.code),
+    });
+    await expect(handler(job())).rejects.toMatchObject({ code: 'REGISTRY_UNAVAILABLE' });
+    await expect(handler(job())).rejects.toMatchObject({ code: 'REGISTRY_UNAVAILABLE' });
+    expect(puller.pulls).toHaveLength(2);
+    expect(failures).toEqual([]);
+  });
+
+  it('fails closed when the credentials the config names are not set', async () => {
+    const withCreds = parseConfig(`
+sources:
+  - id: reg
+    type: distribution
+    registry: registry.example:5000
+    repositories: ["plugins/**"]
+    webhookSecretEnv: S
+    credentials: { usernameEnv: U, passwordEnv: P }
+`);
+    const outcome = await createMirror({ ...deps, config: withCreds })(job());
+    expect(outcome).toMatchObject({ status: 'rejected', error: { code: 'CONFIG_INVALID' } });
+    const passed: RegistryTarget[] = puller.pulls;
+    await createMirror({ ...deps, config: withCreds, secrets: { get: async (n) => `${n}-value` } })(job());
+    expect(passed[0]!.credentials).toEqual({ username: 'U-value', password: 'P-value' });
+  });
+});
