@@ -51,7 +51,8 @@ const REQUIRED: Record<FunctionRole, readonly (keyof typeof ENV)[]> = {
   webhook: ['bucketName', 'mirrorQueueUrl'],
   mirror: ['bucketName', 'publishQueueUrl', 'mirrorQueueUrl'],
   publish: ['bucketName', 'signingKeyId'],
-  keys: ['bucketName', 'signingKeyId'],
+  // The keys resource queues the startup re-sign on the publish queue.
+  keys: ['bucketName', 'signingKeyId', 'publishQueueUrl'],
 };
 
 /** Bundled next to the handler by the CDK app. */

@@ -232,11 +232,14 @@ function translateWriteError(key: string, err: unknown, createOnly: boolean): Wa
   if (createOnly && (status === 412 || name === 'PreconditionFailed')) {
     return new WasmMirrorError('ALREADY_EXISTS', `${key} already exists`, { cause: err, details: { key } });
   }
-  // S3 answers 409 when a concurrent conditional write to the same key won the race.
-  if (createOnly && (status === 409 || name === 'ConditionalRequestConflict')) {
-    return new WasmMirrorError('ALREADY_EXISTS', `${key} was created concurrently`, {
+  // 409 ConditionalRequestConflict means another conditional write to the key was in flight and
+  // S3 could not decide this one: the object may or may not exist afterwards, and AWS asks the
+  // caller to retry (the retry then gets 200 or a definite 412). Never ALREADY_EXISTS.
+  if (status === 409 || name === 'ConditionalRequestConflict') {
+    return new WasmMirrorError('STORAGE_FAILURE', `S3 write ${key}: conflicting conditional write, retry`, {
       cause: err,
-      details: { key },
+      retryable: true,
+      details: { key, awsError: name, httpStatus: status },
     });
   }
   if (name === 'BadDigest' || name === 'InvalidDigest' || name === 'XAmzContentSHA256Mismatch') {

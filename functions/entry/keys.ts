@@ -1,5 +1,6 @@
 import { loadFunctionEnv } from '../config.ts';
-import { createKeysResourceHandler } from '../handlers/keys.ts';
+import { createLazyKeysResourceHandler } from '../handlers/keys.ts';
 import { createAwsRuntime } from '../runtime.ts';
 
-export const handler = createKeysResourceHandler(await createAwsRuntime(loadFunctionEnv('keys')));
+// Built inside the handler: CloudFormation must get an answer even when the runtime cannot start.
+export const handler = createLazyKeysResourceHandler(() => createAwsRuntime(loadFunctionEnv('keys')));

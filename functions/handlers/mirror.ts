@@ -1,6 +1,9 @@
 /**
  * SQS mirror queue → the shared mirror handler, one record at a time through Powertools'
- * BatchProcessor. A record that throws (a retryable failure) is reported in batchItemFailures and
+ * BatchProcessor, strictly in sequence: each pull stages a module of up to the size cap in /tmp
+ * and holds it in memory while it is checked, so a batch in parallel would need batch-size times
+ * the scratch space, and the event source's maximum concurrency would no longer bound the pulls
+ * one registry sees. A record that throws (a retryable failure) is reported in batchItemFailures and
  * redelivered by SQS until its redrive policy moves it to the dead-letter queue; the others in
  * the batch are deleted.
  */
@@ -65,6 +68,6 @@ export function createMirrorQueueHandler(runtime: AwsRuntime) {
   };
 
   const handle = (event: SQSEvent, context: Context): Promise<SQSBatchResponse> =>
-    processPartialResponse(event, recordHandler, processor, { context });
+    processPartialResponse(event, recordHandler, processor, { context, processInParallel: false });
   return withPowertools(handle, runtime.powertools);
 }

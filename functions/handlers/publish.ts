@@ -19,27 +19,30 @@ export function createPublishQueueHandler(runtime: AwsRuntime) {
 
   const handle = async (event: SQSEvent, _context: Context): Promise<SQSBatchResponse> => {
     const requests: PublishRequest[] = [];
-    const malformed: string[] = [];
     for (const record of event.Records) {
       try {
         requests.push(parsePublishRequest(record.body));
       } catch (err) {
-        // Reported as failed so it ends in the dead-letter queue for a human, not silently dropped.
-        logger.error('malformed publish request', {
+        // Acknowledged, not failed: the queue has one message group, so a message that can never
+        // parse would hold back every publish behind it (and, failing with its batch, push good
+        // requests into the dead-letter queue). The log line and the metric are the record.
+        logger.error('malformed publish request dropped', {
           messageId: record.messageId,
+          body: record.body.slice(0, 1024),
           error: toWasmMirrorError(err),
         });
-        malformed.push(record.messageId);
+        deps.metrics.count('publish_requests_malformed');
       }
     }
     if (requests.length > 0) {
-      // A failed publish throws: the whole batch is retried in order, nothing is half-applied.
+      // A failed publish (S3, KMS) throws: the whole batch is retried in order, nothing is
+      // half-applied, and the function's error alarm fires.
       const outcome = await publish(requests);
       logger.info('publish done', { ...outcome, requests: requests.length });
       if (outcome.published) deps.metrics.count('manifests_published');
       await recordManifestAge(runtime);
     }
-    return { batchItemFailures: malformed.map((id) => ({ itemIdentifier: id })) };
+    return { batchItemFailures: [] };
   };
   return withPowertools(handle, runtime.powertools);
 }

@@ -4,8 +4,9 @@
  * PublishRequests. Bodies are checked here, at the edge, before a use case sees them.
  */
 import type { MirrorConfig } from '../../shared/config.ts';
-import type { MirrorJob } from '../../shared/domain.ts';
+import { MANIFEST_TYPE, type MirrorJob, type ModuleRecord } from '../../shared/domain.ts';
 import { WasmMirrorError } from '../../shared/errors.ts';
+import { toManifestModule, validatePayload } from '../../shared/manifest/index.ts';
 import type { PublishRequest } from '../../shared/ports.ts';
 import { parseEcrTrusted } from '../../shared/sources/index.ts';
 
@@ -37,10 +38,28 @@ export function parsePublishRequest(body: string): PublishRequest {
     const r = value.record as unknown as Record<string, unknown>;
     const strings = ['name', 'tag', 'ociDigest', 'sha256', 'format', 'kind', 'mirroredAt'];
     if (strings.every((k) => typeof r[k] === 'string') && typeof r.size === 'number') {
+      // Checked against the manifest schema here, so a record that could never be signed is
+      // refused at the edge instead of failing every publish it is folded into.
+      checkManifestModule(value.record);
       return { kind: 'record', record: value.record };
     }
   }
   throw malformed('not a PublishRequest');
+}
+
+function checkManifestModule(record: ModuleRecord): void {
+  try {
+    validatePayload({
+      type: MANIFEST_TYPE,
+      mirror: 'record-check',
+      version: 0,
+      issuedAt: '2000-01-01T00:00:00Z',
+      expiresAt: '2000-01-02T00:00:00Z',
+      modules: [toManifestModule(record)],
+    });
+  } catch (err) {
+    throw malformed(`not a publishable record: ${(err as Error).message}`, err);
+  }
 }
 
 function isReconcile(value: unknown): value is { kind: 'reconcile'; sourceId: string } {
@@ -72,7 +91,8 @@ function isEcrEvent(value: unknown): value is EcrEvent {
  * registry host may turn it into a job, so the pull goes where the config says.
  */
 function fromEcrEvent(event: EcrEvent, raw: string, config: MirrorConfig, receivedAt: Date): MirrorMessage {
-  const host = `${event.account}.dkr.ecr.${event.region}.amazonaws.com`;
+  const suffix = String(event.region).startsWith('cn-') ? '.cn' : '';
+  const host = `${event.account}.dkr.ecr.${event.region}.amazonaws.com${suffix}`;
   const source = config.sources.find((s) => s.type === 'ecr' && s.registry === host);
   if (source === undefined) return { kind: 'ignored', reason: `no ecr source for ${host}` };
   // EventBridge delivery is authenticated by IAM (the queue policy only admits the ECR rule).

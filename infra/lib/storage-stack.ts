@@ -4,7 +4,15 @@
  * Everything here is retained on stack deletion; the pipeline stack can be torn down and
  * rebuilt freely.
  */
-import { CfnOutput, Duration, RemovalPolicy, Stack, type StackProps, Validations } from 'aws-cdk-lib';
+import {
+  CfnOutput,
+  CfnResource,
+  Duration,
+  RemovalPolicy,
+  Stack,
+  type StackProps,
+  Validations,
+} from 'aws-cdk-lib';
 import {
   AllowedMethods,
   CachePolicy,
@@ -162,6 +170,14 @@ export class StorageStack extends Stack {
       description: 'KMS key signing manifests.',
     });
     new CfnOutput(this, 'BucketName', { value: this.bucket.bucketName });
+
+    // Retain everything, not only the bucket and keys: the bucket policy keeps TLS enforced and
+    // CloudFront's read access on the retained bucket, the distribution keeps the URL agents are
+    // configured with (its cache policies, function and origin access control go with it), the
+    // key policies name the publisher role, and the alias is how operators find the active key.
+    for (const child of this.node.findAll()) {
+      if (child instanceof CfnResource) child.applyRemovalPolicy(RemovalPolicy.RETAIN);
+    }
   }
 
   private createSigningKey(generation: number): Key {
@@ -210,7 +226,7 @@ export class StorageStack extends Stack {
   private createDistribution(): Distribution {
     const origin = S3BucketOrigin.withOriginAccessControl(this.bucket);
     const immutable = new CachePolicy(this, 'ImmutableCache', {
-      comment: 'Content-addressed modules and numbered manifests never change.',
+      comment: 'Numbered manifests never change.',
       defaultTtl: Duration.days(365),
       minTtl: Duration.days(1),
       maxTtl: Duration.days(365),
@@ -224,6 +240,16 @@ export class StorageStack extends Stack {
       maxTtl: Duration.seconds(60),
       enableAcceptEncodingGzip: true,
       enableAcceptEncodingBrotli: true,
+    });
+    // Modules are stored and served uncompressed (compress: false), so Accept-Encoding stays out
+    // of the cache key: one cached copy per module instead of one per encoding a client asks for.
+    const modules = new CachePolicy(this, 'ModuleCache', {
+      comment: 'Content-addressed module bytes, served exactly as stored.',
+      defaultTtl: Duration.days(365),
+      minTtl: Duration.days(1),
+      maxTtl: Duration.days(365),
+      enableAcceptEncodingGzip: false,
+      enableAcceptEncodingBrotli: false,
     });
     const keys = new CachePolicy(this, 'KeysCache', {
       comment: 'keys.json changes only when a key is added.',
@@ -261,7 +287,7 @@ export class StorageStack extends Stack {
         'manifests/latest.json': { ...base, cachePolicy: latest, compress: true },
         'manifests/*': { ...base, cachePolicy: immutable, compress: true },
         // Module bytes go out exactly as stored; agents check their sha256.
-        'modules/*': { ...base, cachePolicy: immutable, compress: false },
+        'modules/*': { ...base, cachePolicy: modules, compress: false },
         'keys.json': { ...base, cachePolicy: keys, compress: true },
       },
     });

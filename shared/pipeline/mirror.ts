@@ -37,6 +37,8 @@ export type MirrorOutcome =
   /** `pulled` is false when the bytes were mirrored before and only the listing was new. */
   | { status: 'mirrored'; record: ModuleRecord; pulled: boolean }
   | { status: 'already-listed'; name: string; tag: string; ociDigest: string }
+  /** The tag no longer points at the job's digest: a late or replayed delivery, never listed. */
+  | { status: 'stale'; name: string; tag: string; ociDigest: string; current: string }
   | { status: 'rejected'; error: WasmMirrorError };
 
 /** Queue handler: permanent failures are recorded and acknowledged; transient ones throw to be retried. */
@@ -107,9 +109,18 @@ async function mirrorOnce(
   const credentials = await loadCredentials(deps, source);
   if (credentials !== undefined) target.credentials = credentials;
 
-  // Senders without digests (Docker Hub, Quay) name only a tag: resolve it first, so a repeated
-  // delivery of an unchanged tag costs one HEAD request.
-  const ociDigest = job.digest ?? (await deps.puller.resolveDigest(target));
+  // What the tag points at now, asked of the registry itself: a webhook only says what it pointed
+  // at when the delivery was made, and a late retry or a replayed (validly signed) delivery must
+  // never move a tag back. Senders without digests (Docker Hub, Quay) need this lookup anyway.
+  let ociDigest: string;
+  if (job.tag !== undefined) {
+    ociDigest = await deps.puller.resolveDigest({ ...target, reference: job.tag });
+    if (job.digest !== undefined && ociDigest !== job.digest) {
+      return { status: 'stale', name, tag, ociDigest: job.digest, current: ociDigest };
+    }
+  } else {
+    ociDigest = job.digest!;
+  }
   const latest = await readLatestManifest(deps.store);
   const listed = latest?.payload.modules.find(
     (m) => m.name === name && m.ociDigest === ociDigest && (m.tag === tag || tag === ''),

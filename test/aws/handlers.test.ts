@@ -11,7 +11,7 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import type { APIGatewayProxyEventV2, CloudFormationCustomResourceCreateEvent, SQSEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadFunctionEnv } from '../../functions/config.ts';
-import { createKeysResourceHandler } from '../../functions/handlers/keys.ts';
+import { createKeysResourceHandler, createLazyKeysResourceHandler } from '../../functions/handlers/keys.ts';
 import { createMirrorQueueHandler } from '../../functions/handlers/mirror.ts';
 import { createPublishQueueHandler } from '../../functions/handlers/publish.ts';
 import { parseMirrorMessage, parsePublishRequest } from '../../functions/handlers/records.ts';
@@ -42,7 +42,11 @@ sources:
 `);
 const digestOf = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
 
-/** A puller that "pulls" fixed bytes; the repository `plugins/flaky` fails like an outage. */
+/**
+ * A puller that "pulls" fixed bytes; the repository `plugins/flaky` fails like an outage. A tag
+ * resolves to the sha256 of its name, so jobs name that digest (the mirror asks the registry what
+ * the tag points at and treats a differing delivery digest as stale).
+ */
 function fakePuller(bytes: Uint8Array): WasmPuller {
   return {
     async pullToFile(target, dest): Promise<PulledModule> {
@@ -171,7 +175,7 @@ describe('Lambda handlers on emulators', () => {
       registry: '127.0.0.1:5999',
       repository: 'plugins/auth',
       tag: '1.0',
-      digest: digestOf('auth'),
+      digest: digestOf('1.0'),
       receivedAt,
     });
     await producer.send({
@@ -179,7 +183,7 @@ describe('Lambda handlers on emulators', () => {
       registry: '127.0.0.1:5999',
       repository: 'plugins/flaky',
       tag: '1.0',
-      digest: digestOf('flaky'),
+      digest: digestOf('1.0'),
       receivedAt,
     });
     // Not allowed by the source's repository globs: a permanent failure, acknowledged.
@@ -188,7 +192,7 @@ describe('Lambda handlers on emulators', () => {
       registry: '127.0.0.1:5999',
       repository: 'other/x',
       tag: '1',
-      digest: digestOf('x'),
+      digest: digestOf('1'),
       receivedAt,
     });
     await producer.send(ecrEvent('999999999999', 'wasm/filter', '2.0') as never);
@@ -216,7 +220,10 @@ describe('Lambda handlers on emulators', () => {
   });
 
   it('publish: folds the FIFO batch into one signed manifest that the agent verifies', async () => {
-    const handler = createPublishQueueHandler(await h.runtime('publish', config));
+    const publishRuntime = await h.runtime('publish', config);
+    const counted: string[] = [];
+    publishRuntime.deps.metrics = { count: (name) => void counted.push(name), gauge() {} };
+    const handler = createPublishQueueHandler(publishRuntime);
     const rounds = await drain(h.emu.sqs, h.publishQueue, handler);
     expect(rounds.reduce((n, r) => n + r.deleted, 0)).toBeGreaterThanOrEqual(1);
     const latest = await h.s3.send(new GetObjectCommand({ Bucket: h.bucket, Key: 'manifests/latest.json' }));
@@ -234,28 +241,44 @@ describe('Lambda handlers on emulators', () => {
     const sign = h.kms.calls.filter((c) => c.target === 'TrentService.Sign');
     expect(sign.at(-1)!.body).toMatchObject({ MessageType: 'DIGEST', SigningAlgorithm: 'ECDSA_SHA_256' });
 
-    // A scheduled re-sign of a fresh manifest changes nothing; a malformed request is reported.
+    // A scheduled re-sign of a fresh manifest changes nothing. A malformed request is logged,
+    // counted and acknowledged: failing it would hold the single message group (every later
+    // publish) behind a message that can never succeed.
     const producer = (await h.runtime('mirror', config)).deps.publishQueue;
     await producer.send({ kind: 'resign', reason: 'schedule' });
     await producer.send({ kind: 'bogus' } as never, { dedupeId: 'bogus' });
     const again = await drain(h.emu.sqs, h.publishQueue, handler);
     expect(again.reduce((n, r) => n + r.received, 0)).toBe(2);
-    expect(again.flatMap((r) => r.failed)).toHaveLength(1);
+    expect(again.flatMap((r) => r.failed)).toEqual([]);
+    expect(again.reduce((n, r) => n + r.deleted, 0)).toBe(2);
+    expect(counted).toContain('publish_requests_malformed');
+    const deadPublishes: unknown[] = [];
+    await drain(h.emu.sqs, h.publishDlq, async (event: SQSEvent) => {
+      for (const r of event.Records) deadPublishes.push(JSON.parse(r.body));
+    });
+    expect(deadPublishes).toEqual([]);
     const after = await h.s3.send(new GetObjectCommand({ Bucket: h.bucket, Key: 'manifests/latest.json' }));
     expect(Buffer.from(await after.Body!.transformToByteArray()).equals(Buffer.from(bytes))).toBe(true);
 
     // fauxqs hands out one FIFO message per receive, so a multi-record batch is built here, as
     // Lambda delivers it: several requests become one new version.
+    // Malformed records in the batch (not JSON; a record the manifest schema refuses) are dropped
+    // and the rest still publish.
     const record = verified.payload.modules[0]!;
+    counted.length = 0;
     const batch: SQSEvent = {
       Records: [
         { kind: 'record', record: { ...record, tag: '1.1', kind: 'module' } },
+        { kind: 'record', record: { ...record, tag: '1.3', sha256: 'not-hex', kind: 'module' } },
         { kind: 'record', record: { ...record, tag: '1.2', kind: 'module' } },
         { kind: 'resign', reason: 'manual' },
-      ].map((body, i) => sqsRecord(`m${i}`, JSON.stringify(body), h.publishQueue.arn)),
+      ]
+        .map((body, i) => sqsRecord(`m${i}`, JSON.stringify(body), h.publishQueue.arn))
+        .concat(sqsRecord('m-broken', '{"kind":"record",', h.publishQueue.arn)),
     };
     const result = await handler(batch, lambdaContext('publish'));
     expect(result.batchItemFailures).toEqual([]);
+    expect(counted.filter((n) => n === 'publish_requests_malformed')).toHaveLength(2);
     const v2 = await h.s3.send(new GetObjectCommand({ Bucket: h.bucket, Key: 'manifests/latest.json' }));
     const payload = verifyManifest(await v2.Body!.transformToByteArray(), {
       trustedKeys: trusted,
@@ -302,6 +325,16 @@ describe('Lambda handlers on emulators', () => {
       const trusted = loadTrustedKeys(await keysJson.Body!.transformToString());
       expect(trusted.map((k) => k.keyid)).toEqual([keyid]);
 
+      // The deploy leaves a startup re-sign on the publish queue, so the mirror has a manifest
+      // without waiting for the schedule.
+      const queued: SQSEvent['Records'] = [];
+      await drain(h.emu.sqs, h.publishQueue, async (e: SQSEvent) => void queued.push(...e.Records));
+      expect(queued.map((r) => JSON.parse(r.body))).toEqual([{ kind: 'resign', reason: 'startup' }]);
+      expect(queued[0]!.attributes).toMatchObject({
+        MessageGroupId: 'publish',
+        MessageDeduplicationId: 'startup-req-1',
+      });
+
       // Without a signing key the resource fails, and says so, instead of hanging the stack.
       const broken = await h.runtime('keys', config);
       const noKey = {
@@ -315,6 +348,53 @@ describe('Lambda handlers on emulators', () => {
       expect(responses.at(-1)).toMatchObject({
         body: { Status: 'FAILED', RequestId: 'req-2', Reason: expect.stringContaining('AccessDenied') },
       });
+
+      // A runtime that cannot be built is answered too (FAILED with the reason, SUCCESS for a
+      // Delete that has nothing to undo); the first successful build is kept.
+      let builds = 0;
+      const lazy = createLazyKeysResourceHandler(async () => {
+        builds++;
+        if (builds === 1) throw new WasmMirrorError('CONFIG_INVALID', 'config file unreadable');
+        return h.runtime('keys', config);
+      });
+      await lazy({ ...event, RequestId: 'req-3' }, lambdaContext('keys'));
+      expect(responses.at(-1)).toMatchObject({
+        body: {
+          Status: 'FAILED',
+          RequestId: 'req-3',
+          Reason: expect.stringContaining('CONFIG_INVALID: config file unreadable'),
+          PhysicalResourceId: expect.any(String),
+        },
+      });
+      await lazy({ ...event, RequestId: 'req-4' }, lambdaContext('keys'));
+      await lazy({ ...event, RequestId: 'req-5' }, lambdaContext('keys'));
+      expect(responses.slice(-2)).toMatchObject([
+        { body: { Status: 'SUCCESS', RequestId: 'req-4' } },
+        { body: { Status: 'SUCCESS', RequestId: 'req-5' } },
+      ]);
+      expect(builds).toBe(2);
+      const failing = createLazyKeysResourceHandler(() => Promise.reject(new Error('no config')));
+      await failing(
+        { ...event, RequestType: 'Delete', RequestId: 'req-6', PhysicalResourceId: 'keys-json-x' },
+        lambdaContext('keys'),
+      );
+      expect(responses.at(-1)).toMatchObject({
+        body: { Status: 'SUCCESS', RequestId: 'req-6', PhysicalResourceId: 'keys-json-x' },
+      });
+
+      // The deployed entry point: its environment is missing here, and it still answers.
+      vi.stubEnv('WASM_MIRROR_BUCKET', '');
+      const entry = await import('../../functions/entry/keys.ts');
+      await entry.handler({ ...event, RequestId: 'req-7' }, lambdaContext('keys'));
+      expect(responses.at(-1)).toMatchObject({
+        method: 'PUT',
+        body: {
+          Status: 'FAILED',
+          RequestId: 'req-7',
+          Reason: expect.stringContaining('WASM_MIRROR_BUCKET'),
+        },
+      });
+      await drain(h.emu.sqs, h.publishQueue, async () => {});
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
@@ -344,6 +424,50 @@ sources:
     ).toMatchObject({
       kind: 'ignored',
     });
+  });
+
+  it('mirror: processes the records of a batch one after another, never two pulls at once', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const base = fakePuller(moduleBytes);
+    const puller: WasmPuller = {
+      ...base,
+      async pullToFile(target, dest, options) {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        try {
+          await new Promise((resolve) => setTimeout(resolve, 30));
+          return await base.pullToFile(target, dest, options);
+        } finally {
+          inFlight--;
+        }
+      },
+    };
+    const runtime = await h.runtime('mirror', config, { puller });
+    const published: unknown[] = [];
+    runtime.deps.publishQueue = { send: async (body) => void published.push(body) };
+    const handler = createMirrorQueueHandler(runtime);
+    const receivedAt = new Date().toISOString();
+    const batch: SQSEvent = {
+      Records: ['seq-a', 'seq-b', 'seq-c', 'seq-d'].map((name, i) =>
+        sqsRecord(
+          `s${i}`,
+          JSON.stringify({
+            sourceId: 'local',
+            registry: '127.0.0.1:5999',
+            repository: `plugins/${name}`,
+            tag: '1.0',
+            digest: digestOf('1.0'),
+            receivedAt,
+          }),
+          h.mirrorQueue.arn,
+        ),
+      ),
+    };
+    const result = await handler(batch, lambdaContext("mirror"));
+    expect(result.batchItemFailures).toEqual([]);
+    expect(published).toHaveLength(4);
+    expect(most).toBe(1);
   });
 });
 
@@ -376,6 +500,23 @@ describe('queue message parsing', () => {
     expect(() => parseMirrorMessage('{"sourceId":"local"}', config, new Date())).toThrow(/MirrorJob/);
     expect(() => parseMirrorMessage('not json', config, new Date())).toThrow(/JSON/);
     expect(() => parsePublishRequest('{"kind":"resign","reason":"whenever"}')).toThrow(/PublishRequest/);
+    expect(() =>
+      parsePublishRequest(
+        JSON.stringify({
+          kind: 'record',
+          record: {
+            name: 'ghcr.io/acme/x',
+            tag: '1',
+            ociDigest: 'sha256:nope',
+            sha256: 'zz',
+            size: 1,
+            format: 'wasm-artifact',
+            kind: 'module',
+            mirroredAt: 'yesterday',
+          },
+        }),
+      ),
+    ).toThrow(/publishable record/);
     expect(parsePublishRequest('{"kind":"resign","reason":"manual"}')).toEqual({
       kind: 'resign',
       reason: 'manual',
@@ -387,8 +528,17 @@ describe('queue message parsing', () => {
       /WASM_MIRROR_SIGNING_KEY_ID/,
     );
     expect(() => loadFunctionEnv('webhook', {})).toThrow(/WASM_MIRROR_BUCKET/);
+    expect(() => loadFunctionEnv('keys', { WASM_MIRROR_BUCKET: 'b', WASM_MIRROR_SIGNING_KEY_ID: 'k' })).toThrow(
+      /WASM_MIRROR_PUBLISH_QUEUE_URL/,
+    );
     expect(
-      Object.isFrozen(loadFunctionEnv('keys', { WASM_MIRROR_BUCKET: 'b', WASM_MIRROR_SIGNING_KEY_ID: 'k' })),
+      Object.isFrozen(
+        loadFunctionEnv('keys', {
+          WASM_MIRROR_BUCKET: 'b',
+          WASM_MIRROR_SIGNING_KEY_ID: 'k',
+          WASM_MIRROR_PUBLISH_QUEUE_URL: 'https://sqs.example/q.fifo',
+        }),
+      ),
     ).toBe(true);
   });
 });

@@ -1,8 +1,9 @@
 /**
- * Create-only writes. S3 enforces `If-None-Match: *` and answers 412 PreconditionFailed (or 409
- * ConditionalRequestConflict when two conditional writes race); fauxqs does NOT enforce
- * If-None-Match, so this test puts the real S3Client in front of a stub endpoint on 127.0.0.1
- * that answers the way S3 does and checks the adapter's translation to ALREADY_EXISTS.
+ * Create-only writes. S3 enforces `If-None-Match: *` and answers 412 PreconditionFailed when the
+ * object exists, or 409 ConditionalRequestConflict when another conditional write to the key is
+ * in flight (AWS: retry the request). fauxqs does NOT enforce If-None-Match, so this test puts the
+ * real S3Client in front of a stub endpoint on 127.0.0.1 that answers the way S3 does and checks
+ * the adapter's translation: 412 to ALREADY_EXISTS, 409 to a retryable STORAGE_FAILURE.
  */
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -83,15 +84,18 @@ describe('S3ObjectStore.create against S3 conditional-write answers', () => {
     expect(err).toMatchObject({ code: 'ALREADY_EXISTS', retryable: false });
   });
 
-  it('translates 409 ConditionalRequestConflict into ALREADY_EXISTS', async () => {
+  it('translates 409 ConditionalRequestConflict into a retryable STORAGE_FAILURE, not ALREADY_EXISTS', async () => {
     answer = {
       status: 409,
       body: s3Error('ConditionalRequestConflict', 'A conflicting conditional operation is in progress'),
     };
     const store = new S3ObjectStore({ bucket: 'mirror', client });
-    await expect(
-      store.create('manifests/8.json', new Uint8Array([1]), { contentType: 'application/json' }),
-    ).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
+    // The race is undecided: the publisher must retry this version, not skip to the next one.
+    const err = await store
+      .create('manifests/8.json', new Uint8Array([1]), { contentType: 'application/json' })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WasmMirrorError);
+    expect(err).toMatchObject({ code: 'STORAGE_FAILURE', retryable: true });
   });
 
   it('a 412 on a plain put is a storage failure, not ALREADY_EXISTS', async () => {

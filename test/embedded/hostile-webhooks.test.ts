@@ -179,4 +179,34 @@ sources:
     const later = await waitForManifest(mirror.url, () => true);
     expect(later.payload.version).toBe(manifest.payload.version);
   });
+
+  it('never moves a tag back for a replayed or late delivery', async () => {
+    const a = proxyWasmModule({ marker: 'replay a' });
+    const b = proxyWasmModule({ marker: 'replay b' });
+    const { digest: digestA } = await pushWasm(registry.host, 'plugins/replay:1.0', a, 'wasm-artifact');
+    const old = distributionEnvelope([
+      { repository: 'plugins/replay', tag: '1.0', digest: digestA, host: registry.host },
+    ]);
+    expect((await post(old)).status).toBe(202);
+    await waitForManifest(mirror.url, (p) => p.modules.some((m) => m.ociDigest === digestA));
+    const { digest: digestB } = await pushWasm(registry.host, 'plugins/replay:1.0', b, 'wasm-artifact');
+    const fresh = distributionEnvelope([
+      { repository: 'plugins/replay', tag: '1.0', digest: digestB, host: registry.host },
+    ]);
+    expect((await post(fresh)).status).toBe(202);
+    const moved = await waitForManifest(mirror.url, (p) => p.modules.some((m) => m.ociDigest === digestB));
+    // The old delivery again, under a new event id: accepted, checked against the registry, dropped.
+    const replay = distributionEnvelope([
+      { repository: 'plugins/replay', tag: '1.0', digest: digestA, host: registry.host },
+    ]);
+    expect((await post(replay)).status).toBe(202);
+    const deadline = Date.now() + 10_000;
+    while ((await metric(/wasm_mirror_mirror_results_total\{[^}]*reason="stale"[^}]*\} (\d+)/)) < 1) {
+      if (Date.now() > deadline) throw new Error('the replay was never processed');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const after = await waitForManifest(mirror.url, () => true);
+    expect(after.payload.version).toBe(moved.payload.version);
+    expect(after.payload.modules.find((m) => m.name.endsWith('/plugins/replay'))?.ociDigest).toBe(digestB);
+  });
 });

@@ -23,7 +23,7 @@ const HEX = createHash('sha256').update(BYTES).digest('hex');
 
 class ScriptedPuller implements WasmPuller {
   pulls: RegistryTarget[] = [];
-  tags = new Map<string, string>([['1.0', digestOf('m1')]]);
+  tags = new Map<string, string>(['1.0', 'stable', 'latest', 'x'].map((t) => [t, digestOf('m1')]));
   failWith: WasmMirrorError | undefined;
   delayMs = 0;
   async pullToFile(target: RegistryTarget, dest: string): Promise<PulledModule> {
@@ -114,6 +114,17 @@ sources:
     expect(await mirror(job())).toMatchObject({ status: 'already-listed' });
     expect(await mirror(job({ tag: 'stable' }))).toMatchObject({ status: 'mirrored', pulled: false });
     expect(puller.pulls).toHaveLength(1);
+  });
+
+  it('never lists a late or replayed delivery for a tag that has since moved', async () => {
+    puller.tags.set('1.0', digestOf('m2'));
+    const outcome = await createMirror(deps)(job());
+    expect(outcome).toMatchObject({ status: 'stale', ociDigest: digestOf('m1'), current: digestOf('m2') });
+    expect(puller.pulls).toHaveLength(0);
+    expect(sent).toHaveLength(0);
+    // A digest-only delivery of the old digest is still mirrored, listed under no tag.
+    const { tag: _omit, ...digestOnly } = job();
+    expect(await createMirror(deps)(digestOnly)).toMatchObject({ status: 'mirrored', record: { tag: '' } });
   });
 
   it('resolves a tag-only job (Docker Hub, Quay) and pulls by digest', async () => {
