@@ -4,8 +4,9 @@
  * the schedule. Called by CloudFormation directly (no provider framework), so it answers on the
  * pre-signed ResponseURL itself, always, even when the runtime cannot be built.
  */
-import type { CloudFormationCustomResourceEvent, Context } from 'aws-lambda';
+
 import { Logger } from '@aws-lambda-powertools/logger';
+import type { CloudFormationCustomResourceEvent, Context } from 'aws-lambda';
 import { toWasmMirrorError } from '../../shared/errors.ts';
 import { writeKeysJson } from '../../shared/pipeline/publish.ts';
 import type { PublishRequest } from '../../shared/ports.ts';
@@ -68,7 +69,10 @@ export function createKeysResourceHandler(runtime: AwsRuntime, send: ResponseSen
   return withPowertools(handle, runtime.powertools);
 }
 
-export type KeysResourceHandler = (event: CloudFormationCustomResourceEvent, context: Context) => Promise<void>;
+export type KeysResourceHandler = (
+  event: CloudFormationCustomResourceEvent,
+  context: Context,
+) => Promise<void>;
 
 /**
  * The entry point's handler: builds the runtime on the first invocation, inside the handler, so a

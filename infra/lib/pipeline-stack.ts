@@ -4,15 +4,7 @@
  * keys.json custom resource and the alarms. Safe to destroy and redeploy; state lives in the
  * storage stack.
  */
-import {
-  Aws,
-  CfnOutput,
-  CustomResource,
-  Duration,
-  Stack,
-  type StackProps,
-  Validations,
-} from 'aws-cdk-lib';
+import { Aws, CfnOutput, CustomResource, Duration, Stack, type StackProps, Validations } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import { HttpApi, HttpMethod, HttpStage, LogGroupLogDestination } from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
@@ -30,8 +22,8 @@ import { SqsQueue } from 'aws-cdk-lib/aws-events-targets';
 import { type IRole, PolicyStatement, Role } from 'aws-cdk-lib/aws-iam';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
-import { Topic } from 'aws-cdk-lib/aws-sns';
 import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import { Topic } from 'aws-cdk-lib/aws-sns';
 import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import type { Construct } from 'constructs';
 import { ecrRegistry } from '../../functions/adapters/ecr-host.ts';
@@ -216,7 +208,9 @@ export class PipelineStack extends Stack {
     const prefix = secretsPrefix(config);
     const webhookSecrets = new Set(config.sources.flatMap((s) => s.webhookSecretEnv ?? []));
     const credentialSecrets = new Set(
-      config.sources.flatMap((s) => (s.credentials ? [s.credentials.usernameEnv, s.credentials.passwordEnv] : [])),
+      config.sources.flatMap((s) =>
+        s.credentials ? [s.credentials.usernameEnv, s.credentials.passwordEnv] : [],
+      ),
     );
     const secretByName = new Map<string, ISecret>();
     const secretNamed = (name: string): ISecret => {

@@ -73,6 +73,9 @@ export interface SyncResult {
 }
 
 export const STATE_FILE = 'agent-state.json';
+/** Module downloads must finish within this plus one second per 64 KiB (a floor of 64 KiB/s). */
+const MODULE_DEADLINE_BASE_MS = 60_000;
+const MODULE_FLOOR_BYTES_PER_SECOND = 64 * 1024;
 export const MANIFEST_FILE = 'manifest.json';
 const MODULE_FILE = /^([a-f0-9]{64})\.wasm$/;
 const STALE_TEMP_MS = 3600_000;
@@ -375,7 +378,21 @@ export class WasmMirrorAgent {
   /** Downloads and verifies into a temp file; `finish` then fsyncs and renames it into place. */
   async #download(m: ManifestModule, signal?: AbortSignal): Promise<{ finish: Promise<void> }> {
     const url = new URL(`${this.#o.mirrorUrl}/modules/sha256/${m.sha256}.wasm`);
-    const got = await this.#http.get(url, {}, signal);
+    // A mirror trickling bytes never trips the idle timeout: bound the whole download too, by a
+    // floor rate no working mirror falls under.
+    const deadlineMs = MODULE_DEADLINE_BASE_MS + Math.ceil(m.size / MODULE_FLOOR_BYTES_PER_SECOND) * 1000;
+    const deadline = AbortSignal.timeout(deadlineMs);
+    const requestSignal = signal ? AbortSignal.any([signal, deadline]) : deadline;
+    const timedOut = (err: unknown) =>
+      deadline.aborted
+        ? new WasmMirrorError('TIMEOUT', `${url.href}: not downloaded within ${deadlineMs} ms`, {
+            cause: err,
+            retryable: true,
+          })
+        : err;
+    const got = await this.#http.get(url, {}, requestSignal).catch((err) => {
+      throw timedOut(err);
+    });
     if (got.status !== 200) {
       discard(got.res);
       throw new WasmMirrorError('MIRROR_UNAVAILABLE', `${url.href}: HTTP ${got.status}`, { retryable: true });
@@ -400,7 +417,7 @@ export class WasmMirrorAgent {
         writeAllFd(fd, chunks),
       );
     } catch (err) {
-      return abandon(err);
+      return abandon(timedOut(err));
     }
     // Verified bytes: durable first, then visible under their hash. Returned in an object, since
     // awaiting a returned promise would make the download wait for the fsync.

@@ -41,7 +41,9 @@ export function createPublisher(
   return async (requests) => {
     const records = requests.flatMap((r) => (r.kind === 'record' ? [r.record] : []));
     const manual = requests.some((r) => r.kind === 'resign' && r.reason === 'manual');
-    let base = await readLatestManifest(deps.store);
+    // latest.json missing while versions exist (deleted by hand, a bucket restored in part):
+    // continue from the highest version rather than walking up from 1.
+    let base = (await readLatestManifest(deps.store)) ?? (await readHighestVersion(deps.store));
     // A version past latest.json exists when an earlier publish stopped between its two writes
     // (or another publisher won a race): adopt it so latest.json catches up.
     let mustAdvance = false;
@@ -100,6 +102,15 @@ export function createPublisher(
       retryable: true,
     });
   };
+}
+
+async function readHighestVersion(store: PublisherDeps['store']): Promise<StoredManifest | undefined> {
+  let highest = 0;
+  for await (const object of store.list('manifests/')) {
+    const match = /^manifests\/([1-9][0-9]*)\.json$/.exec(object.key);
+    if (match !== null) highest = Math.max(highest, Number(match[1]));
+  }
+  return highest === 0 ? undefined : readManifest(store, storageKeys.manifest(highest));
 }
 
 function needsResign(base: StoredManifest, deps: PublisherDeps, now: Date): boolean {

@@ -351,6 +351,7 @@ describe('Lambda handlers on emulators', () => {
 
       // A runtime that cannot be built is answered too (FAILED with the reason, SUCCESS for a
       // Delete that has nothing to undo); the first successful build is kept.
+      vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'SILENT');
       let builds = 0;
       const lazy = createLazyKeysResourceHandler(async () => {
         builds++;
@@ -464,7 +465,7 @@ sources:
         ),
       ),
     };
-    const result = await handler(batch, lambdaContext("mirror"));
+    const result = await handler(batch, lambdaContext('mirror'));
     expect(result.batchItemFailures).toEqual([]);
     expect(published).toHaveLength(4);
     expect(most).toBe(1);
@@ -528,9 +529,9 @@ describe('queue message parsing', () => {
       /WASM_MIRROR_SIGNING_KEY_ID/,
     );
     expect(() => loadFunctionEnv('webhook', {})).toThrow(/WASM_MIRROR_BUCKET/);
-    expect(() => loadFunctionEnv('keys', { WASM_MIRROR_BUCKET: 'b', WASM_MIRROR_SIGNING_KEY_ID: 'k' })).toThrow(
-      /WASM_MIRROR_PUBLISH_QUEUE_URL/,
-    );
+    expect(() =>
+      loadFunctionEnv('keys', { WASM_MIRROR_BUCKET: 'b', WASM_MIRROR_SIGNING_KEY_ID: 'k' }),
+    ).toThrow(/WASM_MIRROR_PUBLISH_QUEUE_URL/);
     expect(
       Object.isFrozen(
         loadFunctionEnv('keys', {

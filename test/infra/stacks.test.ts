@@ -4,7 +4,7 @@
  */
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { resignInterval } from '../../infra/lib/pipeline-stack.ts';
+import { mirrorScratchMiB, resignInterval } from '../../infra/lib/pipeline-stack.ts';
 import { synthApp, writeConfig } from './helpers.ts';
 
 let storage: Template;
@@ -115,6 +115,50 @@ describe('storage stack', () => {
     expect(config.Logging.Prefix).toBe('cloudfront/');
   });
 
+  it('retains every resource, not only the bucket and keys: CDN, bucket policies, publisher role, alias', () => {
+    const resources = storage.toJSON().Resources as Record<
+      string,
+      { Type: string; DeletionPolicy?: string; UpdateReplacePolicy?: string }
+    >;
+    const types = new Set(Object.values(resources).map((r) => r.Type));
+    for (const type of [
+      'AWS::CloudFront::Distribution',
+      'AWS::CloudFront::OriginAccessControl',
+      'AWS::S3::BucketPolicy',
+      'AWS::IAM::Role',
+      'AWS::KMS::Alias',
+    ]) {
+      expect(types).toContain(type);
+    }
+    for (const [id, r] of Object.entries(resources)) {
+      expect({ id, type: r.Type, deletion: r.DeletionPolicy, replace: r.UpdateReplacePolicy }).toEqual({
+        id,
+        type: r.Type,
+        deletion: 'Retain',
+        replace: 'Retain',
+      });
+    }
+  });
+
+  it('caches modules without Accept-Encoding in the key (they are served uncompressed)', () => {
+    const dist = Object.values(storage.findResources('AWS::CloudFront::Distribution'))[0]!;
+    const behaviors = dist.Properties.DistributionConfig.CacheBehaviors as {
+      PathPattern: string;
+      CachePolicyId: { Ref: string };
+      Compress: boolean;
+    }[];
+    const modules = behaviors.find((b) => b.PathPattern === 'modules/*')!;
+    expect(modules.Compress).toBe(false);
+    const policy = storage.toJSON().Resources[modules.CachePolicyId.Ref];
+    expect(policy.Properties.CachePolicyConfig.ParametersInCacheKeyAndForwardedToOrigin).toMatchObject({
+      EnableAcceptEncodingGzip: false,
+      EnableAcceptEncodingBrotli: false,
+    });
+    expect(policy.Properties.CachePolicyConfig.DefaultTTL).toBe(31_536_000);
+    const manifests = behaviors.find((b) => b.PathPattern === 'manifests/*')!;
+    expect(manifests.CachePolicyId.Ref).not.toBe(modules.CachePolicyId.Ref);
+  });
+
   it('has an ECC P-256 signing key whose policy lets only the publisher sign digests with ECDSA_SHA_256', () => {
     const keys = storage.findResources('AWS::KMS::Key');
     const [key] = Object.values(keys);
@@ -218,6 +262,27 @@ describe('pipeline stack', () => {
     });
   });
 
+  it('sizes the mirror function for one module at a time: 2048 MB, /tmp of two modules plus a margin', () => {
+    const mirrorFn = (t: Template) =>
+      Object.values(t.findResources('AWS::Lambda::Function')).find((f) =>
+        /^Pulls/.test(f.Properties.Description),
+      )!.Properties;
+    const defaults = mirrorFn(pipeline);
+    expect(defaults.MemorySize).toBe(2048);
+    // Default cap 256 MiB.
+    expect(defaults.EphemeralStorage.Size).toBeGreaterThanOrEqual(2 * 256 + 256);
+    expect(mirrorScratchMiB(256 * 1024 * 1024)).toBe(defaults.EphemeralStorage.Size);
+
+    const big = writeConfig(
+      'mirror: { name: big, maxModuleSize: 1GiB }\nsources:\n  - { id: local, type: distribution, registry: "registry.internal:5000", repositories: ["**"], webhookSecretEnv: HOOK }\n',
+    );
+    const large = mirrorFn(Template.fromStack(synthApp({ config: big }).pipeline));
+    expect(large.MemorySize).toBe(2048);
+    expect(large.EphemeralStorage.Size).toBeGreaterThanOrEqual(2 * 1024 + 256);
+    expect(large.EphemeralStorage.Size).toBeLessThanOrEqual(10_240);
+    expect(() => mirrorScratchMiB(6 * 1024 * 1024 * 1024)).toThrow(/maxModuleSize/);
+  });
+
   it('runs every function on ARM64 with tracing, JSON-free defaults and a bounded log group', () => {
     const fns = Object.values(pipeline.findResources('AWS::Lambda::Function'));
     expect(fns).toHaveLength(4);
@@ -280,7 +345,66 @@ describe('pipeline stack', () => {
     pipeline.hasResourceProperties('Custom::WasmMirrorKeysJson', {
       ServiceToken: { 'Fn::GetAtt': [Match.stringLikeRegexp('^KeysFunction'), 'Arn'] },
       KeyArn: Match.anyValue(),
+      // CloudFormation gives up after 5 minutes, not the default hour.
+      ServiceTimeout: '300',
     });
+  });
+
+  it('lets the keys function queue the startup re-sign on the publish queue', () => {
+    const keysFn = Object.values(pipeline.findResources('AWS::Lambda::Function')).find((f) =>
+      /^Custom resource/.test(f.Properties.Description),
+    )!;
+    expect(keysFn.Properties.Environment.Variables.WASM_MIRROR_PUBLISH_QUEUE_URL).toEqual({
+      Ref: expect.stringMatching(/^PublishQueue/),
+    });
+    const keysPolicy = Object.values(pipeline.findResources('AWS::IAM::Policy')).find((p) =>
+      p.Properties.Roles.some((r: { Ref: string }) => /^KeysRole/.test(r.Ref)),
+    )!;
+    const send = (
+      keysPolicy.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[]
+    ).find((st) => [st.Action].flat().includes('sqs:SendMessage'))!;
+    expect(send.Resource).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^PublishQueue/), 'Arn'] });
+  });
+
+  it('reads secrets by name, never through a cross-stack export; webhook and mirror see only their own', () => {
+    const template = JSON.stringify(pipeline.toJSON());
+    // The only imports left are the key, role and distribution, never a secret.
+    const imports = [...template.matchAll(/"Fn::ImportValue":"([^"]+)"/g)].map((m) => m[1]!);
+    for (const name of imports) expect(name).not.toMatch(/Secret|Webhook|Credential/);
+    const policyOf = (role: RegExp) =>
+      JSON.stringify(
+        Object.values(pipeline.findResources('AWS::IAM::Policy')).find((p) =>
+          p.Properties.Roles.some((r: { Ref: string }) => role.test(r.Ref)),
+        )!.Properties,
+      );
+    const webhook = policyOf(/^WebhookRole/);
+    const mirror = policyOf(/^MirrorRole/);
+    for (const name of ['GHCR_WEBHOOK_SECRET', 'HARBOR_WEBHOOK_SECRET']) {
+      expect(webhook).toContain(`:secret:wasm-mirror/prod-mesh/${name}-??????`);
+      expect(mirror).not.toContain(name);
+    }
+    for (const name of ['HARBOR_PULL_USER', 'HARBOR_PULL_PASSWORD']) {
+      expect(mirror).toContain(`:secret:wasm-mirror/prod-mesh/${name}-??????`);
+      expect(webhook).not.toContain(name);
+    }
+    expect(webhook).toContain('secretsmanager:GetSecretValue');
+    expect(webhook).toContain('{"Ref":"AWS::Partition"}');
+  });
+
+  it('scopes the ECR pull grant to the configured registries, -fips and .cn hosts included', () => {
+    const path = writeConfig(
+      [
+        'mirror: { name: ecr-hosts }',
+        'sources:',
+        '  - { id: fips, type: ecr, registry: "111122223333.dkr.ecr-fips.us-east-1.amazonaws.com", repositories: ["**"] }',
+        '  - { id: cn, type: ecr, registry: "444455556666.dkr.ecr.cn-north-1.amazonaws.com.cn", repositories: ["**"] }',
+        '',
+      ].join('\n'),
+    );
+    const policies = JSON.stringify(Template.fromStack(synthApp({ config: path }).pipeline).toJSON());
+    expect(policies).toContain(':ecr:us-east-1:111122223333:repository/*');
+    expect(policies).toContain(':ecr:cn-north-1:444455556666:repository/*');
+    expect(policies).toContain('ecr:GetAuthorizationToken');
   });
 
   it('alarms on dead letters, function errors and manifest age', () => {
@@ -392,6 +516,15 @@ describe('deployment input', () => {
     const keysEnv = JSON.stringify(publishEnv(pipeline1, /^Custom resource/).WASM_MIRROR_PUBLISHED_KEY_IDS);
     expect(keysEnv).toContain(key1!);
     expect(keysEnv).toContain(key2!);
+
+    // The keys function reads every key it lists, not only the active one.
+    const keysStatement = Object.values(pipeline1.findResources('AWS::IAM::Policy'))
+      .flatMap((p) => p.Properties.PolicyDocument.Statement as { Action: string[]; Resource: unknown }[])
+      .find((st) => [st.Action].flat().includes('kms:GetPublicKey'))!;
+    expect([keysStatement.Action].flat().sort()).toEqual(['kms:DescribeKey', 'kms:GetPublicKey']);
+    const keyResources = JSON.stringify(keysStatement.Resource);
+    expect(keyResources).toContain(key1!);
+    expect(keyResources).toContain(key2!);
 
     const step2 = synthApp({ signingKeyGeneration: 2 });
     expect(keyLogicalIds(Template.fromStack(step2.storage))).toEqual([key1, key2]);

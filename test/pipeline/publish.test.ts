@@ -3,6 +3,7 @@
  * nothing is re-published without a reason, create-only versions survive races and crashes.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -141,5 +142,13 @@ describe('publisher', () => {
     const out = await publish([{ kind: 'resign', reason: 'startup' }]);
     expect(out).toMatchObject({ published: true, version: 3, modules: 2 });
     expect((await readLatestManifest(store))!.payload.version).toBe(3);
+  });
+
+  it('continues from the highest version when latest.json is gone', async () => {
+    const publish = publisher();
+    for (let i = 1; i <= 25; i++) await publish([{ kind: 'record', record: record(`r.io/m${i}`, '1', i) }]);
+    await rm(join(dir, 'data', 'manifests', 'latest.json'));
+    const out = await publish([{ kind: 'record', record: record('r.io/last', '1', 99) }]);
+    expect(out).toMatchObject({ published: true, version: 26, modules: 26 });
   });
 });
