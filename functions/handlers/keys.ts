@@ -48,8 +48,8 @@ export function createKeysResourceHandler(runtime: AwsRuntime, send: ResponseSen
           await writeKeysJson({ ...deps, signer });
         }
         // The publisher writes manifest 1 (or re-signs a stale one; a fresh one is left as it is).
-        // One group with the schedule's re-signs; the request id makes CloudFormation retries of
-        // this same request collapse into one message.
+        // Same message group as the schedule's re-signs; deduplicated by request id, so a retried
+        // invocation for the same request queues one message, not two.
         const startup: PublishRequest = { kind: 'resign', reason: 'startup' };
         await deps.publishQueue.send(startup, { dedupeId: `startup-${event.RequestId}` });
       }
