@@ -8,6 +8,7 @@ import { MANIFEST_TYPE, type MirrorJob, type ModuleRecord } from '../../shared/d
 import { WasmMirrorError } from '../../shared/errors.ts';
 import { toManifestModule, validatePayload } from '../../shared/manifest/index.ts';
 import type { PublishRequest } from '../../shared/ports.ts';
+import { ecrHost } from '../../shared/sources/ecr.ts';
 import { parseEcrTrusted } from '../../shared/sources/index.ts';
 
 export type MirrorMessage =
@@ -91,9 +92,10 @@ function isEcrEvent(value: unknown): value is EcrEvent {
  * registry host may turn it into a job, so the pull goes where the config says.
  */
 function fromEcrEvent(event: EcrEvent, raw: string, config: MirrorConfig, receivedAt: Date): MirrorMessage {
-  const suffix = String(event.region).startsWith('cn-') ? '.cn' : '';
-  const host = `${event.account}.dkr.ecr.${event.region}.amazonaws.com${suffix}`;
-  const source = config.sources.find((s) => s.type === 'ecr' && s.registry === host);
+  const host = ecrHost(String(event.account), String(event.region));
+  const source = config.sources.find(
+    (s) => s.type === 'ecr' && ecrHost(event.account, event.region, s.registry) === s.registry,
+  );
   if (source === undefined) return { kind: 'ignored', reason: `no ecr source for ${host}` };
   // EventBridge delivery is authenticated by IAM (the queue policy only admits the ECR rule).
   const parsed = parseEcrTrusted(source, { body: raw, receivedAt });

@@ -61,15 +61,25 @@ function parseEcrBody(source: SourceConfig, request: WebhookRequest): ParsedDeli
     repository: str(detail, 'repository-name'),
     tag: str(detail, 'image-tag'),
     digest: str(detail, 'image-digest'),
-    host: ecrHost(str(event, 'account'), str(event, 'region')),
+    host: ecrHost(str(event, 'account'), str(event, 'region'), source.registry),
     eventId: id,
     requireTag: true,
   });
   return out.build(id);
 }
 
-/** The private registry host of an account and region, when the event names both. */
-function ecrHost(account: string | undefined, region: string | undefined): string | undefined {
+/**
+ * The private registry host of an account and region, when the event names both. Events name
+ * the standard endpoint; a source configured with the FIPS endpoint of the same registry matches.
+ */
+export function ecrHost(
+  account: string | undefined,
+  region: string | undefined,
+  configured?: string,
+): string | undefined {
   if (!account || !region || !/^\d{12}$/.test(account) || !/^[a-z0-9-]+$/.test(region)) return undefined;
-  return `${account}.dkr.ecr.${region}.amazonaws.com${region.startsWith('cn-') ? '.cn' : ''}`;
+  const host = `${account}.dkr.ecr.${region}.amazonaws.com${region.startsWith('cn-') ? '.cn' : ''}`;
+  return configured !== undefined && configured === host.replace('.dkr.ecr.', '.dkr.ecr-fips.')
+    ? configured
+    : host;
 }

@@ -495,6 +495,16 @@ describe('queue message parsing', () => {
     ).toMatchObject({
       kind: 'ignored',
     });
+    // A source configured with the registry's FIPS endpoint matches its (standard-host) events.
+    const fips = parseConfig(
+      'sources:\n  - { id: ecr, type: ecr, registry: 111122223333.dkr.ecr-fips.eu-west-1.amazonaws.com, repositories: ["wasm/**"] }\n',
+    );
+    expect(
+      parseMirrorMessage(JSON.stringify(ecrEvent('111122223333', 'wasm/filter', '2.0')), fips, new Date()),
+    ).toMatchObject({
+      kind: 'jobs',
+      jobs: [{ registry: '111122223333.dkr.ecr-fips.eu-west-1.amazonaws.com' }],
+    });
   });
 
   it('refuses bodies that are not jobs or publish requests', () => {
