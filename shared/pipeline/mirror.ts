@@ -76,7 +76,15 @@ export function createMirror(
       });
       return outcome;
     } catch (err) {
-      const error = toWasmMirrorError(err);
+      // An error nobody classified (a bug, an SDK failure an adapter did not translate) is retried
+      // and ends in the dead-letter area where it is seen, rather than being dropped as permanent.
+      const error =
+        err instanceof WasmMirrorError
+          ? err
+          : new WasmMirrorError('INTERNAL', err instanceof Error ? err.message : String(err), {
+              cause: err,
+              retryable: true,
+            });
       deps.metrics.count('mirror_results_total', { source: job.sourceId, reason: error.code });
       const fields = {
         ...log,

@@ -192,6 +192,18 @@ sources:
     expect(failures).toEqual([]);
   });
 
+  it('retries an unclassified error rather than dropping the job', async () => {
+    const handler = createMirrorHandler({
+      ...deps,
+      store: Object.assign(Object.create(deps.store), {
+        getBytes: async () => {
+          throw new TypeError('socket hang up');
+        },
+      }),
+    });
+    await expect(handler(job())).rejects.toMatchObject({ code: 'INTERNAL', retryable: true });
+  });
+
   it('fails closed when the credentials the config names are not set', async () => {
     const withCreds = parseConfig(`
 sources:
