@@ -419,9 +419,15 @@ describe('key rotation end to end', () => {
   });
 });
 
-describe('hashing helper sanity', () => {
-  it('wasmBytes starts with the wasm magic', () => {
-    expect(Buffer.from(wasmBytes('x')).subarray(0, 4)).toEqual(Buffer.from([0, 0x61, 0x73, 0x6d]));
-    expect(createHash('sha256').update(wasmBytes('x')).digest('hex')).toBe(sha256Hex(wasmBytes('x')));
+describe('landed bytes', () => {
+  it('keeps each module file byte-identical to the bytes the mirror serves', async () => {
+    const { dir } = await syncedDir();
+    const served = [wasmBytes('basic-auth', 3000), wasmBytes('rate-limit', 70_000)];
+    for (const [i, m] of modsV42.entries()) {
+      const landed = readFileSync(join(dir, 'modules/sha256', `${m.sha256}.wasm`));
+      expect(landed.equals(Buffer.from(served[i]!)), m.name).toBe(true);
+      // The file name is the sha256 of the landed bytes, computed here independently of the agent.
+      expect(createHash('sha256').update(landed).digest('hex')).toBe(m.sha256);
+    }
   });
 });

@@ -185,11 +185,9 @@ sources:
     expect(opensslVerifies(envelope, h.kms.publicKey.export({ type: 'spki', format: 'pem' }) as string)).toBe(
       true,
     );
-    expect(
-      h.kms.calls
-        .filter((c) => c.target === 'TrentService.Sign')
-        .every((c) => c.body.MessageType === 'DIGEST'),
-    ).toBe(true);
+    const signCalls = h.kms.calls.filter((c) => c.target === 'TrentService.Sign');
+    expect(signCalls.length).toBeGreaterThan(0);
+    expect(signCalls.filter((c) => c.body.MessageType !== 'DIGEST')).toEqual([]);
     // Each version is kept, create-only, beside latest.json.
     expect(
       Buffer.compare(

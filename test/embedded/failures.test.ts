@@ -15,7 +15,14 @@ import { DISTRIBUTION_EVENTS_V1, distributionEnvelope } from '../support/mirror.
 
 const TOKEN = 'failures-suite-token-0001';
 
+interface QueueDepth {
+  ready: number;
+  inFlight: number;
+  delayed: number;
+}
+
 interface Status {
+  queues: { mirror: QueueDepth; publish: QueueDepth };
   recentFailures: { code: string; reference: string }[];
   deadLetters: { job: { repository: string }; attempts: number; error: { code: string; message: string } }[];
 }
@@ -42,6 +49,13 @@ describe('mirror failures', () => {
     }
     throw new Error('condition not reached');
   };
+  const idle = (d: QueueDepth) => d.ready + d.inFlight + d.delayed === 0;
+  /** Both queues drained: nothing waiting, running, or waiting for a retry. */
+  const settled = () =>
+    until(async () => {
+      const s = await status();
+      return idle(s.queues.mirror) && idle(s.queues.publish) ? s : undefined;
+    });
 
   beforeAll(async () => {
     registry = await startRegistry();
@@ -75,11 +89,12 @@ sources:
       (await status()).recentFailures.find((f) => f.reference.includes('not-wasm')),
     );
     expect(failure.code).toBe('NOT_WASM');
-    await new Promise((r) => setTimeout(r, 500));
+    // A retry would keep the job in the queue (delayed or in flight): wait until it is empty.
+    const after = await settled();
     const text = await metrics();
     expect(text).toMatch(/wasm_mirror_mirror_results_total\{[^}]*reason="NOT_WASM"[^}]*\} 1\n/);
-    expect((await status()).deadLetters).toHaveLength(0);
-    expect((await status()).recentFailures.filter((f) => f.reference.includes('not-wasm'))).toHaveLength(1);
+    expect(after.deadLetters).toHaveLength(0);
+    expect(after.recentFailures.filter((f) => f.reference.includes('not-wasm'))).toHaveLength(1);
   });
 
   it('retries a registry outage and dead-letters the job with its reason', async () => {

@@ -48,6 +48,20 @@ describe('hostile webhooks', () => {
       req.on('error', reject);
       req.end(method === 'POST' ? valid() : undefined);
     });
+  type Depth = { ready: number; inFlight: number; delayed: number };
+  /** Waits until both queues are drained: nothing waiting, running, or waiting for a retry. */
+  const queuesSettled = async () => {
+    const idle = (d: Depth) => d.ready + d.inFlight + d.delayed === 0;
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const { queues } = (await (await fetch(`${mirror.url}/status`)).json()) as {
+        queues: { mirror: Depth; publish: Depth };
+      };
+      if (idle(queues.mirror) && idle(queues.publish)) return;
+      if (Date.now() > deadline) throw new Error(`queues never drained: ${JSON.stringify(queues)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
   const metric = async (pattern: RegExp): Promise<number> => {
     const text = await (await fetch(`${mirror.url}/metrics`)).text();
     const match = pattern.exec(text);
@@ -174,7 +188,8 @@ sources:
     await Promise.all(Array.from({ length: 100 }, () => post(valid())));
     const manifest = await waitForManifest(mirror.url, (p) => p.modules.some((m) => m.ociDigest === digest));
     expect(manifest.payload.modules.filter((m) => m.sha256 === sha256Of(bytes))).toHaveLength(1);
-    await new Promise((r) => setTimeout(r, 500));
+    // Every queued duplicate has been handled (not merely waited for) before counting the work done.
+    await queuesSettled();
     expect(await metric(/wasm_mirror_mirror_results_total\{[^}]*reason="mirrored"[^}]*\} (\d+)/)).toBe(1);
     const later = await waitForManifest(mirror.url, () => true);
     expect(later.payload.version).toBe(manifest.payload.version);

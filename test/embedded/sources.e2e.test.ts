@@ -116,6 +116,21 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
 
   const metrics = async () => (await fetch(`${mirror.url}/metrics`)).text();
 
+  type Depth = { ready: number; inFlight: number; delayed: number };
+  /** Waits until both queues are drained: whatever a delivery queued has been handled by then. */
+  const queuesSettled = async () => {
+    const idle = (d: Depth) => d.ready + d.inFlight + d.delayed === 0;
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const { queues } = (await (await fetch(`${mirror.url}/status`)).json()) as {
+        queues: { mirror: Depth; publish: Depth };
+      };
+      if (idle(queues.mirror) && idle(queues.publish)) return;
+      if (Date.now() > deadline) throw new Error(`queues never drained: ${JSON.stringify(queues)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+
   const expectRefused = async (path: string, body: string, headers: Record<string, string>, what: string) => {
     const res = await postJson(path, body, headers);
     expect(res.status, what).toBe(401);
@@ -347,7 +362,7 @@ sources:
       expect(sameId.status).toBe(200);
       expect(sameId.body).toMatchObject({ duplicate: true, accepted: 0 });
 
-      await new Promise((r) => setTimeout(r, 750));
+      await queuesSettled();
       const afterReplay = await metrics();
       expect(
         counter(afterReplay, 'wasm_mirror_mirror_results_total', { source: 'github', reason: 'mirrored' }),
@@ -481,7 +496,7 @@ sources:
       const replay = await postJson(HOOK, binaryBody, binHeaders);
       expect(replay.status).toBe(200);
       expect(replay.body).toMatchObject({ duplicate: true, accepted: 0 });
-      await new Promise((r) => setTimeout(r, 500));
+      await queuesSettled();
       expect(counter(await metrics(), 'wasm_mirror_mirror_results_total', { source: 'ce' })).toBe(
         counter(settled, 'wasm_mirror_mirror_results_total', { source: 'ce' }),
       );

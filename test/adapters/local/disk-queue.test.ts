@@ -68,21 +68,29 @@ describe('DiskQueue', () => {
 
   it('runs up to `concurrency` handlers at once', async () => {
     const q = open();
+    // All messages are ready before the consumer starts, so slow sends cannot starve it.
+    for (let n = 0; n < 9; n++) await q.send({ n });
     let running = 0;
     let peak = 0;
     let done = 0;
+    let full: () => void = () => {};
+    const filled = new Promise<void>((r) => {
+      full = r;
+    });
     q.start(
       async () => {
         running++;
         peak = Math.max(peak, running);
+        if (running === 3) full();
+        // Hold every slot until three run at once, then a little longer so a fourth would show.
+        await filled;
         await sleep(50);
         running--;
         done++;
       },
       { concurrency: 3 },
     );
-    for (let n = 0; n < 9; n++) await q.send({ n });
-    await waitFor(() => done === 9, 5000);
+    await waitFor(() => done === 9, 5000, 'nine handled messages');
     expect(peak).toBe(3);
   });
 
@@ -133,10 +141,18 @@ describe('DiskQueue', () => {
   it('batch consumer: a failed batch is retried whole and holds back later messages (FIFO)', async () => {
     const q = open({ backoffBaseMs: 100, backoffMaxMs: 100 });
     const calls: Array<{ ns: number[]; attempts: number[] }> = [];
+    let sentMore: () => void = () => {};
+    const moreSent = new Promise<void>((r) => {
+      sentMore = r;
+    });
     q.startBatch(
       async (bodies, metas) => {
         calls.push({ ns: bodies.map((b) => b.n), attempts: metas.map((m) => m.attempt) });
-        if (calls.length === 1) throw new Error('signing failed');
+        if (calls.length === 1) {
+          // Fail only once 2 and 3 are queued, so the retry sees them whatever the sends cost.
+          await moreSent;
+          throw new Error('signing failed');
+        }
       },
       { maxBatch: 2 },
     );
@@ -144,6 +160,7 @@ describe('DiskQueue', () => {
     await waitFor(() => calls.length === 1, 5000);
     await q.send({ n: 2 });
     await q.send({ n: 3 });
+    sentMore();
     await waitFor(() => calls.flatMap((c) => c.ns).length >= 4, 5000);
     expect(calls.map((c) => c.ns)).toEqual([[1], [1, 2], [3]]);
     expect(calls[1]?.attempts).toEqual([2, 1]);

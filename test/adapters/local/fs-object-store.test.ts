@@ -44,11 +44,15 @@ describe('FsObjectStore on disk', () => {
     const store = await FsObjectStore.open({ root });
     const bytes = randomBytes(1000);
     await store.put('manifests/1.json', bytes, { contentType: 'application/json' });
-    await store.create('manifests/1.json', bytes, { contentType: 'application/json' }).catch(() => {});
-    await store
-      .put('manifests/2.json', bytes, { contentType: 'application/json', sha256: '0'.repeat(64) })
-      .catch(() => {});
+    // Both writes must really fail, or the directory listing below proves nothing about failed writes.
+    await expect(
+      store.create('manifests/1.json', bytes, { contentType: 'application/json' }),
+    ).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
+    await expect(
+      store.put('manifests/2.json', bytes, { contentType: 'application/json', sha256: '0'.repeat(64) }),
+    ).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
     expect(await readdir(join(root, 'manifests'))).toEqual(['1.json']);
+    expect(Buffer.from((await store.getBytes('manifests/1.json', 2000))!.bytes).equals(bytes)).toBe(true);
   });
 
   it('sweeps stale temp files on open, keeps fresh ones (a writer in another process)', async () => {
