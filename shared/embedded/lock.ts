@@ -26,6 +26,15 @@ interface LockContent {
 
 const LOCK_FILE = 'publisher.lock';
 
+/** Locks this process holds. A lock naming our pid but none of these was left by an earlier run
+ * that had the same pid (a container's PID 1 restarted after a crash). */
+const issuedTokens = new Set<string>();
+
+function isLive(holder: LockContent): boolean {
+  if (holder.pid === process.pid) return issuedTokens.has(holder.token);
+  return processAlive(holder.pid);
+}
+
 export async function tryLockDataDir(dataDir: string, purpose: string): Promise<DataDirLock | undefined> {
   const path = join(dataDir, LOCK_FILE);
   const token = randomUUID();
@@ -36,12 +45,18 @@ export async function tryLockDataDir(dataDir: string, purpose: string): Promise<
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
         await link(aside, path);
-        return { release: () => releaseIfOurs(path, token) };
+        issuedTokens.add(token);
+        return {
+          release: async () => {
+            await releaseIfOurs(path, token);
+            issuedTokens.delete(token);
+          },
+        };
       } catch (err) {
         if (errnoCode(err) !== 'EEXIST') throw err;
       }
       const holder = await readLock(path);
-      if (holder === undefined || holder.pid === process.pid || processAlive(holder.pid)) return undefined;
+      if (holder === undefined || isLive(holder)) return undefined;
       await takeOverStale(dataDir, path, holder);
     }
     return undefined;

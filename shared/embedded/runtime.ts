@@ -128,6 +128,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedM
   const metrics = new PrometheusRegistry({ prefix: 'wasm_mirror_' });
   const timers: NodeJS.Timeout[] = [];
   let server: Server | undefined;
+  const queues: { stop(): Promise<void> }[] = [];
   try {
     const { deps, mirrorQueue, publishQueue } = await buildLocalDeps({
       config: options.config,
@@ -150,6 +151,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedM
       failures.length = Math.min(failures.length, RECENT_FAILURES);
     };
 
+    queues.push(mirrorQueue, publishQueue);
     await writeKeysJson(deps);
     const publish = createPublisher(deps);
     const mirror = createMirrorHandler({ ...deps, onPermanentFailure: recordFailure });
@@ -227,8 +229,10 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedM
       },
     };
   } catch (err) {
+    // A failed start (port taken, bad key) must leave nothing running: no timers, no consumers.
     for (const t of timers) clearInterval(t);
     server?.close();
+    for (const q of queues) await q.stop();
     await lock.release();
     throw err;
   }

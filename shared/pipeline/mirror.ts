@@ -165,6 +165,12 @@ async function mirrorOnce(
       if (pulledHere) await recordRejection(deps, name, ociDigest, err);
       throw err;
     }
+    // A pull takes time, and a newer push of the same tag may have been mirrored and published
+    // meanwhile: ask again, so this (now older) record is never published after the newer one.
+    if (job.tag !== undefined) {
+      const current = await deps.puller.resolveDigest({ ...target, reference: job.tag });
+      if (current !== ociDigest) return { status: 'stale', name, tag, ociDigest, current };
+    }
   }
   const record: ModuleRecord = {
     name,

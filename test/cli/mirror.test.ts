@@ -3,7 +3,7 @@
  * and beside a running server on the same directory (the server publishes its result).
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -80,6 +80,32 @@ describe('wasm-mirror mirror', () => {
       '--json',
     ]);
     expect(JSON.parse(again.stdout)).toMatchObject({ status: 'already-listed', manifestVersion: 1 });
+  });
+
+  it('fails when it cannot publish, rather than reporting a listing that did not happen', async () => {
+    const data = join(dir, 'blocked');
+    const first = await cli([
+      'mirror',
+      `${registry.host}/plugins/one:1.0`,
+      '--plain-http',
+      '--data',
+      data,
+      '--json',
+    ]);
+    expect(first.code, first.stderr).toBe(0);
+    // Version 2 cannot be written: a directory stands where the file would go.
+    mkdirSync(join(data, 'manifests', '2.json'));
+    const second = await cli([
+      'mirror',
+      `${registry.host}/plugins/two:2.0`,
+      '--plain-http',
+      '--data',
+      data,
+      '--json',
+    ]);
+    expect(second.code).toBe(1);
+    expect(second.stdout).toBe('');
+    expect(second.stderr).toMatch(/wasm-mirror mirror: [A-Z_]+: /);
   });
 
   it('hands its result to a server running on the same data directory', async () => {

@@ -41,6 +41,17 @@ it('takes over the lock of a process that died', async () => {
   expect(existsSync(join(dir, 'publisher.lock'))).toBe(false);
 });
 
+it('takes over a lock naming its own pid that it never issued (a restarted PID 1)', async () => {
+  writeFileSync(
+    join(dir, 'publisher.lock'),
+    JSON.stringify({ pid: process.pid, purpose: 'serve', token: 'before-the-crash' }),
+  );
+  const lock = await tryLockDataDir(dir, 'serve');
+  expect(lock).toBeDefined();
+  expect(await tryLockDataDir(dir, 'mirror')).toBeUndefined();
+  await lock!.release();
+});
+
 it("lets exactly one of several processes racing for a dead holder's lock win", async () => {
   for (let round = 0; round < 3; round++) {
     writeFileSync(

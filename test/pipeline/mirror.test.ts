@@ -26,8 +26,11 @@ class ScriptedPuller implements WasmPuller {
   tags = new Map<string, string>(['1.0', 'stable', 'latest', 'x'].map((t) => [t, digestOf('m1')]));
   failWith: WasmMirrorError | undefined;
   delayMs = 0;
+  /** Runs while a pull is under way (a push landing in the registry meanwhile). */
+  duringPull: (() => void) | undefined;
   async pullToFile(target: RegistryTarget, dest: string): Promise<PulledModule> {
     this.pulls.push(target);
+    this.duringPull?.();
     await new Promise((r) => setTimeout(r, this.delayMs));
     if (this.failWith !== undefined) throw this.failWith;
     writeFileSync(dest, BYTES);
@@ -125,6 +128,16 @@ sources:
     // A digest-only delivery of the old digest is still mirrored, listed under no tag.
     const { tag: _omit, ...digestOnly } = job();
     expect(await createMirror(deps)(digestOnly)).toMatchObject({ status: 'mirrored', record: { tag: '' } });
+  });
+
+  it('drops its record when the tag moved while it was pulling', async () => {
+    puller.duringPull = () => puller.tags.set('1.0', digestOf('m2'));
+    const outcome = await createMirror(deps)(job());
+    expect(outcome).toMatchObject({ status: 'stale', ociDigest: digestOf('m1'), current: digestOf('m2') });
+    expect(puller.pulls).toHaveLength(1);
+    expect(sent).toHaveLength(0);
+    // The bytes are stored and indexed all the same: a later rollback to m1 needs no pull.
+    expect(await deps.store.head(storageKeys.module(HEX))).toBeDefined();
   });
 
   it('resolves a tag-only job (Docker Hub, Quay) and pulls by digest', async () => {

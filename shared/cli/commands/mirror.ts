@@ -5,7 +5,6 @@
  * queue instead of being published here.
  */
 import { resolve } from 'node:path';
-import type { DiskQueue } from '../../adapters/local/disk-queue.ts';
 import { JsonLinesLogger, PrometheusRegistry } from '../../adapters/local/telemetry.ts';
 import type { MirrorConfig } from '../../config.ts';
 import type { MirrorJob } from '../../domain.ts';
@@ -15,7 +14,6 @@ import { WasmMirrorError } from '../../errors.ts';
 import { parseReference } from '../../oci/reference.ts';
 import { createMirror } from '../../pipeline/mirror.ts';
 import { createPublisher } from '../../pipeline/publish.ts';
-import { readLatestManifest } from '../../pipeline/state.ts';
 import type { PublishRequest } from '../../ports.ts';
 import { silentLogger } from '../../ports.ts';
 import type { SourceConfig } from '../../sources/types.ts';
@@ -50,7 +48,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   const dataDir = resolve(values.data);
   const logger = values.verbose ? new JsonLinesLogger({ stream: process.stderr }) : silentLogger;
   const metrics = new PrometheusRegistry({ prefix: 'wasm_mirror_' });
-  const { deps, publishQueue } = await buildLocalDeps({ config, dataDir, env: io.env, logger, metrics });
+  const { deps } = await buildLocalDeps({ config, dataDir, env: io.env, logger, metrics });
 
   const job: MirrorJob = {
     sourceId: source.id,
@@ -61,23 +59,26 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   if (ref.digest !== undefined) job.digest = ref.digest;
   if (ref.tag !== undefined) job.tag = ref.tag;
 
-  // The record goes to the publish queue either way; who drains it depends on who holds the lock.
-  const outcome = await createMirror(deps)(job);
-  if (outcome.status === 'rejected') throw outcome.error;
-
-  let version: number | undefined;
+  // Without a server on this data directory the command publishes itself, and a failed publish
+  // fails the command. With one, the record goes to the server's durable publish queue.
   const lock = await tryLockDataDir(dataDir, 'mirror');
-  if (lock !== undefined) {
-    try {
-      const publish = createPublisher(deps);
-      await drain(publishQueue, async (requests) => {
-        await publish(requests);
-      });
-      version = (await readLatestManifest(deps.store))?.payload.version;
-      version ??= (await publish([{ kind: 'resign', reason: 'manual' }])).version;
-    } finally {
-      await lock.release();
+  let version: number | undefined;
+  let outcome: Awaited<ReturnType<ReturnType<typeof createMirror>>>;
+  try {
+    const records: PublishRequest[] = [];
+    const mirror = createMirror(
+      lock === undefined ? deps : { ...deps, publishQueue: { send: async (r) => void records.push(r) } },
+    );
+    outcome = await mirror(job);
+    if (outcome.status === 'rejected') throw outcome.error;
+    if (lock !== undefined) {
+      // 'startup' publishes only when there is no manifest yet or it is close to expiry.
+      const requests: PublishRequest[] =
+        records.length > 0 ? records : [{ kind: 'resign', reason: 'startup' }];
+      version = (await createPublisher(deps)(requests)).version;
     }
+  } finally {
+    await lock?.release();
   }
 
   const summary = {
@@ -108,23 +109,6 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
 }
 
 const ADHOC_SOURCE = 'cli';
-
-/** Publishes whatever the queue holds (this run's record and any a stopped server left), then stops. */
-async function drain(
-  queue: DiskQueue<PublishRequest>,
-  handler: (requests: PublishRequest[]) => Promise<void>,
-) {
-  queue.startBatch(handler, { maxBatch: 1000 });
-  try {
-    for (;;) {
-      const depth = await queue.depth();
-      if (depth.ready + depth.inFlight === 0) return;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  } finally {
-    await queue.stop();
-  }
-}
 
 function withSourceFor(
   config: MirrorConfig,
