@@ -29,6 +29,10 @@ async function cli(args: string[]): Promise<{ code: number; stdout: string; stde
   }
 }
 
+/** `wasm-mirror mirror <ref> --plain-http --data DIR --json`, as the tests run it against the local registry. */
+const mirrorJson = (ref: string, data: string) =>
+  cli(['mirror', ref, '--plain-http', '--data', data, '--json']);
+
 describe('wasm-mirror mirror', () => {
   let registry: TestRegistry;
   let dir: string;
@@ -47,14 +51,7 @@ describe('wasm-mirror mirror', () => {
 
   it('mirrors and publishes on its own, and skips what is already listed', async () => {
     const data = join(dir, 'alone');
-    const first = await cli([
-      'mirror',
-      `${registry.host}/plugins/one:1.0`,
-      '--plain-http',
-      '--data',
-      data,
-      '--json',
-    ]);
+    const first = await mirrorJson(`${registry.host}/plugins/one:1.0`, data);
     expect(first.code, first.stderr).toBe(0);
     const out = JSON.parse(first.stdout) as Record<string, unknown>;
     expect(out).toMatchObject({
@@ -71,38 +68,17 @@ describe('wasm-mirror mirror', () => {
     };
     expect(payload.modules).toHaveLength(1);
     expect(payload.modules[0]!.tag).toBe('1.0');
-    const again = await cli([
-      'mirror',
-      `${registry.host}/plugins/one:1.0`,
-      '--plain-http',
-      '--data',
-      data,
-      '--json',
-    ]);
+    const again = await mirrorJson(`${registry.host}/plugins/one:1.0`, data);
     expect(JSON.parse(again.stdout)).toMatchObject({ status: 'already-listed', manifestVersion: 1 });
   });
 
   it('fails when it cannot publish, rather than reporting a listing that did not happen', async () => {
     const data = join(dir, 'blocked');
-    const first = await cli([
-      'mirror',
-      `${registry.host}/plugins/one:1.0`,
-      '--plain-http',
-      '--data',
-      data,
-      '--json',
-    ]);
+    const first = await mirrorJson(`${registry.host}/plugins/one:1.0`, data);
     expect(first.code, first.stderr).toBe(0);
     // Version 2 cannot be written: a directory stands where the file would go.
     mkdirSync(join(data, 'manifests', '2.json'));
-    const second = await cli([
-      'mirror',
-      `${registry.host}/plugins/two:2.0`,
-      '--plain-http',
-      '--data',
-      data,
-      '--json',
-    ]);
+    const second = await mirrorJson(`${registry.host}/plugins/two:2.0`, data);
     expect(second.code).toBe(1);
     expect(second.stdout).toBe('');
     expect(second.stderr).toMatch(/wasm-mirror mirror: [A-Z_]+: /);
@@ -114,14 +90,7 @@ describe('wasm-mirror mirror', () => {
     const server = await startEmbedded({ config, dataDir: data, port: 0, logger: silentLogger, env: {} });
     try {
       await waitForManifest(server.url, (p) => p.version >= 1);
-      const run = await cli([
-        'mirror',
-        `${registry.host}/plugins/two:2.0`,
-        '--plain-http',
-        '--data',
-        data,
-        '--json',
-      ]);
+      const run = await mirrorJson(`${registry.host}/plugins/two:2.0`, data);
       expect(run.code, run.stderr).toBe(0);
       expect(JSON.parse(run.stdout)).toMatchObject({
         status: 'mirrored',

@@ -16,6 +16,7 @@ import {
   distributionEnvelope,
   sha256Of,
   waitForManifest,
+  waitForQueuesSettled,
 } from '../support/mirror.ts';
 import { proxyWasmModule } from '../support/wasm.ts';
 
@@ -48,20 +49,7 @@ describe('hostile webhooks', () => {
       req.on('error', reject);
       req.end(method === 'POST' ? valid() : undefined);
     });
-  type Depth = { ready: number; inFlight: number; delayed: number };
-  /** Waits until both queues are drained: nothing waiting, running, or waiting for a retry. */
-  const queuesSettled = async () => {
-    const idle = (d: Depth) => d.ready + d.inFlight + d.delayed === 0;
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const { queues } = (await (await fetch(`${mirror.url}/status`)).json()) as {
-        queues: { mirror: Depth; publish: Depth };
-      };
-      if (idle(queues.mirror) && idle(queues.publish)) return;
-      if (Date.now() > deadline) throw new Error(`queues never drained: ${JSON.stringify(queues)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
+  const queuesSettled = () => waitForQueuesSettled(mirror.url);
   const metric = async (pattern: RegExp): Promise<number> => {
     const text = await (await fetch(`${mirror.url}/metrics`)).text();
     const match = pattern.exec(text);

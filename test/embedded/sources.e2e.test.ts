@@ -19,7 +19,13 @@ import type { ManifestPayload } from '../../shared/domain.ts';
 import { type EmbeddedMirror, startEmbedded } from '../../shared/embedded/runtime.ts';
 import { silentLogger } from '../../shared/ports.ts';
 import { MEDIA, type PushFormat, pushWasm, startRegistry, type TestRegistry } from '../support/index.ts';
-import { type FetchedManifest, opensslVerifies, sha256Of, waitForManifest } from '../support/mirror.ts';
+import {
+  type FetchedManifest,
+  opensslVerifies,
+  sha256Of,
+  waitForManifest,
+  waitForQueuesSettled,
+} from '../support/mirror.ts';
 import { proxyWasmModule } from '../support/wasm.ts';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'webhooks');
@@ -116,20 +122,7 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
 
   const metrics = async () => (await fetch(`${mirror.url}/metrics`)).text();
 
-  type Depth = { ready: number; inFlight: number; delayed: number };
-  /** Waits until both queues are drained: whatever a delivery queued has been handled by then. */
-  const queuesSettled = async () => {
-    const idle = (d: Depth) => d.ready + d.inFlight + d.delayed === 0;
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const { queues } = (await (await fetch(`${mirror.url}/status`)).json()) as {
-        queues: { mirror: Depth; publish: Depth };
-      };
-      if (idle(queues.mirror) && idle(queues.publish)) return;
-      if (Date.now() > deadline) throw new Error(`queues never drained: ${JSON.stringify(queues)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
+  const queuesSettled = () => waitForQueuesSettled(mirror.url);
 
   const expectRefused = async (path: string, body: string, headers: Record<string, string>, what: string) => {
     const res = await postJson(path, body, headers);

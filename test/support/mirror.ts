@@ -51,6 +51,29 @@ export async function waitForManifest(
   throw new Error(`manifest never satisfied the condition; last: ${JSON.stringify(last?.payload ?? null)}`);
 }
 
+interface QueueDepth {
+  ready: number;
+  inFlight: number;
+  delayed: number;
+}
+
+/**
+ * Waits until the embedded mirror's queues are drained (nothing waiting, running or waiting for a
+ * retry): whatever a delivery queued has been handled by then.
+ */
+export async function waitForQueuesSettled(mirrorUrl: string, timeoutMs = 30_000): Promise<void> {
+  const idle = (d: QueueDepth) => d.ready + d.inFlight + d.delayed === 0;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { queues } = (await (await fetch(`${mirrorUrl}/status`)).json()) as {
+      queues: { mirror: QueueDepth; publish: QueueDepth };
+    };
+    if (idle(queues.mirror) && idle(queues.publish)) return;
+    if (Date.now() > deadline) throw new Error(`queues never drained: ${JSON.stringify(queues)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** DSSE v1 pre-authentication encoding, written out independently of the code under test. */
 export function paeBytes(payloadType: string, payload: Uint8Array): Buffer {
   return Buffer.concat([
