@@ -4,8 +4,9 @@
  * Parsers only know their sender's payload shape; everything that decides safety lives here.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import type { MirrorJob } from '../domain.ts';
+import { type MirrorJob, SHA256_DIGEST } from '../domain.ts';
 import { WasmMirrorError } from '../errors.ts';
+import { isValidRepository, isValidTag } from '../oci/reference.ts';
 import {
   decodeUtf8Strict,
   type JsonObject,
@@ -210,25 +211,13 @@ export function checkPathToken(request: WebhookRequest, secret: string): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-// OCI grammar (distribution-spec): names, tags, digests.
+// OCI grammar (distribution-spec): names and tags as the OCI client checks them; only sha256
+// digests, since the mirror and the manifest address content by sha256.
 
-const NAME_COMPONENT = '[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*';
-const REPOSITORY = new RegExp(`^${NAME_COMPONENT}(?:/${NAME_COMPONENT})*$`);
-const TAG = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
-const DIGEST = /^sha256:[a-f0-9]{64}$/;
-const MAX_REPOSITORY_LENGTH = 255;
+export { isValidRepository, isValidTag };
 
-export function isValidRepository(name: string): boolean {
-  return name.length <= MAX_REPOSITORY_LENGTH && REPOSITORY.test(name);
-}
-
-export function isValidTag(tag: string): boolean {
-  return TAG.test(tag);
-}
-
-/** Only sha256 digests: the mirror and the manifest address content by sha256. */
 export function isValidDigest(digest: string): boolean {
-  return DIGEST.test(digest);
+  return SHA256_DIGEST.test(digest);
 }
 
 // ---------------------------------------------------------------------------------------------
