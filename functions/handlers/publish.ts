@@ -5,8 +5,7 @@
  */
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { toWasmMirrorError } from '../../shared/errors.ts';
-import { createPublisher } from '../../shared/pipeline/publish.ts';
-import { readLatestManifest } from '../../shared/pipeline/state.ts';
+import { createPublisher, type PublishOutcome } from '../../shared/pipeline/publish.ts';
 import type { PublishRequest } from '../../shared/ports.ts';
 import type { AwsRuntime } from '../runtime.ts';
 import { withPowertools } from './middleware.ts';
@@ -39,8 +38,7 @@ export function createPublishQueueHandler(runtime: AwsRuntime) {
       // half-applied, and the function's error alarm fires.
       const outcome = await publish(requests);
       logger.info('publish done', { ...outcome, requests: requests.length });
-      if (outcome.published) deps.metrics.count('manifests_published');
-      await recordManifestAge(runtime);
+      recordManifestAge(runtime, outcome);
     }
     return { batchItemFailures: [] };
   };
@@ -51,12 +49,10 @@ export function createPublishQueueHandler(runtime: AwsRuntime) {
  * `manifest_age_seconds` after every publish run (scheduled re-signs included) drives the
  * manifest-age alarm: it rises if re-signing stops, and the data stops if publishing does.
  */
-async function recordManifestAge(runtime: AwsRuntime): Promise<void> {
+function recordManifestAge(runtime: AwsRuntime, manifest: PublishOutcome): void {
   const { deps } = runtime;
-  const latest = await readLatestManifest(deps.store);
-  if (latest === undefined) return;
   const now = deps.clock.now().getTime();
-  deps.metrics.gauge('manifest_age_seconds', Math.max(0, (now - Date.parse(latest.payload.issuedAt)) / 1000));
-  deps.metrics.gauge('manifest_expires_in_seconds', (Date.parse(latest.payload.expiresAt) - now) / 1000);
-  deps.metrics.gauge('manifest_version', latest.payload.version);
+  deps.metrics.gauge('manifest_age_seconds', Math.max(0, (now - Date.parse(manifest.issuedAt)) / 1000));
+  deps.metrics.gauge('manifest_expires_in_seconds', (Date.parse(manifest.expiresAt) - now) / 1000);
+  deps.metrics.gauge('manifest_version', manifest.version);
 }

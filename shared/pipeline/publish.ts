@@ -23,11 +23,13 @@ export type PublisherDeps = Pick<
   'config' | 'store' | 'signer' | 'clock' | 'logger' | 'metrics'
 >;
 
+/** The manifest in force after a publish run, whether this run wrote it or left it as it was. */
 export interface PublishOutcome {
   published: boolean;
   version: number;
   modules: number;
-  expiresAt?: string;
+  issuedAt: string;
+  expiresAt: string;
 }
 
 const IMMUTABLE = 'public, max-age=31536000, immutable';
@@ -57,7 +59,8 @@ export function createPublisher(
       const now = deps.clock.now();
       const { modules, changed } = mergeRecords(base?.payload.modules ?? [], records);
       if (base !== undefined && !changed && !mustAdvance && !manual && !needsResign(base, deps, now)) {
-        return { published: false, version: base.payload.version, modules: modules.length };
+        const { version, issuedAt, expiresAt } = base.payload;
+        return { published: false, version, modules: modules.length, issuedAt, expiresAt };
       }
       const payload: ManifestPayload = {
         type: MANIFEST_TYPE,
@@ -95,6 +98,7 @@ export function createPublisher(
         published: true,
         version: payload.version,
         modules: modules.length,
+        issuedAt: payload.issuedAt,
         expiresAt: payload.expiresAt,
       };
     }
