@@ -189,30 +189,42 @@ async function mirrorOnce(
   return { status: 'mirrored', record, pulled: pulledHere };
 }
 
+type DigestNoteKind = 'pulled' | 'rejected';
+
 /** `state/<kind>/<sha256(name@digest)>.json`: what is known about one manifest digest of a repository. */
-function digestStateKey(kind: 'pulled' | 'rejected', name: string, ociDigest: string): string {
+function digestNoteKey(kind: DigestNoteKind, name: string, ociDigest: string): string {
   return `state/${kind}/${createHash('sha256').update(`${name}@${ociDigest}`).digest('hex')}.json`;
 }
 
-/** What a manifest digest of a repository extracted to. */
-const pulledIndexKey = (name: string, ociDigest: string) => digestStateKey('pulled', name, ociDigest);
+/** A note the mirror wrote itself; unreadable means unknown, never an error. */
+async function readDigestNote(
+  deps: MirrorDeps,
+  kind: DigestNoteKind,
+  name: string,
+  ociDigest: string,
+): Promise<Record<string, unknown> | undefined> {
+  const found = await deps.store.getBytes(digestNoteKey(kind, name, ociDigest), 64 * 1024);
+  if (found === undefined) return undefined;
+  try {
+    const value: unknown = JSON.parse(Buffer.from(found.bytes).toString('utf8'));
+    return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
+/** What a manifest digest of a repository extracted to, while those bytes are really stored. */
 async function readPulledIndex(
   deps: MirrorDeps,
   name: string,
   ociDigest: string,
 ): Promise<PulledModule | undefined> {
-  const found = await deps.store.getBytes(pulledIndexKey(name, ociDigest), 64 * 1024);
-  if (found === undefined) return undefined;
-  try {
-    const entry = JSON.parse(Buffer.from(found.bytes).toString('utf8')) as PulledModule;
-    if (entry.ociDigest !== ociDigest || !SHA256_HEX.test(entry.sha256)) return undefined;
-    // Only trust the index while the bytes it points to are really there.
-    const module = await deps.store.head(storageKeys.module(entry.sha256));
-    return module !== undefined && module.size === entry.size ? entry : undefined;
-  } catch {
+  const entry = (await readDigestNote(deps, 'pulled', name, ociDigest)) as Partial<PulledModule> | undefined;
+  if (entry?.ociDigest !== ociDigest || typeof entry.sha256 !== 'string' || !SHA256_HEX.test(entry.sha256)) {
     return undefined;
   }
+  const module = await deps.store.head(storageKeys.module(entry.sha256));
+  return module !== undefined && module.size === entry.size ? (entry as PulledModule) : undefined;
 }
 
 /** Failures that depend only on the bytes behind a digest: the same digest fails the same way. */
@@ -226,8 +238,6 @@ const CONTENT_FAILURES = new Set<string>([
   'SIZE_EXCEEDED',
 ]);
 
-const rejectionKey = (name: string, ociDigest: string) => digestStateKey('rejected', name, ociDigest);
-
 async function recordRejection(
   deps: MirrorDeps,
   name: string,
@@ -237,7 +247,7 @@ async function recordRejection(
   if (!(err instanceof WasmMirrorError) || err.retryable || !CONTENT_FAILURES.has(err.code)) return;
   const entry = { code: err.code, message: err.message, maxModuleBytes: deps.config.mirror.maxModuleBytes };
   await deps.store
-    .put(rejectionKey(name, ociDigest), Buffer.from(JSON.stringify(entry)), {
+    .put(digestNoteKey('rejected', name, ociDigest), Buffer.from(JSON.stringify(entry)), {
       contentType: 'application/json',
     })
     .catch((e) => deps.logger.warn('could not record a rejection', { error: toWasmMirrorError(e).message }));
@@ -248,22 +258,17 @@ async function readRejection(
   name: string,
   ociDigest: string,
 ): Promise<WasmMirrorError | undefined> {
-  const found = await deps.store.getBytes(rejectionKey(name, ociDigest), 64 * 1024);
-  if (found === undefined) return undefined;
-  try {
-    const entry = JSON.parse(Buffer.from(found.bytes).toString('utf8')) as {
-      code: string;
-      message: string;
-      maxModuleBytes: number;
-    };
-    // A raised size cap deserves a fresh look.
-    if (!CONTENT_FAILURES.has(entry.code) || entry.maxModuleBytes !== deps.config.mirror.maxModuleBytes) {
-      return undefined;
-    }
-    return new WasmMirrorError(entry.code as ErrorCode, `${entry.message} (rejected before)`);
-  } catch {
+  const entry = await readDigestNote(deps, 'rejected', name, ociDigest);
+  // A raised size cap deserves a fresh look.
+  if (
+    entry === undefined ||
+    typeof entry.code !== 'string' ||
+    !CONTENT_FAILURES.has(entry.code) ||
+    entry.maxModuleBytes !== deps.config.mirror.maxModuleBytes
+  ) {
     return undefined;
   }
+  return new WasmMirrorError(entry.code as ErrorCode, `${String(entry.message)} (rejected before)`);
 }
 
 async function pullAndStore(
@@ -281,7 +286,7 @@ async function pullAndStore(
     }
     await storeModule(deps, staged, pulled);
     const name = `${target.registry}/${target.repository}`;
-    await deps.store.put(pulledIndexKey(name, ociDigest), Buffer.from(JSON.stringify(pulled)), {
+    await deps.store.put(digestNoteKey('pulled', name, ociDigest), Buffer.from(JSON.stringify(pulled)), {
       contentType: 'application/json',
     });
     return pulled;
