@@ -15,8 +15,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { generateKeyPairPem, LocalKeySigner } from '../shared/adapters/local/signer.ts';
 import { WasmMirrorAgent } from '../shared/agent/index.ts';
-import type { ManifestModule } from '../shared/domain.ts';
-import { buildPayload, signManifest, trustedKeyFrom } from '../shared/manifest/index.ts';
+import type { ManifestModule } from '../shared/core/domain.ts';
+import { buildPayload, signManifest, trustedKeyFrom } from '../shared/core/manifest/index.ts';
 
 const MODULES = Number(process.env.BENCH_MODULES ?? 1000);
 const PARALLEL = Number(process.env.BENCH_PARALLEL ?? 8);

@@ -9,9 +9,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConfig } from '../shared/config.ts';
+import { parseConfig } from '../shared/core/config.ts';
+import { silentLogger } from '../shared/core/ports.ts';
 import { startEmbedded } from '../shared/embedded/runtime.ts';
-import { silentLogger } from '../shared/ports.ts';
 import { DISTRIBUTION_EVENTS_V1, distributionEnvelope, fetchManifest } from '../test/support/mirror.ts';
 import { freePort, startRegistry } from '../test/support/registry.ts';
 import { proxyWasmModule } from '../test/support/wasm.ts';

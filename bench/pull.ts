@@ -16,7 +16,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { OciWasmPuller } from '../shared/wasm/puller.ts';
+import { OciWasmPuller } from '../shared/core/wasm/puller.ts';
 import { largeCodeWasm, largeWasm, pushWasm, startRegistry } from '../test/support/index.ts';
 
 const MiB = 1024 * 1024;

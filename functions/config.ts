@@ -4,7 +4,7 @@
  * an error that names it. Nothing else in functions/ reads process.env.
  */
 import { join } from 'node:path';
-import { WasmMirrorError } from '../shared/errors.ts';
+import { WasmMirrorError } from '../shared/core/errors.ts';
 
 export type FunctionRole = 'webhook' | 'mirror' | 'publish' | 'keys';
 

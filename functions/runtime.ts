@@ -12,10 +12,10 @@ import { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { loadConfigFile, type MirrorConfig } from '../shared/config.ts';
-import type { MirrorJob } from '../shared/domain.ts';
-import { WasmMirrorError } from '../shared/errors.ts';
-import type { PipelineDeps } from '../shared/pipeline/context.ts';
+import { loadConfigFile, type MirrorConfig } from '../shared/core/config.ts';
+import type { MirrorJob } from '../shared/core/domain.ts';
+import { WasmMirrorError } from '../shared/core/errors.ts';
+import type { PipelineDeps } from '../shared/core/pipeline/context.ts';
 import {
   type Clock,
   type PublishRequest,
@@ -24,8 +24,8 @@ import {
   type Signer,
   systemClock,
   type WasmPuller,
-} from '../shared/ports.ts';
-import { OciWasmPuller } from '../shared/wasm/puller.ts';
+} from '../shared/core/ports.ts';
+import { OciWasmPuller } from '../shared/core/wasm/puller.ts';
 import { EcrCredentials } from './adapters/ecr-credentials.ts';
 import { KmsSigner } from './adapters/kms-signer.ts';
 import { S3ObjectStore } from './adapters/s3-object-store.ts';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseConfig, parseDuration, parseSize } from '../shared/config.ts';
-import { WasmMirrorError } from '../shared/errors.ts';
+import { parseConfig, parseDuration, parseSize } from '../shared/core/config.ts';
+import { WasmMirrorError } from '../shared/core/errors.ts';
 
 const valid = `
 mirror:

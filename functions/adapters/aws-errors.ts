@@ -2,7 +2,7 @@
  * Translating AWS SDK failures into the core's error codes: adapters call these, so the core
  * never sees an SDK exception type.
  */
-import { type ErrorCode, WasmMirrorError } from '../../shared/errors.ts';
+import { type ErrorCode, WasmMirrorError } from '../../shared/core/errors.ts';
 
 interface SdkErrorLike {
   name?: string;

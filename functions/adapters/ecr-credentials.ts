@@ -4,9 +4,9 @@
  * shortly before it expires. Sources that name credentials in the config never get here.
  */
 import { ECRClient, GetAuthorizationTokenCommand } from '@aws-sdk/client-ecr';
-import { WasmMirrorError } from '../../shared/errors.ts';
-import type { RegistryCredentials } from '../../shared/ports.ts';
-import type { SourceConfig } from '../../shared/sources/types.ts';
+import { WasmMirrorError } from '../../shared/core/errors.ts';
+import type { RegistryCredentials } from '../../shared/core/ports.ts';
+import type { SourceConfig } from '../../shared/core/sources/types.ts';
 import { ecrRegistry } from './ecr-host.ts';
 
 export { ecrRegistry };

@@ -6,8 +6,8 @@
  */
 import { createHash } from 'node:crypto';
 import { GetPublicKeyCommand, KMSClient, type KMSClientConfig, SignCommand } from '@aws-sdk/client-kms';
-import { WasmMirrorError } from '../../shared/errors.ts';
-import type { Signer } from '../../shared/ports.ts';
+import { WasmMirrorError } from '../../shared/core/errors.ts';
+import type { Signer } from '../../shared/core/ports.ts';
 import { wrapSdkError } from './aws-errors.ts';
 
 export interface KmsSignerOptions {

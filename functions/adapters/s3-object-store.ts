@@ -17,8 +17,8 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { validateObjectKey } from '../../shared/domain.ts';
-import { WasmMirrorError } from '../../shared/errors.ts';
+import { validateObjectKey } from '../../shared/core/domain.ts';
+import { WasmMirrorError } from '../../shared/core/errors.ts';
 import type {
   ByteRange,
   ObjectBody,
@@ -26,7 +26,7 @@ import type {
   ObjectStore,
   ObjectStream,
   PutOptions,
-} from '../../shared/ports.ts';
+} from '../../shared/core/ports.ts';
 import { isNotFound, sdkName, sdkStatus, wrapSdkError } from './aws-errors.ts';
 
 export interface S3ObjectStoreOptions {

@@ -6,8 +6,8 @@
 
 import { SecretsProvider } from '@aws-lambda-powertools/parameters/secrets';
 import type { SecretsManagerClient, SecretsManagerClientConfig } from '@aws-sdk/client-secrets-manager';
-import { WasmMirrorError } from '../../shared/errors.ts';
-import type { SecretSource } from '../../shared/ports.ts';
+import { WasmMirrorError } from '../../shared/core/errors.ts';
+import type { SecretSource } from '../../shared/core/ports.ts';
 
 export interface SecretsManagerSecretSourceOptions {
   /** Prepended to the config's secret names: `<prefix><name>` is the Secrets Manager id. */

@@ -10,7 +10,7 @@ import {
   SQSClient,
   type SQSClientConfig,
 } from '@aws-sdk/client-sqs';
-import type { QueueProducer, SendOptions } from '../../shared/ports.ts';
+import type { QueueProducer, SendOptions } from '../../shared/core/ports.ts';
 import { wrapSdkError } from './aws-errors.ts';
 
 export interface SqsQueueProducerOptions {

@@ -4,7 +4,7 @@
  */
 import type { Logger as PowertoolsLogger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics as PowertoolsMetrics } from '@aws-lambda-powertools/metrics';
-import type { Fields, Labels, Logger, Metrics } from '../../shared/ports.ts';
+import type { Fields, Labels, Logger, Metrics } from '../../shared/core/ports.ts';
 
 type Unit = (typeof MetricUnit)[keyof typeof MetricUnit];
 

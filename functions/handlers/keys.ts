@@ -7,9 +7,9 @@
 
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { CloudFormationCustomResourceEvent, Context } from 'aws-lambda';
-import { toWasmMirrorError } from '../../shared/errors.ts';
-import { writeKeysJson } from '../../shared/pipeline/publish.ts';
-import type { PublishRequest } from '../../shared/ports.ts';
+import { toWasmMirrorError } from '../../shared/core/errors.ts';
+import { writeKeysJson } from '../../shared/core/pipeline/publish.ts';
+import type { PublishRequest } from '../../shared/core/ports.ts';
 import type { AwsRuntime } from '../runtime.ts';
 import { withPowertools } from './middleware.ts';
 

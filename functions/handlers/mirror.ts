@@ -9,9 +9,9 @@
  */
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { createMirrorHandler } from '../../shared/pipeline/mirror.ts';
-import { reconcileSource } from '../../shared/pipeline/reconcile.ts';
-import { listedTags } from '../../shared/pipeline/state.ts';
+import { createMirrorHandler } from '../../shared/core/pipeline/mirror.ts';
+import { reconcileSource } from '../../shared/core/pipeline/reconcile.ts';
+import { listedTags } from '../../shared/core/pipeline/state.ts';
 import type { AwsRuntime } from '../runtime.ts';
 import { withPowertools } from './middleware.ts';
 import { parseMirrorMessage } from './records.ts';

@@ -4,9 +4,9 @@
  * the version count (and KMS calls) down when many modules land at once.
  */
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
-import { toWasmMirrorError } from '../../shared/errors.ts';
-import { createPublisher, type PublishOutcome } from '../../shared/pipeline/publish.ts';
-import type { PublishRequest } from '../../shared/ports.ts';
+import { toWasmMirrorError } from '../../shared/core/errors.ts';
+import { createPublisher, type PublishOutcome } from '../../shared/core/pipeline/publish.ts';
+import type { PublishRequest } from '../../shared/core/ports.ts';
 import type { AwsRuntime } from '../runtime.ts';
 import { withPowertools } from './middleware.ts';
 import { parsePublishRequest } from './records.ts';

@@ -3,13 +3,13 @@
  * straight from EventBridge, "ECR Image Action" events; the publish queue carries
  * PublishRequests. Bodies are checked here, at the edge, before a use case sees them.
  */
-import type { MirrorConfig } from '../../shared/config.ts';
-import { MANIFEST_TYPE, type MirrorJob, type ModuleRecord } from '../../shared/domain.ts';
-import { WasmMirrorError } from '../../shared/errors.ts';
-import { toManifestModule, validatePayload } from '../../shared/manifest/index.ts';
-import type { PublishRequest } from '../../shared/ports.ts';
-import { ecrHost } from '../../shared/sources/ecr.ts';
-import { parseEcrTrusted } from '../../shared/sources/index.ts';
+import type { MirrorConfig } from '../../shared/core/config.ts';
+import { MANIFEST_TYPE, type MirrorJob, type ModuleRecord } from '../../shared/core/domain.ts';
+import { WasmMirrorError } from '../../shared/core/errors.ts';
+import { toManifestModule, validatePayload } from '../../shared/core/manifest/index.ts';
+import type { PublishRequest } from '../../shared/core/ports.ts';
+import { ecrHost } from '../../shared/core/sources/ecr.ts';
+import { parseEcrTrusted } from '../../shared/core/sources/index.ts';
 
 export type MirrorMessage =
   | { kind: 'jobs'; jobs: MirrorJob[] }

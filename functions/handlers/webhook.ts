@@ -3,9 +3,9 @@
  * `POST /hooks/{sourceId}/{token}` (senders that can only authenticate by URL).
  */
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
-import { toWasmMirrorError } from '../../shared/errors.ts';
-import { createWebhookReceiver } from '../../shared/pipeline/receive.ts';
-import { fromApiGatewayBody } from '../../shared/sources/index.ts';
+import { toWasmMirrorError } from '../../shared/core/errors.ts';
+import { createWebhookReceiver } from '../../shared/core/pipeline/receive.ts';
+import { fromApiGatewayBody } from '../../shared/core/sources/index.ts';
 import type { AwsRuntime } from '../runtime.ts';
 import { withPowertools } from './middleware.ts';
 

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Aws } from 'aws-cdk-lib';
-import { type MirrorConfig, parseConfig } from '../../shared/config.ts';
+import { type MirrorConfig, parseConfig } from '../../shared/core/config.ts';
 
 export const EXAMPLE_CONFIG = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'example.config.yaml');
 

@@ -7,6 +7,16 @@ import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { ManifestModule } from '../core/domain.ts';
+import { toWasmMirrorError, WasmMirrorError } from '../core/errors.ts';
+import {
+  DEFAULT_MAX_MANIFEST_BYTES,
+  parseIsoTime,
+  type TrustedKey,
+  type VerifiedManifest,
+  verifyManifest,
+} from '../core/manifest/index.ts';
+import { type Clock, type Logger, silentLogger, systemClock } from '../core/ports.ts';
 import {
   closeFd,
   datasyncFd,
@@ -14,18 +24,8 @@ import {
   openFd,
   writeAllFd,
   writeFileAtomic,
-} from '../adapters/local/fs-util.ts';
-import { PrometheusRegistry } from '../adapters/local/telemetry.ts';
-import type { ManifestModule } from '../domain.ts';
-import { toWasmMirrorError, WasmMirrorError } from '../errors.ts';
-import {
-  DEFAULT_MAX_MANIFEST_BYTES,
-  parseIsoTime,
-  type TrustedKey,
-  type VerifiedManifest,
-  verifyManifest,
-} from '../manifest/index.ts';
-import { type Clock, type Logger, silentLogger, systemClock } from '../ports.ts';
+} from '../platform/files.ts';
+import { PrometheusRegistry } from '../platform/telemetry.ts';
 import { discard, HttpClient, readCapped, streamVerified } from './http.ts';
 import { moduleSelector } from './select.ts';
 import { type AgentState, readState, writeState } from './state.ts';

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { WasmMirrorError } from '../errors.ts';
+import { WasmMirrorError } from '../core/errors.ts';
 
 export interface HttpClientOptions {
   /** Sockets per origin, i.e. the download parallelism. */

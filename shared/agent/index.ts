@@ -1,5 +1,5 @@
 /** The mesh agent: verified sync of the mirror's modules into a local directory. */
-export { PrometheusRegistry } from '../adapters/local/telemetry.ts';
+export { PrometheusRegistry } from '../platform/telemetry.ts';
 export {
   type AgentOptions,
   type LoopOptions,

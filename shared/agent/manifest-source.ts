@@ -1,7 +1,7 @@
 /** Reading a manifest envelope from a file or URL, capped, for `verify` and `wasmplugin`. */
 import { open } from 'node:fs/promises';
-import { WasmMirrorError } from '../errors.ts';
-import { DEFAULT_MAX_MANIFEST_BYTES } from '../manifest/index.ts';
+import { WasmMirrorError } from '../core/errors.ts';
+import { DEFAULT_MAX_MANIFEST_BYTES } from '../core/manifest/index.ts';
 import { discard, HttpClient, readCapped } from './http.ts';
 
 const tooLarge = (where: string, max: number) => (n: number) =>

@@ -1,7 +1,7 @@
 /** Serves `/metrics` (Prometheus text) and `/healthz` for the agent on a given host:port. */
 import { createServer, type Server } from 'node:http';
-import { PROMETHEUS_CONTENT_TYPE, type PrometheusRegistry } from '../adapters/local/telemetry.ts';
-import { WasmMirrorError } from '../errors.ts';
+import { WasmMirrorError } from '../core/errors.ts';
+import { PROMETHEUS_CONTENT_TYPE, type PrometheusRegistry } from '../platform/telemetry.ts';
 
 export function parseListenAddress(addr: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:]*)):(\d{1,5})$/.exec(addr) ?? /^()()(\d{1,5})$/.exec(addr);

@@ -2,7 +2,7 @@
  * `--select` globs over module names: `*` and `?` stay within a path segment, `**` crosses
  * segments. A glob with a `:` after its last `/` also matches the tag (`ghcr.io/acme/*:1.*`).
  */
-import type { ManifestModule } from '../domain.ts';
+import type { ManifestModule } from '../core/domain.ts';
 
 function globToRegExp(glob: string): RegExp {
   let out = '';

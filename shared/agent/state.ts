@@ -5,11 +5,11 @@
  * at: the agent stops with STATE_CORRUPT rather than forget what it accepted.
  */
 import { readFile } from 'node:fs/promises';
-import { writeFileAtomic } from '../adapters/local/fs-util.ts';
-import { SHA256_HEX } from '../domain.ts';
-import { WasmMirrorError } from '../errors.ts';
-import { parseIsoTime } from '../manifest/index.ts';
-import { parseStrictJson } from '../strict-json.ts';
+import { SHA256_HEX } from '../core/domain.ts';
+import { WasmMirrorError } from '../core/errors.ts';
+import { parseIsoTime } from '../core/manifest/index.ts';
+import { parseStrictJson } from '../core/strict-json.ts';
+import { writeFileAtomic } from '../platform/files.ts';
 
 export const STATE_FORMAT = 1;
 

@@ -1,5 +1,5 @@
 import { access } from 'node:fs/promises';
-import { defaultConfig, loadConfigFile, type MirrorConfig } from '../config.ts';
+import { defaultConfig, loadConfigFile, type MirrorConfig } from '../core/config.ts';
 
 export const DEFAULT_CONFIG_FILE = 'wasm-mirror.config.yaml';
 export const DEFAULT_DATA_DIR = 'wasm-mirror-data';

@@ -1,5 +1,5 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util';
-import { WasmMirrorError } from '../errors.ts';
+import { WasmMirrorError } from '../core/errors.ts';
 
 /** Where a command reads and writes, injectable so tests can run commands in-process. */
 export interface CliIo {

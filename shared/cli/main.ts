@@ -3,7 +3,7 @@
  * `run(argv, io)`; it returns the exit code: 0 success, 1 verification or mirror failure (the
  * error code printed), 2 usage.
  */
-import { isWasmMirrorError, toWasmMirrorError } from '../errors.ts';
+import { isWasmMirrorError, toWasmMirrorError } from '../core/errors.ts';
 import type { CliIo } from './io.ts';
 import { processIo } from './io.ts';
 

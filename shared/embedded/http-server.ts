@@ -6,11 +6,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
-import { PROMETHEUS_CONTENT_TYPE } from '../adapters/local/telemetry.ts';
-import { SHA256_HEX, storageKeys } from '../domain.ts';
-import { toWasmMirrorError } from '../errors.ts';
-import type { WebhookHttpRequest, WebhookHttpResponse } from '../pipeline/receive.ts';
-import type { ByteRange, Logger, ObjectStore } from '../ports.ts';
+import { SHA256_HEX, storageKeys } from '../core/domain.ts';
+import { toWasmMirrorError } from '../core/errors.ts';
+import type { WebhookHttpRequest, WebhookHttpResponse } from '../core/pipeline/receive.ts';
+import type { ByteRange, Logger, ObjectStore } from '../core/ports.ts';
+import { PROMETHEUS_CONTENT_TYPE } from '../platform/telemetry.ts';
 
 export interface MirrorHttpOptions {
   store: ObjectStore;

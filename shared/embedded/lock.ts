@@ -10,8 +10,8 @@
 import { randomUUID } from 'node:crypto';
 import { link, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errnoCode, processAlive, writeNewFile } from '../adapters/local/fs-util.ts';
-import { WasmMirrorError } from '../errors.ts';
+import { WasmMirrorError } from '../core/errors.ts';
+import { errnoCode, processAlive, writeNewFile } from '../platform/files.ts';
 
 export interface DataDirLock {
   release(): Promise<void>;

@@ -5,14 +5,14 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalKeySigner } from '../../shared/adapters/local/signer.ts';
 import { runAgentLoop, type SyncResult, WasmMirrorAgent } from '../../shared/agent/index.ts';
-import type { ManifestModule } from '../../shared/domain.ts';
-import { isWasmMirrorError, type WasmMirrorError } from '../../shared/errors.ts';
+import type { ManifestModule } from '../../shared/core/domain.ts';
+import { isWasmMirrorError, type WasmMirrorError } from '../../shared/core/errors.ts';
 import {
   loadTrustedKeys,
   renderKeysJson,
   signManifest,
   type TrustedKey,
-} from '../../shared/manifest/index.ts';
+} from '../../shared/core/manifest/index.ts';
 import { type AttackContext, attackCases } from '../manifest/attacks.ts';
 import { newSigner, payloadOf, sha256Hex, T0, trusted } from '../manifest/helpers.ts';
 import { TestMirror, wasmBytes } from './mirror-server.ts';

@@ -6,8 +6,8 @@ import { parse } from 'yaml';
 import type { LocalKeySigner } from '../../shared/adapters/local/signer.ts';
 import type { CliIo } from '../../shared/cli/io.ts';
 import { main } from '../../shared/cli/main.ts';
-import type { ManifestModule } from '../../shared/domain.ts';
-import { renderKeysJson, spkiToPem } from '../../shared/manifest/index.ts';
+import type { ManifestModule } from '../../shared/core/domain.ts';
+import { renderKeysJson, spkiToPem } from '../../shared/core/manifest/index.ts';
 import { newSigner } from '../manifest/helpers.ts';
 import { TestMirror, wasmBytes } from './mirror-server.ts';
 

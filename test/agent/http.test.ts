@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpClient, streamVerified } from '../../shared/agent/http.ts';
-import { isWasmMirrorError } from '../../shared/errors.ts';
+import { isWasmMirrorError } from '../../shared/core/errors.ts';
 import { sha256Hex } from '../manifest/helpers.ts';
 
 const BODY = Buffer.alloc(100_000, 1);

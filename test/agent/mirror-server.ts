@@ -10,8 +10,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, normalize } from 'node:path';
 import type { LocalKeySigner } from '../../shared/adapters/local/signer.ts';
-import type { ManifestModule } from '../../shared/domain.ts';
-import { signManifest } from '../../shared/manifest/index.ts';
+import type { ManifestModule } from '../../shared/core/domain.ts';
+import { signManifest } from '../../shared/core/manifest/index.ts';
 import { moduleEntry, payloadOf, sha256Hex } from '../manifest/helpers.ts';
 
 export type Override = (req: IncomingMessage, res: ServerResponse) => void;

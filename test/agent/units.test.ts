@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { moduleSelector, parseDuration, readState, writeState } from '../../shared/agent/index.ts';
-import type { ManifestModule } from '../../shared/domain.ts';
-import { isWasmMirrorError } from '../../shared/errors.ts';
+import type { ManifestModule } from '../../shared/core/domain.ts';
+import { isWasmMirrorError } from '../../shared/core/errors.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'wm-units-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,7 +1,7 @@
 import { GetAuthorizationTokenCommand } from '@aws-sdk/client-ecr';
 import { describe, expect, it } from 'vitest';
 import { EcrCredentials, ecrRegistry } from '../../functions/adapters/ecr-credentials.ts';
-import type { SourceConfig } from '../../shared/sources/types.ts';
+import type { SourceConfig } from '../../shared/core/sources/types.ts';
 
 const source = (registry: string): SourceConfig => ({
   id: 'ecr',

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3ObjectStore } from '../../functions/adapters/s3-object-store.ts';
-import { WasmMirrorError } from '../../shared/errors.ts';
+import { WasmMirrorError } from '../../shared/core/errors.ts';
 import { TEST_CREDENTIALS } from './support/fauxqs.ts';
 
 const s3Error = (code: string, message: string) =>

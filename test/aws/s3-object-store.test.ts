@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3ObjectStore } from '../../functions/adapters/s3-object-store.ts';
-import { isWasmMirrorError } from '../../shared/errors.ts';
+import { isWasmMirrorError } from '../../shared/core/errors.ts';
 import { type Emulator, startEmulator } from './support/fauxqs.ts';
 
 const hex = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');

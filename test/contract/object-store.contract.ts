@@ -7,8 +7,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { isWasmMirrorError } from '../../shared/errors.ts';
-import type { ObjectInfo, ObjectStore } from '../../shared/ports.ts';
+import { isWasmMirrorError } from '../../shared/core/errors.ts';
+import type { ObjectInfo, ObjectStore } from '../../shared/core/ports.ts';
 
 export interface ObjectStoreUnderTest {
   store: ObjectStore;

@@ -4,8 +4,8 @@
  * body, dedupe ids honoured, a failing handler retried and then dead-lettered with its error.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { WasmMirrorError } from '../../shared/errors.ts';
-import type { DeliveryMeta, MessageHandler, QueueProducer } from '../../shared/ports.ts';
+import { WasmMirrorError } from '../../shared/core/errors.ts';
+import type { DeliveryMeta, MessageHandler, QueueProducer } from '../../shared/core/ports.ts';
 
 export type TestMessage = { n: number; text?: string; nested?: { list: unknown[] } };
 

@@ -7,9 +7,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../shared/config.ts';
+import { parseConfig } from '../../shared/core/config.ts';
+import { silentLogger } from '../../shared/core/ports.ts';
 import { type EmbeddedMirror, startEmbedded } from '../../shared/embedded/runtime.ts';
-import { silentLogger } from '../../shared/ports.ts';
 import { pushWasm, startRegistry, type TestRegistry } from '../support/index.ts';
 import { DISTRIBUTION_EVENTS_V1, distributionEnvelope } from '../support/mirror.ts';
 

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsObjectStore } from '../../shared/adapters/local/fs-object-store.ts';
+import { silentLogger } from '../../shared/core/ports.ts';
 import {
   createMirrorServer,
   listen,
@@ -16,7 +17,6 @@ import {
   parseRange,
   redactUrl,
 } from '../../shared/embedded/http-server.ts';
-import { silentLogger } from '../../shared/ports.ts';
 import { sha256Of } from '../support/mirror.ts';
 
 describe('mirror HTTP server', () => {

@@ -14,10 +14,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../shared/config.ts';
-import type { ManifestPayload } from '../../shared/domain.ts';
+import { parseConfig } from '../../shared/core/config.ts';
+import type { ManifestPayload } from '../../shared/core/domain.ts';
+import { silentLogger } from '../../shared/core/ports.ts';
 import { type EmbeddedMirror, startEmbedded } from '../../shared/embedded/runtime.ts';
-import { silentLogger } from '../../shared/ports.ts';
 import { MEDIA, type PushFormat, pushWasm, startRegistry, type TestRegistry } from '../support/index.ts';
 import {
   type FetchedManifest,

@@ -3,9 +3,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
-import { defaultConfig } from '../../shared/config.ts';
+import { defaultConfig } from '../../shared/core/config.ts';
+import { silentLogger } from '../../shared/core/ports.ts';
 import { startEmbedded } from '../../shared/embedded/runtime.ts';
-import { silentLogger } from '../../shared/ports.ts';
 
 let dir: string;
 afterEach(() => rmSync(dir, { recursive: true, force: true }));

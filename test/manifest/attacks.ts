@@ -6,15 +6,15 @@
  */
 
 import type { LocalKeySigner } from '../../shared/adapters/local/signer.ts';
-import type { ManifestPayload } from '../../shared/domain.ts';
-import type { ErrorCode } from '../../shared/errors.ts';
+import type { ManifestPayload } from '../../shared/core/domain.ts';
+import type { ErrorCode } from '../../shared/core/errors.ts';
 import {
   canonicalize,
   decodeBase64Strict,
   encodeBase64,
   signManifest,
   type TrustedKey,
-} from '../../shared/manifest/index.ts';
+} from '../../shared/core/manifest/index.ts';
 import { canonicalBytes, jsonBytes, newSigner, payloadOf, signRaw, trusted } from './helpers.ts';
 
 export interface AttackContext {

@@ -1,14 +1,18 @@
 /** Builders for valid and deliberately broken manifests, shared by the manifest and agent suites. */
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { LocalKeySigner } from '../../shared/adapters/local/signer.ts';
-import { MANIFEST_PAYLOAD_TYPE, type ManifestModule, type ManifestPayload } from '../../shared/domain.ts';
+import {
+  MANIFEST_PAYLOAD_TYPE,
+  type ManifestModule,
+  type ManifestPayload,
+} from '../../shared/core/domain.ts';
 import {
   buildPayload,
   canonicalizeToBytes,
   encodeBase64,
   pae,
   trustedKeyFrom,
-} from '../../shared/manifest/index.ts';
+} from '../../shared/core/manifest/index.ts';
 
 export const T0 = new Date('2026-01-10T12:00:00.000Z');
 

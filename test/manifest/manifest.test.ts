@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOrCreateKey, signDigestP256 } from '../../shared/adapters/local/signer.ts';
-import { isWasmMirrorError } from '../../shared/errors.ts';
+import { isWasmMirrorError } from '../../shared/core/errors.ts';
 import {
   buildPayload,
   canonicalize,
@@ -17,8 +17,8 @@ import {
   spkiToPem,
   type TrustedKey,
   verifyManifest,
-} from '../../shared/manifest/index.ts';
-import { parseStrictJson } from '../../shared/strict-json.ts';
+} from '../../shared/core/manifest/index.ts';
+import { parseStrictJson } from '../../shared/core/strict-json.ts';
 import { opensslVerifies } from '../support/mirror.ts';
 import { type AttackContext, attackCases } from './attacks.ts';
 import { moduleEntry, newSigner, payloadOf, T0, trusted } from './helpers.ts';

@@ -7,14 +7,14 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type ErrorCode, WasmMirrorError } from '../../shared/errors.ts';
+import { type ErrorCode, WasmMirrorError } from '../../shared/core/errors.ts';
 import {
   RegistryClient,
   type RegistryClientOptions,
   type RepositoryTarget,
-} from '../../shared/oci/client.ts';
-import type { RegistryTarget } from '../../shared/ports.ts';
-import { OciWasmPuller } from '../../shared/wasm/puller.ts';
+} from '../../shared/core/oci/client.ts';
+import type { RegistryTarget } from '../../shared/core/ports.ts';
+import { OciWasmPuller } from '../../shared/core/wasm/puller.ts';
 import {
   type FakeRegistry,
   MEDIA,

@@ -4,9 +4,9 @@
  */
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { type ErrorCode, WasmMirrorError } from '../../shared/errors.ts';
-import { RegistryClient, type RepositoryTarget } from '../../shared/oci/client.ts';
-import { parseReference } from '../../shared/oci/reference.ts';
+import { type ErrorCode, WasmMirrorError } from '../../shared/core/errors.ts';
+import { RegistryClient, type RepositoryTarget } from '../../shared/core/oci/client.ts';
+import { parseReference } from '../../shared/core/oci/reference.ts';
 
 type Route = (url: URL, init: RequestInit) => Response | undefined;
 

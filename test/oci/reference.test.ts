@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { isWasmMirrorError } from '../../shared/errors.ts';
-import { defaultAddressGuard, isForbiddenAddress } from '../../shared/oci/address-guard.ts';
-import { parseChallenge, parseRetryAfter } from '../../shared/oci/client.ts';
-import { apiHost, formatReference, parseReference } from '../../shared/oci/reference.ts';
+import { isWasmMirrorError } from '../../shared/core/errors.ts';
+import { defaultAddressGuard, isForbiddenAddress } from '../../shared/core/oci/address-guard.ts';
+import { parseChallenge, parseRetryAfter } from '../../shared/core/oci/client.ts';
+import { apiHost, formatReference, parseReference } from '../../shared/core/oci/reference.ts';
 
 const D = `sha256:${'a'.repeat(64)}`;
 

@@ -9,13 +9,13 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FsObjectStore } from '../../shared/adapters/local/fs-object-store.ts';
 import { loadOrCreateKey } from '../../shared/adapters/local/signer.ts';
-import { parseConfig } from '../../shared/config.ts';
-import { type ModuleRecord, storageKeys } from '../../shared/domain.ts';
-import { loadTrustedKeys, verifyManifest } from '../../shared/manifest/index.ts';
-import { createPublisher, mergeRecords, writeKeysJson } from '../../shared/pipeline/publish.ts';
-import { readLatestManifest, readManifest } from '../../shared/pipeline/state.ts';
-import type { Clock, ObjectStore, Signer } from '../../shared/ports.ts';
-import { noMetrics, silentLogger } from '../../shared/ports.ts';
+import { parseConfig } from '../../shared/core/config.ts';
+import { type ModuleRecord, storageKeys } from '../../shared/core/domain.ts';
+import { loadTrustedKeys, verifyManifest } from '../../shared/core/manifest/index.ts';
+import { createPublisher, mergeRecords, writeKeysJson } from '../../shared/core/pipeline/publish.ts';
+import { readLatestManifest, readManifest } from '../../shared/core/pipeline/state.ts';
+import type { Clock, ObjectStore, Signer } from '../../shared/core/ports.ts';
+import { noMetrics, silentLogger } from '../../shared/core/ports.ts';
 
 const config = parseConfig('mirror: { name: unit-mesh, manifestTtl: 48h }');
 

@@ -7,12 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FsObjectStore } from '../../shared/adapters/local/fs-object-store.ts';
-import { parseConfig } from '../../shared/config.ts';
-import type { MirrorJob } from '../../shared/domain.ts';
-import { WasmMirrorError } from '../../shared/errors.ts';
-import { createWebhookReceiver, type ReceiverDeps } from '../../shared/pipeline/receive.ts';
-import type { ObjectStore } from '../../shared/ports.ts';
-import { noMetrics, silentLogger, systemClock } from '../../shared/ports.ts';
+import { parseConfig } from '../../shared/core/config.ts';
+import type { MirrorJob } from '../../shared/core/domain.ts';
+import { WasmMirrorError } from '../../shared/core/errors.ts';
+import { createWebhookReceiver, type ReceiverDeps } from '../../shared/core/pipeline/receive.ts';
+import type { ObjectStore } from '../../shared/core/ports.ts';
+import { noMetrics, silentLogger, systemClock } from '../../shared/core/ports.ts';
 import { DISTRIBUTION_EVENTS_V1, distributionEnvelope } from '../support/mirror.ts';
 
 const config = parseConfig(`

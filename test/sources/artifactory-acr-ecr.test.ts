@@ -1,9 +1,9 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { parseAcr } from '../../shared/sources/acr.ts';
-import { parseArtifactory } from '../../shared/sources/artifactory.ts';
-import { parseEcr, parseEcrTrusted } from '../../shared/sources/ecr.ts';
-import { parseWebhook } from '../../shared/sources/index.ts';
+import { parseAcr } from '../../shared/core/sources/acr.ts';
+import { parseArtifactory } from '../../shared/core/sources/artifactory.ts';
+import { parseEcr, parseEcrTrusted } from '../../shared/core/sources/ecr.ts';
+import { parseWebhook } from '../../shared/core/sources/index.ts';
 import { errorCode, fixture, fuzzParser, RECEIVED_AT, reasons, request, source } from './helpers.ts';
 
 const SECRET = 'static-secret-9d1';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseCloudEvents } from '../../shared/sources/cloudevents.ts';
-import { parseWebhook } from '../../shared/sources/index.ts';
+import { parseCloudEvents } from '../../shared/core/sources/cloudevents.ts';
+import { parseWebhook } from '../../shared/core/sources/index.ts';
 import {
   errorCode,
   fixture,

@@ -12,7 +12,7 @@ import {
   parseJsonStrict,
   sameRegistry,
   secretsEqual,
-} from '../../shared/sources/common.ts';
+} from '../../shared/core/sources/common.ts';
 import { errorCode, request } from './helpers.ts';
 
 describe('strict JSON', () => {

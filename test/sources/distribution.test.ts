@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseDistribution } from '../../shared/sources/distribution.ts';
-import { parsers, parseWebhook } from '../../shared/sources/index.ts';
+import { parseDistribution } from '../../shared/core/sources/distribution.ts';
+import { parsers, parseWebhook } from '../../shared/core/sources/index.ts';
 import { errorCode, fixture, fuzzParser, RECEIVED_AT, reasons, request, source } from './helpers.ts';
 
 const SECRET = 'dist-hook-token';

@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { parseGitHub } from '../../shared/sources/github.ts';
-import { parseWebhook, WebhookReceiver } from '../../shared/sources/index.ts';
+import { parseGitHub } from '../../shared/core/sources/github.ts';
+import { parseWebhook, WebhookReceiver } from '../../shared/core/sources/index.ts';
 import {
   errorCode,
   fixture,
@@ -143,7 +143,7 @@ describe('github parser', () => {
   });
 
   it('checks the signature over bytes that arrived base64-encoded from API Gateway, once decoded', async () => {
-    const { fromApiGatewayBody } = await import('../../shared/sources/index.ts');
+    const { fromApiGatewayBody } = await import('../../shared/core/sources/index.ts');
     const raw = fixture('github', 'registry_package-published.json');
     const body = fromApiGatewayBody(Buffer.from(raw).toString('base64'), true);
     const out = parseGitHub(

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseHarbor } from '../../shared/sources/harbor.ts';
-import { parseWebhook } from '../../shared/sources/index.ts';
+import { parseHarbor } from '../../shared/core/sources/harbor.ts';
+import { parseWebhook } from '../../shared/core/sources/index.ts';
 import { errorCode, fixture, fuzzParser, RECEIVED_AT, reasons, request, source } from './helpers.ts';
 
 const SECRET = 'harbor-auth-header';

@@ -3,15 +3,15 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
-import { isWasmMirrorError, WasmMirrorError } from '../../shared/errors.ts';
-import { globToRegExp } from '../../shared/sources/common.ts';
+import { isWasmMirrorError, WasmMirrorError } from '../../shared/core/errors.ts';
+import { globToRegExp } from '../../shared/core/sources/common.ts';
 import type {
   ParsedDelivery,
   SourceConfig,
   SourceType,
   WebhookParser,
   WebhookRequest,
-} from '../../shared/sources/types.ts';
+} from '../../shared/core/sources/types.ts';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'webhooks');
 

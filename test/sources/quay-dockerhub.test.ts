@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { parseDockerHub } from '../../shared/sources/dockerhub.ts';
-import { parseWebhook } from '../../shared/sources/index.ts';
-import { parseQuay } from '../../shared/sources/quay.ts';
+import { parseDockerHub } from '../../shared/core/sources/dockerhub.ts';
+import { parseWebhook } from '../../shared/core/sources/index.ts';
+import { parseQuay } from '../../shared/core/sources/quay.ts';
 import { errorCode, fixture, fuzzParser, RECEIVED_AT, reasons, request, source } from './helpers.ts';
 
 const TOKEN = 'url-path-token-5f2c';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { Clock } from '../../shared/ports.ts';
-import { DeliveryDedupe, RateLimiter, WebhookReceiver } from '../../shared/sources/index.ts';
+import type { Clock } from '../../shared/core/ports.ts';
+import { DeliveryDedupe, RateLimiter, WebhookReceiver } from '../../shared/core/sources/index.ts';
 import { errorCode, fixture, request, source } from './helpers.ts';
 
 function fakeClock(start = 0): Clock & { advance(ms: number): void } {

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import type { MirrorJob } from '../../shared/domain.ts';
-import { WasmMirrorError } from '../../shared/errors.ts';
-import { knownKey, reconcileSource } from '../../shared/pipeline/reconcile.ts';
-import type { QueueProducer, RegistryTarget, SendOptions, WasmPuller } from '../../shared/ports.ts';
-import { silentLogger } from '../../shared/ports.ts';
+import type { MirrorJob } from '../../shared/core/domain.ts';
+import { WasmMirrorError } from '../../shared/core/errors.ts';
+import { knownKey, reconcileSource } from '../../shared/core/pipeline/reconcile.ts';
+import type { QueueProducer, RegistryTarget, SendOptions, WasmPuller } from '../../shared/core/ports.ts';
+import { silentLogger } from '../../shared/core/ports.ts';
 import { source } from './helpers.ts';
 
 const d = (c: string) => `sha256:${c.repeat(64)}`;

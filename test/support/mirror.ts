@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { DsseEnvelope, ManifestPayload } from '../../shared/domain.ts';
+import type { DsseEnvelope, ManifestPayload } from '../../shared/core/domain.ts';
 
 export interface FetchedManifest {
   envelope: DsseEnvelope;

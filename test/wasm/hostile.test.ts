@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createGzip, gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type ErrorCode, WasmMirrorError } from '../../shared/errors.ts';
-import { OciWasmPuller, type OciWasmPullerOptions } from '../../shared/wasm/puller.ts';
+import { type ErrorCode, WasmMirrorError } from '../../shared/core/errors.ts';
+import { OciWasmPuller, type OciWasmPullerOptions } from '../../shared/core/wasm/puller.ts';
 import {
   type BlobSpec,
   concat,

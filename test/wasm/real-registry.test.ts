@@ -7,9 +7,9 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isWasmMirrorError } from '../../shared/errors.ts';
-import type { RegistryTarget } from '../../shared/ports.ts';
-import { OciWasmPuller } from '../../shared/wasm/puller.ts';
+import { isWasmMirrorError } from '../../shared/core/errors.ts';
+import type { RegistryTarget } from '../../shared/core/ports.ts';
+import { OciWasmPuller } from '../../shared/core/wasm/puller.ts';
 import {
   minimalComponent,
   type PushFormat,

@@ -6,9 +6,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isWasmMirrorError } from '../../shared/errors.ts';
-import { WasmInspector } from '../../shared/wasm/inspect.ts';
-import { validateCoreModuleFile } from '../../shared/wasm/validate.ts';
+import { isWasmMirrorError } from '../../shared/core/errors.ts';
+import { WasmInspector } from '../../shared/core/wasm/inspect.ts';
+import { validateCoreModuleFile } from '../../shared/core/wasm/validate.ts';
 import { buildWasm, concat, largeWasm, leb128, minimalComponent, proxyWasmModule } from '../support/index.ts';
 
 let dir: string;

@@ -23,7 +23,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { link, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { toWasmMirrorError, WasmMirrorError } from '../../errors.ts';
+import { toWasmMirrorError, WasmMirrorError } from '../../core/errors.ts';
 import type {
   DeliveryMeta,
   Logger,
@@ -31,9 +31,9 @@ import type {
   Metrics,
   QueueProducer,
   SendOptions,
-} from '../../ports.ts';
-import { noMetrics, silentLogger } from '../../ports.ts';
-import { ensureDir, errnoCode, fsyncDir, processAlive, writeNewFile } from './fs-util.ts';
+} from '../../core/ports.ts';
+import { noMetrics, silentLogger } from '../../core/ports.ts';
+import { ensureDir, errnoCode, fsyncDir, processAlive, writeNewFile } from '../../platform/files.ts';
 
 export interface DiskQueueOptions {
   /** Queue directory; created when missing. */

@@ -17,8 +17,8 @@ import { type BigIntStats, createReadStream, type Dirent } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { link, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { validateObjectKey } from '../../domain.ts';
-import { WasmMirrorError } from '../../errors.ts';
+import { validateObjectKey } from '../../core/domain.ts';
+import { WasmMirrorError } from '../../core/errors.ts';
 import type {
   ByteRange,
   ObjectBody,
@@ -26,8 +26,8 @@ import type {
   ObjectStore,
   ObjectStream,
   PutOptions,
-} from '../../ports.ts';
-import { ensureDir, errnoCode, fsyncDir, TEMP_PREFIX, tempName, writeAll } from './fs-util.ts';
+} from '../../core/ports.ts';
+import { ensureDir, errnoCode, fsyncDir, TEMP_PREFIX, tempName, writeAll } from '../../platform/files.ts';
 
 export interface FsObjectStoreOptions {
   /** Data directory; created when missing. */

@@ -16,9 +16,9 @@ import {
 } from 'node:crypto';
 import { access, link, mkdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { WasmMirrorError } from '../../errors.ts';
-import type { Signer } from '../../ports.ts';
-import { writeNewFile } from './fs-util.ts';
+import { WasmMirrorError } from '../../core/errors.ts';
+import type { Signer } from '../../core/ports.ts';
+import { writeNewFile } from '../../platform/files.ts';
 
 const P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffffn;
 const N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;

@@ -1,9 +1,9 @@
 /** `wasm-mirror agent`: verify the mirror's signed manifest and sync its modules into a directory. */
 import { readFile } from 'node:fs/promises';
 import { parseDuration, runAgentLoop, startMetricsServer, WasmMirrorAgent } from '../../agent/index.ts';
-import { WasmMirrorError } from '../../errors.ts';
-import { loadTrustedKeys } from '../../manifest/index.ts';
-import type { Fields, Logger } from '../../ports.ts';
+import { WasmMirrorError } from '../../core/errors.ts';
+import { loadTrustedKeys } from '../../core/manifest/index.ts';
+import type { Fields, Logger } from '../../core/ports.ts';
 import { type CliIo, parseCommandArgs } from '../io.ts';
 
 const USAGE = `usage: wasm-mirror agent --mirror-url URL --mirror-name NAME --trusted-keys FILE --dir DIR

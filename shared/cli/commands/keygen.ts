@@ -1,10 +1,10 @@
 /** `wasm-mirror keygen`: a P-256 key pair for embedded signing. */
 import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errnoCode, writeNewFile } from '../../adapters/local/fs-util.ts';
 import { generateKeyPairPem, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE } from '../../adapters/local/signer.ts';
-import { WasmMirrorError } from '../../errors.ts';
-import { keyIdOf, trustedKeyFrom } from '../../manifest/index.ts';
+import { WasmMirrorError } from '../../core/errors.ts';
+import { keyIdOf, trustedKeyFrom } from '../../core/manifest/index.ts';
+import { errnoCode, writeNewFile } from '../../platform/files.ts';
 import { type CliIo, parseCommandArgs } from '../io.ts';
 
 const USAGE = `usage: wasm-mirror keygen [--out DIR]

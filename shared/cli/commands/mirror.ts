@@ -5,18 +5,18 @@
  * queue instead of being published here.
  */
 import { resolve } from 'node:path';
-import { JsonLinesLogger, PrometheusRegistry } from '../../adapters/local/telemetry.ts';
-import type { MirrorConfig } from '../../config.ts';
-import type { MirrorJob } from '../../domain.ts';
+import type { MirrorConfig } from '../../core/config.ts';
+import type { MirrorJob } from '../../core/domain.ts';
+import { WasmMirrorError } from '../../core/errors.ts';
+import { parseReference } from '../../core/oci/reference.ts';
+import { createMirror } from '../../core/pipeline/mirror.ts';
+import { createPublisher } from '../../core/pipeline/publish.ts';
+import type { PublishRequest } from '../../core/ports.ts';
+import { silentLogger } from '../../core/ports.ts';
+import type { SourceConfig } from '../../core/sources/types.ts';
 import { tryLockDataDir } from '../../embedded/lock.ts';
 import { buildLocalDeps } from '../../embedded/runtime.ts';
-import { WasmMirrorError } from '../../errors.ts';
-import { parseReference } from '../../oci/reference.ts';
-import { createMirror } from '../../pipeline/mirror.ts';
-import { createPublisher } from '../../pipeline/publish.ts';
-import type { PublishRequest } from '../../ports.ts';
-import { silentLogger } from '../../ports.ts';
-import type { SourceConfig } from '../../sources/types.ts';
+import { JsonLinesLogger, PrometheusRegistry } from '../../platform/telemetry.ts';
 import { DEFAULT_DATA_DIR, resolveConfig } from '../config-file.ts';
 import { type CliIo, parseCommandArgs } from '../io.ts';
 

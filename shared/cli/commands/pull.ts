@@ -4,10 +4,10 @@
  * bytes to FILE.
  */
 import { resolve } from 'node:path';
-import { WasmMirrorError } from '../../errors.ts';
-import { parseReference } from '../../oci/reference.ts';
-import type { PulledModule, RegistryTarget } from '../../ports.ts';
-import { OciWasmPuller } from '../../wasm/puller.ts';
+import { WasmMirrorError } from '../../core/errors.ts';
+import { parseReference } from '../../core/oci/reference.ts';
+import type { PulledModule, RegistryTarget } from '../../core/ports.ts';
+import { OciWasmPuller } from '../../core/wasm/puller.ts';
 import { type CliIo, parseCommandArgs, readAllStdin } from '../io.ts';
 
 const HELP = `usage: wasm-mirror pull <reference> -o FILE [options]

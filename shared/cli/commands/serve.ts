@@ -1,7 +1,7 @@
 /** `wasm-mirror serve` (= `npm start`): the embedded mirror. */
 import { resolve } from 'node:path';
+import { WasmMirrorError } from '../../core/errors.ts';
 import { startEmbedded } from '../../embedded/runtime.ts';
-import { WasmMirrorError } from '../../errors.ts';
 import { DEFAULT_DATA_DIR, resolveConfig } from '../config-file.ts';
 import { type CliIo, parseCommandArgs } from '../io.ts';
 

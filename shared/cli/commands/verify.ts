@@ -1,8 +1,8 @@
 /** `wasm-mirror verify`: verify a manifest envelope offline (same checks as the agent) and print it. */
 import { readFile } from 'node:fs/promises';
 import { readManifestSource } from '../../agent/index.ts';
-import { WasmMirrorError } from '../../errors.ts';
-import { loadTrustedKeys, verifyManifest } from '../../manifest/index.ts';
+import { WasmMirrorError } from '../../core/errors.ts';
+import { loadTrustedKeys, verifyManifest } from '../../core/manifest/index.ts';
 import { type CliIo, parseCommandArgs } from '../io.ts';
 
 const USAGE = `usage: wasm-mirror verify <file|url> --trusted-keys FILE [--mirror-name NAME]

@@ -3,10 +3,10 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
 import { readManifestSource } from '../../agent/index.ts';
-import type { ManifestModule, ManifestPayload } from '../../domain.ts';
-import { WasmMirrorError } from '../../errors.ts';
-import { loadTrustedKeys, validatePayload, verifyManifest } from '../../manifest/index.ts';
-import { decodeUtf8Strict, parseStrictJson } from '../../strict-json.ts';
+import type { ManifestModule, ManifestPayload } from '../../core/domain.ts';
+import { WasmMirrorError } from '../../core/errors.ts';
+import { loadTrustedKeys, validatePayload, verifyManifest } from '../../core/manifest/index.ts';
+import { decodeUtf8Strict, parseStrictJson } from '../../core/strict-json.ts';
 import { type CliIo, parseCommandArgs } from '../io.ts';
 import { readKeys } from './verify.ts';
 

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DiskQueue, type DiskQueueOptions } from '../../../shared/adapters/local/disk-queue.ts';
-import { WasmMirrorError } from '../../../shared/errors.ts';
-import type { DeliveryMeta, QueueProducer } from '../../../shared/ports.ts';
+import { WasmMirrorError } from '../../../shared/core/errors.ts';
+import type { DeliveryMeta, QueueProducer } from '../../../shared/core/ports.ts';
 import { describeQueueContract, type TestMessage, waitFor } from '../../contract/queue.contract.ts';
 
 const fast = { pollIntervalMs: 20, backoffBaseMs: 20, backoffMaxMs: 200 } satisfies Partial<DiskQueueOptions>;

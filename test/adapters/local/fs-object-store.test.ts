@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FsObjectStore, validateKey } from '../../../shared/adapters/local/fs-object-store.ts';
-import { TEMP_PREFIX } from '../../../shared/adapters/local/fs-util.ts';
-import { isWasmMirrorError } from '../../../shared/errors.ts';
-import type { ObjectStore } from '../../../shared/ports.ts';
+import { isWasmMirrorError } from '../../../shared/core/errors.ts';
+import type { ObjectStore } from '../../../shared/core/ports.ts';
+import { TEMP_PREFIX } from '../../../shared/platform/files.ts';
 import { describeObjectStoreContract } from '../../contract/object-store.contract.ts';
 
 describeObjectStoreContract('FsObjectStore', async () => {

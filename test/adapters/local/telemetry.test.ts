@@ -1,12 +1,12 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { WasmMirrorError } from '../../../shared/core/errors.ts';
+import type { Logger, Metrics } from '../../../shared/core/ports.ts';
 import {
   JsonLinesLogger,
   PROMETHEUS_CONTENT_TYPE,
   PrometheusRegistry,
-} from '../../../shared/adapters/local/telemetry.ts';
-import { WasmMirrorError } from '../../../shared/errors.ts';
-import type { Logger, Metrics } from '../../../shared/ports.ts';
+} from '../../../shared/platform/telemetry.ts';
 
 new PrometheusRegistry() satisfies Metrics;
 new JsonLinesLogger() satisfies Logger;

@@ -9,7 +9,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { ENV, type FunctionRole, loadFunctionEnv } from '../../../functions/config.ts';
 import { type AwsRuntime, createAwsRuntime, type RuntimeOverrides } from '../../../functions/runtime.ts';
-import type { MirrorConfig } from '../../../shared/config.ts';
+import type { MirrorConfig } from '../../../shared/core/config.ts';
 import { type ConditionalS3Proxy, startConditionalS3Proxy } from './conditional-s3.ts';
 import { type Emulator, startEmulator, TEST_CREDENTIALS, TEST_REGION } from './fauxqs.ts';
 import { type KmsStandIn, startKmsStandIn } from './kms-stand-in.ts';

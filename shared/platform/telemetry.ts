@@ -4,7 +4,7 @@
  * observability must not take the pipeline down.
  */
 import type { Writable } from 'node:stream';
-import type { Fields, Labels, Logger, Metrics } from '../../ports.ts';
+import type { Fields, Labels, Logger, Metrics } from '../core/ports.ts';
 
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
