@@ -9,8 +9,8 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type MirrorJob, type ModuleRecord, SHA256_HEX, storageKeys } from '../domain.ts';
 import { type ErrorCode, isWasmMirrorError, toWasmMirrorError, WasmMirrorError } from '../errors.ts';
+import { matchesAny } from '../glob.ts';
 import type { DeliveryMeta, PulledModule, RegistryCredentials, RegistryTarget } from '../ports.ts';
-import { repositoryAllowed } from '../sources/common.ts';
 import type { SourceConfig } from '../sources/types.ts';
 import { credentialsFromSecrets, type PipelineDeps } from './context.ts';
 import { isoSeconds } from './publish.ts';
@@ -328,7 +328,7 @@ function checkJob(deps: MirrorDeps, job: MirrorJob): SourceConfig {
       `job names registry ${job.registry}, source pins ${source.registry}`,
     );
   }
-  if (!repositoryAllowed(source, job.repository)) {
+  if (!matchesAny(source.repositories, job.repository)) {
     throw new WasmMirrorError(
       'REGISTRY_NOT_ALLOWED',
       `repository ${job.repository} is not in the allow-list`,

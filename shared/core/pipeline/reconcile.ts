@@ -9,7 +9,9 @@
  * registries, so glob entries are skipped (and reported) rather than guessed.
  */
 import type { MirrorJob } from '../domain.ts';
+import { SHA256_DIGEST } from '../domain.ts';
 import { toWasmMirrorError } from '../errors.ts';
+import { isValidRepository, isValidTag } from '../oci/reference.ts';
 import type {
   Clock,
   Logger,
@@ -19,7 +21,6 @@ import type {
   SecretSource,
   WasmPuller,
 } from '../ports.ts';
-import { isValidDigest, isValidRepository, isValidTag } from '../sources/common.ts';
 import type { SourceConfig } from '../sources/types.ts';
 import { credentialsFromSecrets } from './context.ts';
 
@@ -155,7 +156,7 @@ export async function reconcileSource(source: SourceConfig, deps: ReconcileDeps)
         fail(repository, err, tag);
         return;
       }
-      if (!isValidDigest(digest)) {
+      if (!SHA256_DIGEST.test(digest)) {
         fail(repository, new Error(`registry answered an invalid digest for ${tag}`), tag);
         return;
       }
