@@ -12,6 +12,7 @@ import { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SQSClient } from '@aws-sdk/client-sqs';
+import { createMirrorApp, type MirrorApp } from '../shared/core/app.ts';
 import { loadConfigFile, type MirrorConfig } from '../shared/core/config.ts';
 import type { MirrorJob } from '../shared/core/domain.ts';
 import { WasmMirrorError } from '../shared/core/errors.ts';
@@ -44,6 +45,8 @@ export interface AwsRuntime {
   env: Readonly<FunctionEnv>;
   config: MirrorConfig;
   deps: PipelineDeps;
+  /** The use cases, built once per container from `deps`. */
+  app: MirrorApp;
   powertools: Powertools;
   /** A signer for another key of this mirror (keys.json lists every published key). */
   signerFor(keyId: string): Signer;
@@ -122,7 +125,13 @@ export async function createAwsRuntime(
     scratchDir: env.scratchDir,
     registryCredentials: (source) => ecr.forSource(source),
   };
-  return { env, config, deps, powertools, signerFor };
+  const app = createMirrorApp(deps, {
+    onPermanentFailure: (job, error) => {
+      // Acknowledged, not retried: the same bytes would fail the same way. The log is the record.
+      deps.logger.warn('mirror job rejected', { job, code: error.code, message: error.message });
+    },
+  });
+  return { env, config, deps, app, powertools, signerFor };
 }
 
 /** A port this function was not given (by its IAM role and environment): using it is a wiring bug. */
@@ -138,5 +147,5 @@ function unavailableQueue<T>(what: string, env: Readonly<FunctionEnv>): QueuePro
 
 function unavailableSigner(env: Readonly<FunctionEnv>): Signer {
   const fail = () => Promise.reject(notWired('signing key', env));
-  return { publicKeySpki: fail, keyId: fail, signDigest: fail };
+  return { publicKeySpki: fail, keyId: fail, sign: fail };
 }

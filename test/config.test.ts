@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseConfig, parseDuration, parseSize } from '../shared/core/config.ts';
+import { parseConfig, parseSize } from '../shared/core/config.ts';
+import { parseDuration } from '../shared/core/duration.ts';
 import { WasmMirrorError } from '../shared/core/errors.ts';
 
 const valid = `
@@ -112,6 +113,11 @@ describe('config', () => {
     expect(parseDuration('90s')).toBe(90_000);
     expect(parseDuration('1h30m')).toBe(5_400_000);
     expect(parseDuration('2d')).toBe(172_800_000);
+    expect(parseDuration('1.5h')).toBe(5_400_000);
+    expect(parseDuration('500ms')).toBe(500);
+    expect(parseDuration('30')).toBeUndefined();
+    expect(parseDuration('30', { bareUnit: 's' })).toBe(30_000);
+    expect(parseDuration(1500)).toBe(1500);
     expect(parseDuration('1x')).toBeUndefined();
     expect(parseDuration('')).toBeUndefined();
     expect(parseSize('256MiB')).toBe(268_435_456);

@@ -1,8 +1,8 @@
 /**
- * Signer on an asymmetric KMS key (ECC_NIST_P256, SIGN_VERIFY). The core hashes the DSSE PAE
- * itself and KMS signs the digest (`MessageType: DIGEST`), so the payload never leaves the
- * function and any size is signable. KMS returns DER signatures and SPKI DER public keys,
- * which is exactly the format the manifest uses.
+ * Signer on an asymmetric KMS key (ECC_NIST_P256, SIGN_VERIFY). The adapter hashes the message
+ * (the DSSE PAE) itself and KMS signs the digest (`MessageType: DIGEST`), so the payload never
+ * leaves the function and any size is signable (RAW messages are capped at 4 KiB). KMS returns
+ * DER signatures and SPKI DER public keys, which is exactly the format the manifest uses.
  */
 import { createHash } from 'node:crypto';
 import { GetPublicKeyCommand, KMSClient, type KMSClientConfig, SignCommand } from '@aws-sdk/client-kms';
@@ -42,18 +42,13 @@ export class KmsSigner implements Signer {
       .digest('hex');
   }
 
-  async signDigest(sha256Digest: Uint8Array): Promise<Uint8Array> {
-    if (sha256Digest.byteLength !== 32) {
-      throw new WasmMirrorError(
-        'SIGNING_FAILURE',
-        `a SHA-256 digest is 32 bytes, got ${sha256Digest.byteLength}`,
-      );
-    }
+  async sign(message: Uint8Array): Promise<Uint8Array> {
+    const digest = createHash('sha256').update(message).digest();
     try {
       const out = await this.client.send(
         new SignCommand({
           KeyId: this.keyIdOrArn,
-          Message: sha256Digest,
+          Message: digest,
           MessageType: 'DIGEST',
           SigningAlgorithm: 'ECDSA_SHA_256',
         }),

@@ -5,16 +5,15 @@
  */
 import type { Context, SQSBatchResponse, SQSEvent } from 'aws-lambda';
 import { toWasmMirrorError } from '../../shared/core/errors.ts';
-import { createPublisher, type PublishOutcome } from '../../shared/core/pipeline/publish.ts';
+import { metricNames } from '../../shared/core/metrics.ts';
 import type { PublishRequest } from '../../shared/core/ports.ts';
 import type { AwsRuntime } from '../runtime.ts';
 import { withPowertools } from './middleware.ts';
 import { parsePublishRequest } from './records.ts';
 
 export function createPublishQueueHandler(runtime: AwsRuntime) {
-  const { deps } = runtime;
+  const { app, deps } = runtime;
   const { logger } = runtime.powertools;
-  const publish = createPublisher(deps);
 
   const handle = async (event: SQSEvent, _context: Context): Promise<SQSBatchResponse> => {
     const requests: PublishRequest[] = [];
@@ -30,29 +29,16 @@ export function createPublishQueueHandler(runtime: AwsRuntime) {
           body: record.body.slice(0, 1024),
           error: toWasmMirrorError(err),
         });
-        deps.metrics.count('publish_requests_malformed');
+        deps.metrics.count(metricNames.publishRequestsMalformed);
       }
     }
     if (requests.length > 0) {
       // A failed publish (S3, KMS) throws: the whole batch is retried in order, nothing is
       // half-applied, and the function's error alarm fires.
-      const outcome = await publish(requests);
+      const outcome = await app.publish(requests);
       logger.info('publish done', { ...outcome, requests: requests.length });
-      recordManifestAge(runtime, outcome);
     }
     return { batchItemFailures: [] };
   };
   return withPowertools(handle, runtime.powertools);
-}
-
-/**
- * `manifest_age_seconds` after every publish run (scheduled re-signs included) drives the
- * manifest-age alarm: it rises if re-signing stops, and the data stops if publishing does.
- */
-function recordManifestAge(runtime: AwsRuntime, manifest: PublishOutcome): void {
-  const { deps } = runtime;
-  const now = deps.clock.now().getTime();
-  deps.metrics.gauge('manifest_age_seconds', Math.max(0, (now - Date.parse(manifest.issuedAt)) / 1000));
-  deps.metrics.gauge('manifest_expires_in_seconds', (Date.parse(manifest.expiresAt) - now) / 1000);
-  deps.metrics.gauge('manifest_version', manifest.version);
 }

@@ -3,14 +3,12 @@
  * `POST /hooks/{sourceId}/{token}` (senders that can only authenticate by URL).
  */
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
-import { toWasmMirrorError } from '../../shared/core/errors.ts';
-import { createWebhookReceiver } from '../../shared/core/pipeline/receive.ts';
-import { fromApiGatewayBody } from '../../shared/core/sources/index.ts';
+import { toWasmMirrorError, WasmMirrorError } from '../../shared/core/errors.ts';
 import type { AwsRuntime } from '../runtime.ts';
 import { withPowertools } from './middleware.ts';
 
 export function createWebhookHandler(runtime: AwsRuntime) {
-  const receive = createWebhookReceiver(runtime.deps);
+  const receive = runtime.app.receiveWebhook;
   const { logger } = runtime.powertools;
 
   const handle = async (
@@ -44,6 +42,19 @@ export function createWebhookHandler(runtime: AwsRuntime) {
     }
   };
   return withPowertools(handle, runtime.powertools);
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * Raw body bytes from an API Gateway event. Binary and some text payloads arrive base64-encoded;
+ * HMACs must be checked over the decoded bytes, so decoding is strict (no silent skipping).
+ */
+export function fromApiGatewayBody(body: string | null | undefined, isBase64Encoded: boolean): Uint8Array {
+  if (body === null || body === undefined) return new Uint8Array(0);
+  if (!isBase64Encoded) return new Uint8Array(Buffer.from(body, 'utf8'));
+  if (!BASE64.test(body)) throw new WasmMirrorError('WEBHOOK_MALFORMED', 'body is not valid base64');
+  return new Uint8Array(Buffer.from(body, 'base64'));
 }
 
 function json(

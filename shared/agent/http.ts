@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { WasmMirrorError } from '../core/errors.ts';
+import { readCapped as readCappedChunks } from '../core/io.ts';
 
 export interface HttpClientOptions {
   /** Sockets per origin, i.e. the download parallelism. */
@@ -94,30 +95,21 @@ export function contentLength(headers: IncomingMessage['headers']): number | und
 }
 
 /**
- * Reads a whole body of at most `maxBytes`. The cap is checked against Content-Length first and
- * then against every chunk, so an endless or oversized body costs at most `maxBytes` of memory.
+ * Reads a whole body of at most `maxBytes` (the core's capped read: Content-Length first, then
+ * every chunk). An oversized body is cut off at once rather than drained; a broken connection is
+ * MIRROR_UNAVAILABLE.
  */
 export async function readCapped(
   res: IncomingMessage,
   maxBytes: number,
   tooLarge: (received: number) => WasmMirrorError,
 ): Promise<Uint8Array> {
-  const declared = contentLength(res.headers);
-  if (declared !== undefined && declared > maxBytes) {
+  const overflow = (received: number) => {
     res.destroy();
-    throw tooLarge(declared);
-  }
-  const chunks: Buffer[] = [];
-  let total = 0;
+    return tooLarge(received);
+  };
   try {
-    for await (const chunk of res as AsyncIterable<Buffer>) {
-      total += chunk.length;
-      if (total > maxBytes) {
-        res.destroy();
-        throw tooLarge(total);
-      }
-      chunks.push(chunk);
-    }
+    return await readCappedChunks(res, maxBytes, overflow, contentLength(res.headers));
   } catch (err) {
     if (err instanceof WasmMirrorError) throw err;
     throw new WasmMirrorError('MIRROR_UNAVAILABLE', `reading the response failed: ${String(err)}`, {
@@ -125,23 +117,36 @@ export async function readCapped(
       retryable: true,
     });
   }
-  return new Uint8Array(Buffer.concat(chunks, total));
 }
 
 const WRITE_BATCH = 1024 * 1024;
+
+export interface StreamOptions {
+  /**
+   * Fails with TIMEOUT when no byte arrives for this long while the body is being waited for
+   * (time spent writing to disk does not count), so a stalled mirror frees the download slot.
+   */
+  stallTimeoutMs?: number;
+}
 
 /**
  * Streams a module body to `write`, hashing as it goes, and refuses it unless it is exactly
  * `size` bytes whose sha256 is `sha256`. Never passes on more than `size` bytes. Chunks are
  * handed over in batches of up to 1 MiB: one thread-pool round trip per batch rather than per
  * socket chunk, with at most a batch held in memory per download.
+ *
+ * Other bytes than the listed ones (a different hash, too many bytes, a declared or complete
+ * body of another length) are HASH_MISMATCH / LENGTH_MISMATCH; a connection lost mid-body is
+ * MIRROR_UNAVAILABLE and a stall is TIMEOUT, since neither says anything about the bytes.
  */
 export function streamVerified(
   res: IncomingMessage,
   expected: { size: number; sha256: string; url: string },
   write: (chunks: Buffer[]) => Promise<void>,
+  options: StreamOptions = {},
 ): Promise<void> {
   const { size, sha256, url } = expected;
+  const { stallTimeoutMs } = options;
   const declared = contentLength(res.headers);
   if (declared !== undefined && declared !== size) {
     res.destroy();
@@ -161,22 +166,47 @@ export function streamVerified(
     let batched = 0;
     let ended = false;
     let settled = false;
+    let stallTimer: NodeJS.Timeout | undefined;
+    const unwatch = () => clearTimeout(stallTimer);
+    const watch = () => {
+      unwatch();
+      if (stallTimeoutMs === undefined) return;
+      stallTimer = setTimeout(
+        () =>
+          fail(
+            new WasmMirrorError(
+              'TIMEOUT',
+              `${url}: no data for ${stallTimeoutMs} ms after ${total} of ${size} bytes`,
+              { retryable: true },
+            ),
+          ),
+        stallTimeoutMs,
+      );
+    };
     const fail = (err: WasmMirrorError) => {
       if (settled) return;
       settled = true;
+      unwatch();
       res.destroy();
       reject(err);
     };
-    const truncated = (cause?: unknown) =>
+    const connectionLost = (cause?: unknown) =>
       fail(
-        new WasmMirrorError('LENGTH_MISMATCH', `${url}: body ended after ${total} of ${size} bytes`, {
-          cause,
-          retryable: true,
-        }),
+        new WasmMirrorError(
+          'MIRROR_UNAVAILABLE',
+          `${url}: connection closed after ${total} of ${size} bytes`,
+          { cause, retryable: true },
+        ),
       );
     const finish = () => {
+      unwatch();
       if (settled) return;
-      if (total !== size) return truncated();
+      if (total !== size) {
+        // The mirror ended the body itself: a complete answer of another length.
+        return fail(
+          new WasmMirrorError('LENGTH_MISMATCH', `${url}: body ended after ${total} of ${size} bytes`),
+        );
+      }
       const actual = hash.digest('hex');
       if (actual !== sha256) {
         return fail(
@@ -195,9 +225,10 @@ export function streamVerified(
     };
     // The response may have been cut off while the caller was opening its file, before these
     // listeners existed; its 'close' is then already past.
-    if (res.destroyed) return truncated();
+    if (res.destroyed) return connectionLost();
     res.on('data', (chunk: Buffer) => {
       if (settled) return;
+      watch();
       total += chunk.length;
       if (total > size) {
         return fail(new WasmMirrorError('LENGTH_MISMATCH', `${url}: more than the ${size} bytes listed`));
@@ -210,8 +241,13 @@ export function streamVerified(
         batch = [];
         batched = 0;
         res.pause();
+        unwatch();
         write(full).then(
-          () => res.resume(),
+          () => {
+            if (settled) return;
+            watch();
+            res.resume();
+          },
           (err) => fail(new WasmMirrorError('STORAGE_FAILURE', `${url}: ${String(err)}`, { cause: err })),
         );
       }
@@ -220,10 +256,11 @@ export function streamVerified(
       ended = true;
       finish();
     });
-    res.once('error', (err) => truncated(err));
+    res.once('error', (err) => connectionLost(err));
     // A connection that closes before Content-Length is reached ends without 'end'.
     res.once('close', () => {
-      if (!ended) truncated();
+      if (!ended) connectionLost();
     });
+    watch();
   });
 }

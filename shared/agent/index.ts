@@ -1,15 +1,9 @@
 /** The mesh agent: verified sync of the mirror's modules into a local directory. */
 export { PrometheusRegistry } from '../platform/telemetry.ts';
-export {
-  type AgentOptions,
-  type LoopOptions,
-  MANIFEST_FILE,
-  runAgentLoop,
-  STATE_FILE,
-  type SyncResult,
-  WasmMirrorAgent,
-} from './agent.ts';
+export { type AgentOptions, MANIFEST_FILE, STATE_FILE, type SyncResult, WasmMirrorAgent } from './agent.ts';
+export { type LoopOptions, runAgentLoop } from './loop.ts';
 export { parseDuration, readManifestSource } from './manifest-source.ts';
+export { AGENT_METRICS, REMOTE_FETCH_RESULTS } from './metrics.ts';
 export { parseListenAddress, startMetricsServer } from './metrics-server.ts';
 export { moduleSelector } from './select.ts';
 export { type AgentState, readState, writeState } from './state.ts';

@@ -1,5 +1,6 @@
 /** Reading a manifest envelope from a file or URL, capped, for `verify` and `wasmplugin`. */
 import { open } from 'node:fs/promises';
+import { parseDuration as parseCoreDuration } from '../core/duration.ts';
 import { WasmMirrorError } from '../core/errors.ts';
 import { DEFAULT_MAX_MANIFEST_BYTES } from '../core/manifest/index.ts';
 import { discard, HttpClient, readCapped } from './http.ts';
@@ -53,14 +54,14 @@ export async function readManifestSource(
   }
 }
 
-/** `30s`, `5m`, `1h`, `500ms`, or plain seconds. */
+/** A duration flag in the core's grammar (`30s`, `5m`, `1h30m`, `2d`, `500ms`); a bare number is seconds. */
 export function parseDuration(text: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (m === null)
-    throw new WasmMirrorError('USAGE', `${flag} must be a duration like 30s, 5m or 1h, got "${text}"`);
-  const n = Number(m[1]);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
-  const ms = n * unit;
-  if (ms <= 0 || !Number.isFinite(ms)) throw new WasmMirrorError('USAGE', `${flag} must be positive`);
+  const ms = parseCoreDuration(text, { bareUnit: 's' });
+  if (ms === undefined) {
+    throw new WasmMirrorError(
+      'USAGE',
+      `${flag} must be a positive duration like 30s, 5m or 1h30m, got "${text}"`,
+    );
+  }
   return ms;
 }

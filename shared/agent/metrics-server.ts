@@ -23,7 +23,8 @@ export async function startMetricsServer(
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
     } else if (req.url === '/metrics') {
       await registry.collect();
-      res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE }).end(registry.render());
+      const text = await registry.render();
+      res.writeHead(200, { 'content-type': PROMETHEUS_CONTENT_TYPE }).end(text);
     } else if (req.url === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else {

@@ -80,3 +80,24 @@ export async function writeState(path: string, state: AgentState): Promise<void>
   doc.unlistedSince = state.unlistedSince;
   await writeFileAtomic(path, `${JSON.stringify(doc, null, 2)}\n`, 0o600);
 }
+
+/** The state file as this process knows it: read on first use, written through on every change. */
+export class StateFile {
+  readonly path: string;
+  #state: AgentState | undefined;
+
+  constructor(path: string) {
+    this.path = path;
+  }
+
+  /** The state; a file that cannot be read is tried again on the next call. */
+  async read(): Promise<AgentState> {
+    this.#state ??= await readState(this.path);
+    return this.#state;
+  }
+
+  async write(next: AgentState): Promise<void> {
+    await writeState(this.path, next);
+    this.#state = next;
+  }
+}

@@ -5,8 +5,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { parseDuration } from './duration.ts';
 import { WasmMirrorError } from './errors.ts';
-import { SOURCE_TYPES, type SourceConfig, type SourceType } from './sources/types.ts';
+import { SOURCE_TYPES, type SourceConfig } from './sources/types.ts';
 
 export interface MirrorSettings {
   /** The manifest's `mirror`; agents pin it. */
@@ -35,7 +37,8 @@ const HEADER_NAME = /^[A-Za-z0-9-]{1,64}$/;
 // host[:port]: DNS name, IPv4 or bracketed IPv6; no scheme, no path, no credentials.
 const REGISTRY_HOST =
   /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/;
-const REPOSITORY_GLOB = /^[a-z0-9*][a-z0-9._/*-]*$/;
+// The glob grammar of ./glob.ts over the OCI repository alphabet.
+const REPOSITORY_GLOB = /^[a-z0-9*?][a-z0-9._/*?-]*$/;
 
 export const defaultConfig = (): MirrorConfig =>
   freeze({
@@ -78,124 +81,170 @@ export function parseConfig(text: string, origin = 'config'): MirrorConfig {
       },
     );
   }
-  const root = object(raw ?? {}, '', origin);
-  allowOnly(root, ['mirror', 'sources'], '', origin);
+  const parsed = configSchema.safeParse(raw ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const path = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0]!] : issue.path;
+    fail(origin, keyPath(path), issueMessage(issue, valueAt(raw, issue.path)));
+  }
+  const { mirror: m, sources: rawSources } = parsed.data;
   const defaults = defaultConfig().mirror;
-  const m = object(root.mirror ?? {}, 'mirror', origin);
-  allowOnly(m, ['name', 'manifestTtl', 'resignBefore', 'maxModuleSize'], 'mirror', origin);
-  const name = m.name === undefined ? defaults.name : string(m.name, 'mirror.name', origin, MIRROR_NAME);
-  const manifestTtlMs =
-    m.manifestTtl === undefined
-      ? defaults.manifestTtlMs
-      : duration(m.manifestTtl, 'mirror.manifestTtl', origin);
+  const manifestTtlMs = m.manifestTtl ?? defaults.manifestTtlMs;
   if (manifestTtlMs < 60_000) fail(origin, 'mirror.manifestTtl', 'must be at least 1m');
-  const resignBeforeMs =
-    m.resignBefore === undefined
-      ? manifestTtlMs / 2
-      : duration(m.resignBefore, 'mirror.resignBefore', origin);
+  const resignBeforeMs = m.resignBefore ?? manifestTtlMs / 2;
   if (resignBeforeMs >= manifestTtlMs)
     fail(origin, 'mirror.resignBefore', 'must be shorter than manifestTtl');
-  const maxModuleBytes =
-    m.maxModuleSize === undefined
-      ? defaults.maxModuleBytes
-      : size(m.maxModuleSize, 'mirror.maxModuleSize', origin);
-
-  const sourcesRaw = root.sources ?? [];
-  if (!Array.isArray(sourcesRaw)) fail(origin, 'sources', 'must be a list');
-  const sources = (sourcesRaw as unknown[]).map((s, i) => parseSource(s, `sources[${i}]`, origin));
+  const sources = rawSources.map((s, i) => toSource(s, `sources[${i}]`, origin));
   const seen = new Set<string>();
   sources.forEach((s, i) => {
     if (seen.has(s.id)) fail(origin, `sources[${i}].id`, `duplicate source id '${s.id}'`);
     seen.add(s.id);
   });
-  return freeze({ mirror: { name, manifestTtlMs, resignBeforeMs, maxModuleBytes }, sources });
+  return freeze({
+    mirror: {
+      name: m.name ?? defaults.name,
+      manifestTtlMs,
+      resignBeforeMs,
+      maxModuleBytes: m.maxModuleSize ?? defaults.maxModuleBytes,
+    },
+    sources,
+  });
 }
 
-function parseSource(raw: unknown, at: string, origin: string): SourceConfig {
-  const s = object(raw, at, origin);
-  allowOnly(
-    s,
-    [
-      'id',
-      'type',
-      'registry',
-      'insecure',
-      'repositories',
-      'webhookSecretEnv',
-      'webhookHeader',
-      'credentials',
-      'reconcileInterval',
-      'rateLimitPerMinute',
-    ],
-    at,
-    origin,
-  );
-  const id = string(s.id, `${at}.id`, origin, SOURCE_ID);
-  const type = string(s.type, `${at}.type`, origin) as SourceType;
-  if (!SOURCE_TYPES.includes(type)) fail(origin, `${at}.type`, `must be one of ${SOURCE_TYPES.join(', ')}`);
-  const registry = string(s.registry, `${at}.registry`, origin, REGISTRY_HOST).toLowerCase();
-  const insecure = s.insecure === undefined ? false : boolean(s.insecure, `${at}.insecure`, origin);
-  if (!Array.isArray(s.repositories) || s.repositories.length === 0) {
-    fail(origin, `${at}.repositories`, 'must be a non-empty list of repository globs (use "**" for all)');
+// ---------------------------------------------------------------------------------------------
+// The file's schema (zod). Messages are phrased to follow the key path: "sources[0].insecure must
+// be true or false". Unknown keys are errors, so a typo never silently turns a check off.
+
+const text = (pattern?: RegExp) => {
+  const base = z
+    .string({ error: 'must be a non-empty string' })
+    .min(1, { error: 'must be a non-empty string' });
+  return pattern === undefined
+    ? base
+    : base.refine((v) => pattern.test(v), {
+        error: (i) => `has an invalid value ${JSON.stringify(i.input)}`,
+      });
+};
+const flag = z.boolean({ error: 'must be true or false' });
+const durationValue = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const ms = parseDuration(v);
+  if (ms === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `must be a duration like 30s, 15m, 48h (got ${JSON.stringify(v)})`,
+    });
+    return z.NEVER;
   }
-  const repositories = (s.repositories as unknown[]).map((r, i) =>
-    string(r, `${at}.repositories[${i}]`, origin, REPOSITORY_GLOB),
-  );
+  return ms;
+});
+const sizeValue = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const n = parseSize(v);
+  if (n === undefined) {
+    ctx.addIssue({ code: 'custom', message: `must be a size like 256MiB (got ${JSON.stringify(v)})` });
+    return z.NEVER;
+  }
+  return n;
+});
+const positiveInt = z
+  .number({ error: 'must be a positive integer' })
+  .int({ error: 'must be a positive integer' })
+  .positive({ error: 'must be a positive integer' });
+const mapping = { error: 'must be a mapping' };
+
+const sourceSchema = z.strictObject(
+  {
+    id: text(SOURCE_ID),
+    type: z.enum(SOURCE_TYPES, { error: `must be one of ${SOURCE_TYPES.join(', ')}` }),
+    registry: text(REGISTRY_HOST),
+    insecure: flag.optional(),
+    repositories: z
+      .array(text(REPOSITORY_GLOB), {
+        error: 'must be a non-empty list of repository globs (use "**" for all)',
+      })
+      .min(1, { error: 'must be a non-empty list of repository globs (use "**" for all)' }),
+    webhookSecretEnv: text(ENV_NAME).optional(),
+    webhookHeader: text(HEADER_NAME).optional(),
+    credentials: z
+      .strictObject({ usernameEnv: text(ENV_NAME), passwordEnv: text(ENV_NAME) }, mapping)
+      .optional(),
+    reconcileInterval: durationValue.optional(),
+    rateLimitPerMinute: positiveInt.optional(),
+  },
+  mapping,
+);
+
+const configSchema = z.strictObject(
+  {
+    mirror: z
+      .strictObject(
+        {
+          name: text(MIRROR_NAME).optional(),
+          manifestTtl: durationValue.optional(),
+          resignBefore: durationValue.optional(),
+          maxModuleSize: sizeValue.optional(),
+        },
+        mapping,
+      )
+      .default({}),
+    sources: z.array(sourceSchema, { error: 'must be a list' }).default([]),
+  },
+  mapping,
+);
+
+function toSource(s: z.infer<typeof sourceSchema>, at: string, origin: string): SourceConfig {
   const source: SourceConfig = {
-    id,
-    type,
-    registry,
-    insecure,
-    repositories,
-    rateLimitPerMinute:
-      s.rateLimitPerMinute === undefined
-        ? DEFAULT_RATE_LIMIT_PER_MINUTE
-        : positiveInt(s.rateLimitPerMinute, `${at}.rateLimitPerMinute`, origin),
+    id: s.id,
+    type: s.type,
+    registry: s.registry.toLowerCase(),
+    insecure: s.insecure ?? false,
+    repositories: s.repositories,
+    rateLimitPerMinute: s.rateLimitPerMinute ?? DEFAULT_RATE_LIMIT_PER_MINUTE,
   };
-  if (s.webhookSecretEnv !== undefined) {
-    source.webhookSecretEnv = string(s.webhookSecretEnv, `${at}.webhookSecretEnv`, origin, ENV_NAME);
-  } else if (type !== 'ecr') {
+  if (s.webhookSecretEnv !== undefined) source.webhookSecretEnv = s.webhookSecretEnv;
+  else if (s.type !== 'ecr') {
     fail(
       origin,
       `${at}.webhookSecretEnv`,
       'is required: name the environment variable holding the webhook secret',
     );
   }
-  if (s.webhookHeader !== undefined) {
-    source.webhookHeader = string(s.webhookHeader, `${at}.webhookHeader`, origin, HEADER_NAME).toLowerCase();
-  }
-  if (s.credentials !== undefined) {
-    const c = object(s.credentials, `${at}.credentials`, origin);
-    allowOnly(c, ['usernameEnv', 'passwordEnv'], `${at}.credentials`, origin);
-    source.credentials = {
-      usernameEnv: string(c.usernameEnv, `${at}.credentials.usernameEnv`, origin, ENV_NAME),
-      passwordEnv: string(c.passwordEnv, `${at}.credentials.passwordEnv`, origin, ENV_NAME),
-    };
-  }
+  if (s.webhookHeader !== undefined) source.webhookHeader = s.webhookHeader.toLowerCase();
+  if (s.credentials !== undefined) source.credentials = { ...s.credentials };
   if (s.reconcileInterval !== undefined) {
-    source.reconcileIntervalMs = duration(s.reconcileInterval, `${at}.reconcileInterval`, origin);
-    if (source.reconcileIntervalMs < 10_000) fail(origin, `${at}.reconcileInterval`, 'must be at least 10s');
+    if (s.reconcileInterval < 10_000) fail(origin, `${at}.reconcileInterval`, 'must be at least 10s');
+    source.reconcileIntervalMs = s.reconcileInterval;
   }
   return source;
 }
 
-/** Parses `90s`, `15m`, `48h`, `2d`, `1h30m` (or a number of milliseconds). */
-export function parseDuration(value: string | number): number | undefined {
-  if (typeof value === 'number') return Number.isSafeInteger(value) && value > 0 ? value : undefined;
-  const re = /(\d+)(ms|s|m|h|d)/y;
-  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3600_000, d: 86_400_000 };
-  let total = 0;
-  let pos = 0;
-  const text = value.trim();
-  if (text === '') return undefined;
-  while (pos < text.length) {
-    re.lastIndex = pos;
-    const match = re.exec(text);
-    if (match === null) return undefined;
-    total += Number(match[1]) * unit[match[2]!]!;
-    pos = re.lastIndex;
+/** `sources[0].credentials.usernameEnv` from a zod path. */
+function keyPath(path: readonly PropertyKey[]): string {
+  return path
+    .map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`))
+    .join('');
+}
+
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let value = root;
+  for (const key of path) value = (value as Record<PropertyKey, unknown> | null | undefined)?.[key];
+  return value;
+}
+
+function issueMessage(issue: z.core.$ZodIssue, value: unknown): string {
+  if (issue.code === 'unrecognized_keys') {
+    return `is not a known key (expected one of ${Object.keys(knownKeysAt(issue.path)).join(', ')})`;
   }
-  return total > 0 && Number.isSafeInteger(total) ? total : undefined;
+  // A key that is absent altogether: say it is required rather than what type it should have.
+  if (issue.code === 'invalid_type' && value === undefined) return `is required (${issue.message})`;
+  return issue.message;
+}
+
+function knownKeysAt(path: readonly PropertyKey[]): Record<string, unknown> {
+  const last = path.filter((p) => typeof p === 'string').at(-1);
+  if (last === 'mirror') return configSchema.shape.mirror.unwrap().shape;
+  if (last === 'credentials') return sourceSchema.shape.credentials.unwrap().shape;
+  if (last === 'sources') return sourceSchema.shape;
+  return configSchema.shape;
 }
 
 /** Parses `256MiB`, `10MB`, `512KiB` or a number of bytes. */
@@ -218,48 +267,6 @@ export function parseSize(value: string | number): number | undefined {
 
 function fail(origin: string, key: string, message: string): never {
   throw new WasmMirrorError('CONFIG_INVALID', `${origin}: ${key || '(top level)'} ${message}`);
-}
-
-function object(v: unknown, at: string, origin: string): Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(origin, at, 'must be a mapping');
-  return v as Record<string, unknown>;
-}
-
-function allowOnly(o: Record<string, unknown>, keys: string[], at: string, origin: string): void {
-  for (const k of Object.keys(o)) {
-    if (!keys.includes(k))
-      fail(origin, at ? `${at}.${k}` : k, `is not a known key (expected one of ${keys.join(', ')})`);
-  }
-}
-
-function string(v: unknown, at: string, origin: string, pattern?: RegExp): string {
-  if (typeof v !== 'string' || v === '') fail(origin, at, 'must be a non-empty string');
-  if (pattern !== undefined && !pattern.test(v))
-    fail(origin, at, `has an invalid value ${JSON.stringify(v)}`);
-  return v;
-}
-
-function boolean(v: unknown, at: string, origin: string): boolean {
-  if (typeof v !== 'boolean') fail(origin, at, 'must be true or false');
-  return v;
-}
-
-function positiveInt(v: unknown, at: string, origin: string): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
-    fail(origin, at, 'must be a positive integer');
-  return v;
-}
-
-function duration(v: unknown, at: string, origin: string): number {
-  const ms = typeof v === 'string' || typeof v === 'number' ? parseDuration(v) : undefined;
-  if (ms === undefined) fail(origin, at, `must be a duration like 30s, 15m, 48h (got ${JSON.stringify(v)})`);
-  return ms;
-}
-
-function size(v: unknown, at: string, origin: string): number {
-  const n = typeof v === 'string' || typeof v === 'number' ? parseSize(v) : undefined;
-  if (n === undefined) fail(origin, at, `must be a size like 256MiB (got ${JSON.stringify(v)})`);
-  return n;
 }
 
 function freeze<T>(value: T): T {

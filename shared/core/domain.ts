@@ -28,12 +28,8 @@ export interface MirrorJob {
   receivedAt: string;
 }
 
-/** The result of a successful mirror: what the publisher lists. */
-export interface ModuleRecord {
-  /** `<registry>/<repository>`, the name agents select by. */
-  name: string;
-  /** Tag, or the empty string for a digest-only push. */
-  tag: string;
+/** What a pull establishes about one module; a record and a manifest entry carry the same facts. */
+export interface ModuleFacts {
   /** OCI manifest digest the module was resolved from. */
   ociDigest: string;
   /** Lowercase hex sha256 of the module bytes. */
@@ -43,7 +39,21 @@ export interface ModuleRecord {
   kind: WasmKind;
   /** proxy-wasm ABI export name, e.g. `proxy_abi_version_0_2_1`, when present. */
   abi?: string;
+}
+
+/** The result of a successful mirror: what the publisher lists. */
+export interface ModuleRecord extends ModuleFacts {
+  /** `<registry>/<repository>`, the name agents select by. */
+  name: string;
+  /** Tag, or the empty string for a digest-only push. */
+  tag: string;
   mirroredAt: string;
+  /**
+   * When the registry last confirmed that `tag` pointed at `ociDigest` (ISO, milliseconds): the
+   * publisher keeps the newest observation of each tag, so a late or re-driven record about an
+   * older one changes nothing. Absent in records queued by earlier versions.
+   */
+  observedAt?: string;
 }
 
 /** Manifest v1 payload (DESIGN.md, "The signed manifest"). */
@@ -56,16 +66,9 @@ export interface ManifestPayload {
   modules: ManifestModule[];
 }
 
-export interface ManifestModule {
-  name: string;
-  tag: string;
-  ociDigest: string;
-  sha256: string;
-  size: number;
-  format: WasmFormat;
+/** A manifest entry: a record as signed (`kind` is optional in documents written before it existed). */
+export interface ManifestModule extends Omit<ModuleRecord, 'kind' | 'observedAt'> {
   kind?: WasmKind;
-  abi?: string;
-  mirroredAt: string;
 }
 
 export const MANIFEST_PAYLOAD_TYPE = 'application/vnd.wasm-mirror.manifest.v1+json';
@@ -78,13 +81,7 @@ export interface DsseEnvelope {
   signatures: { keyid: string; sig: string }[];
 }
 
-/** Storage keys: a module's location is a pure function of its sha256 (DESIGN.md, "Storage layout"). */
-export const storageKeys = {
-  module: (sha256Hex: string) => `modules/sha256/${sha256Hex}.wasm`,
-  manifest: (version: number) => `manifests/${version}.json`,
-  latestManifest: 'manifests/latest.json',
-  keys: 'keys.json',
-} as const;
+export { storageKeys } from './storage-keys.ts';
 
 export const MAX_OBJECT_KEY_BYTES = 1024;
 

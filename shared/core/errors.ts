@@ -38,6 +38,11 @@ export const ERROR_CODES = [
   'RANGE_NOT_SATISFIABLE',
   'QUEUE_FAILURE',
   'SIGNING_FAILURE',
+  // another process publishes for this data directory and did not finish in time
+  'PUBLISHER_BUSY',
+  // the embedded signing key (a lost or swapped key stops the mirror instead of being replaced)
+  'KEY_MISSING',
+  'KEY_MISMATCH',
   // webhooks
   'WEBHOOK_UNAUTHENTICATED',
   'WEBHOOK_TOO_LARGE',

@@ -3,7 +3,7 @@
  * adapters for them in its composition root. Adapters declare `satisfies <Port>` so drift fails
  * to compile. Bytes that cross a port with a known digest are verified on the way.
  */
-import type { ModuleRecord, WasmFormat, WasmKind } from './domain.ts';
+import type { ModuleFacts, ModuleRecord } from './domain.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Object storage (S3 bucket or the embedded data directory), laid out as DESIGN.md says.
@@ -81,15 +81,18 @@ export type PublishRequest =
   | { kind: 'resign'; reason: 'schedule' | 'startup' | 'manual' };
 
 // ---------------------------------------------------------------------------------------------
-// Signing (local P-256 key or KMS ECC_NIST_P256 with MessageType DIGEST).
+// Signing (a local P-256 key through node:crypto, or KMS ECC_NIST_P256 with MessageType DIGEST).
 
 export interface Signer {
   /** DER SubjectPublicKeyInfo of the signing key. */
   publicKeySpki(): Promise<Uint8Array>;
   /** Lowercase hex sha256 of the SPKI DER (the DSSE keyid). */
   keyId(): Promise<string>;
-  /** ECDSA P-256 signature over a precomputed SHA-256 digest, DER-encoded. */
-  signDigest(sha256Digest: Uint8Array): Promise<Uint8Array>;
+  /**
+   * ECDSA P-256 signature over SHA-256 of `message`, DER-encoded (what `openssl dgst -sha256
+   * -verify` checks). The adapter hashes; callers pass the message itself.
+   */
+  sign(message: Uint8Array): Promise<Uint8Array>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -118,14 +121,8 @@ export interface PullOptions {
   onProgress?: (receivedBytes: number, totalBytes: number | undefined) => void;
 }
 
-export interface PulledModule {
-  ociDigest: string;
-  sha256: string;
-  size: number;
-  format: WasmFormat;
-  kind: WasmKind;
-  abi?: string;
-}
+/** What a pull establishes; the mirror adds name, tag and time to make a ModuleRecord. */
+export type PulledModule = ModuleFacts;
 
 export interface WasmPuller {
   /** Resolves, pulls, verifies and validates one module, writing exactly its bytes to `destPath`. */

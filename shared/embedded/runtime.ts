@@ -8,16 +8,13 @@ import type { Server } from 'node:http';
 import { join, resolve } from 'node:path';
 import { DiskQueue } from '../adapters/local/disk-queue.ts';
 import { FsObjectStore } from '../adapters/local/fs-object-store.ts';
-import { loadOrCreateKey } from '../adapters/local/signer.ts';
+import { loadOrCreateKey, publishedKeyIds } from '../adapters/local/signer.ts';
+import { createMirrorApp, type MirrorApp } from '../core/app.ts';
 import type { MirrorConfig } from '../core/config.ts';
 import type { MirrorJob } from '../core/domain.ts';
 import type { WasmMirrorError } from '../core/errors.ts';
 import type { PipelineDeps } from '../core/pipeline/context.ts';
-import { createMirrorHandler } from '../core/pipeline/mirror.ts';
-import { createPublisher, writeKeysJson } from '../core/pipeline/publish.ts';
-import { createWebhookReceiver } from '../core/pipeline/receive.ts';
-import { reconcileSource } from '../core/pipeline/reconcile.ts';
-import { listedTags, readLatestManifest } from '../core/pipeline/state.ts';
+import { readLatestManifest } from '../core/pipeline/state.ts';
 import type { Logger, PublishRequest, SecretSource } from '../core/ports.ts';
 import { systemClock } from '../core/ports.ts';
 import { OciWasmPuller } from '../core/wasm/puller.ts';
@@ -35,6 +32,8 @@ export interface EmbeddedOptions {
   logger?: Logger;
   /** Mirror queue retry policy: deliveries before a job is dead-lettered, and the first backoff. */
   retry?: MirrorRetry;
+  /** Start with a signing key other than the one that signed the published manifests (`--rotate-key`). */
+  rotateKey?: boolean;
 }
 
 export interface MirrorRetry {
@@ -82,6 +81,7 @@ export async function buildLocalDeps(options: {
   logger: Logger;
   metrics: PrometheusRegistry;
   retry?: MirrorRetry;
+  rotateKey?: boolean;
 }): Promise<{
   deps: PipelineDeps;
   mirrorQueue: DiskQueue<MirrorJob>;
@@ -103,7 +103,10 @@ export async function buildLocalDeps(options: {
     maxAttempts: 20,
     visibilityTimeoutMs: 2 * 60_000,
   });
-  const signer = await loadOrCreateKey(paths.privateDir);
+  const signer = await loadOrCreateKey(paths.privateDir, {
+    published: await publishedKeyIds(store),
+    rotate: options.rotateKey === true,
+  });
   const deps: PipelineDeps = {
     config: options.config,
     store,
@@ -137,6 +140,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedM
       logger,
       metrics,
       ...(options.retry === undefined ? {} : { retry: options.retry }),
+      rotateKey: options.rotateKey === true,
     });
 
     const failures: FailureEntry[] = [];
@@ -152,13 +156,12 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedM
     };
 
     queues.push(mirrorQueue, publishQueue);
-    await writeKeysJson(deps);
-    const publish = createPublisher(deps);
-    const mirror = createMirrorHandler({ ...deps, onPermanentFailure: recordFailure });
-    mirrorQueue.start(async (job, meta) => mirror(job, meta), { concurrency: 4 });
+    const app = createMirrorApp(deps, { onPermanentFailure: recordFailure });
+    await app.writeKeys();
+    mirrorQueue.start((job, meta) => app.handleMirrorJob(job, meta), { concurrency: 4 });
     publishQueue.startBatch(
       async (requests) => {
-        await publish(requests);
+        await app.publish(requests);
       },
       { maxBatch: 1000, batchWindowMs: 25 },
     );
@@ -174,18 +177,10 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedM
     );
     for (const source of options.config.sources) {
       if (source.reconcileIntervalMs === undefined) continue;
-      const lastQueued = new Map<string, string>();
       const run = () =>
-        reconcileSource(source, {
-          puller: deps.puller,
-          queue: mirrorQueue,
-          listKnown: () => listedTags(deps.store),
-          clock: deps.clock,
-          logger,
-          secrets: deps.secrets,
-          metrics,
-          lastQueued,
-        }).catch((err) => logger.error('reconcile failed', { sourceId: source.id, error: String(err) }));
+        app
+          .reconcile(source.id)
+          .catch((err) => logger.error('reconcile failed', { sourceId: source.id, error: String(err) }));
       timers.push(setInterval(run, source.reconcileIntervalMs));
       void run();
     }
@@ -198,13 +193,12 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedM
     timers.push(setInterval(sweep, 3600_000));
     void sweep();
 
-    const receiveWebhook = createWebhookReceiver(deps);
     server = createMirrorServer({
       store: deps.store,
-      receiveWebhook,
+      receiveWebhook: app.receiveWebhook,
       logger,
       renderMetrics: async () => {
-        await refreshGauges(deps, mirrorQueue, publishQueue, metrics);
+        await refreshGauges(app, mirrorQueue, publishQueue, metrics);
         return metrics.render();
       },
       status: async () => status(deps, mirrorQueue, publishQueue, failures),
@@ -262,7 +256,7 @@ export async function sweepOldFiles(dir: string, maxAgeMs: number, now = Date.no
 }
 
 async function refreshGauges(
-  deps: PipelineDeps,
+  app: MirrorApp,
   mirrorQueue: DiskQueue<MirrorJob>,
   publishQueue: DiskQueue<PublishRequest>,
   metrics: PrometheusRegistry,
@@ -276,15 +270,7 @@ async function refreshGauges(
     metrics.gauge('queue_messages', depth.inFlight, { queue: name, state: 'in_flight' });
     metrics.gauge('dead_letters', depth.dead, { queue: name });
   }
-  const latest = await readLatestManifest(deps.store);
-  if (latest !== undefined) {
-    metrics.gauge('manifest_version', latest.payload.version);
-    metrics.gauge('manifest_modules', latest.payload.modules.length);
-    metrics.gauge(
-      'manifest_expiry_seconds',
-      Math.round((Date.parse(latest.payload.expiresAt) - deps.clock.now().getTime()) / 1000),
-    );
-  }
+  await app.reportManifest();
 }
 
 async function status(

@@ -9,6 +9,8 @@ import type { FileHandle } from 'node:fs/promises';
 import { mkdir, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
+export { writeAll } from '../core/io.ts';
+
 /** Every temp file the local adapters write starts with this, so leftovers are easy to spot and sweep. */
 export const TEMP_PREFIX = '.wm-tmp-';
 
@@ -74,15 +76,6 @@ export async function ensureDir(dir: string): Promise<void> {
     await fsyncDir(parent);
     if (parent === stop || parent === current) break;
     current = parent;
-  }
-}
-
-/** FileHandle.write may write less than asked; loop until the whole chunk is down. */
-export async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.byteLength) {
-    const { bytesWritten } = await handle.write(bytes, offset, bytes.byteLength - offset);
-    offset += bytesWritten;
   }
 }
 

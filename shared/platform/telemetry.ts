@@ -2,19 +2,29 @@
  * Telemetry for the embedded runtime and the agent: a Prometheus registry behind the Metrics port
  * (text exposition format 0.0.4) and a JSON-lines Logger. Neither ever throws into the caller:
  * observability must not take the pipeline down.
+ *
+ * prom-client holds the series, so counter, gauge and histogram semantics are Prometheus's own
+ * rather than ours; the text is rendered here, sorted, so scrapes and tests compare stably.
  */
 import type { Writable } from 'node:stream';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Fields, Labels, Logger, Metrics } from '../core/ports.ts';
 
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
-type MetricType = 'counter' | 'gauge';
+type MetricType = 'counter' | 'gauge' | 'histogram';
 
 interface Family {
   type: MetricType;
-  help: string | undefined;
-  /** Keyed by the rendered label set, so equal labels in any order share a series. */
-  series: Map<string, { labels: string; value: number }>;
+  /** Undefined after `removeGauge` dropped the whole metric; made again on next use. */
+  metric: Counter | Gauge | Histogram | undefined;
+}
+
+/** One rendered line's worth: prom-client names histogram series `_bucket`, `_sum` and `_count`. */
+interface Sample {
+  value: number;
+  labels: Partial<Record<string, string | number>>;
+  metricName?: string;
 }
 
 export interface PrometheusRegistryOptions {
@@ -45,31 +55,41 @@ function formatValue(value: number): string {
   return String(value);
 }
 
-function renderLabels(labels: Labels | undefined): string {
-  if (labels === undefined) return '';
-  const pairs = new Map<string, string>();
+/** Valid, unreserved label names with string values; the first of two names that clean up alike wins. */
+function cleanLabels(labels: Labels | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (labels === undefined) return out;
   for (const [raw, value] of Object.entries(labels)) {
     if (value === undefined) continue;
     let name = sanitizeName(raw, LABEL_INVALID);
     // Names starting with __ are reserved by Prometheus.
     if (name.startsWith('__')) name = `x${name}`;
-    if (!pairs.has(name)) pairs.set(name, String(value));
+    if (!(name in out)) out[name] = String(value);
   }
-  if (pairs.size === 0) return '';
-  const parts = [...pairs.keys()].sort().map((name) => `${name}="${escapeLabelValue(pairs.get(name)!)}"`);
-  return `{${parts.join(',')}}`;
+  return out;
+}
+
+function renderLabels(labels: Sample['labels'], skip?: string): string {
+  const names = Object.keys(labels)
+    .filter((name) => name !== skip && labels[name] !== undefined)
+    .sort();
+  if (names.length === 0) return '';
+  return `{${names.map((name) => `${name}="${escapeLabelValue(String(labels[name]))}"`).join(',')}}`;
 }
 
 /**
- * Counters and gauges with labels. Names are given without the prefix (`webhooks_total`); invalid
- * characters become `_`. A name first used as a counter stays one: a later `gauge` call with the
- * same name is ignored rather than producing an exposition Prometheus would reject.
+ * Counters, gauges and histograms with labels. Names are given without the prefix
+ * (`webhooks_total`); invalid characters become `_`. A metric is made on first use with the label
+ * names of that call; a later call with another label name is dropped. A name first used as a
+ * counter stays one: a later `gauge` call with the same name is ignored rather than producing an
+ * exposition Prometheus would reject.
  */
 export class PrometheusRegistry implements Metrics {
   readonly prefix: string;
-  private readonly families = new Map<string, Family>();
-  private readonly help = new Map<string, string>();
-  private readonly collectors: Array<() => void | Promise<void>> = [];
+  readonly #registry = new Registry();
+  readonly #families = new Map<string, Family>();
+  readonly #help = new Map<string, string>();
+  readonly #collectors: Array<() => void | Promise<void>> = [];
 
   constructor(options: PrometheusRegistryOptions = {}) {
     this.prefix = options.prefix ?? '';
@@ -79,8 +99,8 @@ export class PrometheusRegistry implements Metrics {
     try {
       // Counters only go up.
       if (!Number.isFinite(value) || value < 0) return;
-      const series = this.seriesFor(name, 'counter', labels);
-      if (series !== undefined) series.value += value;
+      const clean = cleanLabels(labels);
+      (this.#metric(name, 'counter', clean) as Counter | undefined)?.inc(clean, value);
     } catch {
       // Never let metrics break the caller.
     }
@@ -88,8 +108,22 @@ export class PrometheusRegistry implements Metrics {
 
   gauge(name: string, value: number, labels?: Labels): void {
     try {
-      const series = this.seriesFor(name, 'gauge', labels);
-      if (series !== undefined) series.value = value;
+      const clean = cleanLabels(labels);
+      (this.#metric(name, 'gauge', clean) as Gauge | undefined)?.set(clean, value);
+    } catch {
+      // Never let metrics break the caller.
+    }
+  }
+
+  /**
+   * Adds one observation to a histogram, with prom-client's default buckets (5 ms to 10 s: give
+   * durations in seconds).
+   */
+  observe(name: string, value: number, labels?: Labels): void {
+    try {
+      if (!Number.isFinite(value)) return;
+      const clean = cleanLabels(labels);
+      (this.#metric(name, 'histogram', clean) as Histogram | undefined)?.observe(clean, value);
     } catch {
       // Never let metrics break the caller.
     }
@@ -97,29 +131,35 @@ export class PrometheusRegistry implements Metrics {
 
   /** Drops one gauge series (e.g. a queue that no longer exists), or the whole metric without labels given. */
   removeGauge(name: string, labels?: Labels): void {
-    const family = this.families.get(this.fullName(name));
-    if (family === undefined || family.type !== 'gauge') return;
-    if (labels === undefined) family.series.clear();
-    else family.series.delete(renderLabels(labels));
+    const full = this.#fullName(name);
+    const family = this.#families.get(full);
+    if (family?.type !== 'gauge' || family.metric === undefined) return;
+    try {
+      if (labels === undefined) {
+        this.#registry.removeSingleMetric(full);
+        family.metric = undefined;
+      } else {
+        (family.metric as Gauge).remove(cleanLabels(labels));
+      }
+    } catch {
+      // A label set the gauge never had: nothing to remove.
+    }
   }
 
   /** HELP text for a metric (name without the prefix). */
   describe(name: string, help: string): this {
-    const full = this.fullName(name);
-    this.help.set(full, help);
-    const family = this.families.get(full);
-    if (family !== undefined) family.help = help;
+    this.#help.set(this.#fullName(name), help);
     return this;
   }
 
   /** A function run by `collect()` before a scrape, to refresh gauges read from elsewhere (queue depths). */
   addCollector(collector: () => void | Promise<void>): void {
-    this.collectors.push(collector);
+    this.#collectors.push(collector);
   }
 
   /** Runs the collectors; a failing one is skipped so the rest of the scrape still works. */
   async collect(): Promise<void> {
-    for (const collector of this.collectors) {
+    for (const collector of this.#collectors) {
       try {
         await collector();
       } catch {
@@ -128,47 +168,57 @@ export class PrometheusRegistry implements Metrics {
     }
   }
 
-  /** Current value of a series, for tests and status pages. */
-  value(name: string, labels?: Labels): number | undefined {
-    return this.families.get(this.fullName(name))?.series.get(renderLabels(labels))?.value;
+  /** Current value of a counter or gauge series, for tests and status pages. */
+  async value(name: string, labels?: Labels): Promise<number | undefined> {
+    const metric = this.#families.get(this.#fullName(name))?.metric;
+    if (metric === undefined || metric instanceof Histogram) return undefined;
+    const key = renderLabels(cleanLabels(labels));
+    const { values } = await metric.get();
+    return values.find((sample) => renderLabels(sample.labels) === key)?.value;
   }
 
   /** Text exposition format 0.0.4; families and series in a stable, sorted order. */
-  render(): string {
+  async render(): Promise<string> {
     const lines: string[] = [];
-    for (const name of [...this.families.keys()].sort()) {
-      const family = this.families.get(name)!;
-      if (family.series.size === 0) continue;
-      if (family.help !== undefined) lines.push(`# HELP ${name} ${escapeHelp(family.help)}`);
-      lines.push(`# TYPE ${name} ${family.type}`);
-      for (const key of [...family.series.keys()].sort()) {
-        const series = family.series.get(key)!;
-        lines.push(`${name}${series.labels} ${formatValue(series.value)}`);
+    const families = await this.#registry.getMetricsAsJSON();
+    families.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const family of families) {
+      if (family.values.length === 0) continue;
+      const help = this.#help.get(family.name);
+      if (help !== undefined) lines.push(`# HELP ${family.name} ${escapeHelp(help)}`);
+      lines.push(`# TYPE ${family.name} ${family.type}`);
+      // Sorted by label set; a stable sort keeps each histogram's buckets, _sum and _count in order.
+      const samples = (family.values as Sample[])
+        .map((sample) => ({ sample, key: renderLabels(sample.labels, 'le') }))
+        .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+      for (const { sample } of samples) {
+        const name = sample.metricName ?? family.name;
+        lines.push(`${name}${renderLabels(sample.labels)} ${formatValue(sample.value)}`);
       }
     }
     return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
   }
 
-  private fullName(name: string): string {
+  #fullName(name: string): string {
     return sanitizeName(`${this.prefix}${name}`, NAME_INVALID);
   }
 
-  private seriesFor(name: string, type: MetricType, labels: Labels | undefined) {
-    const full = this.fullName(name);
-    let family = this.families.get(full);
-    if (family === undefined) {
-      family = { type, help: this.help.get(full), series: new Map() };
-      this.families.set(full, family);
-    } else if (family.type !== type) {
-      return undefined;
-    }
-    const key = renderLabels(labels);
-    let series = family.series.get(key);
-    if (series === undefined) {
-      series = { labels: key, value: 0 };
-      family.series.set(key, series);
-    }
-    return series;
+  #metric(name: string, type: MetricType, labels: Record<string, string>) {
+    const full = this.#fullName(name);
+    const family = this.#families.get(full);
+    if (family !== undefined && family.type !== type) return undefined;
+    if (family?.metric !== undefined) return family.metric;
+    const config = {
+      name: full,
+      // Required by prom-client; the exposition prints only text given to `describe`.
+      help: this.#help.get(full) ?? full,
+      labelNames: Object.keys(labels),
+      registers: [this.#registry],
+    };
+    const metric =
+      type === 'counter' ? new Counter(config) : type === 'gauge' ? new Gauge(config) : new Histogram(config);
+    this.#families.set(full, { type, metric });
+    return metric;
   }
 }
 

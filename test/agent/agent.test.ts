@@ -1,10 +1,13 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalKeySigner } from '../../shared/adapters/local/signer.ts';
-import { runAgentLoop, type SyncResult, WasmMirrorAgent } from '../../shared/agent/index.ts';
+import { HttpClient } from '../../shared/agent/http.ts';
+import { runAgentLoop, STATE_FILE, type SyncResult, WasmMirrorAgent } from '../../shared/agent/index.ts';
+import { ModuleCache } from '../../shared/agent/module-cache.ts';
+import { StateFile } from '../../shared/agent/state.ts';
 import type { ManifestModule } from '../../shared/core/domain.ts';
 import { isWasmMirrorError, type WasmMirrorError } from '../../shared/core/errors.ts';
 import {
@@ -13,9 +16,10 @@ import {
   signManifest,
   type TrustedKey,
 } from '../../shared/core/manifest/index.ts';
+import { silentLogger } from '../../shared/core/ports.ts';
 import { type AttackContext, attackCases } from '../manifest/attacks.ts';
 import { newSigner, payloadOf, sha256Hex, T0, trusted } from '../manifest/helpers.ts';
-import { TestMirror, wasmBytes } from './mirror-server.ts';
+import { type Override, TestMirror, wasmBytes } from './mirror-server.ts';
 
 const NOW = new Date(T0.getTime() + 3600e3);
 const fixedClock = (at: Date) => ({ now: () => at });
@@ -107,10 +111,19 @@ afterAll(async () => {
 
 describe('agent sync', () => {
   it('downloads the listed modules, writes manifest.json and pins the version; resync is one 304', async () => {
+    // Prepare
     mirror.put('manifests/latest.json', goodBytes);
     const dir = tempDir();
     const agent = agentFor(dir);
+
+    // Act
     const first = await agent.syncOnce();
+    mirror.requests = [];
+    const again = await agent.syncOnce();
+    await agent.metrics.collect();
+    const text = await agent.metrics.render();
+
+    // Assess
     expect(first).toMatchObject({
       version: 42,
       downloaded: 2,
@@ -125,18 +138,14 @@ describe('agent sync', () => {
     expect(manifestJson.version).toBe(42);
     const state = JSON.parse(readFileSync(join(dir, 'agent-state.json'), 'utf8'));
     expect(state.version).toBe(42);
-
-    mirror.requests = [];
-    const again = await agent.syncOnce();
     expect(again).toMatchObject({ version: 42, notModified: true, downloaded: 0, cached: 2, requests: 1 });
     expect(mirror.requests).toEqual(['/manifests/latest.json']);
-
-    await agent.metrics.collect();
-    const text = agent.metrics.render();
-    expect(text).toContain('# HELP wasm_cache_entries Modules in the local cache directory.');
-    expect(text).toContain('wasm_cache_entries 2');
-    expect(text).toContain('wasm_cache_lookup_count{hit="true"} 2');
-    expect(text).toContain('wasm_remote_fetch_count{result="success"} 2');
+    expect(text).toContain(
+      '# HELP istio_agent_wasm_cache_entries Wasm modules in the local cache directory.',
+    );
+    expect(text).toContain('istio_agent_wasm_cache_entries 2');
+    expect(text).toContain('istio_agent_wasm_cache_lookup_count{hit="true"} 2');
+    expect(text).toContain('istio_agent_wasm_remote_fetch_count{result="success"} 2');
     expect(text).toContain('wasm_mirror_manifest_version 42');
     expect(text).toMatch(/wasm_mirror_manifest_expiry_seconds 169200\n/);
   });
@@ -212,11 +221,19 @@ describe('agent sync', () => {
     expect(snapshot(dir)).toEqual(before);
   });
 
-  it('answers a mirror that is down with MIRROR_UNAVAILABLE and counts a fetch failure', async () => {
+  it('answers a mirror that is down with MIRROR_UNAVAILABLE and counts a manifest failure', async () => {
+    // Prepare
     const { dir, before } = await syncedDir();
     const agent = agentFor(dir, { mirrorUrl: 'http://127.0.0.1:9' });
-    expect(await codeOf(agent.syncOnce())).toBe('MIRROR_UNAVAILABLE');
-    expect(agent.metrics.render()).toContain('wasm_remote_fetch_count{result="fetch_failure"} 1');
+
+    // Act
+    const code = await codeOf(agent.syncOnce());
+
+    // Assess
+    expect(code).toBe('MIRROR_UNAVAILABLE');
+    expect(await agent.metrics.render()).toContain(
+      'istio_agent_wasm_remote_fetch_count{result="manifest_failure"} 1',
+    );
     expect(snapshot(dir)).toEqual(before);
   });
 
@@ -239,9 +256,11 @@ describe('agent sync', () => {
   });
 
   it('retries with backoff in interval mode and keeps going', async () => {
+    // Prepare
     mirror.put('manifests/latest.json', goodBytes);
     const agent = agentFor(tempDir());
     const results: (SyncResult | WasmMirrorError)[] = [];
+    const waits: number[] = [];
     const controller = new AbortController();
     let fail = true;
     mirror.overrides.set('/manifests/latest.json', (_req, res) => {
@@ -254,42 +273,58 @@ describe('agent sync', () => {
         .writeHead(200, { 'content-length': goodBytes.length, etag: `"${sha256Hex(goodBytes)}"` })
         .end(goodBytes);
     });
-    const started = Date.now();
+
+    // Act
     await runAgentLoop(agent, {
       intervalMs: 20,
       signal: controller.signal,
       random: () => 0.5,
+      // Records each wait instead of sleeping through the 1 s backoff.
+      sleep: async (ms) => void waits.push(ms),
       onResult: (r) => {
         results.push(r);
         if (results.length === 3) controller.abort();
       },
     });
+
+    // Assess
     expect(isWasmMirrorError(results[0], 'MIRROR_UNAVAILABLE')).toBe(true);
     expect((results[1] as SyncResult).version).toBe(42);
     expect((results[2] as SyncResult).notModified).toBe(true);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(1000); // first backoff step is 1 s
+    expect(waits[0]).toBe(1000); // first backoff step is 1 s
+    expect(waits[1]).toBe(20); // then the interval again
   });
 });
 
 describe('attacks on the agent keep the last good modules in place', () => {
   for (const attack of attackCases) {
     it(`${attack.name}: ${attack.code}`, async () => {
+      // Prepare
       const { dir, agent, before } = await syncedDir();
       const ctx: AttackContext = { signer, good: payloadOf(modsV42), goodBytes, now: NOW };
       const built = await attack.build(ctx);
       mirror.put('manifests/latest.json', built.bytes);
       const target = built.trustedKeys ? agentFor(dir, { trustedKeys: built.trustedKeys }) : agent;
-      expect(await codeOf(target.syncOnce())).toBe(attack.code);
+
+      // Act
+      const code = await codeOf(target.syncOnce());
+
+      // Assess
+      expect(code).toBe(attack.code);
       expect(snapshot(dir)).toEqual(before);
-      expect(target.metrics.render()).toContain(
+      expect(await target.metrics.render()).toContain(
         `wasm_mirror_verification_failures_total{code="${attack.code}"} 1`,
       );
     });
   }
 
   /** Publishes v43 adding module C, whose download the override breaks. */
-  async function brokenModule(override: (bytes: Uint8Array) => Parameters<typeof mirror.overrides.set>[1]) {
-    const { dir, agent, before } = await syncedDir();
+  async function brokenModule(
+    override: (bytes: Uint8Array) => Parameters<typeof mirror.overrides.set>[1],
+    options: Partial<ConstructorParameters<typeof WasmMirrorAgent>[0]> = {},
+  ) {
+    const { dir, before } = await syncedDir();
+    const agent = agentFor(dir, options);
     const cBytes = wasmBytes('module-c', 100_000);
     const c = mirror.addModule('ghcr.io/acme/zz-new', cBytes);
     mirror.put(
@@ -306,21 +341,71 @@ describe('attacks on the agent keep the last good modules in place', () => {
   }
 
   it('module bytes that do not match: HASH_MISMATCH', async () => {
-    const r = await brokenModule((bytes) => (_req, res) => {
-      const evil = Buffer.from(bytes);
-      evil[500] = (evil[500] ?? 0) ^ 1;
-      res.writeHead(200, { 'content-length': evil.length }).end(evil);
-    });
+    // Prepare
+    const flipOneBit =
+      (bytes: Uint8Array): Override =>
+      (_req, res) => {
+        const evil = Buffer.from(bytes);
+        evil[500] = (evil[500] ?? 0) ^ 1;
+        res.writeHead(200, { 'content-length': evil.length }).end(evil);
+      };
+
+    // Act
+    const r = await brokenModule(flipOneBit);
+
+    // Assess
     expect(r.code).toBe('HASH_MISMATCH');
-    expect(r.agent.metrics.render()).toContain('wasm_remote_fetch_count{result="checksum_mismatched"} 1');
+    expect(await r.agent.metrics.render()).toContain(
+      'istio_agent_wasm_remote_fetch_count{result="checksum_mismatched"} 1',
+    );
   });
 
-  it('a truncated download: LENGTH_MISMATCH', async () => {
+  it('a download cut off mid-body: MIRROR_UNAVAILABLE, a download failure and not tampering', async () => {
+    // Act
     const r = await brokenModule((bytes) => (_req, res) => {
       res.writeHead(200, { 'content-length': bytes.length });
       res.write(bytes.subarray(0, 4000), () => res.destroy());
     });
+
+    // Assess
+    expect(r.code).toBe('MIRROR_UNAVAILABLE');
+    const text = await r.agent.metrics.render();
+    expect(text).toContain('istio_agent_wasm_remote_fetch_count{result="download_failure"} 1');
+    expect(text).not.toContain('wasm_mirror_verification_failures_total');
+  });
+
+  it('a chunked body that ends short: LENGTH_MISMATCH', async () => {
+    const r = await brokenModule((bytes) => (_req, res) => {
+      res.writeHead(200);
+      res.end(Buffer.from(bytes.subarray(0, 4000)));
+    });
     expect(r.code).toBe('LENGTH_MISMATCH');
+    expect(await r.agent.metrics.render()).toContain(
+      'wasm_mirror_verification_failures_total{code="LENGTH_MISMATCH"} 1',
+    );
+  });
+
+  it('a download that stalls: TIMEOUT within the stall timeout, not tampering', async () => {
+    // Prepare: one mirror sends headers and part of the body, then nothing; another sends no
+    // headers at all. Both keep their sockets open.
+    const afterHeaders: Override = (_req, res) => {
+      res.writeHead(200, { 'content-length': 100_000 });
+      res.write(Buffer.alloc(1000, 0));
+    };
+    const beforeHeaders: Override = () => {};
+
+    for (const override of [afterHeaders, beforeHeaders]) {
+      // Act
+      const r = await brokenModule(() => override, { stallTimeoutMs: 300 });
+
+      // Assess: far sooner than the 30 s socket idle timeout, and counted as a download failure
+      expect(r.code).toBe('TIMEOUT');
+      expect(r.ms).toBeLessThan(3000);
+      const text = await r.agent.metrics.render();
+      expect(text).toContain('istio_agent_wasm_remote_fetch_count{result="download_failure"} 1');
+      expect(text).toContain('istio_agent_wasm_remote_fetch_count{result="checksum_mismatched"} 0');
+      expect(text).not.toContain('wasm_mirror_verification_failures_total');
+    }
   });
 
   it('an endless body: LENGTH_MISMATCH, stopped at the listed size', async () => {
@@ -376,6 +461,77 @@ describe('attacks on the agent keep the last good modules in place', () => {
     }
     expect(sent).toBeLessThan(256 * 1024 * 1024);
     expect(snapshot(dir)).toEqual(before);
+  });
+});
+
+describe('crash leftovers', () => {
+  it('removes a previous process’s temp files at start, even when that sync fails', async () => {
+    // Prepare: what a process killed mid-write leaves, all of it fresh; then the mirror goes down
+    const { dir, before } = await syncedDir();
+    const leftovers = [
+      join(dir, 'modules/sha256', `.tmp-${modsV42[0]!.sha256}-${randomUUID()}`),
+      join(dir, 'modules/sha256', `.tmp-${'e'.repeat(64)}-${randomUUID()}`),
+      join(dir, `.tmp-manifest.json-${randomUUID()}`),
+      join(dir, `.tmp-agent-state.json-${randomUUID()}`),
+    ];
+    for (const file of leftovers) writeFileSync(file, 'partial');
+    mirror.overrides.set('/manifests/latest.json', (_req, res) => void res.writeHead(503).end());
+
+    // Act
+    const code = await codeOf(agentFor(dir).syncOnce());
+
+    // Assess: the leftovers are gone, everything proxies read is as it was
+    expect(code).toBe('MIRROR_UNAVAILABLE');
+    for (const file of leftovers) expect(existsSync(file), file).toBe(false);
+    expect(snapshot(dir)).toEqual(before);
+  });
+
+  it('never sweeps the temp file of a download in progress', async () => {
+    // Prepare: a module whose body the mirror holds back halfway
+    const dir = tempDir();
+    const bytes = wasmBytes('slow', 50_000);
+    const m = mirror.addModule('ghcr.io/acme/slow', bytes);
+    let finishBody!: () => void;
+    const heldBack = new Promise<void>((resolve) => (finishBody = resolve));
+    mirror.overrides.set(`/modules/sha256/${m.sha256}.wasm`, (_req, res) => {
+      res.writeHead(200, { 'content-length': bytes.length });
+      res.write(Buffer.from(bytes.subarray(0, 1000)));
+      void heldBack.then(() => res.end(Buffer.from(bytes.subarray(1000))));
+    });
+    const http = new HttpClient({ maxSockets: 2, idleTimeoutMs: 30_000 });
+    const modules = join(dir, 'modules/sha256');
+    const cache = new ModuleCache({
+      dir: modules,
+      mirrorUrl: mirror.url,
+      http,
+      state: new StateFile(join(dir, STATE_FILE)),
+      gcGraceMs: 0,
+      stallTimeoutMs: 10_000,
+      logger: silentLogger,
+    });
+    await cache.ensureDir();
+    const temps = () => readdirSync(modules).filter((n) => n.startsWith('.tmp-'));
+
+    try {
+      const filling = cache.fill([m], 1, {});
+      for (let i = 0; i < 200 && temps().length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(temps()).toHaveLength(1);
+
+      // Act
+      await cache.sweepTemps();
+      await cache.collectGarbage(new Set([m.sha256]), NOW);
+      const during = temps();
+      finishBody();
+      const filled = await filling;
+
+      // Assess
+      expect(during).toHaveLength(1);
+      expect(filled).toMatchObject({ downloaded: 1, failures: [] });
+      expect(readdirSync(modules)).toEqual([`${m.sha256}.wasm`]);
+    } finally {
+      finishBody();
+      http.close();
+    }
   });
 });
 

@@ -217,12 +217,12 @@ describe('wasm-mirror agent --once and wasmplugin', () => {
     expect(parseListenAddress('9090')).toEqual({ host: '127.0.0.1', port: 9090 });
     expect(parseListenAddress('[::1]:9090')).toEqual({ host: '::1', port: 9090 });
     const reg = new PrometheusRegistry();
-    reg.count('wasm_remote_fetch_count', { result: 'success' }, 3);
+    reg.count('istio_agent_wasm_remote_fetch_count', { result: 'success' }, 3);
     const srv = await startMetricsServer('127.0.0.1:0', reg);
     try {
       const text = await (await fetch(srv.url)).text();
-      expect(text).toContain('# TYPE wasm_remote_fetch_count counter');
-      expect(text).toContain('wasm_remote_fetch_count{result="success"} 3');
+      expect(text).toContain('# TYPE istio_agent_wasm_remote_fetch_count counter');
+      expect(text).toContain('istio_agent_wasm_remote_fetch_count{result="success"} 3');
     } finally {
       await srv.close();
     }

@@ -1,7 +1,7 @@
 /**
- * A test mirror: a static node:http server on 127.0.0.1 over a temp directory laid out as
- * DESIGN.md's storage layout, with strong ETags on manifests, request counting, and per-path
- * overrides for misbehaving responses.
+ * A test mirror: a static node:http server on 127.0.0.1 over a temp directory laid out as the
+ * mirror's public storage (`manifests/`, `modules/sha256/`), with strong ETags on manifests,
+ * request counting, and per-path overrides for misbehaving responses.
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';

@@ -12,33 +12,97 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const mod = (name: string, tag: string) => ({ name, tag }) as ManifestModule;
 
 describe('--select globs', () => {
+  const modules = [
+    mod('ghcr.io/acme/auth', '1.2.0'),
+    mod('ghcr.io/acme/team/ratelimit', '2.0.0'),
+    mod('127.0.0.1:5000/p/x', '1'),
+  ];
+  const pick = (globs: string[]) => modules.filter(moduleSelector(globs)).map((m) => m.name);
+
   it('keeps * within a segment, ** across, and matches tags after a colon', () => {
-    const pick = (globs: string[]) =>
-      [
-        mod('ghcr.io/acme/auth', '1.2.0'),
-        mod('ghcr.io/acme/team/ratelimit', '2.0.0'),
-        mod('127.0.0.1:5000/p/x', '1'),
-      ]
-        .filter(moduleSelector(globs))
-        .map((m) => m.name);
-    expect(pick([])).toHaveLength(3);
-    expect(pick(['ghcr.io/acme/*'])).toEqual(['ghcr.io/acme/auth']);
-    expect(pick(['ghcr.io/**'])).toEqual(['ghcr.io/acme/auth', 'ghcr.io/acme/team/ratelimit']);
-    expect(pick(['ghcr.io/**:2.*'])).toEqual(['ghcr.io/acme/team/ratelimit']);
-    expect(pick(['127.0.0.1:5000/p/?'])).toEqual(['127.0.0.1:5000/p/x']);
-    expect(pick(['ghcr.io/acme/au'])).toEqual([]);
+    // Act
+    const picked = {
+      all: pick([]),
+      star: pick(['ghcr.io/acme/*']),
+      globstar: pick(['ghcr.io/**']),
+      tagged: pick(['ghcr.io/**:2.*']),
+      question: pick(['127.0.0.1:5000/p/?']),
+      prefix: pick(['ghcr.io/acme/au']),
+    };
+
+    // Assess
+    expect(picked.all).toHaveLength(3);
+    expect(picked.star).toEqual(['ghcr.io/acme/auth']);
+    expect(picked.globstar).toEqual(['ghcr.io/acme/auth', 'ghcr.io/acme/team/ratelimit']);
+    expect(picked.tagged).toEqual(['ghcr.io/acme/team/ratelimit']);
+    expect(picked.question).toEqual(['127.0.0.1:5000/p/x']);
+    expect(picked.prefix).toEqual([]);
+  });
+
+  it('reads ** as zero or more segments, as the config allow-lists do', () => {
+    // Prepare
+    const plugins = [mod('plugins/auth', '1'), mod('plugins/team/a/auth', '1'), mod('plugins', '1')];
+    const select = (glob: string) => plugins.filter(moduleSelector([glob])).map((m) => m.name);
+
+    // Act
+    const middle = select('plugins/**/auth');
+    const trailing = select('plugins/**');
+    const taggedMiddle = select('plugins/**/auth:1');
+
+    // Assess
+    expect(middle).toEqual(['plugins/auth', 'plugins/team/a/auth']);
+    expect(trailing).toEqual(['plugins/auth', 'plugins/team/a/auth', 'plugins']);
+    expect(taggedMiddle).toEqual(['plugins/auth', 'plugins/team/a/auth']);
+  });
+
+  it('matches nothing for an empty name or tag pattern instead of throwing', () => {
+    // Act
+    const picked = [pick(['ghcr.io/acme/auth:']), pick([':1.2.0']), pick([''])];
+
+    // Assess
+    expect(picked).toEqual([[], [], []]);
   });
 });
 
 describe('durations', () => {
-  it('reads ms, s, m, h and bare seconds, and refuses the rest', () => {
-    expect(parseDuration('30s', '--interval')).toBe(30_000);
-    expect(parseDuration('500ms', '--interval')).toBe(500);
-    expect(parseDuration('5m', '--interval')).toBe(300_000);
-    expect(parseDuration('24h', '--gc-grace')).toBe(86_400_000);
-    expect(parseDuration('10', '--interval')).toBe(10_000);
-    for (const bad of ['', '0s', '-1s', '1d', 'soon']) {
-      expect(() => parseDuration(bad, '--interval'), bad).toThrow(/--interval/);
+  it('reads ms, s, m, h, d, compound and fractional durations and bare seconds', () => {
+    // Prepare
+    const cases: [string, number][] = [
+      ['30s', 30_000],
+      ['500ms', 500],
+      ['5m', 300_000],
+      ['24h', 86_400_000],
+      ['10', 10_000],
+      ['1h30m', 5_400_000],
+      ['2d', 172_800_000],
+      ['1.5h', 5_400_000],
+    ];
+
+    // Act
+    const parsed = cases.map(([text]) => parseDuration(text, '--interval'));
+
+    // Assess
+    expect(parsed).toEqual(cases.map(([, ms]) => ms));
+  });
+
+  it('refuses the rest with a USAGE error naming the flag', () => {
+    // Prepare
+    const bad = ['', '0s', '-1s', '1w', 'soon', '1h 30m'];
+
+    // Act
+    const errors = bad.map((text) => {
+      try {
+        parseDuration(text, '--interval');
+        return undefined;
+      } catch (err) {
+        return err;
+      }
+    });
+
+    // Assess
+    for (const [i, err] of errors.entries()) {
+      expect(isWasmMirrorError(err, 'USAGE'), bad[i]).toBe(true);
+      expect((err as Error).message, bad[i]).toMatch(/--interval/);
     }
   });
 });

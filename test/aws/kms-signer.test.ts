@@ -6,6 +6,9 @@ import { join } from 'node:path';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KmsSigner } from '../../functions/adapters/kms-signer.ts';
+import { signManifest, trustedKeyFrom, verifyManifest } from '../../shared/core/manifest/index.ts';
+import { moduleEntry, payloadOf, T0 } from '../manifest/helpers.ts';
+import { webCryptoVerifies } from '../manifest/webcrypto.ts';
 import { TEST_CREDENTIALS } from './support/fauxqs.ts';
 import { type KmsStandIn, startKmsStandIn } from './support/kms-stand-in.ts';
 
@@ -25,11 +28,11 @@ describe('KmsSigner through @aws-sdk/client-kms against the KMS stand-in', () =>
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('signs a SHA-256 digest in DIGEST mode; openssl verifies the DER signature over the message', async () => {
+  it('hashes the message and has KMS sign the digest (DIGEST mode); openssl verifies over the message', async () => {
     const signer = new KmsSigner({ keyId: kms.keyArn, client });
     const message = Buffer.from('DSSEv1 45 application/vnd.wasm-mirror.manifest.v1+json 2 {}');
     const digest = createHash('sha256').update(message).digest();
-    const sig = await signer.signDigest(digest);
+    const sig = await signer.sign(message);
     const sign = kms.calls.findLast((c) => c.target === 'TrentService.Sign')!;
     expect(sign.body).toMatchObject({
       MessageType: 'DIGEST',
@@ -63,18 +66,39 @@ describe('KmsSigner through @aws-sdk/client-kms against the KMS stand-in', () =>
     expect(kms.calls.filter((c) => c.target === 'TrentService.GetPublicKey').length).toBe(before + 1);
     expect(Buffer.from(spki)).toEqual(kms.publicKey.export({ type: 'spki', format: 'der' }));
     expect(id).toBe(createHash('sha256').update(spki).digest('hex'));
-    const digest = createHash('sha256').update('x').digest();
-    const sig = await signer.signDigest(digest);
+    const sig = await signer.sign(Buffer.from('x'));
     expect(
       verify('sha256', Buffer.from('x'), { key: Buffer.from(spki), format: 'der', type: 'spki' }, sig),
     ).toBe(true);
   });
 
-  it('refuses anything but a 32-byte digest and maps KMS errors to SIGNING_FAILURE', async () => {
+  it('signs messages beyond the 4 KiB KMS takes in RAW mode: only the 32-byte digest is sent', async () => {
     const signer = new KmsSigner({ keyId: kms.keyId, client });
-    await expect(signer.signDigest(new Uint8Array(31))).rejects.toMatchObject({ code: 'SIGNING_FAILURE' });
+    const message = new Uint8Array(64 * 1024).fill(0x61);
+    const sig = await signer.sign(message);
+    const sign = kms.calls.findLast((c) => c.target === 'TrentService.Sign')!;
+    expect(sign.body.MessageType).toBe('DIGEST');
+    expect(Buffer.from(String(sign.body.Message), 'base64')).toEqual(
+      createHash('sha256').update(message).digest(),
+    );
+    expect(verify('sha256', message, kms.publicKey, sig)).toBe(true);
+  });
+
+  it('signs a manifest that the verifier and WebCrypto both accept', async () => {
+    const signer = new KmsSigner({ keyId: kms.keyArn, client });
+    const payload = payloadOf([moduleEntry('ghcr.io/acme/basic-auth', new Uint8Array([0, 97, 115, 109]))]);
+    const signed = await signManifest(payload, signer);
+    const trustedKeys = [trustedKeyFrom(await signer.publicKeySpki())];
+    const now = new Date(T0.getTime() + 60_000);
+    expect(verifyManifest(signed.bytes, { trustedKeys, now, mirrorName: 'prod-mesh' }).payload).toEqual(
+      payload,
+    );
+    expect(await webCryptoVerifies(signed.envelope, await signer.publicKeySpki())).toBe(true);
+  });
+
+  it('maps KMS errors to SIGNING_FAILURE', async () => {
     const unknown = new KmsSigner({ keyId: 'alias/nope', client });
-    await expect(unknown.signDigest(new Uint8Array(32))).rejects.toMatchObject({ code: 'SIGNING_FAILURE' });
+    await expect(unknown.sign(new Uint8Array(32))).rejects.toMatchObject({ code: 'SIGNING_FAILURE' });
     await expect(unknown.publicKeySpki()).rejects.toMatchObject({ code: 'SIGNING_FAILURE' });
   });
 });

@@ -7,13 +7,21 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { KMSClient } from '@aws-sdk/client-kms';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
+import {
+  DeleteMessageCommand,
+  GetQueueAttributesCommand,
+  ReceiveMessageCommand,
+  SendMessageCommand,
+} from '@aws-sdk/client-sqs';
 import type { APIGatewayProxyEventV2, CloudFormationCustomResourceCreateEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createKeysResourceHandler } from '../../functions/handlers/keys.ts';
 import { createMirrorQueueHandler } from '../../functions/handlers/mirror.ts';
 import { createPublishQueueHandler } from '../../functions/handlers/publish.ts';
 import { createWebhookHandler } from '../../functions/handlers/webhook.ts';
+import type { MirrorConfig } from '../../shared/core/config.ts';
 import { parseConfig } from '../../shared/core/config.ts';
 import type { ManifestPayload } from '../../shared/core/domain.ts';
 import { loadTrustedKeys, type TrustedKey, verifyManifest } from '../../shared/core/manifest/index.ts';
@@ -21,6 +29,7 @@ import { type PushFormat, pushWasm, startRegistry, type TestRegistry } from '../
 import { opensslVerifies, sha256Of } from '../support/mirror.ts';
 import { minimalComponent, proxyWasmModule } from '../support/wasm.ts';
 import { type AwsHarness, startAwsHarness } from './support/aws-harness.ts';
+import { TEST_CREDENTIALS, TEST_REGION } from './support/fauxqs.ts';
 import { lambdaContext, pumpOnce, type SqsLambdaHandler } from './support/sqs-driver.ts';
 
 const TOKEN = 'aws-e2e-hook-token-0123456789';
@@ -32,6 +41,7 @@ describe('AWS pipeline through the Lambda handlers: registry push → API → SQ
   let mirror: SqsLambdaHandler;
   let publish: SqsLambdaHandler;
   let pinned: TrustedKey[];
+  let config: MirrorConfig;
   const deliveries: number[] = [];
 
   const getObject = async (key: string) => {
@@ -107,7 +117,7 @@ describe('AWS pipeline through the Lambda handlers: registry push → API → SQ
     const apiUrl = `http://127.0.0.1:${(api.address() as AddressInfo).port}`;
 
     registry = await startRegistry({ notificationsUrl: `${apiUrl}/hooks/local`, notificationsToken: TOKEN });
-    const config = parseConfig(`
+    config = parseConfig(`
 mirror: { name: aws-e2e-mesh, manifestTtl: 48h }
 sources:
   - id: local
@@ -206,5 +216,71 @@ sources:
     const after = await runUntil((p) => p.modules.some((m) => m.sha256 === sha256Of(second)));
     expect(after.modules.filter((m) => m.name.endsWith('/plugins/moving'))).toHaveLength(1);
     expect(sha256Of(await getObject(`modules/sha256/${sha256Of(first)}.wasm`))).toBe(sha256Of(first));
+  });
+
+  it('a record re-driven from the publish dead-letter queue after a newer push never moves the tag back', async () => {
+    // Prepare: the first digest is mirrored, but its publish fails (KMS unreachable) until SQS
+    // moves the record to the FIFO dead-letter queue.
+    const unreachableKms = new KMSClient({
+      region: TEST_REGION,
+      credentials: TEST_CREDENTIALS,
+      endpoint: 'http://127.0.0.1:9',
+      maxAttempts: 1,
+    });
+    const failingPublish = createPublishQueueHandler(
+      await h.runtime('publish', config, { kms: unreachableKms }),
+    );
+    const depth = async (queue: { url: string }) => {
+      const out = await h.emu.sqs.send(
+        new GetQueueAttributesCommand({
+          QueueUrl: queue.url,
+          AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+        }),
+      );
+      return (
+        Number(out.Attributes?.ApproximateNumberOfMessages ?? 0) +
+        Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0)
+      );
+    };
+    const first = proxyWasmModule({ marker: 'aws redrive v1' });
+    const second = proxyWasmModule({ marker: 'aws redrive v2' });
+    await pushWasm(registry.host, 'plugins/redrive:stable', first, 'wasm-artifact');
+    for (let i = 0; (await depth(h.publishQueue)) === 0; i++) {
+      if (i > 300) throw new Error('the first record never reached the publish queue');
+      await pumpOnce(h.emu.sqs, h.mirrorQueue, mirror, { redeliverNow: true });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (let i = 0; (await depth(h.publishDlq)) === 0; i++) {
+      if (i > 20) throw new Error('the failing record was never dead-lettered');
+      await pumpOnce(h.emu.sqs, h.publishQueue, failingPublish, { redeliverNow: true });
+    }
+    unreachableKms.destroy();
+    await pushWasm(registry.host, 'plugins/redrive:stable', second, 'wasm-artifact');
+    await runUntil((p) => p.modules.some((m) => m.sha256 === sha256Of(second)));
+
+    // Act: the operator re-drives the dead-letter queue, as the deploy guide says.
+    const dead = await h.emu.sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: h.publishDlq.url, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }),
+    );
+    expect(dead.Messages?.length).toBe(1);
+    for (const m of dead.Messages ?? []) {
+      await h.emu.sqs.send(
+        new SendMessageCommand({
+          QueueUrl: h.publishQueue.url,
+          MessageBody: m.Body!,
+          MessageGroupId: 'publish',
+          MessageDeduplicationId: `redrive-${m.MessageId}`,
+        }),
+      );
+      await h.emu.sqs.send(
+        new DeleteMessageCommand({ QueueUrl: h.publishDlq.url, ReceiptHandle: m.ReceiptHandle! }),
+      );
+    }
+    while ((await pumpOnce(h.emu.sqs, h.publishQueue, publish)).received > 0) {}
+
+    // Assess: the re-driven record was about an older observation of the tag: nothing moved back.
+    const after = await agentSync();
+    const entries = after.modules.filter((m) => m.name.endsWith('/plugins/redrive'));
+    expect(entries.map((m) => m.sha256)).toEqual([sha256Of(second)]);
   });
 });

@@ -92,14 +92,14 @@ describe('wasm-mirror mirror', () => {
       await waitForManifest(server.url, (p) => p.version >= 1);
       const run = await mirrorJson(`${registry.host}/plugins/two:2.0`, data);
       expect(run.code, run.stderr).toBe(0);
-      expect(JSON.parse(run.stdout)).toMatchObject({
-        status: 'mirrored',
-        publishedBy: 'running server',
-        manifestVersion: null,
-      });
+      const result = JSON.parse(run.stdout) as { manifestVersion: number };
+      expect(result).toMatchObject({ status: 'mirrored', publishedBy: 'running server' });
+      // The command returns once the server lists the module, with the version that does.
       const listed = await waitForManifest(server.url, (p) =>
         p.modules.some((m) => m.sha256 === sha256Of(modules[1]!)),
       );
+      expect(result.manifestVersion).toBeGreaterThanOrEqual(1);
+      expect(result.manifestVersion).toBeLessThanOrEqual(listed.payload.version);
       expect(listed.payload.modules[0]!.format).toBe('compat-image');
       expect(
         (await fetchManifest(server.url, `manifests/${listed.payload.version}.json`))?.payload.version,
@@ -107,6 +107,38 @@ describe('wasm-mirror mirror', () => {
     } finally {
       await server.stop();
     }
+  });
+
+  it('several commands at once with no server: each waits its turn and every module is listed', async () => {
+    // Prepare
+    const data = join(dir, 'concurrent');
+    const refs: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const ref = `${registry.host}/plugins/burst${i}:1.0`;
+      await pushWasm(
+        registry.host,
+        `plugins/burst${i}:1.0`,
+        proxyWasmModule({ marker: `burst ${i}` }),
+        'wasm-artifact',
+      );
+      refs.push(ref);
+    }
+
+    // Act
+    const runs = await Promise.all(refs.map((ref) => mirrorJson(ref, data)));
+
+    // Assess
+    for (const run of runs) expect(run.code, run.stderr).toBe(0);
+    const latest = JSON.parse(readFileSync(join(data, 'manifests', 'latest.json'), 'utf8')) as {
+      payload: string;
+    };
+    const payload = JSON.parse(Buffer.from(latest.payload, 'base64').toString('utf8')) as {
+      modules: { name: string }[];
+    };
+    expect(payload.modules.map((m) => m.name).sort()).toEqual(
+      refs.map((r) => r.replace(/:1\.0$/, '')).sort(),
+    );
+    for (const run of runs) expect(JSON.parse(run.stdout).publishedBy).toBe('this command');
   });
 
   it('refuses plain http to a configured source that does not allow it, and bad usage', async () => {

@@ -17,6 +17,17 @@ export interface QueueUnderTest {
   /** Messages that ended in the dead-letter area, with their last error code when the adapter keeps it. */
   deadLetters(): Promise<Array<{ body: TestMessage; errorCode?: string }>>;
   cleanup(): Promise<void>;
+  /** The queue's time, when the adapter takes it injected: the contract moves it on instead of waiting. */
+  time?: TestTime;
+}
+
+/** Time a test moves on by hand; the queue reads it and sets its timers on it. */
+export interface TestTime {
+  nowMs(): number;
+  /** Moves time on by `ms`, letting the queue act at each moment it asked to be woken at. */
+  advance(ms: number): Promise<void>;
+  /** Moves time on to the next moment the queue asked to be woken at, if it waits for one, and lets it act. */
+  tick(): Promise<void>;
 }
 
 export interface QueueContractSettings {
@@ -26,15 +37,21 @@ export interface QueueContractSettings {
   keepsErrorCode?: boolean;
 }
 
+/**
+ * Waits until `predicate` holds, checking it again each time the queue may have moved: after each
+ * tick of `time` when given, otherwise every 10 ms. `timeoutMs` is real time either way.
+ */
 export async function waitFor(
   predicate: () => boolean | Promise<boolean>,
   timeoutMs: number,
   what = 'condition',
+  time?: TestTime,
 ) {
   const deadline = Date.now() + timeoutMs;
   while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
+    if (time === undefined) await sleep(10);
+    else await time.tick();
   }
 }
 
@@ -54,6 +71,12 @@ export function describeQueueContract(
       subject = await makeQueue({ maxAttempts });
       return subject;
     };
+    /** The queue's time: its own clock when injected, else the real one. */
+    const now = () => subject?.time?.nowMs() ?? Date.now();
+    /** Lets `ms` of the queue's time pass. */
+    const elapse = (ms: number) => (subject?.time === undefined ? sleep(ms) : subject.time.advance(ms));
+    const until = (predicate: () => boolean | Promise<boolean>, what: string) =>
+      waitFor(predicate, waitMs, what, subject?.time);
     afterEach(async () => {
       await subject?.stop();
       await subject?.cleanup();
@@ -61,6 +84,7 @@ export function describeQueueContract(
     });
 
     it('delivers exactly the body that was sent, first attempt 1', async () => {
+      // Prepare
       const q = await open(3);
       const body: TestMessage = {
         n: 1,
@@ -71,8 +95,12 @@ export function describeQueueContract(
       await q.consume(async (b, meta) => {
         seen.push({ body: b, meta });
       });
+
+      // Act
       await q.producer.send(body);
-      await waitFor(() => seen.length === 1, waitMs, 'delivery');
+      await until(() => seen.length === 1, 'delivery');
+
+      // Assess
       expect(seen[0]?.body).toEqual(body);
       expect(seen[0]?.meta.attempt).toBe(1);
       expect(seen[0]?.meta.messageId).toEqual(expect.any(String));
@@ -80,31 +108,43 @@ export function describeQueueContract(
     });
 
     it('delivers every message of a burst at least once', async () => {
+      // Prepare
       const q = await open(3);
       const seen = new Set<number>();
       await q.consume(async (b) => {
         seen.add(b.n);
       });
+
+      // Act
       await Promise.all(Array.from({ length: 50 }, (_, n) => q.producer.send({ n })));
-      await waitFor(() => seen.size === 50, waitMs, '50 deliveries');
+
+      // Assess
+      await until(() => seen.size === 50, '50 deliveries');
     });
 
     it('drops a message whose dedupe id was already sent', async () => {
+      // Prepare
       const q = await open(3);
       const seen: number[] = [];
       await q.consume(async (b) => {
         seen.push(b.n);
       });
+
+      // Act
       await q.producer.send({ n: 1 }, { dedupeId: 'delivery-a' });
       await q.producer.send({ n: 2 }, { dedupeId: 'delivery-a' });
       await q.producer.send({ n: 3 }, { dedupeId: 'delivery-b' });
       // Wait for the message sent after the duplicate, not just for any two deliveries.
-      await waitFor(() => seen.includes(1) && seen.includes(3), waitMs, 'deliveries 1 and 3');
-      await sleep(300);
+      await until(() => seen.includes(1) && seen.includes(3), 'deliveries 1 and 3');
+      // Time for a late delivery of the duplicate to show.
+      await elapse(300);
+
+      // Assess
       expect(seen.sort()).toEqual([1, 3]);
     });
 
     it('redelivers after a handler failure, with the attempt counted', async () => {
+      // Prepare
       const q = await open(3);
       const attempts: number[] = [];
       let done = false;
@@ -114,13 +154,18 @@ export function describeQueueContract(
           throw new WasmMirrorError('REGISTRY_UNAVAILABLE', 'registry down', { retryable: true });
         done = true;
       });
+
+      // Act
       await q.producer.send({ n: 1 });
-      await waitFor(() => done, waitMs, 'a successful retry');
+      await until(() => done, 'a successful retry');
+
+      // Assess
       expect(attempts).toEqual([1, 2]);
       expect(await q.deadLetters()).toEqual([]);
     });
 
     it('dead-letters after maxAttempts failed deliveries, with the last error', async () => {
+      // Prepare
       const q = await open(2);
       const attempts: number[] = [];
       await q.consume(async (b, meta) => {
@@ -129,25 +174,35 @@ export function describeQueueContract(
           throw new WasmMirrorError('REGISTRY_UNAVAILABLE', `still down (attempt ${meta.attempt})`);
         }
       });
+
+      // Act
       await q.producer.send({ n: 1, text: 'poison' });
-      await waitFor(async () => (await q.deadLetters()).length === 1, waitMs, 'a dead letter');
+      await until(async () => (await q.deadLetters()).length === 1, 'a dead letter');
+
+      // Assess
       const [dead] = await q.deadLetters();
       expect(dead?.body).toEqual({ n: 1, text: 'poison' });
       expect(dead?.errorCode).toBe(keepsErrorCode ? 'REGISTRY_UNAVAILABLE' : undefined);
       expect(attempts).toEqual([1, 2]);
-      await sleep(300);
+      // Time for a delivery after the dead-lettering to show.
+      await elapse(300);
       expect(attempts).toEqual([1, 2]);
     });
 
     it('holds a delayed message back until its delay has passed', async () => {
+      // Prepare
       const q = await open(3);
       const deliveredAt: number[] = [];
       await q.consume(async () => {
-        deliveredAt.push(Date.now());
+        deliveredAt.push(now());
       });
-      const sentAt = Date.now();
+
+      // Act
+      const sentAt = now();
       await q.producer.send({ n: 1 }, { delaySeconds: 1 });
-      await waitFor(() => deliveredAt.length === 1, waitMs, 'the delayed delivery');
+      await until(() => deliveredAt.length === 1, 'the delayed delivery');
+
+      // Assess
       expect(deliveredAt[0]! - sentAt).toBeGreaterThanOrEqual(950);
     });
   });

@@ -1,16 +1,6 @@
-/**
- * Failures the operator must see: an artifact that is not Wasm is rejected once with its reason
- * (logs, metrics, /status) and never retried; a registry outage is retried and ends in the
- * dead-letter area with its reason.
- */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../shared/core/config.ts';
-import { silentLogger } from '../../shared/core/ports.ts';
-import { type EmbeddedMirror, startEmbedded } from '../../shared/embedded/runtime.ts';
-import { pushWasm, startRegistry, type TestRegistry } from '../support/index.ts';
+import type { EmbeddedMirror } from '../../shared/embedded/runtime.ts';
+import { type Harness, pushWasm, startHarness, type TestRegistry } from '../support/index.ts';
 import { DISTRIBUTION_EVENTS_V1, distributionEnvelope } from '../support/mirror.ts';
 
 const TOKEN = 'failures-suite-token-0001';
@@ -30,7 +20,6 @@ interface Status {
 describe('mirror failures', () => {
   let registry: TestRegistry;
   let mirror: EmbeddedMirror;
-  let dataDir: string;
 
   const deliver = (repository: string, digest: string) =>
     fetch(`${mirror.url}/hooks/local`, {
@@ -57,29 +46,18 @@ describe('mirror failures', () => {
       return idle(s.queues.mirror) && idle(s.queues.publish) ? s : undefined;
     });
 
+  let harness: Harness;
+
   beforeAll(async () => {
-    registry = await startRegistry();
-    dataDir = mkdtempSync(join(tmpdir(), 'wm-failures-'));
-    const config = parseConfig(`
-mirror: { name: failures }
-sources:
-  - { id: local, type: distribution, registry: "${registry.host}", insecure: true, repositories: ["plugins/**"], webhookSecretEnv: HOOK }
-`);
-    mirror = await startEmbedded({
-      config,
-      dataDir,
-      port: 0,
-      env: { HOOK: TOKEN },
-      logger: silentLogger,
+    harness = await startHarness({
+      mirrorName: 'failures',
+      token: TOKEN,
       retry: { maxAttempts: 3, backoffBaseMs: 50 },
     });
+    ({ registry, mirror } = harness);
   });
 
-  afterAll(async () => {
-    await mirror?.stop();
-    await registry?.stop();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  afterAll(() => harness?.stop());
 
   it('rejects an artifact that is not Wasm once, with its reason', async () => {
     const notWasm = new TextEncoder().encode('#!/bin/sh\necho definitely not wasm\n');

@@ -1,16 +1,7 @@
-/**
- * What an attacker (or a confused registry) sends to `/hooks/<source>`: every refusal has its
- * status and code, nothing ignored makes a job, and a flood of duplicates does the work once.
- */
-import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../shared/core/config.ts';
-import { silentLogger } from '../../shared/core/ports.ts';
-import { type EmbeddedMirror, startEmbedded } from '../../shared/embedded/runtime.ts';
-import { pushWasm, startRegistry, type TestRegistry } from '../support/index.ts';
+import type { EmbeddedMirror } from '../../shared/embedded/runtime.ts';
+import { type Harness, pushWasm, startHarness, type TestRegistry } from '../support/index.ts';
 import {
   DISTRIBUTION_EVENTS_V1,
   distributionEnvelope,
@@ -25,7 +16,6 @@ const TOKEN = 'hostile-suite-token-abcdef';
 describe('hostile webhooks', () => {
   let registry: TestRegistry;
   let mirror: EmbeddedMirror;
-  let dataDir: string;
   let digest: string;
   let bytes: Uint8Array;
 
@@ -56,36 +46,20 @@ describe('hostile webhooks', () => {
     return match === null ? 0 : Number(match[1]);
   };
 
+  let harness: Harness;
+
   beforeAll(async () => {
-    registry = await startRegistry();
+    harness = await startHarness({
+      mirrorName: 'hostile',
+      token: TOKEN,
+      sources: `  - { id: local, type: distribution, registry: "{registry}", insecure: true, repositories: ["plugins/**"], webhookSecretEnv: HOOK_TOKEN, rateLimitPerMinute: 100000 }`,
+    });
+    ({ registry, mirror } = harness);
     bytes = proxyWasmModule({ marker: 'hostile' });
     ({ digest } = await pushWasm(registry.host, 'plugins/flood:1.0', bytes, 'wasm-artifact'));
-    dataDir = mkdtempSync(join(tmpdir(), 'wm-hostile-'));
-    const config = parseConfig(`
-mirror: { name: hostile }
-sources:
-  - id: local
-    type: distribution
-    registry: ${registry.host}
-    insecure: true
-    repositories: ["plugins/**"]
-    webhookSecretEnv: HOOK_TOKEN
-    rateLimitPerMinute: 100000
-`);
-    mirror = await startEmbedded({
-      config,
-      dataDir,
-      port: 0,
-      env: { HOOK_TOKEN: TOKEN },
-      logger: silentLogger,
-    });
   });
 
-  afterAll(async () => {
-    await mirror?.stop();
-    await registry?.stop();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  afterAll(() => harness?.stop());
 
   const valid = () =>
     distributionEnvelope([{ repository: 'plugins/flood', tag: '1.0', digest, host: registry.host }]);

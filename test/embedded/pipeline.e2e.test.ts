@@ -1,16 +1,12 @@
-/**
- * The whole embedded pipeline on real parts: the Debian docker-registry notifies the running
- * mirror on each push, the mirror pulls, verifies and stores every Wasm format, and publishes a
- * signed manifest that openssl verifies and whose modules are served byte-exact.
- */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../shared/core/config.ts';
-import { silentLogger } from '../../shared/core/ports.ts';
-import { type EmbeddedMirror, startEmbedded } from '../../shared/embedded/runtime.ts';
-import { freePort, type PushFormat, pushWasm, startRegistry, type TestRegistry } from '../support/index.ts';
+import type { EmbeddedMirror } from '../../shared/embedded/runtime.ts';
+import {
+  type Harness,
+  type PushFormat,
+  pushWasm,
+  startHarness,
+  type TestRegistry,
+} from '../support/index.ts';
 import { fetchManifest, opensslVerifies, sha256Of, waitForManifest } from '../support/mirror.ts';
 import { minimalComponent, proxyWasmModule } from '../support/wasm.ts';
 
@@ -19,33 +15,20 @@ const TOKEN = 'e2e-hook-token-0123456789';
 describe('embedded pipeline: registry push → webhook → mirror → signed manifest → served', () => {
   let registry: TestRegistry;
   let mirror: EmbeddedMirror;
-  let dataDir: string;
+
+  let harness: Harness;
 
   beforeAll(async () => {
-    const port = await freePort();
-    registry = await startRegistry({
-      notificationsUrl: `http://127.0.0.1:${port}/hooks/local`,
-      notificationsToken: TOKEN,
+    harness = await startHarness({
+      mirrorName: 'e2e-mesh',
+      mirrorSettings: 'manifestTtl: 48h',
+      notify: true,
+      token: TOKEN,
     });
-    dataDir = mkdtempSync(join(tmpdir(), 'wm-e2e-'));
-    const config = parseConfig(`
-mirror: { name: e2e-mesh, manifestTtl: 48h }
-sources:
-  - id: local
-    type: distribution
-    registry: ${registry.host}
-    insecure: true
-    repositories: ["plugins/**"]
-    webhookSecretEnv: HOOK_TOKEN
-`);
-    mirror = await startEmbedded({ config, dataDir, port, env: { HOOK_TOKEN: TOKEN }, logger: silentLogger });
+    ({ registry, mirror } = harness);
   });
 
-  afterAll(async () => {
-    await mirror?.stop();
-    await registry?.stop();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
+  afterAll(() => harness?.stop());
 
   it('lists a pushed module of every format, signed and byte-exact', async () => {
     const formats: PushFormat[] = ['wasm-artifact', 'compat-oci', 'compat-docker', 'cncf-wasm', 'index'];

@@ -9,16 +9,20 @@
  * replayed delivery id is acknowledged and does no second mirror.
  */
 import { createHmac, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../shared/core/config.ts';
 import type { ManifestPayload } from '../../shared/core/domain.ts';
-import { silentLogger } from '../../shared/core/ports.ts';
-import { type EmbeddedMirror, startEmbedded } from '../../shared/embedded/runtime.ts';
-import { MEDIA, type PushFormat, pushWasm, startRegistry, type TestRegistry } from '../support/index.ts';
+import type { EmbeddedMirror } from '../../shared/embedded/runtime.ts';
+import {
+  type Harness,
+  MEDIA,
+  type PushFormat,
+  pushWasm,
+  startHarness,
+  type TestRegistry,
+} from '../support/index.ts';
 import {
   type FetchedManifest,
   opensslVerifies,
@@ -77,7 +81,6 @@ function counter(text: string, name: string, labels: Record<string, string>): nu
 describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deliveries → signed manifest', () => {
   let registry: TestRegistry;
   let mirror: EmbeddedMirror;
-  let dataDir: string;
   let publicKeyPem: string;
   let keyId: string;
 
@@ -164,51 +167,45 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
     expect(res.status).toBe(404);
   };
 
+  let harness: Harness;
+
   beforeAll(async () => {
-    registry = await startRegistry();
-    dataDir = mkdtempSync(join(tmpdir(), 'wm-sources-e2e-'));
-    const config = parseConfig(`
-mirror: { name: sources-e2e, manifestTtl: 48h }
-sources:
-  - id: github
+    harness = await startHarness({
+      mirrorName: 'sources-e2e',
+      mirrorSettings: 'manifestTtl: 48h',
+      env: { ...SECRETS },
+      sources: `  - id: github
     type: github
-    registry: ${registry.host}
+    registry: "{registry}"
     insecure: true
     repositories: ["ghcr/**"]
     webhookSecretEnv: GITHUB_HOOK_SECRET
   - id: ce
     type: cloudevents
-    registry: ${registry.host}
+    registry: "{registry}"
     insecure: true
     repositories: ["zot/**"]
     webhookSecretEnv: CE_HOOK_TOKEN
   - id: harbor
     type: harbor
-    registry: ${registry.host}
+    registry: "{registry}"
     insecure: true
     repositories: ["harbor/**"]
     webhookSecretEnv: HARBOR_HOOK_AUTH
   - id: quay
     type: quay
-    registry: ${registry.host}
+    registry: "{registry}"
     insecure: true
     repositories: ["quay/**"]
     webhookSecretEnv: QUAY_HOOK_TOKEN
   - id: hub
     type: dockerhub
-    registry: ${registry.host}
+    registry: "{registry}"
     insecure: true
     repositories: ["hub/**"]
-    webhookSecretEnv: HUB_HOOK_TOKEN
-`);
-    mirror = await startEmbedded({
-      config,
-      dataDir,
-      host: '127.0.0.1',
-      port: 0,
-      env: { ...SECRETS },
-      logger: silentLogger,
+    webhookSecretEnv: HUB_HOOK_TOKEN`,
     });
+    ({ registry, mirror } = harness);
     const keys = (await (await fetch(`${mirror.url}/keys.json`)).json()) as {
       keys: { keyid: string; publicKey: string }[];
     };
@@ -217,11 +214,7 @@ sources:
     keyId = keys.keys[0]!.keyid;
   });
 
-  afterAll(async () => {
-    await mirror?.stop();
-    await registry?.stop();
-    if (dataDir !== undefined) rmSync(dataDir, { recursive: true, force: true });
-  });
+  afterAll(() => harness?.stop());
 
   describe('github (X-Hub-Signature-256 over the raw body)', () => {
     const HOOK = '/hooks/github';

@@ -4,7 +4,8 @@
  */
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { mirrorScratchMiB, resignInterval } from '../../infra/lib/pipeline-stack.ts';
+import { mirrorScratchMiB } from '../../infra/lib/constructs/mirror-worker.ts';
+import { resignInterval } from '../../infra/lib/constructs/schedules.ts';
 import { synthApp, writeConfig } from './helpers.ts';
 
 let storage: Template;
@@ -360,7 +361,7 @@ describe('pipeline stack', () => {
       Ref: expect.stringMatching(/^PublishQueue/),
     });
     const keysPolicy = Object.values(pipeline.findResources('AWS::IAM::Policy')).find((p) =>
-      p.Properties.Roles.some((r: { Ref: string }) => /^KeysRole/.test(r.Ref)),
+      p.Properties.Roles.some((r: { Ref: string }) => /^KeysFunctionRole/.test(r.Ref)),
     )!;
     const send = (
       keysPolicy.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[]
@@ -379,8 +380,8 @@ describe('pipeline stack', () => {
           p.Properties.Roles.some((r: { Ref: string }) => role.test(r.Ref)),
         )!.Properties,
       );
-    const webhook = policyOf(/^WebhookRole/);
-    const mirror = policyOf(/^MirrorRole/);
+    const webhook = policyOf(/^WebhookFunctionRole/);
+    const mirror = policyOf(/^MirrorFunctionRole/);
     for (const name of ['GHCR_WEBHOOK_SECRET', 'HARBOR_WEBHOOK_SECRET']) {
       expect(webhook).toContain(`:secret:wasm-mirror/prod-mesh/${name}-??????`);
       expect(mirror).not.toContain(name);
@@ -447,11 +448,11 @@ describe('pipeline stack', () => {
     const policies = Object.values(pipeline.findResources('AWS::IAM::Policy')).map((p) =>
       JSON.stringify(p.Properties),
     );
-    const webhook = policies.find((p) => p.includes('WebhookRole'))!;
+    const webhook = policies.find((p) => p.includes('WebhookFunctionRole'))!;
     expect(webhook).toContain('/state/*');
     expect(webhook).not.toContain('/manifests/*');
     expect(webhook).not.toContain('kms:');
-    const mirror = policies.find((p) => p.includes('MirrorRole'))!;
+    const mirror = policies.find((p) => p.includes('MirrorFunctionRole'))!;
     expect(mirror).toContain('/modules/*');
     expect(mirror).not.toContain('kms:');
     for (const p of policies) expect(p).not.toContain('kms:Sign');
@@ -521,12 +522,14 @@ describe('deployment input', () => {
     expect(keysEnv).toContain(key1!);
     expect(keysEnv).toContain(key2!);
 
-    // The keys function reads every key it lists, not only the active one.
-    const keysStatement = Object.values(pipeline1.findResources('AWS::IAM::Policy'))
+    // The keys function reads every key it lists, not only the active one (a statement per key).
+    const keysStatements = Object.values(pipeline1.findResources('AWS::IAM::Policy'))
       .flatMap((p) => p.Properties.PolicyDocument.Statement as { Action: string[]; Resource: unknown }[])
-      .find((st) => [st.Action].flat().includes('kms:GetPublicKey'))!;
-    expect([keysStatement.Action].flat().sort()).toEqual(['kms:DescribeKey', 'kms:GetPublicKey']);
-    const keyResources = JSON.stringify(keysStatement.Resource);
+      .filter((st) => [st.Action].flat().includes('kms:GetPublicKey'));
+    for (const st of keysStatements) {
+      expect([st.Action].flat().sort()).toEqual(['kms:DescribeKey', 'kms:GetPublicKey']);
+    }
+    const keyResources = JSON.stringify(keysStatements.map((st) => st.Resource));
     expect(keyResources).toContain(key1!);
     expect(keyResources).toContain(key2!);
 

@@ -61,8 +61,7 @@ export async function signRaw(
   opts: { payloadType?: string; keyid?: string } = {},
 ): Promise<{ payload: string; payloadType: string; signatures: { keyid: string; sig: string }[] }> {
   const payloadType = opts.payloadType ?? MANIFEST_PAYLOAD_TYPE;
-  const digest = createHash('sha256').update(pae(payloadType, payloadBytes)).digest();
-  const sig = await signer.signDigest(digest);
+  const sig = await signer.sign(pae(payloadType, payloadBytes));
   return {
     payload: encodeBase64(payloadBytes),
     payloadType,

@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { createHash, generateKeyPairSync } from 'node:crypto';
+import { createHash, verify as cryptoVerify, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadOrCreateKey, signDigestP256 } from '../../shared/adapters/local/signer.ts';
+import { loadOrCreateKey } from '../../shared/adapters/local/signer.ts';
 import { isWasmMirrorError } from '../../shared/core/errors.ts';
 import {
   buildPayload,
@@ -22,6 +22,7 @@ import { parseStrictJson } from '../../shared/core/strict-json.ts';
 import { opensslVerifies } from '../support/mirror.ts';
 import { type AttackContext, attackCases } from './attacks.ts';
 import { moduleEntry, newSigner, payloadOf, T0, trusted } from './helpers.ts';
+import { derToRawSignature, webCryptoVerifies } from './webcrypto.ts';
 
 const NOW = new Date(T0.getTime() + 3600e3);
 
@@ -104,11 +105,35 @@ describe('DSSE', () => {
 });
 
 describe('LocalKeySigner', () => {
-  it('matches the RFC 6979 A.2.5 P-256/SHA-256 vector', () => {
-    const d = 0xc9afa9d845ba75166b5c215767b1d6934e50c3db36e89b127b8a622b120f6721n;
-    const { r, s } = signDigestP256(d, createHash('sha256').update('sample').digest());
-    expect(r.toString(16)).toBe('efd48b2aacb6a8fd1140dd9cd45e81d69d2c877b56aaf991c34d0ea84eaf3716');
-    expect(s.toString(16)).toBe('f7cb1c942d657c41d436c7a1b6e29f65f3e900dbb9aff4064dc4ab2f843acda8');
+  it('signs a message: a DER ECDSA signature over its SHA-256, of any length', async () => {
+    const signer = newSigner();
+    const spki = { key: Buffer.from(await signer.publicKeySpki()), format: 'der', type: 'spki' } as const;
+    for (const message of [
+      new Uint8Array(0),
+      Buffer.from('DSSEv1 1 t 2 {}'),
+      new Uint8Array(1 << 20).fill(7),
+    ]) {
+      const sig = await signer.sign(message);
+      expect(sig[0]).toBe(0x30); // a DER SEQUENCE, not raw r||s
+      expect(cryptoVerify('sha256', message, spki, sig)).toBe(true);
+      expect(cryptoVerify('sha256', Buffer.concat([message, Buffer.of(0)]), spki, sig)).toBe(false);
+    }
+  });
+
+  it('signs a manifest that WebCrypto verifies over the PAE (r||s decoded from DER)', async () => {
+    const signer = newSigner();
+    const spki = await signer.publicKeySpki();
+    for (let i = 0; i < 8; i++) {
+      const { envelope } = await signManifest(payloadOf([], { version: i + 1 }), signer);
+      expect(await webCryptoVerifies(envelope, spki)).toBe(true);
+      const other = { ...envelope, payloadType: `${envelope.payloadType}x` };
+      expect(await webCryptoVerifies(other, spki)).toBe(false);
+    }
+    // The test's DER decoder itself: short integers are left-padded, a sign byte is dropped.
+    const der = Uint8Array.of(0x30, 0x07, 0x02, 0x02, 0x00, 0x80, 0x02, 0x01, 0x05);
+    const raw = derToRawSignature(der);
+    expect(raw.length).toBe(64);
+    expect([raw[31], raw[63], raw.slice(0, 31).every((b) => b === 0)]).toEqual([0x80, 0x05, true]);
   });
 
   describe('with files', () => {
@@ -251,15 +276,40 @@ describe('verifyManifest', () => {
     expect(verifyManifest(bytes, { trustedKeys: keys, now: NOW }).payload.version).toBe(42);
   });
 
-  it('refuses a null keyid and unknown envelope fields', () => {
+  it('refuses a null keyid', () => {
     const e = JSON.parse(new TextDecoder().decode(ctx.goodBytes));
+    const bytes = new TextEncoder().encode(
+      JSON.stringify({ ...e, signatures: [{ ...e.signatures[0], keyid: null }] }),
+    );
+    expect(codeOf(() => verifyManifest(bytes, { trustedKeys: keys, now: NOW }))).toBe('ENVELOPE_MALFORMED');
+  });
+
+  it('ignores unrecognised envelope and signature fields, as DSSE requires of consumers', () => {
+    const e = JSON.parse(new TextDecoder().decode(ctx.goodBytes));
+    const cert = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
     const variants = [
-      { ...e, signatures: [{ ...e.signatures[0], keyid: null }] },
-      { ...e, extra: 1 },
-      { ...e, signatures: [{ ...e.signatures[0], cert: 'x' }] },
+      { ...e, extension: { kind: 'x-example', data: { nested: [1, 2, { deeper: true }] } } },
+      { ...e, signatures: [{ ...e.signatures[0], cert }] },
+      { extra: null, ...e, signatures: [{ cert, ...e.signatures[0], timestamp: 1 }], payloadHints: ['a'] },
     ];
     for (const v of variants) {
       const bytes = new TextEncoder().encode(JSON.stringify(v));
+      const verified = verifyManifest(bytes, { trustedKeys: keys, now: NOW, mirrorName: 'prod-mesh' });
+      expect(verified.payload).toEqual(ctx.good);
+      // What the verifier hands on holds only the fields it understood.
+      expect(Object.keys(verified.envelope).sort()).toEqual(['payload', 'payloadType', 'signatures']);
+      expect(Object.keys(verified.envelope.signatures[0]!).sort()).toEqual(['keyid', 'sig']);
+    }
+  });
+
+  it('stays strict inside ignored fields: duplicate keys and nesting bombs are refused', () => {
+    const text = new TextDecoder().decode(ctx.goodBytes);
+    const dupInSignature = text.replace('"sig":', '"cert":"a","cert":"b","sig":');
+    const dupInExtension = text.replace(/^\{/, '{"ext":{"a":1,"a":2},');
+    const bomb = text.replace(/^\{/, `{"ext":${'['.repeat(100)}${']'.repeat(100)},`);
+    for (const variant of [dupInSignature, dupInExtension, bomb]) {
+      expect(variant).not.toBe(text);
+      const bytes = new TextEncoder().encode(variant);
       expect(codeOf(() => verifyManifest(bytes, { trustedKeys: keys, now: NOW }))).toBe('ENVELOPE_MALFORMED');
     }
   });

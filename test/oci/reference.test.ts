@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { parseRetryAfterMs } from '../../shared/core/backoff.ts';
 import { isWasmMirrorError } from '../../shared/core/errors.ts';
 import { defaultAddressGuard, isForbiddenAddress } from '../../shared/core/oci/address-guard.ts';
-import { parseChallenge, parseRetryAfter } from '../../shared/core/oci/client.ts';
+import { parseChallenge } from '../../shared/core/oci/auth.ts';
 import { apiHost, formatReference, parseReference } from '../../shared/core/oci/reference.ts';
 
 const D = `sha256:${'a'.repeat(64)}`;
@@ -132,9 +133,9 @@ describe('header parsing', () => {
 
   it('parses Retry-After as seconds or a date', () => {
     const now = Date.parse('2026-01-01T00:00:00Z');
-    expect(parseRetryAfter('7', now)).toBe(7);
-    expect(parseRetryAfter('Thu, 01 Jan 2026 00:00:30 GMT', now)).toBe(30);
-    expect(parseRetryAfter('soon', now)).toBeUndefined();
-    expect(parseRetryAfter(null, now)).toBeUndefined();
+    expect(parseRetryAfterMs('7', now)).toBe(7_000);
+    expect(parseRetryAfterMs('Thu, 01 Jan 2026 00:00:30 GMT', now)).toBe(30_000);
+    expect(parseRetryAfterMs('soon', now)).toBeUndefined();
+    expect(parseRetryAfterMs(null, now)).toBeUndefined();
   });
 });

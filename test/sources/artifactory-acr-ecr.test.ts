@@ -1,8 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { parseAcr } from '../../shared/core/sources/acr.ts';
-import { parseArtifactory } from '../../shared/core/sources/artifactory.ts';
-import { parseEcr, parseEcrTrusted } from '../../shared/core/sources/ecr.ts';
+import { parseEcrTrusted } from '../../shared/core/sources/ecr.ts';
 import { parseWebhook } from '../../shared/core/sources/index.ts';
 import { errorCode, fixture, fuzzParser, RECEIVED_AT, reasons, request, source } from './helpers.ts';
 
@@ -15,11 +13,13 @@ describe('artifactory parser', () => {
     createHmac('sha256', key).update(body).digest('hex');
 
   it('turns a docker pushed event into exactly one job (secret header)', () => {
-    const out = parseWebhook(
-      src,
-      SECRET,
-      request(fixture('artifactory', 'docker-pushed.json'), { 'X-JFrog-Event-Auth': SECRET }),
-    );
+    // Prepare
+    const req = request(fixture('artifactory', 'docker-pushed.json'), { 'X-JFrog-Event-Auth': SECRET });
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out).toEqual({
       jobs: [
         {
@@ -36,42 +36,39 @@ describe('artifactory parser', () => {
   });
 
   it('accepts an HMAC-SHA256 of the raw body', () => {
+    // Prepare
     const body = fixture('artifactory', 'docker-pushed.json');
-    expect(
-      parseArtifactory(src, SECRET, request(body, { 'x-jfrog-event-auth': hmac(body) })).jobs,
-    ).toHaveLength(1);
+    const plain = request(body, { 'x-jfrog-event-auth': hmac(body) });
+    const prefixed = request(body, { 'x-jfrog-event-auth': `sha256=${hmac(body)}` });
+
+    // Act
+    const plainOut = parseWebhook(src, SECRET, plain);
+    const prefixedOut = parseWebhook(src, SECRET, prefixed);
+
+    // Assess
+    expect(plainOut.jobs).toHaveLength(1);
+    expect(prefixedOut.jobs).toHaveLength(1);
   });
 
   it('acknowledges deletes and ignores other hosts and repositories', () => {
-    expect(
-      reasons(
-        parseArtifactory(
-          src,
-          SECRET,
-          request(fixture('artifactory', 'docker-deleted.json'), { 'x-jfrog-event-auth': SECRET }),
-        ),
-      ),
-    ).toEqual(['delete']);
+    // Prepare
+    const auth = { 'x-jfrog-event-auth': SECRET };
     const other = source('artifactory', { registry: 'other.jfrog.io', repositories: ['**'] });
-    expect(
-      reasons(
-        parseArtifactory(
-          other,
-          SECRET,
-          request(fixture('artifactory', 'docker-pushed.json'), { 'x-jfrog-event-auth': SECRET }),
-        ),
-      ),
-    ).toEqual(['other-registry']);
     const narrow = source('artifactory', { registry: 'acme.jfrog.io', repositories: ['wasm-local/other/*'] });
-    expect(
-      reasons(
-        parseArtifactory(
-          narrow,
-          SECRET,
-          request(fixture('artifactory', 'docker-pushed.json'), { 'x-jfrog-event-auth': SECRET }),
-        ),
-      ),
-    ).toEqual(['not-allowed-repository']);
+
+    // Act
+    const deleted = parseWebhook(src, SECRET, request(fixture('artifactory', 'docker-deleted.json'), auth));
+    const otherOut = parseWebhook(other, SECRET, request(fixture('artifactory', 'docker-pushed.json'), auth));
+    const narrowOut = parseWebhook(
+      narrow,
+      SECRET,
+      request(fixture('artifactory', 'docker-pushed.json'), auth),
+    );
+
+    // Assess
+    expect(reasons(deleted)).toEqual(['delete']);
+    expect(reasons(otherOut)).toEqual(['other-registry']);
+    expect(reasons(narrowOut)).toEqual(['not-allowed-repository']);
   });
 
   it.each([
@@ -81,22 +78,32 @@ describe('artifactory parser', () => {
     ['an HMAC over other bytes', () => ({ 'x-jfrog-event-auth': hmac('{}') })],
     ['the secret in Authorization', () => ({ authorization: `Bearer ${SECRET}` })],
   ])('refuses %s', (_n, headers) => {
+    // Prepare
     const body = fixture('artifactory', 'docker-pushed.json');
-    expect(errorCode(() => parseArtifactory(src, SECRET, request(body, headers(body))))).toBe(
-      'WEBHOOK_UNAUTHENTICATED',
-    );
+    const req = request(body, headers(body));
+
+    // Act
+    const code = errorCode(() => parseWebhook(src, SECRET, req));
+
+    // Assess
+    expect(code).toBe('WEBHOOK_UNAUTHENTICATED');
   });
 
   it('fuzz: only WEBHOOK_* errors; jobs stay on the configured registry and allow-list', () => {
+    // Prepare
     const seeds = ['docker-pushed.json', 'docker-deleted.json'].map((n) => ({
       body: text('artifactory', n),
       headers: { 'x-jfrog-event-auth': SECRET },
     }));
-    const stats = fuzzParser(parseArtifactory, src, SECRET, seeds, {
+
+    // Act
+    const stats = fuzzParser(parseWebhook, src, SECRET, seeds, {
       iterations: 3000,
       seed: 7,
       sign: (c) => ({ ...c, headers: { 'x-jfrog-event-auth': hmac(c.body) } }),
     });
+
+    // Assess
     expect(stats.jobs).toBeGreaterThan(0);
   });
 });
@@ -106,7 +113,13 @@ describe('acr parser', () => {
   const bearer = { Authorization: `Bearer ${SECRET}` };
 
   it('turns a push event into exactly one job', () => {
-    const out = parseWebhook(src, SECRET, request(fixture('acr', 'push.json'), bearer));
+    // Prepare
+    const req = request(fixture('acr', 'push.json'), bearer);
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out).toEqual({
       deliveryId: 'cb8c3971-9adc-488b-bdd8-43cbb4974ff5',
       jobs: [
@@ -125,56 +138,78 @@ describe('acr parser', () => {
   });
 
   it('acknowledges ping and chart pushes', () => {
-    expect(reasons(parseAcr(src, SECRET, request(fixture('acr', 'ping.json'), bearer)))).toEqual(['ping']);
-    expect(reasons(parseAcr(src, SECRET, request(fixture('acr', 'chart-push.json'), bearer)))).toEqual([
-      'chart-push',
-    ]);
+    // Prepare
+    const ping = request(fixture('acr', 'ping.json'), bearer);
+    const chart = request(fixture('acr', 'chart-push.json'), bearer);
+
+    // Act
+    const pingOut = parseWebhook(src, SECRET, ping);
+    const chartOut = parseWebhook(src, SECRET, chart);
+
+    // Assess
+    expect(reasons(pingOut)).toEqual(['ping']);
+    expect(reasons(chartOut)).toEqual(['chart-push']);
   });
 
   it('uses the configured custom header, Bearer or verbatim', () => {
+    // Prepare
     const custom = source('acr', {
       registry: 'meshplugins.azurecr.io',
       repositories: ['plugins/*'],
       webhookHeader: 'X-Mirror-Token',
     });
-    expect(
-      parseAcr(custom, SECRET, request(fixture('acr', 'push.json'), { 'x-mirror-token': SECRET })).jobs,
-    ).toHaveLength(1);
-    expect(
-      parseAcr(custom, SECRET, request(fixture('acr', 'push.json'), { 'x-mirror-token': `Bearer ${SECRET}` }))
-        .jobs,
-    ).toHaveLength(1);
-    expect(errorCode(() => parseAcr(custom, SECRET, request(fixture('acr', 'push.json'), bearer)))).toBe(
-      'WEBHOOK_UNAUTHENTICATED',
-    );
+    const push = () => fixture('acr', 'push.json');
+
+    // Act
+    const verbatim = parseWebhook(custom, SECRET, request(push(), { 'x-mirror-token': SECRET }));
+    const asBearer = parseWebhook(custom, SECRET, request(push(), { 'x-mirror-token': `Bearer ${SECRET}` }));
+    const inAuthorization = errorCode(() => parseWebhook(custom, SECRET, request(push(), bearer)));
+
+    // Assess
+    expect(verbatim.jobs).toHaveLength(1);
+    expect(asBearer.jobs).toHaveLength(1);
+    expect(inAuthorization).toBe('WEBHOOK_UNAUTHENTICATED');
   });
 
   it('ignores another registry host and repositories outside the allow-list', () => {
+    // Prepare
     const other = source('acr', { registry: 'other.azurecr.io', repositories: ['plugins/*'] });
-    expect(reasons(parseAcr(other, SECRET, request(fixture('acr', 'push.json'), bearer)))).toEqual([
-      'other-registry',
-    ]);
     const narrow = source('acr', { registry: 'meshplugins.azurecr.io', repositories: ['x/*'] });
-    expect(reasons(parseAcr(narrow, SECRET, request(fixture('acr', 'push.json'), bearer)))).toEqual([
-      'not-allowed-repository',
-    ]);
+
+    // Act
+    const otherOut = parseWebhook(other, SECRET, request(fixture('acr', 'push.json'), bearer));
+    const narrowOut = parseWebhook(narrow, SECRET, request(fixture('acr', 'push.json'), bearer));
+
+    // Assess
+    expect(reasons(otherOut)).toEqual(['other-registry']);
+    expect(reasons(narrowOut)).toEqual(['not-allowed-repository']);
   });
 
   it.each([
     ['no header', {}],
     ['a wrong secret', { Authorization: 'Bearer nope' }],
   ])('refuses %s', (_n, headers) => {
-    expect(errorCode(() => parseAcr(src, SECRET, request(fixture('acr', 'push.json'), headers)))).toBe(
-      'WEBHOOK_UNAUTHENTICATED',
-    );
+    // Prepare
+    const req = request(fixture('acr', 'push.json'), headers);
+
+    // Act
+    const code = errorCode(() => parseWebhook(src, SECRET, req));
+
+    // Assess
+    expect(code).toBe('WEBHOOK_UNAUTHENTICATED');
   });
 
   it('fuzz: only WEBHOOK_* errors; jobs stay on the configured registry and allow-list', () => {
+    // Prepare
     const seeds = ['push.json', 'ping.json', 'chart-push.json'].map((n) => ({
       body: text('acr', n),
       headers: bearer,
     }));
-    const stats = fuzzParser(parseAcr, src, SECRET, seeds, { iterations: 3000, seed: 8 });
+
+    // Act
+    const stats = fuzzParser(parseWebhook, src, SECRET, seeds, { iterations: 3000, seed: 8 });
+
+    // Assess
     expect(stats.jobs).toBeGreaterThan(0);
   });
 });
@@ -194,74 +229,124 @@ describe('ecr parser', () => {
     deliveryId: '13cde686-328b-6117-af20-0e5566167482',
     receivedAt: RECEIVED_AT.toISOString(),
   };
+  const trusted = (name: string, s = src) =>
+    parseEcrTrusted(s, { body: fixture('ecr', name), receivedAt: RECEIVED_AT });
 
   it('over HTTP, a push with the static header becomes exactly one job', () => {
-    const out = parseWebhook(src, SECRET, request(fixture('ecr', 'image-push.json'), bearer));
+    // Prepare
+    const req = request(fixture('ecr', 'image-push.json'), bearer);
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out).toEqual({ deliveryId: expected.deliveryId, jobs: [expected], ignored: [] });
   });
 
   it('from SQS (IAM-authenticated), the trusted path needs no secret', () => {
-    const out = parseEcrTrusted(src, { body: text('ecr', 'image-push.json'), receivedAt: RECEIVED_AT });
+    // Prepare
+    const event = { body: text('ecr', 'image-push.json'), receivedAt: RECEIVED_AT };
+
+    // Act
+    const out = parseEcrTrusted(src, event);
+
+    // Assess
     expect(out.jobs).toEqual([expected]);
   });
 
   it('over HTTP, refuses a missing or wrong header', () => {
-    expect(errorCode(() => parseEcr(src, SECRET, request(fixture('ecr', 'image-push.json'))))).toBe(
-      'WEBHOOK_UNAUTHENTICATED',
-    );
-    expect(
-      errorCode(() =>
-        parseEcr(src, SECRET, request(fixture('ecr', 'image-push.json'), { Authorization: 'Bearer x' })),
-      ),
-    ).toBe('WEBHOOK_UNAUTHENTICATED');
+    // Prepare
+    const missing = request(fixture('ecr', 'image-push.json'));
+    const wrong = request(fixture('ecr', 'image-push.json'), { Authorization: 'Bearer x' });
+
+    // Act
+    const missingCode = errorCode(() => parseWebhook(src, SECRET, missing));
+    const wrongCode = errorCode(() => parseWebhook(src, SECRET, wrong));
+
+    // Assess
+    expect(missingCode).toBe('WEBHOOK_UNAUTHENTICATED');
+    expect(wrongCode).toBe('WEBHOOK_UNAUTHENTICATED');
   });
 
   it('acknowledges failed pushes and deletes; ignores other accounts and repositories', () => {
-    const trusted = (name: string, s = src) =>
-      parseEcrTrusted(s, { body: fixture('ecr', name), receivedAt: RECEIVED_AT });
-    expect(reasons(trusted('image-push-failed.json'))).toEqual(['failed']);
-    expect(reasons(trusted('image-delete.json'))).toEqual(['delete']);
+    // Prepare
     const otherAccount = source('ecr', {
       registry: '210987654321.dkr.ecr.eu-west-1.amazonaws.com',
       repositories: ['plugins/**'],
     });
-    expect(reasons(trusted('image-push.json', otherAccount))).toEqual(['other-registry']);
     const narrow = source('ecr', { registry: src.registry, repositories: ['other/*'] });
-    expect(reasons(trusted('image-push.json', narrow))).toEqual(['not-allowed-repository']);
+
+    // Act
+    const failed = trusted('image-push-failed.json');
+    const deleted = trusted('image-delete.json');
+    const otherOut = trusted('image-push.json', otherAccount);
+    const narrowOut = trusted('image-push.json', narrow);
+
+    // Assess
+    expect(reasons(failed)).toEqual(['failed']);
+    expect(reasons(deleted)).toEqual(['delete']);
+    expect(reasons(otherOut)).toEqual(['other-registry']);
+    expect(reasons(narrowOut)).toEqual(['not-allowed-repository']);
   });
 
   it('ignores a push without a tag (the platform manifests of a multi-arch push)', () => {
+    // Prepare
     const event = JSON.parse(text('ecr', 'image-push.json'));
     delete event.detail['image-tag'];
-    expect(reasons(parseEcrTrusted(src, { body: JSON.stringify(event), receivedAt: RECEIVED_AT }))).toEqual([
-      'untagged',
-    ]);
     const acrSrc = source('acr', { registry: 'meshplugins.azurecr.io', repositories: ['plugins/*'] });
     const acrEvent = JSON.parse(text('acr', 'push.json'));
     delete acrEvent.target.tag;
-    expect(reasons(parseAcr(acrSrc, SECRET, request(acrEvent, bearer)))).toEqual(['untagged']);
+
+    // Act
+    const ecrOut = parseEcrTrusted(src, { body: JSON.stringify(event), receivedAt: RECEIVED_AT });
+    const acrOut = parseWebhook(acrSrc, SECRET, request(acrEvent, bearer));
+
+    // Assess
+    expect(reasons(ecrOut)).toEqual(['untagged']);
+    expect(reasons(acrOut)).toEqual(['untagged']);
   });
 
   it('refuses what is not an EventBridge event', () => {
-    expect(errorCode(() => parseEcrTrusted(src, { body: '{"detail":{}}', receivedAt: RECEIVED_AT }))).toBe(
-      'WEBHOOK_MALFORMED',
-    );
+    // Prepare
+    const event = { body: '{"detail":{}}', receivedAt: RECEIVED_AT };
+
+    // Act
+    const code = errorCode(() => parseEcrTrusted(src, event));
+
+    // Assess
+    expect(code).toBe('WEBHOOK_MALFORMED');
+  });
+
+  it('caps the body size on the trusted path too', () => {
+    // Prepare
+    const event = { body: new Uint8Array(1024 * 1024 + 1).fill(0x20), receivedAt: RECEIVED_AT };
+
+    // Act
+    const code = errorCode(() => parseEcrTrusted(src, event));
+
+    // Assess
+    expect(code).toBe('WEBHOOK_TOO_LARGE');
   });
 
   it('fuzz: only WEBHOOK_* errors; jobs stay on the configured registry and allow-list', () => {
+    // Prepare
     const seeds = ['image-push.json', 'image-push-failed.json', 'image-delete.json'].map((n) => ({
       body: text('ecr', n),
       headers: bearer,
     }));
-    const stats = fuzzParser(parseEcr, src, SECRET, seeds, { iterations: 3000, seed: 9 });
-    expect(stats.jobs).toBeGreaterThan(0);
-    const trusted = fuzzParser(
+
+    // Act
+    const stats = fuzzParser(parseWebhook, src, SECRET, seeds, { iterations: 3000, seed: 9 });
+    const trustedStats = fuzzParser(
       (s, _secret, req) => parseEcrTrusted(s, { body: req.body, receivedAt: req.receivedAt }),
       src,
       SECRET,
       seeds,
       { iterations: 2000, seed: 10 },
     );
-    expect(trusted.jobs).toBeGreaterThan(0);
+
+    // Assess
+    expect(stats.jobs).toBeGreaterThan(0);
+    expect(trustedStats.jobs).toBeGreaterThan(0);
   });
 });

@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { parseCloudEvents } from '../../shared/core/sources/cloudevents.ts';
 import { parseWebhook } from '../../shared/core/sources/index.ts';
 import {
   errorCode,
@@ -20,11 +19,13 @@ const binaryHeaders = fixtureJson<Record<string, string>>('cloudevents', 'zot-bi
 
 describe('cloudevents parser', () => {
   it('turns a zot binary-mode image.updated into exactly one job', () => {
-    const out = parseWebhook(
-      src,
-      SECRET,
-      request(fixture('cloudevents', 'zot-binary-data.json'), { ...binaryHeaders, ...bearer }),
-    );
+    // Prepare
+    const req = request(fixture('cloudevents', 'zot-binary-data.json'), { ...binaryHeaders, ...bearer });
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out).toEqual({
       deliveryId: 'zotregistry.dev f1b9d5f2-6a3c-4b8e-9d21-5c7a0e3b2a10',
       jobs: [
@@ -42,12 +43,26 @@ describe('cloudevents parser', () => {
     });
   });
 
+  it('reads a binary-mode event that carries no data', () => {
+    // Prepare
+    const req = request('', { ...binaryHeaders, ...bearer });
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
+    expect(out.jobs).toEqual([]);
+    expect(reasons(out)).toEqual(['invalid-reference']);
+  });
+
   it('reads a structured zot event', () => {
-    const out = parseCloudEvents(
-      src,
-      SECRET,
-      request(fixture('cloudevents', 'zot-structured.json'), structured),
-    );
+    // Prepare
+    const req = request(fixture('cloudevents', 'zot-structured.json'), structured);
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out.jobs).toEqual([
       expect.objectContaining({
         repository: 'plugins/jwt-filter',
@@ -58,25 +73,29 @@ describe('cloudevents parser', () => {
   });
 
   it('ignores a manifest put by digest (an index platform manifest or referrer), acknowledged', () => {
-    const out = parseCloudEvents(
-      src,
-      SECRET,
-      request(fixture('cloudevents', 'zot-structured-untagged.json'), structured),
-    );
+    // Prepare
+    const req = request(fixture('cloudevents', 'zot-structured-untagged.json'), structured);
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out.jobs).toEqual([]);
     expect(reasons(out)).toEqual(['untagged']);
   });
 
   it('reads Harbor harbor.artifact.pushed events', () => {
+    // Prepare
     const harborSrc = source('cloudevents', {
       registry: 'harbor.example.com',
       repositories: ['mesh-plugins/**'],
     });
-    const out = parseCloudEvents(
-      harborSrc,
-      SECRET,
-      request(fixture('cloudevents', 'harbor-structured.json'), structured),
-    );
+    const req = request(fixture('cloudevents', 'harbor-structured.json'), structured);
+
+    // Act
+    const out = parseWebhook(harborSrc, SECRET, req);
+
+    // Assess
     expect(out.jobs).toEqual([
       expect.objectContaining({
         registry: 'harbor.example.com',
@@ -87,44 +106,52 @@ describe('cloudevents parser', () => {
   });
 
   it('reads batches and acknowledges deletes', () => {
+    // Prepare
     const batch = `[${new TextDecoder().decode(fixture('cloudevents', 'zot-structured.json'))},${new TextDecoder().decode(
       fixture('cloudevents', 'zot-deleted-structured.json'),
     )}]`;
-    const out = parseCloudEvents(
-      src,
-      SECRET,
-      request(batch, { ...bearer, 'content-type': 'application/cloudevents-batch+json; charset=utf-8' }),
-    );
+    const req = request(batch, {
+      ...bearer,
+      'content-type': 'application/cloudevents-batch+json; charset=utf-8',
+    });
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out.jobs).toHaveLength(1);
     expect(reasons(out)).toEqual(['delete']);
     expect(out.deliveryId).toBeUndefined();
   });
 
   it('accepts Basic auth with the secret as password, and a custom static header', () => {
+    // Prepare
     const basic = { Authorization: `Basic ${Buffer.from(`zot:${SECRET}`).toString('base64')}` };
     const body = fixture('cloudevents', 'zot-structured.json');
-    expect(
-      parseCloudEvents(
-        src,
-        SECRET,
-        request(body, { ...basic, 'content-type': 'application/cloudevents+json' }),
-      ).jobs,
-    ).toHaveLength(1);
     const custom = source('cloudevents', { webhookHeader: 'X-Zot-Token' });
-    expect(
-      parseCloudEvents(
-        custom,
-        SECRET,
-        request(body, { 'x-zot-token': SECRET, 'content-type': 'application/cloudevents+json' }),
-      ).jobs,
-    ).toHaveLength(1);
-    // With a custom header configured, Authorization alone does not authenticate.
-    expect(errorCode(() => parseCloudEvents(custom, SECRET, request(body, structured)))).toBe(
-      'WEBHOOK_UNAUTHENTICATED',
+
+    // Act
+    const basicOut = parseWebhook(
+      src,
+      SECRET,
+      request(body, { ...basic, 'content-type': 'application/cloudevents+json' }),
     );
+    const customOut = parseWebhook(
+      custom,
+      SECRET,
+      request(body, { 'x-zot-token': SECRET, 'content-type': 'application/cloudevents+json' }),
+    );
+    const authorizationOnly = errorCode(() => parseWebhook(custom, SECRET, request(body, structured)));
+
+    // Assess
+    expect(basicOut.jobs).toHaveLength(1);
+    expect(customOut.jobs).toHaveLength(1);
+    // With a custom header configured, Authorization alone does not authenticate.
+    expect(authorizationOnly).toBe('WEBHOOK_UNAUTHENTICATED');
   });
 
   it('ignores an other-registry, a non-allowed repository and an invalid reference', () => {
+    // Prepare
     const ev = (name: string, reference: string) =>
       JSON.stringify({
         specversion: '1.0',
@@ -134,17 +161,15 @@ describe('cloudevents parser', () => {
         data: { name, reference },
       });
     const batch = `[${ev('secret/x', '1')},${ev('plugins/x', 'bad:tag')},${ev('Plugins/X', '1')}]`;
-    const out = parseCloudEvents(
-      src,
-      SECRET,
-      request(batch, { ...bearer, 'content-type': 'application/cloudevents-batch+json' }),
-    );
+    const batchReq = request(batch, { ...bearer, 'content-type': 'application/cloudevents-batch+json' });
+    const harborReq = request(fixture('cloudevents', 'harbor-structured.json'), structured);
+
+    // Act
+    const out = parseWebhook(src, SECRET, batchReq);
+    const harborOther = parseWebhook(src, SECRET, harborReq);
+
+    // Assess
     expect(reasons(out)).toEqual(['not-allowed-repository', 'invalid-reference', 'invalid-reference']);
-    const harborOther = parseCloudEvents(
-      src,
-      SECRET,
-      request(fixture('cloudevents', 'harbor-structured.json'), structured),
-    );
     expect(reasons(harborOther)).toEqual(['other-registry']);
   });
 
@@ -157,11 +182,17 @@ describe('cloudevents parser', () => {
       { Authorization: `Basic ${Buffer.from(SECRET).toString('base64')}` },
     ],
   ])('refuses %s', (_n, headers) => {
+    // Prepare
     const req = request(fixture('cloudevents', 'zot-structured.json'), {
       ...headers,
       'content-type': 'application/cloudevents+json',
     });
-    expect(errorCode(() => parseCloudEvents(src, SECRET, req))).toBe('WEBHOOK_UNAUTHENTICATED');
+
+    // Act
+    const code = errorCode(() => parseWebhook(src, SECRET, req));
+
+    // Assess
+    expect(code).toBe('WEBHOOK_UNAUTHENTICATED');
   });
 
   it.each([
@@ -177,11 +208,20 @@ describe('cloudevents parser', () => {
     ],
     ['neither mode', bearer, '{"name":"x"}'],
     ['a structured event without type', structured, '{"specversion":"1.0","id":"1","source":"s"}'],
+    ['an empty structured event', structured, ''],
   ])('refuses %s as malformed', (_n, headers, body) => {
-    expect(errorCode(() => parseCloudEvents(src, SECRET, request(body, headers)))).toBe('WEBHOOK_MALFORMED');
+    // Prepare
+    const req = request(body, headers);
+
+    // Act
+    const code = errorCode(() => parseWebhook(src, SECRET, req));
+
+    // Assess
+    expect(code).toBe('WEBHOOK_MALFORMED');
   });
 
   it('fuzz: only WEBHOOK_* errors; jobs stay on the configured registry and allow-list', () => {
+    // Prepare
     const text = (n: string) => new TextDecoder().decode(fixture('cloudevents', n));
     const seeds = [
       { body: text('zot-binary-data.json'), headers: { ...binaryHeaders, ...bearer } },
@@ -193,7 +233,11 @@ describe('cloudevents parser', () => {
         headers: { ...bearer, 'content-type': 'application/cloudevents-batch+json' },
       },
     ];
-    const stats = fuzzParser(parseCloudEvents, src, SECRET, seeds, { iterations: 3000, seed: 4 });
+
+    // Act
+    const stats = fuzzParser(parseWebhook, src, SECRET, seeds, { iterations: 3000, seed: 4 });
+
+    // Assess
     expect(stats.jobs).toBeGreaterThan(0);
     expect(stats.rejected).toBeGreaterThan(0);
   });

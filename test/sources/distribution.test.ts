@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseDistribution } from '../../shared/core/sources/distribution.ts';
-import { parsers, parseWebhook } from '../../shared/core/sources/index.ts';
+import { distributionSender } from '../../shared/core/sources/distribution.ts';
+import { parseWebhook, senders } from '../../shared/core/sources/index.ts';
 import { errorCode, fixture, fuzzParser, RECEIVED_AT, reasons, request, source } from './helpers.ts';
 
 const SECRET = 'dist-hook-token';
@@ -9,7 +9,13 @@ const src = source('distribution');
 
 describe('distribution parser', () => {
   it('turns a manifest push into exactly one job', () => {
-    const out = parseWebhook(src, SECRET, request(fixture('distribution', 'push-manifest-v1.json'), auth));
+    // Prepare
+    const req = request(fixture('distribution', 'push-manifest-v1.json'), auth);
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out).toEqual({
       deliveryId: '320678d8-ca14-430f-8bb6-4ca139cd83f7',
       jobs: [
@@ -27,19 +33,26 @@ describe('distribution parser', () => {
     });
   });
 
-  it('is the registered parser', () => {
-    expect(parsers.distribution).toBe(parseDistribution);
+  it('is the registered sender, authenticated by Bearer token only', () => {
+    // Act
+    const registered = senders.distribution;
+
+    // Assess
+    expect(registered).toBe(distributionSender);
+    expect(registered.auth).toEqual({ kind: 'static-header', bare: false });
   });
 
   it('keeps only the manifest push of a v2 batch and says why the rest was ignored', () => {
-    const out = parseDistribution(
-      src,
-      SECRET,
-      request(fixture('distribution', 'push-v2-batch.json'), {
-        ...auth,
-        'content-type': 'application/vnd.docker.distribution.events.v2+json',
-      }),
-    );
+    // Prepare
+    const req = request(fixture('distribution', 'push-v2-batch.json'), {
+      ...auth,
+      'content-type': 'application/vnd.docker.distribution.events.v2+json',
+    });
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out.jobs).toHaveLength(1);
     expect(out.jobs[0]).toMatchObject({
       registry: '127.0.0.1:5000',
@@ -53,11 +66,17 @@ describe('distribution parser', () => {
   });
 
   it('accepts the GitLab registry variant under a public hostname', () => {
+    // Prepare
     const gitlab = source('distribution', {
       registry: 'registry.gitlab.example.com',
       repositories: ['acme/mesh/plugins/*'],
     });
-    const out = parseDistribution(gitlab, SECRET, request(fixture('distribution', 'gitlab-push.json'), auth));
+    const req = request(fixture('distribution', 'gitlab-push.json'), auth);
+
+    // Act
+    const out = parseWebhook(gitlab, SECRET, req);
+
+    // Assess
     expect(out.jobs).toEqual([
       expect.objectContaining({
         registry: 'registry.gitlab.example.com',
@@ -69,16 +88,19 @@ describe('distribution parser', () => {
   });
 
   it('ignores a payload naming another registry host', () => {
-    const out = parseDistribution(
-      src,
-      SECRET,
-      request(fixture('distribution', 'push-other-registry.json'), auth),
-    );
+    // Prepare
+    const req = request(fixture('distribution', 'push-other-registry.json'), auth);
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out.jobs).toEqual([]);
     expect(out.ignored).toEqual([{ reason: 'other-registry', detail: 'evil.example.net' }]);
   });
 
   it('accepts a push with no host in the payload, pinned to the configured registry', () => {
+    // Prepare
     const body = {
       events: [
         {
@@ -93,13 +115,18 @@ describe('distribution parser', () => {
         },
       ],
     };
-    const out = parseDistribution(src, SECRET, request(body, auth));
+
+    // Act
+    const out = parseWebhook(src, SECRET, request(body, auth));
+
+    // Assess
     expect(out.jobs).toEqual([
       expect.objectContaining({ registry: '127.0.0.1:5000', repository: 'plugins/a', tag: 'v1' }),
     ]);
   });
 
   it('ignores manifests pushed by digest only: the platform manifests of an index precede the tagged push', () => {
+    // Prepare
     const ev = (id: string, mediaType: string, digest: string, tag?: string) => ({
       id,
       action: 'push',
@@ -113,12 +140,17 @@ describe('distribution parser', () => {
         ev('ix', 'application/vnd.oci.image.index.v1+json', `sha256:${'3'.repeat(64)}`, '1.0'),
       ],
     };
-    const out = parseDistribution(src, SECRET, request(body, auth));
+
+    // Act
+    const out = parseWebhook(src, SECRET, request(body, auth));
+
+    // Assess
     expect(out.jobs.map((j) => [j.tag, j.digest])).toEqual([['1.0', `sha256:${'3'.repeat(64)}`]]);
     expect(reasons(out)).toEqual(['untagged', 'untagged']);
   });
 
   it('ignores repositories outside the allow-list and bad references', () => {
+    // Prepare
     const ev = (repository: string, tag?: string, digest = `sha256:${'b'.repeat(64)}`) => ({
       id: `${repository}-${tag}`,
       action: 'push',
@@ -135,7 +167,11 @@ describe('distribution parser', () => {
         ev('plugins/ok', 'good'),
       ],
     };
-    const out = parseDistribution(src, SECRET, request(body, auth));
+
+    // Act
+    const out = parseWebhook(src, SECRET, request(body, auth));
+
+    // Assess
     expect(out.jobs.map((j) => `${j.repository}:${j.tag}`)).toEqual(['plugins/ok:good']);
     expect(reasons(out)).toEqual([
       'not-allowed-repository',
@@ -147,7 +183,13 @@ describe('distribution parser', () => {
   });
 
   it('acknowledges an empty envelope', () => {
-    const out = parseDistribution(src, SECRET, request({ events: [] }, auth));
+    // Prepare
+    const req = request({ events: [] }, auth);
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out.jobs).toEqual([]);
     expect(reasons(out)).toEqual(['empty']);
   });
@@ -159,35 +201,62 @@ describe('distribution parser', () => {
     ['another scheme', { Authorization: `Basic ${SECRET}` }],
     ['a token that only starts with the secret', { Authorization: `Bearer ${SECRET}x` }],
   ])('refuses %s', (_name, headers) => {
-    const body = fixture('distribution', 'push-manifest-v1.json');
-    expect(errorCode(() => parseDistribution(src, SECRET, request(body, headers)))).toBe(
-      'WEBHOOK_UNAUTHENTICATED',
-    );
+    // Prepare
+    const req = request(fixture('distribution', 'push-manifest-v1.json'), headers);
+
+    // Act
+    const code = errorCode(() => parseWebhook(src, SECRET, req));
+
+    // Assess
+    expect(code).toBe('WEBHOOK_UNAUTHENTICATED');
   });
 
   it('refuses everything when the source has no secret configured', () => {
-    const body = fixture('distribution', 'push-manifest-v1.json');
-    expect(errorCode(() => parseDistribution(src, '', request(body, { Authorization: 'Bearer ' })))).toBe(
-      'WEBHOOK_UNAUTHENTICATED',
-    );
+    // Prepare
+    const req = request(fixture('distribution', 'push-manifest-v1.json'), { Authorization: 'Bearer ' });
+
+    // Act
+    const code = errorCode(() => parseWebhook(src, '', req));
+
+    // Assess
+    expect(code).toBe('WEBHOOK_UNAUTHENTICATED');
   });
 
   it('reads header names case-insensitively', () => {
-    const out = parseDistribution(
-      src,
-      SECRET,
-      request(
-        fixture('distribution', 'push-manifest-v1.json'),
-        {},
-        { headers: { AUTHORIZATION: `Bearer ${SECRET}` } },
-      ),
+    // Prepare
+    const req = request(
+      fixture('distribution', 'push-manifest-v1.json'),
+      {},
+      { headers: { AUTHORIZATION: `Bearer ${SECRET}` } },
     );
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out.jobs).toHaveLength(1);
   });
 
   it('caps the body size before anything else', () => {
+    // Prepare
     const big = new Uint8Array(1024 * 1024 + 1).fill(0x20);
-    expect(errorCode(() => parseDistribution(src, SECRET, request(big, {})))).toBe('WEBHOOK_TOO_LARGE');
+
+    // Act
+    const code = errorCode(() => parseWebhook(src, SECRET, request(big, {})));
+
+    // Assess
+    expect(code).toBe('WEBHOOK_TOO_LARGE');
+  });
+
+  it('authenticates before it reads the body', () => {
+    // Prepare
+    const req = request('not JSON', { Authorization: 'Bearer nope' });
+
+    // Act
+    const code = errorCode(() => parseWebhook(src, SECRET, req));
+
+    // Assess
+    expect(code).toBe('WEBHOOK_UNAUTHENTICATED');
   });
 
   it.each([
@@ -202,10 +271,18 @@ describe('distribution parser', () => {
     ['a top-level array', '[]'],
     ['empty', ''],
   ])('refuses a body that is %s', (_name, body) => {
-    expect(errorCode(() => parseDistribution(src, SECRET, request(body, auth)))).toBe('WEBHOOK_MALFORMED');
+    // Prepare
+    const req = request(body, auth);
+
+    // Act
+    const code = errorCode(() => parseWebhook(src, SECRET, req));
+
+    // Assess
+    expect(code).toBe('WEBHOOK_MALFORMED');
   });
 
   it('never throws anything but WEBHOOK_* errors and never escapes the registry or allow-list (fuzz)', () => {
+    // Prepare
     const seeds = [
       'push-manifest-v1.json',
       'push-v2-batch.json',
@@ -215,7 +292,11 @@ describe('distribution parser', () => {
       body: new TextDecoder().decode(fixture('distribution', name)),
       headers: { ...auth },
     }));
-    const stats = fuzzParser(parseDistribution, src, SECRET, seeds, { iterations: 3000, seed: 1 });
+
+    // Act
+    const stats = fuzzParser(parseWebhook, src, SECRET, seeds, { iterations: 3000, seed: 1 });
+
+    // Assess
     expect(stats.rejected).toBeGreaterThan(0);
     expect(stats.jobs + stats.ignored).toBeGreaterThan(0);
   });

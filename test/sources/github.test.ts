@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { parseGitHub } from '../../shared/core/sources/github.ts';
+import { fromApiGatewayBody } from '../../functions/handlers/webhook.ts';
 import { parseWebhook, WebhookReceiver } from '../../shared/core/sources/index.ts';
 import {
   errorCode,
@@ -33,7 +33,13 @@ function delivery(name: string, event = 'registry_package', extra: Record<string
 
 describe('github parser', () => {
   it('turns a signed registry_package publish into exactly one job', () => {
-    const out = parseWebhook(src, SECRET, delivery('registry_package-published.json'));
+    // Prepare
+    const req = delivery('registry_package-published.json');
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out).toEqual({
       deliveryId: '72d3162e-cc78-11e3-81ab-4c9367dc0958',
       jobs: [
@@ -52,7 +58,13 @@ describe('github parser', () => {
   });
 
   it('handles the package event, lowercasing the owner as GHCR does', () => {
-    const out = parseGitHub(src, SECRET, delivery('package-published.json', 'package'));
+    // Prepare
+    const req = delivery('package-published.json', 'package');
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out.jobs).toEqual([
       expect.objectContaining({
         registry: 'ghcr.io',
@@ -64,53 +76,75 @@ describe('github parser', () => {
   });
 
   it('mirrors a multi-arch push once: the tagged index, not the untagged platform manifests', () => {
-    const platform = parseGitHub(src, SECRET, delivery('package-published-untagged.json', 'package'));
-    const index = parseGitHub(src, SECRET, delivery('package-published.json', 'package'));
+    // Prepare
+    const platformReq = delivery('package-published-untagged.json', 'package');
+    const indexReq = delivery('package-published.json', 'package');
+
+    // Act
+    const platform = parseWebhook(src, SECRET, platformReq);
+    const index = parseWebhook(src, SECRET, indexReq);
+
+    // Assess
     expect(platform.jobs).toEqual([]);
     expect(reasons(platform)).toEqual(['untagged']);
     expect(index.jobs).toHaveLength(1);
   });
 
   it('acknowledges ping', () => {
-    const out = parseGitHub(src, SECRET, delivery('ping.json', 'ping'));
+    // Prepare
+    const req = delivery('ping.json', 'ping');
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out.jobs).toEqual([]);
     expect(reasons(out)).toEqual(['ping']);
   });
 
   it('ignores other events and non-container packages', () => {
-    expect(reasons(parseGitHub(src, SECRET, delivery('ping.json', 'push')))).toEqual(['unsupported-event']);
+    // Prepare
+    const push = delivery('ping.json', 'push');
     const npm = JSON.stringify({
       action: 'published',
       package: { name: 'x', namespace: 'acme', package_type: 'npm', package_version: {} },
     });
-    const out = parseGitHub(
-      src,
-      SECRET,
-      request(npm, { 'X-GitHub-Event': 'package', 'X-Hub-Signature-256': sign(npm) }),
-    );
-    expect(reasons(out)).toEqual(['not-a-container-package']);
+    const npmReq = request(npm, { 'X-GitHub-Event': 'package', 'X-Hub-Signature-256': sign(npm) });
+
+    // Act
+    const pushOut = parseWebhook(src, SECRET, push);
+    const npmOut = parseWebhook(src, SECRET, npmReq);
+
+    // Assess
+    expect(reasons(pushOut)).toEqual(['unsupported-event']);
+    expect(reasons(npmOut)).toEqual(['not-a-container-package']);
   });
 
   it('ignores a package on another registry host and outside the allow-list', () => {
+    // Prepare
     const other = source('github', { registry: 'containers.ghes.example.com', repositories: ['acme/**'] });
-    expect(reasons(parseGitHub(other, SECRET, delivery('registry_package-published.json')))).toEqual([
-      'other-registry',
-    ]);
     const narrow = source('github', { registry: 'ghcr.io', repositories: ['acme/only-this'] });
-    expect(reasons(parseGitHub(narrow, SECRET, delivery('registry_package-published.json')))).toEqual([
-      'not-allowed-repository',
-    ]);
+
+    // Act
+    const otherOut = parseWebhook(other, SECRET, delivery('registry_package-published.json'));
+    const narrowOut = parseWebhook(narrow, SECRET, delivery('registry_package-published.json'));
+
+    // Assess
+    expect(reasons(otherOut)).toEqual(['other-registry']);
+    expect(reasons(narrowOut)).toEqual(['not-allowed-repository']);
   });
 
   it('ignores a bad tag', () => {
+    // Prepare
     const text = new TextDecoder()
       .decode(fixture('github', 'registry_package-published.json'))
       .replace('"name": "1.12.0"', '"name": "-evil"');
-    const out = parseGitHub(
-      src,
-      SECRET,
-      request(text, { 'X-GitHub-Event': 'registry_package', 'X-Hub-Signature-256': sign(text) }),
-    );
+    const req = request(text, { 'X-GitHub-Event': 'registry_package', 'X-Hub-Signature-256': sign(text) });
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out.jobs).toEqual([]);
     expect(reasons(out)).toEqual(['invalid-reference']);
   });
@@ -131,44 +165,68 @@ describe('github parser', () => {
     ],
     ['a truncated signature', (b: Uint8Array) => ({ 'X-Hub-Signature-256': sign(b).slice(0, 40) })],
   ])('refuses %s', (_name, headers) => {
+    // Prepare
     const body = fixture('github', 'registry_package-published.json');
     const req = request(body, { 'X-GitHub-Event': 'registry_package', ...headers(body) });
-    expect(errorCode(() => parseGitHub(src, SECRET, req))).toBe('WEBHOOK_UNAUTHENTICATED');
+
+    // Act
+    const code = errorCode(() => parseWebhook(src, SECRET, req));
+
+    // Assess
+    expect(code).toBe('WEBHOOK_UNAUTHENTICATED');
   });
 
   it('refuses when no secret is configured, whatever the signature', () => {
-    expect(errorCode(() => parseGitHub(src, '', delivery('registry_package-published.json')))).toBe(
-      'WEBHOOK_UNAUTHENTICATED',
-    );
+    // Prepare
+    const req = delivery('registry_package-published.json');
+
+    // Act
+    const code = errorCode(() => parseWebhook(src, '', req));
+
+    // Assess
+    expect(code).toBe('WEBHOOK_UNAUTHENTICATED');
   });
 
-  it('checks the signature over bytes that arrived base64-encoded from API Gateway, once decoded', async () => {
-    const { fromApiGatewayBody } = await import('../../shared/core/sources/index.ts');
+  it('checks the signature over bytes that arrived base64-encoded from API Gateway, once decoded', () => {
+    // Prepare
     const raw = fixture('github', 'registry_package-published.json');
     const body = fromApiGatewayBody(Buffer.from(raw).toString('base64'), true);
-    const out = parseGitHub(
-      src,
-      SECRET,
-      request(body, { 'X-GitHub-Event': 'registry_package', 'X-Hub-Signature-256': sign(raw) }),
-    );
+    const req = request(body, { 'X-GitHub-Event': 'registry_package', 'X-Hub-Signature-256': sign(raw) });
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out.jobs).toHaveLength(1);
   });
 
   it('a replayed delivery id does no work twice, and is acknowledged', () => {
+    // Prepare
     const receiver = new WebhookReceiver();
+
+    // Act
     const first = receiver.receive(src, SECRET, delivery('registry_package-published.json'));
     const replay = receiver.receive(src, SECRET, delivery('registry_package-published.json'));
+
+    // Assess
     expect(first.jobs).toHaveLength(1);
     expect(replay).toMatchObject({ duplicate: true, jobs: [], ignored: [{ reason: 'duplicate-delivery' }] });
   });
 
   it('refuses duplicate keys even when correctly signed', () => {
+    // Prepare
     const body = '{"action":"published","action":"deleted"}';
     const req = request(body, { 'X-GitHub-Event': 'package', 'X-Hub-Signature-256': sign(body) });
-    expect(errorCode(() => parseGitHub(src, SECRET, req))).toBe('WEBHOOK_MALFORMED');
+
+    // Act
+    const code = errorCode(() => parseWebhook(src, SECRET, req));
+
+    // Assess
+    expect(code).toBe('WEBHOOK_MALFORMED');
   });
 
   it('fuzz: only WEBHOOK_* errors; jobs stay on the configured registry and allow-list', () => {
+    // Prepare
     const seeds = [
       ['registry_package-published.json', 'registry_package'],
       ['package-published.json', 'package'],
@@ -178,12 +236,16 @@ describe('github parser', () => {
       body: new TextDecoder().decode(fixture('github', name!)),
       headers: { 'x-github-event': event!, 'x-github-delivery': 'd-1' } as Record<string, string>,
     }));
-    const stats = fuzzParser(parseGitHub, src, SECRET, seeds, {
+
+    // Act
+    const stats = fuzzParser(parseWebhook, src, SECRET, seeds, {
       iterations: 3000,
       seed: 2,
       // Most cases carry a valid signature so the fuzzer reaches the payload handling.
       sign: (c) => ({ ...c, headers: { ...c.headers, 'x-hub-signature-256': sign(c.body) } }),
     });
+
+    // Assess
     expect(stats.rejected).toBeGreaterThan(0);
     expect(stats.jobs).toBeGreaterThan(0);
   });

@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { parseHarbor } from '../../shared/core/sources/harbor.ts';
 import { parseWebhook } from '../../shared/core/sources/index.ts';
 import { errorCode, fixture, fuzzParser, RECEIVED_AT, reasons, request, source } from './helpers.ts';
 
@@ -9,7 +8,13 @@ const bearer = { Authorization: `Bearer ${SECRET}` };
 
 describe('harbor parser', () => {
   it('turns a default-format PUSH_ARTIFACT into exactly one job', () => {
-    const out = parseWebhook(src, SECRET, request(fixture('harbor', 'push-default.json'), bearer));
+    // Prepare
+    const req = request(fixture('harbor', 'push-default.json'), bearer);
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out).toEqual({
       jobs: [
         {
@@ -26,16 +31,27 @@ describe('harbor parser', () => {
   });
 
   it('accepts the auth header value verbatim, as Harbor sends it', () => {
-    const out = parseHarbor(
-      src,
-      SECRET,
-      request(fixture('harbor', 'push-default.json'), { Authorization: SECRET }),
-    );
+    // Prepare
+    const req = request(fixture('harbor', 'push-default.json'), { Authorization: SECRET });
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out.jobs).toHaveLength(1);
   });
 
   it('turns a digest pushed without a tag into a digest-only job', () => {
-    const out = parseHarbor(src, SECRET, request(fixture('harbor', 'push-digest-only.json'), bearer));
+    // Prepare
+    const digestInTag = request(fixture('harbor', 'push-digest-only.json'), bearer);
+    const noTag = JSON.parse(new TextDecoder().decode(fixture('harbor', 'push-digest-only.json')));
+    delete noTag.event_data.resources[0].tag;
+
+    // Act
+    const out = parseWebhook(src, SECRET, digestInTag);
+    const again = parseWebhook(src, SECRET, request(noTag, bearer));
+
+    // Assess
     expect(out.jobs).toEqual([
       expect.objectContaining({
         repository: 'mesh-plugins/rate-limit',
@@ -43,18 +59,20 @@ describe('harbor parser', () => {
       }),
     ]);
     expect(out.jobs[0]?.tag).toBeUndefined();
-    const noTag = JSON.parse(new TextDecoder().decode(fixture('harbor', 'push-digest-only.json')));
-    delete noTag.event_data.resources[0].tag;
-    const again = parseHarbor(src, SECRET, request(noTag, bearer));
     expect(again.jobs).toEqual(out.jobs);
   });
 
   it('handles the CloudEvents payload format with its event id', () => {
-    const out = parseHarbor(
-      src,
-      SECRET,
-      request(fixture('harbor', 'push-cloudevents.json'), { ...bearer, 'content-type': 'application/json' }),
-    );
+    // Prepare
+    const req = request(fixture('harbor', 'push-cloudevents.json'), {
+      ...bearer,
+      'content-type': 'application/json',
+    });
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out.deliveryId).toBe('4b2d6b4e-1f43-4bb2-9b7a-0f2f1a0f4a11');
     expect(out.jobs).toEqual([
       expect.objectContaining({
@@ -66,34 +84,51 @@ describe('harbor parser', () => {
   });
 
   it('acknowledges pulls', () => {
-    const out = parseHarbor(src, SECRET, request(fixture('harbor', 'pull-default.json'), bearer));
+    // Prepare
+    const req = request(fixture('harbor', 'pull-default.json'), bearer);
+
+    // Act
+    const out = parseWebhook(src, SECRET, req);
+
+    // Assess
     expect(out.jobs).toEqual([]);
     expect(reasons(out)).toEqual(['pull']);
   });
 
   it('ignores other registries, repositories outside the allow-list and bad references', () => {
+    // Prepare
     const other = source('harbor', { registry: 'harbor.internal:8443', repositories: ['mesh-plugins/*'] });
-    expect(
-      reasons(parseHarbor(other, SECRET, request(fixture('harbor', 'push-default.json'), bearer))),
-    ).toEqual(['other-registry']);
     const narrow = source('harbor', { registry: 'harbor.example.com', repositories: ['library/*'] });
-    expect(
-      reasons(parseHarbor(narrow, SECRET, request(fixture('harbor', 'push-default.json'), bearer))),
-    ).toEqual(['not-allowed-repository']);
     const bad = new TextDecoder()
       .decode(fixture('harbor', 'push-default.json'))
       .replaceAll('"tag": "1.3.0"', '"tag": "1.3.0:evil"');
-    expect(reasons(parseHarbor(src, SECRET, request(bad, bearer)))).toEqual(['invalid-reference']);
+
+    // Act
+    const otherOut = parseWebhook(other, SECRET, request(fixture('harbor', 'push-default.json'), bearer));
+    const narrowOut = parseWebhook(narrow, SECRET, request(fixture('harbor', 'push-default.json'), bearer));
+    const badOut = parseWebhook(src, SECRET, request(bad, bearer));
+
+    // Assess
+    expect(reasons(otherOut)).toEqual(['other-registry']);
+    expect(reasons(narrowOut)).toEqual(['not-allowed-repository']);
+    expect(reasons(badOut)).toEqual(['invalid-reference']);
   });
 
   it('reads the host of resource_url even when it has no dot', () => {
+    // Prepare
     const body = (host: string) =>
       new TextDecoder()
         .decode(fixture('harbor', 'push-default.json'))
         .replaceAll('harbor.example.com/', `${host}/`);
     const dotless = source('harbor', { registry: 'harbor', repositories: ['mesh-plugins/*'] });
-    expect(parseHarbor(dotless, SECRET, request(body('harbor'), bearer)).jobs).toHaveLength(1);
-    expect(reasons(parseHarbor(src, SECRET, request(body('evil'), bearer)))).toEqual(['other-registry']);
+
+    // Act
+    const dotlessOut = parseWebhook(dotless, SECRET, request(body('harbor'), bearer));
+    const evilOut = parseWebhook(src, SECRET, request(body('evil'), bearer));
+
+    // Assess
+    expect(dotlessOut.jobs).toHaveLength(1);
+    expect(reasons(evilOut)).toEqual(['other-registry']);
   });
 
   it.each([
@@ -102,18 +137,29 @@ describe('harbor parser', () => {
     ['a wrong bare secret', { Authorization: 'wrong' }],
     ['the secret in another header', { 'X-Auth': SECRET }],
   ])('refuses %s', (_n, headers) => {
-    expect(
-      errorCode(() => parseHarbor(src, SECRET, request(fixture('harbor', 'push-default.json'), headers))),
-    ).toBe('WEBHOOK_UNAUTHENTICATED');
+    // Prepare
+    const req = request(fixture('harbor', 'push-default.json'), headers);
+
+    // Act
+    const code = errorCode(() => parseWebhook(src, SECRET, req));
+
+    // Assess
+    expect(code).toBe('WEBHOOK_UNAUTHENTICATED');
   });
 
   it('refuses a body with no type', () => {
-    expect(errorCode(() => parseHarbor(src, SECRET, request('{"event_data":{}}', bearer)))).toBe(
-      'WEBHOOK_MALFORMED',
-    );
+    // Prepare
+    const req = request('{"event_data":{}}', bearer);
+
+    // Act
+    const code = errorCode(() => parseWebhook(src, SECRET, req));
+
+    // Assess
+    expect(code).toBe('WEBHOOK_MALFORMED');
   });
 
   it('fuzz: only WEBHOOK_* errors; jobs stay on the configured registry and allow-list', () => {
+    // Prepare
     const seeds = [
       'push-default.json',
       'push-digest-only.json',
@@ -123,7 +169,11 @@ describe('harbor parser', () => {
       body: new TextDecoder().decode(fixture('harbor', n)),
       headers: { authorization: SECRET },
     }));
-    const stats = fuzzParser(parseHarbor, src, SECRET, seeds, { iterations: 3000, seed: 3 });
+
+    // Act
+    const stats = fuzzParser(parseWebhook, src, SECRET, seeds, { iterations: 3000, seed: 3 });
+
+    // Assess
     expect(stats.jobs).toBeGreaterThan(0);
     expect(stats.rejected).toBeGreaterThan(0);
   });

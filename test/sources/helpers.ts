@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import { isWasmMirrorError, WasmMirrorError } from '../../shared/core/errors.ts';
-import { globToRegExp } from '../../shared/core/sources/common.ts';
+import { matchesAny } from '../../shared/core/glob.ts';
 import type {
   ParsedDelivery,
   SourceConfig,
@@ -59,6 +59,17 @@ export function errorCode(fn: () => unknown): string {
     throw err;
   }
   throw new Error('expected a WasmMirrorError, nothing was thrown');
+}
+
+/** `ok` when `fn` returns, else the code of the WasmMirrorError it throws. */
+export function outcome(fn: () => unknown): string {
+  try {
+    fn();
+    return 'ok';
+  } catch (err) {
+    if (err instanceof WasmMirrorError) return err.code;
+    throw err;
+  }
 }
 
 export function reasons(delivery: ParsedDelivery): string[] {
@@ -166,7 +177,6 @@ export function fuzzParser(
 ): { jobs: number; rejected: number; ignored: number } {
   const seed = options.seed ?? 0xc0ffee;
   const rand = prng(seed);
-  const allow = src.repositories.map((g) => globToRegExp(g));
   const stats = { jobs: 0, rejected: 0, ignored: 0 };
   const iterations = options.iterations ?? 3000;
   // Every iteration runs: a time budget would silently shrink the seeded case list on a slow machine.
@@ -193,7 +203,7 @@ export function fuzzParser(
         if (
           job.registry !== src.registry ||
           job.sourceId !== src.id ||
-          !allow.some((re) => re.test(job.repository))
+          !matchesAny(src.repositories, job.repository)
         ) {
           throw new Error(`seed ${seed} iteration ${i}: bad job ${JSON.stringify(job)}`);
         }

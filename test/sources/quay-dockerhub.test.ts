@@ -1,22 +1,26 @@
 import { describe, expect, it } from 'vitest';
-import { parseDockerHub } from '../../shared/core/sources/dockerhub.ts';
 import { parseWebhook } from '../../shared/core/sources/index.ts';
-import { parseQuay } from '../../shared/core/sources/quay.ts';
 import { errorCode, fixture, fuzzParser, RECEIVED_AT, reasons, request, source } from './helpers.ts';
 
 const TOKEN = 'url-path-token-5f2c';
 
 describe('quay parser', () => {
   const src = source('quay', { registry: 'quay.io', repositories: ['mesh/*'] });
+  const push = () => request(fixture('quay', 'push.json'), {}, { pathToken: TOKEN });
 
   it('turns a push into one tag-only job per updated tag', () => {
-    const out = parseWebhook(src, TOKEN, request(fixture('quay', 'push.json'), {}, { pathToken: TOKEN }));
+    // Prepare
     const base = {
       sourceId: 'quay-src',
       registry: 'quay.io',
       repository: 'mesh/basic-auth',
       receivedAt: RECEIVED_AT.toISOString(),
     };
+
+    // Act
+    const out = parseWebhook(src, TOKEN, push());
+
+    // Assess
     expect(out).toEqual({
       jobs: [
         { ...base, tag: '1.5.0' },
@@ -27,28 +31,33 @@ describe('quay parser', () => {
   });
 
   it('acknowledges build notifications', () => {
-    const out = parseQuay(
-      src,
-      TOKEN,
-      request(fixture('quay', 'build-complete.json'), {}, { pathToken: TOKEN }),
-    );
+    // Prepare
+    const req = request(fixture('quay', 'build-complete.json'), {}, { pathToken: TOKEN });
+
+    // Act
+    const out = parseWebhook(src, TOKEN, req);
+
+    // Assess
     expect(out.jobs).toEqual([]);
     expect(reasons(out)).toEqual(['unsupported-event']);
   });
 
   it('ignores another Quay host and repositories outside the allow-list', () => {
+    // Prepare
     const selfHosted = source('quay', { registry: 'quay.example.com', repositories: ['mesh/*'] });
-    expect(
-      reasons(parseQuay(selfHosted, TOKEN, request(fixture('quay', 'push.json'), {}, { pathToken: TOKEN }))),
-    ).toEqual(['other-registry', 'other-registry']);
     const narrow = source('quay', { registry: 'quay.io', repositories: ['other/*'] });
-    expect(
-      reasons(parseQuay(narrow, TOKEN, request(fixture('quay', 'push.json'), {}, { pathToken: TOKEN }))),
-    ).toEqual(['not-allowed-repository', 'not-allowed-repository']);
     const bad = { repository: 'mesh/x', docker_url: 'quay.io/mesh/x', updated_tags: ['ok', '.bad', 7] };
-    const out = parseQuay(src, TOKEN, request(bad, {}, { pathToken: TOKEN }));
-    expect(out.jobs.map((j) => j.tag)).toEqual(['ok']);
-    expect(reasons(out)).toEqual(['invalid-reference', 'invalid-reference']);
+
+    // Act
+    const selfHostedOut = parseWebhook(selfHosted, TOKEN, push());
+    const narrowOut = parseWebhook(narrow, TOKEN, push());
+    const badOut = parseWebhook(src, TOKEN, request(bad, {}, { pathToken: TOKEN }));
+
+    // Assess
+    expect(reasons(selfHostedOut)).toEqual(['other-registry', 'other-registry']);
+    expect(reasons(narrowOut)).toEqual(['not-allowed-repository', 'not-allowed-repository']);
+    expect(badOut.jobs.map((j) => j.tag)).toEqual(['ok']);
+    expect(reasons(badOut)).toEqual(['invalid-reference', 'invalid-reference']);
   });
 
   it.each([
@@ -56,19 +65,29 @@ describe('quay parser', () => {
     ['a wrong token', 'nope'],
     ['a token prefix', TOKEN.slice(0, -1)],
   ])('refuses %s', (_n, pathToken) => {
+    // Prepare
     const extra = pathToken === undefined ? {} : { pathToken };
-    expect(errorCode(() => parseQuay(src, TOKEN, request(fixture('quay', 'push.json'), {}, extra)))).toBe(
-      'WEBHOOK_UNAUTHENTICATED',
-    );
+    const req = request(fixture('quay', 'push.json'), {}, extra);
+
+    // Act
+    const code = errorCode(() => parseWebhook(src, TOKEN, req));
+
+    // Assess
+    expect(code).toBe('WEBHOOK_UNAUTHENTICATED');
   });
 
   it('fuzz: only WEBHOOK_* errors; jobs stay on the configured registry and allow-list', () => {
+    // Prepare
     const seeds = ['push.json', 'build-complete.json'].map((n) => ({
       body: new TextDecoder().decode(fixture('quay', n)),
       headers: {},
       pathToken: TOKEN,
     }));
-    const stats = fuzzParser(parseQuay, src, TOKEN, seeds, { iterations: 3000, seed: 5 });
+
+    // Act
+    const stats = fuzzParser(parseWebhook, src, TOKEN, seeds, { iterations: 3000, seed: 5 });
+
+    // Assess
     expect(stats.jobs).toBeGreaterThan(0);
   });
 });
@@ -77,11 +96,13 @@ describe('dockerhub parser', () => {
   const src = source('dockerhub', { registry: 'docker.io', repositories: ['meshplugins/*', 'library/*'] });
 
   it('turns a push into one tag-only job', () => {
-    const out = parseWebhook(
-      src,
-      TOKEN,
-      request(fixture('dockerhub', 'push.json'), {}, { pathToken: TOKEN }),
-    );
+    // Prepare
+    const req = request(fixture('dockerhub', 'push.json'), {}, { pathToken: TOKEN });
+
+    // Act
+    const out = parseWebhook(src, TOKEN, req);
+
+    // Assess
     expect(out).toEqual({
       jobs: [
         {
@@ -97,42 +118,53 @@ describe('dockerhub parser', () => {
   });
 
   it('names official images under library/', () => {
+    // Prepare
     const body = { push_data: { tag: '3.20' }, repository: { repo_name: 'alpine' } };
-    expect(parseDockerHub(src, TOKEN, request(body, {}, { pathToken: TOKEN })).jobs[0]?.repository).toBe(
-      'library/alpine',
-    );
+
+    // Act
+    const out = parseWebhook(src, TOKEN, request(body, {}, { pathToken: TOKEN }));
+
+    // Assess
+    expect(out.jobs[0]?.repository).toBe('library/alpine');
   });
 
   it('ignores repositories outside the allow-list and bad tags', () => {
+    // Prepare
     const other = { push_data: { tag: '1' }, repository: { repo_name: 'someone/else' } };
-    expect(reasons(parseDockerHub(src, TOKEN, request(other, {}, { pathToken: TOKEN })))).toEqual([
-      'not-allowed-repository',
-    ]);
     const bad = { push_data: { tag: 'a b' }, repository: { repo_name: 'meshplugins/x' } };
-    expect(reasons(parseDockerHub(src, TOKEN, request(bad, {}, { pathToken: TOKEN })))).toEqual([
-      'invalid-reference',
-    ]);
+
+    // Act
+    const otherOut = parseWebhook(src, TOKEN, request(other, {}, { pathToken: TOKEN }));
+    const badOut = parseWebhook(src, TOKEN, request(bad, {}, { pathToken: TOKEN }));
+
+    // Assess
+    expect(reasons(otherOut)).toEqual(['not-allowed-repository']);
+    expect(reasons(badOut)).toEqual(['invalid-reference']);
   });
 
   it('refuses a missing or wrong path token, and a non-push body', () => {
-    expect(errorCode(() => parseDockerHub(src, TOKEN, request(fixture('dockerhub', 'push.json'))))).toBe(
-      'WEBHOOK_UNAUTHENTICATED',
-    );
-    expect(
-      errorCode(() =>
-        parseDockerHub(src, TOKEN, request(fixture('dockerhub', 'push.json'), {}, { pathToken: 'x' })),
-      ),
-    ).toBe('WEBHOOK_UNAUTHENTICATED');
-    expect(errorCode(() => parseDockerHub(src, TOKEN, request('{}', {}, { pathToken: TOKEN })))).toBe(
-      'WEBHOOK_MALFORMED',
-    );
+    // Prepare
+    const missing = request(fixture('dockerhub', 'push.json'));
+    const wrong = request(fixture('dockerhub', 'push.json'), {}, { pathToken: 'x' });
+    const notPush = request('{}', {}, { pathToken: TOKEN });
+
+    // Act
+    const codes = [missing, wrong, notPush].map((req) => errorCode(() => parseWebhook(src, TOKEN, req)));
+
+    // Assess
+    expect(codes).toEqual(['WEBHOOK_UNAUTHENTICATED', 'WEBHOOK_UNAUTHENTICATED', 'WEBHOOK_MALFORMED']);
   });
 
   it('fuzz: only WEBHOOK_* errors; jobs stay on the configured registry and allow-list', () => {
+    // Prepare
     const seeds = [
       { body: new TextDecoder().decode(fixture('dockerhub', 'push.json')), headers: {}, pathToken: TOKEN },
     ];
-    const stats = fuzzParser(parseDockerHub, src, TOKEN, seeds, { iterations: 3000, seed: 6 });
+
+    // Act
+    const stats = fuzzParser(parseWebhook, src, TOKEN, seeds, { iterations: 3000, seed: 6 });
+
+    // Assess
     expect(stats.jobs).toBeGreaterThan(0);
   });
 });

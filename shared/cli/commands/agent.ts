@@ -8,7 +8,7 @@ import { type CliIo, parseCommandArgs } from '../io.ts';
 
 const USAGE = `usage: wasm-mirror agent --mirror-url URL --mirror-name NAME --trusted-keys FILE --dir DIR
                           [--once | --interval 30s] [--select GLOB]... [--metrics-addr HOST:PORT]
-                          [--concurrency 8] [--gc-grace 24h]
+                          [--concurrency 8] [--gc-grace 24h] [--stall-timeout 5s]
 
 Verifies <mirror>/manifests/latest.json against the trusted keys (a PEM with one or more public
 keys, or a keys.json) and syncs the listed modules into DIR/modules/sha256/<hex>.wasm.
@@ -18,6 +18,8 @@ DIR/manifest.json holds the last verified payload. On any failure the last good 
   --select GLOB     only download matching module names (repeatable; '*' within a path segment,
                     '**' across; 'name:tag' globs also match the tag)
   --metrics-addr A  serve Prometheus metrics at http://A/metrics (a bare port binds 127.0.0.1)
+  --stall-timeout D a module download that receives nothing for D fails and is retried on the
+                    next sync (default 5s)
 `;
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
@@ -34,6 +36,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       'metrics-addr': { type: 'string' },
       concurrency: { type: 'string' },
       'gc-grace': { type: 'string' },
+      'stall-timeout': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     false,
@@ -74,6 +77,9 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     select: (values.select ?? []).flatMap((s) => s.split(',')).filter((s) => s !== ''),
     concurrency,
     ...(values['gc-grace'] ? { gcGraceMs: parseDuration(values['gc-grace'], '--gc-grace') } : {}),
+    ...(values['stall-timeout']
+      ? { stallTimeoutMs: parseDuration(values['stall-timeout'], '--stall-timeout') }
+      : {}),
     logger,
   });
   const metrics = values['metrics-addr']

@@ -5,11 +5,13 @@ import { startEmbedded } from '../../embedded/runtime.ts';
 import { DEFAULT_DATA_DIR, resolveConfig } from '../config-file.ts';
 import { type CliIo, parseCommandArgs } from '../io.ts';
 
-const HELP = `usage: wasm-mirror serve [--port 8080] [--host 127.0.0.1] [--data DIR] [--config FILE]
+const HELP = `usage: wasm-mirror serve [--port 8080] [--host 127.0.0.1] [--data DIR] [--config FILE] [--rotate-key]
 
 Runs the embedded mirror: webhooks in (POST /hooks/<source>), a durable on-disk queue, the
 mirror and publisher, and the mirror itself over HTTP (manifests, modules, keys.json).
 Creates its signing key on first start. Stops cleanly on SIGINT/SIGTERM.
+
+  --rotate-key  accept a new signing key when the one that signed the manifests is gone or replaced
 `;
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
@@ -20,6 +22,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       host: { type: 'string', default: '127.0.0.1' },
       data: { type: 'string', default: DEFAULT_DATA_DIR },
       config: { type: 'string' },
+      'rotate-key': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     false,
@@ -33,7 +36,14 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     throw new WasmMirrorError('USAGE', `--port ${values.port} is not a port`);
   const { config, path } = await resolveConfig(values.config);
   const dataDir = resolve(values.data);
-  const mirror = await startEmbedded({ config, dataDir, host: values.host, port, env: io.env });
+  const mirror = await startEmbedded({
+    config,
+    dataDir,
+    host: values.host,
+    port,
+    env: io.env,
+    rotateKey: values['rotate-key'] === true,
+  });
 
   const u = mirror.url;
   const lines = [

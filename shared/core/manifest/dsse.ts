@@ -1,6 +1,8 @@
 /**
  * DSSE v1 envelopes (https://github.com/secure-systems-lab/dsse): the pre-authentication
- * encoding that is actually signed, and strict envelope parsing.
+ * encoding that is actually signed, and envelope parsing. Parsing is strict where it matters
+ * (UTF-8, duplicate keys, types, base64) and ignores fields it does not know, as the spec
+ * requires of consumers: producers may add `cert` to a signature or extensions to the envelope.
  */
 import type { DsseEnvelope } from '../domain.ts';
 import { WasmMirrorError } from '../errors.ts';
@@ -10,7 +12,8 @@ import { canonicalize } from './jcs.ts';
 
 /** Envelopes with more signatures are refused outright, so a crafted envelope cannot cost N verifies. */
 export const MAX_SIGNATURES = 16;
-const MAX_ENVELOPE_DEPTH = 8;
+// Ignored extension fields may nest a little; the bound only stops a nesting bomb.
+const MAX_ENVELOPE_DEPTH = 32;
 
 const encoder = new TextEncoder();
 
@@ -48,19 +51,19 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Parses envelope bytes strictly: UTF-8, no duplicate keys, known fields only, strict base64. */
+/**
+ * Parses envelope bytes: strict UTF-8, no duplicate keys anywhere, strict base64. Unrecognised
+ * envelope and signature fields are ignored (DSSE: consumers MUST ignore them); nothing outside
+ * the signed payload decides what an agent accepts, and the payload is checked on its own.
+ */
 export function parseEnvelope(bytes: Uint8Array): ParsedEnvelope {
   let doc: unknown;
   try {
-    doc = parseStrictJson(decodeUtf8Strict(bytes), { maxDepth: MAX_ENVELOPE_DEPTH });
+    doc = parseStrictJson(decodeUtf8Strict(bytes), { maxDepth: MAX_ENVELOPE_DEPTH, nullPrototype: true });
   } catch (err) {
     throw malformed(err instanceof Error ? err.message : String(err), err);
   }
   if (!isPlainObject(doc)) throw malformed('not a JSON object');
-  for (const key of Object.keys(doc)) {
-    if (key !== 'payload' && key !== 'payloadType' && key !== 'signatures')
-      throw malformed(`unknown field "${key}"`);
-  }
   const { payload, payloadType, signatures } = doc;
   if (typeof payload !== 'string') throw malformed('"payload" must be a string');
   if (typeof payloadType !== 'string') throw malformed('"payloadType" must be a string');
@@ -74,9 +77,6 @@ export function parseEnvelope(bytes: Uint8Array): ParsedEnvelope {
   const envelopeSigs: DsseEnvelope['signatures'] = [];
   signatures.forEach((s: unknown, i: number) => {
     if (!isPlainObject(s)) throw malformed(`signatures[${i}] must be an object`);
-    for (const key of Object.keys(s)) {
-      if (key !== 'keyid' && key !== 'sig') throw malformed(`signatures[${i}] has unknown field "${key}"`);
-    }
     const keyid = Object.hasOwn(s, 'keyid') ? s.keyid : '';
     if (typeof keyid !== 'string') throw malformed(`signatures[${i}].keyid must be a string`);
     if (typeof s.sig !== 'string') throw malformed(`signatures[${i}].sig must be a string`);

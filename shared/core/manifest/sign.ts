@@ -1,9 +1,10 @@
 /**
- * Signing a manifest: JCS payload → DSSE PAE → SHA-256 → Signer.signDigest (local key or KMS
- * with MessageType DIGEST). The result is checked against the signer's own public key before it
- * is returned, so a misconfigured key fails at publish time, not on every agent.
+ * Signing a manifest: JCS payload → DSSE PAE → Signer.sign, which signs SHA-256 of the PAE
+ * (node:crypto with a local key, or KMS with MessageType DIGEST). The result is checked against
+ * the signer's own public key before it is returned, so a misconfigured key fails at publish
+ * time, not on every agent.
  */
-import { createHash, verify as cryptoVerify } from 'node:crypto';
+import { verify as cryptoVerify } from 'node:crypto';
 import { type DsseEnvelope, MANIFEST_PAYLOAD_TYPE, type ManifestPayload } from '../domain.ts';
 import { WasmMirrorError } from '../errors.ts';
 import type { Signer } from '../ports.ts';
@@ -25,12 +26,11 @@ export async function signManifest(payload: ManifestPayload, signer: Signer): Pr
   const checked = validatePayload(payload);
   const payloadBytes = canonicalizeToBytes(checked);
   const message = pae(MANIFEST_PAYLOAD_TYPE, payloadBytes);
-  const digest = new Uint8Array(createHash('sha256').update(message).digest());
   let key: ReturnType<typeof trustedKeyFrom>;
   let sig: Uint8Array;
   try {
     key = trustedKeyFrom(await signer.publicKeySpki());
-    sig = await signer.signDigest(digest);
+    sig = await signer.sign(message);
   } catch (err) {
     throw new WasmMirrorError('SIGNING_FAILURE', `signing the manifest failed: ${String(err)}`, {
       cause: err,

@@ -57,3 +57,15 @@ export async function credentialsFromSecrets(
   }
   return { username, password };
 }
+
+/**
+ * Pull credentials for a source: the secrets its config names, else the runtime's own identity
+ * (in AWS, an ECR token), else none. Mirror and reconcile both ask here, so they never differ.
+ */
+export async function resolveCredentials(
+  deps: Pick<PipelineDeps, 'secrets' | 'registryCredentials'>,
+  source: SourceConfig,
+): Promise<RegistryCredentials | undefined> {
+  if (source.credentials === undefined) return deps.registryCredentials?.(source);
+  return credentialsFromSecrets(source, deps.secrets);
+}

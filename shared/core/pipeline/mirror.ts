@@ -4,15 +4,17 @@
  * deliver at least once: storage is content-addressed and create-only, and a reference already
  * listed with the same digest is skipped.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type MirrorJob, type ModuleRecord, SHA256_HEX, storageKeys } from '../domain.ts';
+import { type MirrorJob, type ModuleRecord, SHA256_HEX } from '../domain.ts';
 import { type ErrorCode, isWasmMirrorError, toWasmMirrorError, WasmMirrorError } from '../errors.ts';
 import { matchesAny } from '../glob.ts';
-import type { DeliveryMeta, PulledModule, RegistryCredentials, RegistryTarget } from '../ports.ts';
+import { metricNames } from '../metrics.ts';
+import type { DeliveryMeta, PulledModule, RegistryTarget } from '../ports.ts';
 import type { SourceConfig } from '../sources/types.ts';
-import { credentialsFromSecrets, type PipelineDeps } from './context.ts';
+import { type DigestNoteKind, storageKeys } from '../storage-keys.ts';
+import { type PipelineDeps, resolveCredentials } from './context.ts';
 import { isoSeconds } from './publish.ts';
 import { readLatestManifest } from './state.ts';
 
@@ -44,8 +46,8 @@ export type MirrorOutcome =
 /** Queue handler: permanent failures are recorded and acknowledged; transient ones throw to be retried. */
 export function createMirrorHandler(
   deps: MirrorDeps,
+  mirror: ReturnType<typeof createMirror> = createMirror(deps),
 ): (job: MirrorJob, meta?: DeliveryMeta) => Promise<void> {
-  const mirror = createMirror(deps);
   return async (job, meta) => {
     const outcome = await mirror(job, meta);
     if (outcome.status === 'rejected') {
@@ -68,7 +70,7 @@ export function createMirror(
       const outcome = await mirrorOnce(deps, job, pulls);
       const reason =
         outcome.status === 'mirrored' ? (outcome.pulled ? 'mirrored' : 'reused') : outcome.status;
-      deps.metrics.count('mirror_results_total', { source: job.sourceId, reason });
+      deps.metrics.count(metricNames.mirrorResults, { source: job.sourceId, reason });
       deps.logger.info('mirror done', {
         ...log,
         outcome: reason,
@@ -85,7 +87,7 @@ export function createMirror(
               cause: err,
               retryable: true,
             });
-      deps.metrics.count('mirror_results_total', { source: job.sourceId, reason: error.code });
+      deps.metrics.count(metricNames.mirrorResults, { source: job.sourceId, reason: error.code });
       const fields = {
         ...log,
         code: error.code,
@@ -114,26 +116,36 @@ async function mirrorOnce(
     reference: job.digest ?? job.tag ?? '',
     insecure: source.insecure,
   };
-  const credentials = await loadCredentials(deps, source);
+  const credentials = await resolveCredentials(deps, source);
   if (credentials !== undefined) target.credentials = credentials;
 
   // What the tag points at now, asked of the registry itself: a webhook only says what it pointed
   // at when the delivery was made, and a late retry or a replayed (validly signed) delivery must
   // never move a tag back. Senders without digests (Docker Hub, Quay) need this lookup anyway.
   let ociDigest: string;
+  // When the registry last confirmed the tag at this digest: the publisher orders records by it.
+  let observedAt: string;
   if (job.tag !== undefined) {
     ociDigest = await deps.puller.resolveDigest({ ...target, reference: job.tag });
+    observedAt = deps.clock.now().toISOString();
     if (job.digest !== undefined && ociDigest !== job.digest) {
       return { status: 'stale', name, tag, ociDigest: job.digest, current: ociDigest };
     }
   } else {
     ociDigest = job.digest!;
+    observedAt = deps.clock.now().toISOString();
   }
   const latest = await readLatestManifest(deps.store);
   const listed = latest?.payload.modules.find(
     (m) => m.name === name && m.ociDigest === ociDigest && (m.tag === tag || tag === ''),
   );
   if (listed !== undefined && (await deps.store.head(storageKeys.module(listed.sha256))) !== undefined) {
+    if (tag !== '') {
+      // Nothing to pull, but the publisher learns the tag was seen here now: a record about an
+      // older observation (a late push of another digest, a re-driven message) must then lose.
+      const { kind = 'module', ...entry } = listed;
+      await deps.publishQueue.send({ kind: 'record', record: { ...entry, kind, observedAt } });
+    }
     return { status: 'already-listed', name, tag: listed.tag, ociDigest };
   }
 
@@ -170,6 +182,7 @@ async function mirrorOnce(
     if (job.tag !== undefined) {
       const current = await deps.puller.resolveDigest({ ...target, reference: job.tag });
       if (current !== ociDigest) return { status: 'stale', name, tag, ociDigest, current };
+      observedAt = deps.clock.now().toISOString();
     }
   }
   const record: ModuleRecord = {
@@ -181,19 +194,13 @@ async function mirrorOnce(
     format: pulled.format,
     kind: pulled.kind,
     mirroredAt: isoSeconds(deps.clock.now()),
+    observedAt,
   };
   if (pulled.abi !== undefined) record.abi = pulled.abi;
   // No dedupe id: a tag that moves A → B → A must publish A again; the publisher ignores records
   // that change nothing.
   await deps.publishQueue.send({ kind: 'record', record });
   return { status: 'mirrored', record, pulled: pulledHere };
-}
-
-type DigestNoteKind = 'pulled' | 'rejected';
-
-/** `state/<kind>/<sha256(name@digest)>.json`: what is known about one manifest digest of a repository. */
-function digestNoteKey(kind: DigestNoteKind, name: string, ociDigest: string): string {
-  return `state/${kind}/${createHash('sha256').update(`${name}@${ociDigest}`).digest('hex')}.json`;
 }
 
 /** A note the mirror wrote itself; unreadable means unknown, never an error. */
@@ -203,7 +210,7 @@ async function readDigestNote(
   name: string,
   ociDigest: string,
 ): Promise<Record<string, unknown> | undefined> {
-  const found = await deps.store.getBytes(digestNoteKey(kind, name, ociDigest), 64 * 1024);
+  const found = await deps.store.getBytes(storageKeys.digestNote(kind, name, ociDigest), 64 * 1024);
   if (found === undefined) return undefined;
   try {
     const value: unknown = JSON.parse(Buffer.from(found.bytes).toString('utf8'));
@@ -247,7 +254,7 @@ async function recordRejection(
   if (!(err instanceof WasmMirrorError) || err.retryable || !CONTENT_FAILURES.has(err.code)) return;
   const entry = { code: err.code, message: err.message, maxModuleBytes: deps.config.mirror.maxModuleBytes };
   await deps.store
-    .put(digestNoteKey('rejected', name, ociDigest), Buffer.from(JSON.stringify(entry)), {
+    .put(storageKeys.digestNote('rejected', name, ociDigest), Buffer.from(JSON.stringify(entry)), {
       contentType: 'application/json',
     })
     .catch((e) => deps.logger.warn('could not record a rejection', { error: toWasmMirrorError(e).message }));
@@ -286,9 +293,13 @@ async function pullAndStore(
     }
     await storeModule(deps, staged, pulled);
     const name = `${target.registry}/${target.repository}`;
-    await deps.store.put(digestNoteKey('pulled', name, ociDigest), Buffer.from(JSON.stringify(pulled)), {
-      contentType: 'application/json',
-    });
+    await deps.store.put(
+      storageKeys.digestNote('pulled', name, ociDigest),
+      Buffer.from(JSON.stringify(pulled)),
+      {
+        contentType: 'application/json',
+      },
+    );
     return pulled;
   } finally {
     await rm(staged, { force: true });
@@ -338,12 +349,4 @@ function checkJob(deps: MirrorDeps, job: MirrorJob): SourceConfig {
     throw new WasmMirrorError('INVALID_REFERENCE', 'job has neither a tag nor a digest');
   }
   return source;
-}
-
-async function loadCredentials(
-  deps: MirrorDeps,
-  source: SourceConfig,
-): Promise<RegistryCredentials | undefined> {
-  if (source.credentials === undefined) return deps.registryCredentials?.(source);
-  return credentialsFromSecrets(source, deps.secrets);
 }

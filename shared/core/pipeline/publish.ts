@@ -14,8 +14,10 @@ import {
 } from '../domain.ts';
 import { isWasmMirrorError, WasmMirrorError } from '../errors.ts';
 import { compareModules, signManifest, toManifestModule } from '../manifest/index.ts';
+import { metricNames } from '../metrics.ts';
 import type { PublishRequest } from '../ports.ts';
 import type { PipelineDeps } from './context.ts';
+import { admitNewest } from './observations.ts';
 import { entryKey, readLatestManifest, readManifest, type StoredManifest } from './state.ts';
 
 export type PublisherDeps = Pick<
@@ -41,11 +43,15 @@ export function createPublisher(
   deps: PublisherDeps,
 ): (requests: PublishRequest[]) => Promise<PublishOutcome> {
   return async (requests) => {
-    const records = requests.flatMap((r) => (r.kind === 'record' ? [r.record] : []));
     const manual = requests.some((r) => r.kind === 'resign' && r.reason === 'manual');
     // latest.json missing while versions exist (deleted by hand, a bucket restored in part):
     // continue from the highest version rather than walking up from 1.
     let base = (await readLatestManifest(deps.store)) ?? (await readHighestVersion(deps.store));
+    const records = await admitNewest(
+      deps,
+      requests.flatMap((r) => (r.kind === 'record' ? [r.record] : [])),
+      base?.payload.modules ?? [],
+    );
     // A version past latest.json exists when an earlier publish stopped between its two writes
     // (or another publisher won a race): adopt it so latest.json catches up.
     let mustAdvance = false;
@@ -85,9 +91,7 @@ export function createPublisher(
         contentType: 'application/json',
         cacheControl: LATEST_CACHE,
       });
-      deps.metrics.count('manifests_published_total');
-      deps.metrics.gauge('manifest_version', payload.version);
-      deps.metrics.gauge('manifest_modules', modules.length);
+      deps.metrics.count(metricNames.manifestsPublished);
       deps.logger.info('manifest published', {
         version: payload.version,
         modules: modules.length,

@@ -7,8 +7,10 @@
 import { createHash } from 'node:crypto';
 import type { MirrorJob } from '../domain.ts';
 import { isWasmMirrorError, toWasmMirrorError } from '../errors.ts';
+import { metricNames } from '../metrics.ts';
 import { WebhookReceiver } from '../sources/receiver.ts';
 import type { IgnoredEvent, ParsedDelivery, SourceConfig } from '../sources/types.ts';
+import { storageKeys } from '../storage-keys.ts';
 import type { PipelineDeps } from './context.ts';
 
 export interface WebhookHttpRequest {
@@ -51,7 +53,7 @@ export function createWebhookReceiver(
   // the durable delivery marker below covers restarts and other instances.
   const receiver = new WebhookReceiver({ clock: deps.clock });
   const outcome = (source: string, result: string) =>
-    deps.metrics.count('webhooks_total', { source, outcome: result });
+    deps.metrics.count(metricNames.webhooks, { source, outcome: result });
 
   return async (req) => {
     const source = deps.config.sources.find((s) => s.id === req.sourceId);
@@ -94,9 +96,10 @@ export function createWebhookReceiver(
     }
 
     for (const ignored of parsed.ignored) {
-      deps.metrics.count('webhook_events_ignored_total', { source: source.id, reason: ignored.reason });
+      deps.metrics.count(metricNames.webhookEventsIgnored, { source: source.id, reason: ignored.reason });
     }
-    const marker = parsed.deliveryId === undefined ? undefined : deliveryMarker(source.id, parsed.deliveryId);
+    const marker =
+      parsed.deliveryId === undefined ? undefined : storageKeys.deliveryMarker(source.id, parsed.deliveryId);
     try {
       if (parsed.duplicate || (marker !== undefined && (await deps.store.head(marker)) !== undefined)) {
         outcome(source.id, 'duplicate');
@@ -144,10 +147,6 @@ export function jobDedupeId(job: MirrorJob): string | undefined {
       `${job.sourceId}\n${job.deliveryId}\n${job.registry}/${job.repository}\n${job.tag ?? ''}\n${job.digest ?? ''}`,
     )
     .digest('hex');
-}
-
-function deliveryMarker(sourceId: string, deliveryId: string): string {
-  return `state/deliveries/${sourceId}/${createHash('sha256').update(deliveryId).digest('hex')}`;
 }
 
 async function markDelivered(deps: ReceiverDeps, key: string): Promise<void> {

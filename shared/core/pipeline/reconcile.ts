@@ -11,6 +11,7 @@
 import type { MirrorJob } from '../domain.ts';
 import { SHA256_DIGEST } from '../domain.ts';
 import { toWasmMirrorError } from '../errors.ts';
+import { metricNames } from '../metrics.ts';
 import { isValidRepository, isValidTag } from '../oci/reference.ts';
 import type {
   Clock,
@@ -118,7 +119,7 @@ export async function reconcileSource(source: SourceConfig, deps: ReconcileDeps)
     const failure: ReconcileFailure = { repository, code: e.code, message: e.message };
     if (tag !== undefined) failure.tag = tag;
     result.failures.push(failure);
-    deps.metrics?.count('reconcile_failures_total', { source: source.id, code: e.code });
+    deps.metrics?.count(metricNames.reconcileFailures, { source: source.id, code: e.code });
     deps.logger.warn('reconcile could not check a repository', { sourceId: source.id, ...failure });
   };
 
@@ -184,7 +185,7 @@ export async function reconcileSource(source: SourceConfig, deps: ReconcileDeps)
     });
   }
 
-  deps.metrics?.count('reconcile_jobs_total', { source: source.id }, result.queued.length);
+  deps.metrics?.count(metricNames.reconcileJobs, { source: source.id }, result.queued.length);
   deps.logger.info('reconcile finished', {
     sourceId: source.id,
     repositories: repositories.length,

@@ -4,18 +4,10 @@
  * only the custom headers the user configured: the secret travels in one of them (`webhookHeader`,
  * default `authorization`), as `Bearer <secret>` or verbatim.
  */
-import {
-  asObject,
-  checkBodySize,
-  checkStaticHeader,
-  DeliveryBuilder,
-  ignoredDelivery,
-  obj,
-  parseJsonStrict,
-  str,
-} from './common.ts';
+import { DeliveryBuilder, ignoredDelivery } from './delivery.ts';
+import { asObject, obj, str } from './json.ts';
 import { isManifestMediaType } from './media-types.ts';
-import type { ParsedDelivery, SourceConfig, WebhookParser, WebhookRequest } from './types.ts';
+import type { WebhookSender } from './types.ts';
 
 const IGNORED_ACTIONS: Record<string, string> = {
   ping: 'ping',
@@ -25,31 +17,29 @@ const IGNORED_ACTIONS: Record<string, string> = {
   quarantine: 'quarantine',
 };
 
-export const parseAcr: WebhookParser = (
-  source: SourceConfig,
-  secret: string,
-  request: WebhookRequest,
-): ParsedDelivery => {
-  checkBodySize(request.body);
-  checkStaticHeader(request, secret, { headerName: source.webhookHeader });
-  const event = asObject(parseJsonStrict(request.body), 'ACR event');
-  const id = str(event, 'id');
-  const action = str(event, 'action') ?? '';
-  if (action !== 'push') return ignoredDelivery(IGNORED_ACTIONS[action] ?? 'unsupported-action', action, id);
-  const target = obj(event, 'target');
-  const out = new DeliveryBuilder(source, request);
-  const mediaType = str(target, 'mediaType');
-  if (mediaType !== undefined && !isManifestMediaType(mediaType)) {
-    out.ignore('unsupported-media-type', mediaType);
+export const acrSender: WebhookSender = {
+  auth: { kind: 'static-header', bare: true, sourceHeader: true },
+  parse({ source, request, body }) {
+    const event = asObject(body, 'ACR event');
+    const id = str(event, 'id');
+    const action = str(event, 'action') ?? '';
+    if (action !== 'push')
+      return ignoredDelivery(IGNORED_ACTIONS[action] ?? 'unsupported-action', action, id);
+    const target = obj(event, 'target');
+    const out = new DeliveryBuilder(source, request);
+    const mediaType = str(target, 'mediaType');
+    if (mediaType !== undefined && !isManifestMediaType(mediaType)) {
+      out.ignore('unsupported-media-type', mediaType);
+      return out.build(id);
+    }
+    out.add({
+      repository: str(target, 'repository'),
+      tag: str(target, 'tag'),
+      digest: str(target, 'digest'),
+      host: str(obj(event, 'request'), 'host'),
+      eventId: id,
+      requireTag: true,
+    });
     return out.build(id);
-  }
-  out.add({
-    repository: str(target, 'repository'),
-    tag: str(target, 'tag'),
-    digest: str(target, 'digest'),
-    host: str(obj(event, 'request'), 'host'),
-    eventId: id,
-    requireTag: true,
-  });
-  return out.build(id);
+  },
 };

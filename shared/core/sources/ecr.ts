@@ -1,30 +1,22 @@
 /**
  * Amazon ECR "ECR Image Action" events from EventBridge. In AWS they reach the mirror through
  * SQS, a channel IAM already authenticates: the AWS adapter calls `parseEcrTrusted`, which checks
- * no secret. Over HTTP (the embedded runtime, tests) the `ecr` source's parser demands the static
- * header like any other sender.
+ * no secret. Over HTTP (the embedded runtime, tests) the `ecr` sender demands the static header like
+ * any other sender.
  */
-import {
-  asObject,
-  checkBodySize,
-  checkStaticHeader,
-  DeliveryBuilder,
-  ignoredDelivery,
-  malformed,
-  obj,
-  parseJsonStrict,
-  str,
-} from './common.ts';
-import type { ParsedDelivery, SourceConfig, WebhookParser, WebhookRequest } from './types.ts';
+import { DeliveryBuilder, ignoredDelivery } from './delivery.ts';
+import { asObject, checkBodySize, malformed, obj, parseJsonStrict, str } from './json.ts';
+import type {
+  AuthenticatedDelivery,
+  ParsedDelivery,
+  SourceConfig,
+  WebhookRequest,
+  WebhookSender,
+} from './types.ts';
 
-export const parseEcr: WebhookParser = (
-  source: SourceConfig,
-  secret: string,
-  request: WebhookRequest,
-): ParsedDelivery => {
-  checkBodySize(request.body);
-  checkStaticHeader(request, secret, { headerName: source.webhookHeader });
-  return parseEcrBody(source, request);
+export const ecrSender: WebhookSender = {
+  auth: { kind: 'static-header', bare: true, sourceHeader: true },
+  parse: parseEcrEvent,
 };
 
 /**
@@ -38,11 +30,11 @@ export function parseEcrTrusted(
   const body = typeof event.body === 'string' ? new TextEncoder().encode(event.body) : event.body;
   const request: WebhookRequest = { headers: {}, body, receivedAt: event.receivedAt };
   checkBodySize(request.body);
-  return parseEcrBody(source, request);
+  return parseEcrEvent({ source, request, body: parseJsonStrict(request.body) });
 }
 
-function parseEcrBody(source: SourceConfig, request: WebhookRequest): ParsedDelivery {
-  const event = asObject(parseJsonStrict(request.body), 'EventBridge event');
+function parseEcrEvent({ source, request, body }: AuthenticatedDelivery): ParsedDelivery {
+  const event = asObject(body, 'EventBridge event');
   const id = str(event, 'id');
   const detailType = str(event, 'detail-type');
   if (detailType === undefined || str(event, 'source') === undefined)

@@ -4,21 +4,9 @@
  * source. Harbor sends its configured auth header value verbatim, so both `Bearer <secret>` and
  * the bare secret are accepted.
  */
-import {
-  asObject,
-  type Candidate,
-  checkAuthorization,
-  checkBodySize,
-  DeliveryBuilder,
-  hostOf,
-  isObject,
-  type JsonObject,
-  malformed,
-  obj,
-  parseJsonStrict,
-  str,
-} from './common.ts';
-import type { ParsedDelivery, SourceConfig, WebhookParser, WebhookRequest } from './types.ts';
+import { type Candidate, DeliveryBuilder, hostOf } from './delivery.ts';
+import { asObject, isObject, type JsonObject, malformed, obj, str } from './json.ts';
+import type { WebhookSender } from './types.ts';
 
 const IGNORED_TYPES: Record<string, string> = {
   PULL_ARTIFACT: 'pull',
@@ -65,27 +53,24 @@ function resourceHost(url: string | undefined): string {
   return slash > 0 ? url.slice(0, slash) : '';
 }
 
-export const parseHarbor: WebhookParser = (
-  source: SourceConfig,
-  secret: string,
-  request: WebhookRequest,
-): ParsedDelivery => {
-  checkBodySize(request.body);
-  checkAuthorization(request, secret, { allowBare: true });
-  const body = asObject(parseJsonStrict(request.body), 'Harbor payload');
-  const type = str(body, 'type');
-  if (type === undefined) throw malformed('Harbor payload has no type');
-  const cloudEvent = str(body, 'specversion') !== undefined;
-  const data = cloudEvent ? obj(body, 'data') : obj(body, 'event_data');
-  // The default format has no event id; CloudEvents carry one.
-  const eventId = cloudEvent ? str(body, 'id') : undefined;
-  const out = new DeliveryBuilder(source, request);
-  if (!isHarborPush(type)) {
-    out.ignore(harborIgnoreReason(type), type);
-  } else {
-    const candidates = harborCandidates(data, eventId);
-    if (candidates.length === 0) out.ignore('malformed-event', 'push without resources');
-    for (const c of candidates) out.add(c);
-  }
-  return out.build(eventId);
+export const harborSender: WebhookSender = {
+  auth: { kind: 'static-header', bare: true },
+  parse({ source, request, body: json }) {
+    const body = asObject(json, 'Harbor payload');
+    const type = str(body, 'type');
+    if (type === undefined) throw malformed('Harbor payload has no type');
+    const cloudEvent = str(body, 'specversion') !== undefined;
+    const data = cloudEvent ? obj(body, 'data') : obj(body, 'event_data');
+    // The default format has no event id; CloudEvents carry one.
+    const eventId = cloudEvent ? str(body, 'id') : undefined;
+    const out = new DeliveryBuilder(source, request);
+    if (!isHarborPush(type)) {
+      out.ignore(harborIgnoreReason(type), type);
+    } else {
+      const candidates = harborCandidates(data, eventId);
+      if (candidates.length === 0) out.ignore('malformed-event', 'push without resources');
+      for (const c of candidates) out.add(c);
+    }
+    return out.build(eventId);
+  },
 };

@@ -1,6 +1,8 @@
 /**
  * What an HTTP entry point does with one delivery, before enqueueing: the source's rate limit,
- * the parser, and delivery-id dedupe (in memory; the durable dedupe sits in front of the queue).
+ * reading the delivery (parseWebhook: body cap, the sender's authentication, strict JSON, then
+ * the sender's payload), and delivery-id dedupe (in memory; the durable dedupe sits in front of
+ * the queue).
  */
 import { WasmMirrorError } from '../errors.ts';
 import type { Clock } from '../ports.ts';

@@ -1,8 +1,10 @@
 /**
- * Webhook sources: each `type` in the config has a parser, a pure function from
- * (source config, its secret, the raw request) to mirror jobs or a typed rejection.
+ * Webhook sources: each `type` in the config names a sender, which declares how it authenticates
+ * and parses its payload; together they take (source config, its secret, the raw request) to
+ * mirror jobs or a typed rejection.
  */
 import type { MirrorJob } from '../domain.ts';
+import type { JsonValue } from '../strict-json.ts';
 
 export const SOURCE_TYPES = [
   'distribution',
@@ -64,7 +66,55 @@ export interface ParsedDelivery {
 }
 
 /**
- * Throws WasmMirrorError with WEBHOOK_UNAUTHENTICATED (401), WEBHOOK_MALFORMED (400) or
- * WEBHOOK_TOO_LARGE (413); anything else it returns, including events deliberately ignored.
+ * How a sender proves a delivery is its own; the receiver checks it before any payload is read.
+ * A source whose secret is empty authenticates nobody.
+ */
+export type SenderAuth =
+  | {
+      /** A static secret in a header, as `Bearer <secret>`. */
+      kind: 'static-header';
+      /** The secret verbatim is accepted too (senders that send a configured value as is). */
+      bare: boolean;
+      /** `Authorization: Basic` whose password is the secret is accepted too. */
+      basic?: boolean;
+      /** The header is the source's `webhookHeader` (default `authorization`), not always `authorization`. */
+      sourceHeader?: boolean;
+    }
+  | {
+      /** A hex HMAC-SHA256 of the raw body bytes, in `header`. */
+      kind: 'body-hmac';
+      /** Lowercase header name. */
+      header: string;
+      /** The header's whole (trimmed) value; its first group is the hex digest. */
+      signature: RegExp;
+      /** The header may carry the secret itself instead of an HMAC. */
+      orSecret?: boolean;
+    }
+  | {
+      /** The secret as the last path segment (`/hooks/<id>/<token>`), for senders that add no header. */
+      kind: 'path-token';
+    };
+
+/** A delivery whose sender is proven and whose body has been parsed as strict JSON. */
+export interface AuthenticatedDelivery {
+  source: SourceConfig;
+  request: WebhookRequest;
+  /** Undefined only for an empty body from a sender that accepts one. */
+  body: JsonValue | undefined;
+}
+
+/** One kind of sender: how it authenticates, and how its payload becomes jobs. */
+export interface WebhookSender {
+  auth: SenderAuth;
+  /** An empty body is no JSON error (CloudEvents binary mode may carry no data). */
+  acceptsEmptyBody?: boolean;
+  /** Knows the payload shape only; throws WEBHOOK_MALFORMED for a body that is not one. */
+  parse(delivery: AuthenticatedDelivery): ParsedDelivery;
+}
+
+/**
+ * The whole reading of one delivery. Throws WasmMirrorError with WEBHOOK_UNAUTHENTICATED (401),
+ * WEBHOOK_MALFORMED (400) or WEBHOOK_TOO_LARGE (413); anything else it returns, including
+ * events deliberately ignored.
  */
 export type WebhookParser = (source: SourceConfig, secret: string, request: WebhookRequest) => ParsedDelivery;

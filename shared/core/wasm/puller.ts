@@ -12,6 +12,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { toWasmMirrorError, WasmMirrorError } from '../errors.ts';
+import { writeAll } from '../io.ts';
 import { RegistryClient, type RegistryClientOptions, type RepositoryTarget } from '../oci/client.ts';
 import { isImageManifestMediaType, isIndexMediaType } from '../oci/media-types.ts';
 import { assertTagOrDigest, isValidRegistryHost } from '../oci/reference.ts';
@@ -260,14 +261,6 @@ class BatchedWriter {
     const { bytesWritten } = await this.#fh.writev(chunks);
     // A short gathered write is rare on regular files; finish the rest plainly.
     if (bytesWritten < total) await writeAll(this.#fh, Buffer.concat(chunks, total).subarray(bytesWritten));
-  }
-}
-
-async function writeAll(fh: FileHandle, chunk: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < chunk.length) {
-    const { bytesWritten } = await fh.write(chunk, off, chunk.length - off);
-    off += bytesWritten;
   }
 }
 

@@ -1,0 +1,149 @@
+/**
+ * The mirror function and what it consumes: mirror jobs from the mirror queue (bounded
+ * concurrency), pulls from registries (pull credentials, ECR by IAM), module bytes into the
+ * bucket, and results onto the publish queue.
+ */
+import { Aws, Duration, Validations } from 'aws-cdk-lib';
+import { Repository } from 'aws-cdk-lib/aws-ecr';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import type { IBucket } from 'aws-cdk-lib/aws-s3';
+import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct } from 'constructs';
+import { ecrRegistry } from '../../../functions/adapters/ecr-host.ts';
+import { ENV } from '../../../functions/config.ts';
+import { type Deployment, secretsPrefix } from '../deployment.ts';
+import { keepLogicalId } from '../logical-id.ts';
+import { MirrorFunction, nagArn } from './mirror-function.ts';
+import type { MirrorQueues } from './mirror-queues.ts';
+
+export const MIRROR_TIMEOUT = Duration.minutes(5);
+const MIRROR_MEMORY_MIB = 2048;
+/** Room in /tmp beyond the staged files: bundled tools, partial writes, the runtime's own use. */
+const SCRATCH_MARGIN_MIB = 512;
+const MIB = 1024 * 1024;
+/** Lambda's ephemeral storage range. */
+const EPHEMERAL_MIN_MIB = 512;
+const EPHEMERAL_MAX_MIB = 10_240;
+
+/**
+ * /tmp for the mirror function: a pull stages the module (up to the size cap) before upload, and
+ * an invocation that timed out mid-pull leaves its staged file behind for the next one in the same
+ * environment, so room for two modules plus a margin. Records run one at a time, so this does not
+ * grow with the batch size.
+ */
+export function mirrorScratchMiB(maxModuleBytes: number): number {
+  const needed = 2 * Math.ceil(maxModuleBytes / MIB) + SCRATCH_MARGIN_MIB;
+  if (needed > EPHEMERAL_MAX_MIB) {
+    throw new Error(
+      `mirror.maxModuleSize needs ${needed} MiB of /tmp (two modules and a margin); Lambda allows at most ${EPHEMERAL_MAX_MIB} MiB`,
+    );
+  }
+  return Math.max(needed, EPHEMERAL_MIN_MIB);
+}
+
+export interface MirrorWorkerProps {
+  readonly deployment: Deployment;
+  readonly bucket: IBucket;
+  readonly queues: MirrorQueues;
+}
+
+export class MirrorWorker extends Construct {
+  readonly function: MirrorFunction;
+
+  constructor(scope: Construct, id: string, props: MirrorWorkerProps) {
+    super(scope, id);
+    const { deployment, bucket, queues } = props;
+    const { config } = deployment;
+
+    this.function = new MirrorFunction(this, 'Function', {
+      entry: 'mirror',
+      description: 'Pulls, verifies and stores one Wasm module per job',
+      deployment,
+      bucket,
+      timeout: MIRROR_TIMEOUT,
+      // Records are processed one at a time; a module near the cap is hashed, compiled and
+      // uploaded from one function, which wants the memory (and the CPU that comes with it).
+      memorySize: MIRROR_MEMORY_MIB,
+      ephemeralStorageMiB: mirrorScratchMiB(config.mirror.maxModuleBytes),
+      ...(deployment.reserveConcurrency
+        ? { reservedConcurrentExecutions: deployment.mirrorConcurrency }
+        : {}),
+      environment: {
+        [ENV.publishQueueUrl]: queues.publishQueue.queueUrl,
+        // Reconcile runs in the mirror function and queues what changed on its own queue.
+        [ENV.mirrorQueueUrl]: queues.mirrorQueue.queueUrl,
+      },
+    });
+    keepLogicalId(this.function.logGroup, 'MirrorLogs4F59672F');
+    const fn = this.function.fn;
+
+    this.function.grantObjects(
+      ['s3:GetObject'],
+      ['manifests/*'],
+      'The mirror reads the latest manifest to skip listed digests',
+    );
+    this.function.grantObjects(
+      ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
+      ['modules/*'],
+      'Modules are stored by sha256 under modules/sha256/',
+    );
+    // What a digest extracted to, and what it was rejected for: no second pull of the same bytes.
+    this.function.grantObjects(
+      ['s3:GetObject', 's3:PutObject'],
+      ['state/pulled/*', 'state/rejected/*'],
+      'Per-digest notes (what a manifest digest extracted to, or why it was rejected) keyed by a hash under state/',
+    );
+    queues.publishQueue.grantSendMessages(fn);
+    queues.mirrorQueue.grantSendMessages(fn);
+    // Pull credentials by name, as the webhook reads its secrets; webhook secrets are not the mirror's.
+    const credentials = new Set(
+      config.sources.flatMap((s) =>
+        s.credentials ? [s.credentials.usernameEnv, s.credentials.passwordEnv] : [],
+      ),
+    );
+    for (const name of [...credentials].sort()) {
+      Secret.fromSecretNameV2(this, `Secret-${name}`, `${secretsPrefix(config)}${name}`).grantRead(fn);
+    }
+    this.grantEcrPull(config.sources.filter((s) => s.type === 'ecr').map((s) => s.registry));
+
+    fn.addEventSource(
+      new SqsEventSource(queues.mirrorQueue, {
+        batchSize: 5,
+        reportBatchItemFailures: true,
+        // Bounded so one burst of pushes never hammers a registry.
+        maxConcurrency: deployment.mirrorConcurrency,
+      }),
+    );
+  }
+
+  /** ECR sources pull with the function's own IAM identity, scoped to the configured registries. */
+  private grantEcrPull(hosts: string[]): void {
+    // The same host forms the function accepts (-fips endpoints, .amazonaws.com.cn in China).
+    const repositories = [
+      ...new Set(
+        hosts.flatMap((host) => {
+          const ecr = ecrRegistry(host);
+          return ecr ? [`arn:${Aws.PARTITION}:ecr:${ecr.region}:${ecr.account}:repository/*`] : [];
+        }),
+      ),
+    ];
+    repositories.forEach((repositoryArn, i) => {
+      // '*': every repository of the registry, as the ARN says.
+      Repository.fromRepositoryAttributes(this, `EcrRegistry${i}`, {
+        repositoryArn,
+        repositoryName: '*',
+      }).grantPull(this.function.fn);
+      this.function.acknowledgeWildcard(
+        `Resource::${nagArn(repositoryArn)}`,
+        'Pulls from the configured ECR registry; which repositories is decided by the source allow-list in code.',
+      );
+    });
+    if (repositories.length > 0) {
+      // The function's own acknowledgement of Resource::* names X-Ray; this one names ECR.
+      Validations.of(this).acknowledge({
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason: 'ecr:GetAuthorizationToken has no resource-level permissions.',
+      });
+    }
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * Metric names the pipeline emits, one name per fact in both runtimes (Prometheus adds the
+ * `wasm_mirror_` prefix embedded; CloudWatch EMF uses them as they are).
+ */
+import type { Metrics } from './ports.ts';
+
+export const metricNames = {
+  webhooks: 'webhooks_total',
+  webhookEventsIgnored: 'webhook_events_ignored_total',
+  mirrorResults: 'mirror_results_total',
+  manifestsPublished: 'manifests_published_total',
+  /** Records dropped because their tag was observed later at another digest. */
+  publishRecordsStale: 'publish_records_stale_total',
+  publishRequestsMalformed: 'publish_requests_malformed',
+  reconcileFailures: 'reconcile_failures_total',
+  reconcileJobs: 'reconcile_jobs_total',
+  manifestVersion: 'manifest_version',
+  manifestModules: 'manifest_modules',
+  /** Seconds until the manifest in force expires (negative once expired). */
+  manifestExpiry: 'manifest_expiry_seconds',
+  /** Seconds since the manifest in force was signed: rises when re-signing stops. */
+  manifestAge: 'manifest_age_seconds',
+} as const;
+
+export interface ManifestFacts {
+  version: number;
+  modules: number;
+  issuedAt: string;
+  expiresAt: string;
+}
+
+/** The manifest gauges, from the manifest in force at `now`. */
+export function recordManifestGauges(metrics: Metrics, manifest: ManifestFacts, now: Date): void {
+  const at = now.getTime();
+  metrics.gauge(metricNames.manifestVersion, manifest.version);
+  metrics.gauge(metricNames.manifestModules, manifest.modules);
+  metrics.gauge(metricNames.manifestExpiry, Math.round((Date.parse(manifest.expiresAt) - at) / 1000));
+  metrics.gauge(
+    metricNames.manifestAge,
+    Math.max(0, Math.round((at - Date.parse(manifest.issuedAt)) / 1000)),
+  );
+}

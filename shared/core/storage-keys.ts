@@ -1,0 +1,41 @@
+/**
+ * Every object key the mirror reads or writes, in one place. The published layout (modules,
+ * manifests, keys.json) is a contract with agents and Istio; `state/` is the pipeline's own
+ * bookkeeping, never served. Infra grants and lifecycle rules use the prefixes from here too.
+ */
+import { createHash } from 'node:crypto';
+
+const sha256Hex = (text: string): string => createHash('sha256').update(text).digest('hex');
+
+/** What the mirror knows about one manifest digest of a repository: what it extracted to, or why it was refused. */
+export type DigestNoteKind = 'pulled' | 'rejected';
+
+export const storageKeys = {
+  /** A module's location is a pure function of its sha256. */
+  module: (sha256Hex: string) => `modules/sha256/${sha256Hex}.wasm`,
+  manifest: (version: number) => `manifests/${version}.json`,
+  latestManifest: 'manifests/latest.json',
+  keys: 'keys.json',
+  /** `state/deliveries/<source>/<sha256(delivery id)>`: a webhook delivery already accepted. */
+  deliveryMarker: (sourceId: string, deliveryId: string) =>
+    `${statePrefixes.deliveries}${sourceId}/${sha256Hex(deliveryId)}`,
+  /** `state/tags/<sha256(name NUL tag)>.json`: the newest registry observation of a tag; the publisher's alone. */
+  tagObservation: (name: string, tag: string) =>
+    `${statePrefixes.tags}${sha256Hex(`${name}\u0000${tag}`)}.json`,
+  /** `state/<kind>/<sha256(name@digest)>.json`. */
+  digestNote: (kind: DigestNoteKind, name: string, ociDigest: string) =>
+    `state/${kind}/${sha256Hex(`${name}@${ociDigest}`)}.json`,
+} as const;
+
+/** Key prefixes, for listings, grants and lifecycle rules. */
+export const statePrefixes = {
+  deliveries: 'state/deliveries/',
+  pulled: 'state/pulled/',
+  rejected: 'state/rejected/',
+  tags: 'state/tags/',
+} as const;
+
+export const publishedPrefixes = {
+  modules: 'modules/',
+  manifests: 'manifests/',
+} as const;
