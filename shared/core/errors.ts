@@ -60,6 +60,10 @@ export const ERROR_CODES = [
   'SCHEMA_ERROR',
   'WRONG_MIRROR',
   'MANIFEST_EXPIRED',
+  // manifest v2 nodes reached from a verified index
+  'NODE_HASH_MISMATCH',
+  'NODE_INVALID',
+  'NODE_MISSING',
   'MANIFEST_FROM_FUTURE',
   'ROLLBACK',
   'VERSION_CONFLICT',

@@ -17,7 +17,7 @@ import { WasmMirrorError } from '../errors.ts';
 const PAYLOAD_FIELDS = ['type', 'mirror', 'version', 'issuedAt', 'expiresAt', 'modules'] as const;
 const MODULE_REQUIRED = ['name', 'tag', 'ociDigest', 'sha256', 'size', 'format', 'mirroredAt'] as const;
 const MODULE_OPTIONAL = ['kind', 'abi'] as const;
-const FORMATS: readonly WasmFormat[] = ['wasm-artifact', 'compat-image', 'cncf-wasm'];
+const FORMATS: readonly WasmFormat[] = ['wasm-artifact', 'compat-image', 'cncf-wasm', 'wasm-artifact-1layer'];
 const KINDS: readonly WasmKind[] = ['module', 'component'];
 /** RFC 3339 UTC timestamps as Date#toISOString prints them, optional fraction. */
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z$/;
@@ -96,39 +96,52 @@ export function validatePayload(value: unknown): ManifestPayload {
   if (parseIsoTime(expiresAt)! <= parseIsoTime(issuedAt)!)
     throw schemaError('expiresAt must be after issuedAt');
   if (!Array.isArray(value.modules)) throw schemaError('modules must be an array');
+  const modules = validateModuleList(value.modules, 'modules');
+  return { type: MANIFEST_TYPE, mirror, version, issuedAt, expiresAt, modules };
+}
+
+/** A sorted list of entries, each (name, tag) once: a v1 payload's `modules` or a v2 bin's. */
+export function validateModuleList(list: unknown[], at: string): ManifestModule[] {
   const modules: ManifestModule[] = [];
-  value.modules.forEach((raw: unknown, i: number) => {
-    const where = `modules[${i}]`;
-    if (!isPlainObject(raw)) throw schemaError(`${where} must be an object`);
-    exactFields(raw, MODULE_REQUIRED, MODULE_OPTIONAL, where);
-    const m: ManifestModule = {
-      name: text(raw, 'name', where),
-      tag: text(raw, 'tag', where, true),
-      ociDigest: text(raw, 'ociDigest', where),
-      sha256: text(raw, 'sha256', where),
-      size: count(raw, 'size', where),
-      format: raw.format as WasmFormat,
-      mirroredAt: time(raw, 'mirroredAt', where),
-    };
-    if (!SHA256_DIGEST.test(m.ociDigest))
-      throw schemaError(`${where}.ociDigest must be sha256:<64 lowercase hex>`);
-    if (!SHA256_HEX.test(m.sha256)) throw schemaError(`${where}.sha256 must be 64 lowercase hex`);
-    if (!FORMATS.includes(m.format))
-      throw schemaError(`${where}.format must be one of ${FORMATS.join(', ')}`);
-    if (Object.hasOwn(raw, 'kind')) {
-      if (!KINDS.includes(raw.kind as WasmKind))
-        throw schemaError(`${where}.kind must be one of ${KINDS.join(', ')}`);
-      m.kind = raw.kind as WasmKind;
-    }
-    if (Object.hasOwn(raw, 'abi')) m.abi = text(raw, 'abi', where);
+  list.forEach((raw: unknown, i: number) => {
+    const m = validateModule(raw, `${at}[${i}]`);
     const prev = modules[i - 1];
     if (prev !== undefined && compareModules(prev, m) >= 0) {
-      throw schemaError(`${where} is out of order or repeats (name, tag) ${m.name}:${m.tag}`);
+      throw schemaError(`${at}[${i}] is out of order or repeats (name, tag) ${m.name}:${m.tag}`);
     }
     modules.push(m);
   });
-  return { type: MANIFEST_TYPE, mirror, version, issuedAt, expiresAt, modules };
+  return modules;
 }
+
+/** One manifest entry, exactly v1's fields. */
+export function validateModule(raw: unknown, where: string): ManifestModule {
+  if (!isPlainObject(raw)) throw schemaError(`${where} must be an object`);
+  exactFields(raw, MODULE_REQUIRED, MODULE_OPTIONAL, where);
+  const m: ManifestModule = {
+    name: text(raw, 'name', where),
+    tag: text(raw, 'tag', where, true),
+    ociDigest: text(raw, 'ociDigest', where),
+    sha256: text(raw, 'sha256', where),
+    size: count(raw, 'size', where),
+    format: raw.format as WasmFormat,
+    mirroredAt: time(raw, 'mirroredAt', where),
+  };
+  if (!SHA256_DIGEST.test(m.ociDigest))
+    throw schemaError(`${where}.ociDigest must be sha256:<64 lowercase hex>`);
+  if (!SHA256_HEX.test(m.sha256)) throw schemaError(`${where}.sha256 must be 64 lowercase hex`);
+  if (!FORMATS.includes(m.format)) throw schemaError(`${where}.format must be one of ${FORMATS.join(', ')}`);
+  if (Object.hasOwn(raw, 'kind')) {
+    if (!KINDS.includes(raw.kind as WasmKind))
+      throw schemaError(`${where}.kind must be one of ${KINDS.join(', ')}`);
+    m.kind = raw.kind as WasmKind;
+  }
+  if (Object.hasOwn(raw, 'abi')) m.abi = text(raw, 'abi', where);
+  return m;
+}
+
+/** Shared field checks for the v2 documents (index, pages, bins). */
+export const fieldChecks = { isPlainObject, exactFields, text, count, time, schemaError };
 
 export interface BuildPayloadInput {
   mirror: string;

@@ -22,10 +22,18 @@ export interface SignedManifest {
   payloadBytes: Uint8Array;
 }
 
-export async function signManifest(payload: ManifestPayload, signer: Signer): Promise<SignedManifest> {
-  const checked = validatePayload(payload);
+export function signManifest(payload: ManifestPayload, signer: Signer): Promise<SignedManifest> {
+  return signPayload(MANIFEST_PAYLOAD_TYPE, validatePayload(payload), signer);
+}
+
+/** Signs any checked payload object: JCS bytes in a DSSE envelope of `payloadType`. */
+export async function signPayload(
+  payloadType: string,
+  checked: unknown,
+  signer: Signer,
+): Promise<SignedManifest> {
   const payloadBytes = canonicalizeToBytes(checked);
-  const message = pae(MANIFEST_PAYLOAD_TYPE, payloadBytes);
+  const message = pae(payloadType, payloadBytes);
   let key: ReturnType<typeof trustedKeyFrom>;
   let sig: Uint8Array;
   try {
@@ -44,7 +52,7 @@ export async function signManifest(payload: ManifestPayload, signer: Signer): Pr
   }
   const envelope: DsseEnvelope = {
     payload: encodeBase64(payloadBytes),
-    payloadType: MANIFEST_PAYLOAD_TYPE,
+    payloadType,
     signatures: [{ keyid: key.keyid, sig: encodeBase64(sig) }],
   };
   return { envelope, bytes: serializeEnvelope(envelope), payloadBytes };

@@ -34,15 +34,7 @@ export interface VerifyOptions {
   lastAccepted?: LastAccepted;
 }
 
-export interface VerifiedManifest {
-  payload: ManifestPayload;
-  /** The signed payload bytes the payload was parsed from. */
-  payloadBytes: Uint8Array;
-  payloadSha256: string;
-  envelope: DsseEnvelope;
-  /** The trusted key whose signature verified. */
-  keyid: string;
-}
+export type VerifiedManifest = VerifiedDocument<ManifestPayload>;
 
 function fail(
   code: ConstructorParameters<typeof WasmMirrorError>[0],
@@ -53,15 +45,58 @@ function fail(
 }
 
 export function verifyManifest(bytes: Uint8Array, opts: VerifyOptions): VerifiedManifest {
+  return verifySigned(
+    bytes,
+    { payloadType: MANIFEST_PAYLOAD_TYPE, validate: validatePayload, what: 'manifest' },
+    opts,
+  );
+}
+
+/** What every signed document (a v1 manifest, a v2 index) carries and is checked for. */
+export interface SignedPayload {
+  mirror: string;
+  version: number;
+  issuedAt: string;
+  expiresAt: string;
+}
+
+export interface SignedKind<T extends SignedPayload> {
+  payloadType: string;
+  /** Checks a parsed payload and returns it typed; throws SCHEMA_ERROR. */
+  validate(value: unknown): T;
+  /** For messages: "manifest", "index". */
+  what: string;
+}
+
+export interface VerifiedDocument<T extends SignedPayload> {
+  payload: T;
+  /** The signed payload bytes the payload was parsed from. */
+  payloadBytes: Uint8Array;
+  payloadSha256: string;
+  envelope: DsseEnvelope;
+  /** The trusted key whose signature verified. */
+  keyid: string;
+}
+
+/**
+ * The checks every signed document gets, in order and fail-closed: size, strict envelope,
+ * payloadType, a signature by a trusted and currently valid key over the PAE, the schema of the
+ * verified bytes in canonical form, mirror name, time window, rollback.
+ */
+export function verifySigned<T extends SignedPayload>(
+  bytes: Uint8Array,
+  kind: SignedKind<T>,
+  opts: VerifyOptions,
+): VerifiedDocument<T> {
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_MANIFEST_BYTES;
   if (bytes.length > maxBytes)
-    fail('MANIFEST_TOO_LARGE', `manifest is ${bytes.length} bytes, the cap is ${maxBytes}`);
+    fail('MANIFEST_TOO_LARGE', `${kind.what} is ${bytes.length} bytes, the cap is ${maxBytes}`);
 
   const env = parseEnvelope(bytes);
-  if (env.payloadType !== MANIFEST_PAYLOAD_TYPE) {
+  if (env.payloadType !== kind.payloadType) {
     fail(
       'PAYLOAD_TYPE_MISMATCH',
-      `payloadType is ${JSON.stringify(env.payloadType.slice(0, 200))}, expected ${MANIFEST_PAYLOAD_TYPE}`,
+      `payloadType is ${JSON.stringify(env.payloadType.slice(0, 200))}, expected ${kind.payloadType}`,
     );
   }
   if (env.signatures.length === 0) fail('NO_SIGNATURES', 'the envelope carries no signatures');
@@ -76,26 +111,26 @@ export function verifyManifest(bytes: Uint8Array, opts: VerifyOptions): Verified
   } catch (err) {
     fail(
       'SCHEMA_ERROR',
-      `manifest payload is not strict JSON: ${err instanceof Error ? err.message : String(err)}`,
+      `${kind.what} payload is not strict JSON: ${err instanceof Error ? err.message : String(err)}`,
       err,
     );
   }
-  const payload = validatePayload(parsed);
+  const payload = kind.validate(parsed);
   // Only canonical (RFC 8785) bytes are accepted: `42.0`, `4.2e1`, reordered keys or extra
   // whitespace never come out of the publisher, and refusing them leaves one byte string per payload.
   if (canonicalize(parsed) !== text)
-    fail('SCHEMA_ERROR', 'manifest payload is not in canonical (RFC 8785) form');
+    fail('SCHEMA_ERROR', `${kind.what} payload is not in canonical (RFC 8785) form`);
 
   if (opts.mirrorName !== undefined && payload.mirror !== opts.mirrorName) {
-    fail('WRONG_MIRROR', `manifest is for mirror "${payload.mirror}", expected "${opts.mirrorName}"`);
+    fail('WRONG_MIRROR', `${kind.what} is for mirror "${payload.mirror}", expected "${opts.mirrorName}"`);
   }
   const now = opts.now.getTime();
   const expiresAt = parseIsoTime(payload.expiresAt)!;
   const issuedAt = parseIsoTime(payload.issuedAt)!;
   if (now >= expiresAt)
-    fail('MANIFEST_EXPIRED', `manifest version ${payload.version} expired at ${payload.expiresAt}`);
+    fail('MANIFEST_EXPIRED', `${kind.what} version ${payload.version} expired at ${payload.expiresAt}`);
   if (issuedAt > now + (opts.maxSkewMs ?? DEFAULT_MAX_SKEW_MS)) {
-    fail('MANIFEST_FROM_FUTURE', `manifest issuedAt ${payload.issuedAt} is ahead of the local clock`);
+    fail('MANIFEST_FROM_FUTURE', `${kind.what} issuedAt ${payload.issuedAt} is ahead of the local clock`);
   }
   const payloadSha256 = createHash('sha256').update(env.payload).digest('hex');
   const last = opts.lastAccepted;
@@ -103,13 +138,13 @@ export function verifyManifest(bytes: Uint8Array, opts: VerifyOptions): Verified
     if (payload.version < last.version) {
       fail(
         'ROLLBACK',
-        `manifest version ${payload.version} is older than the accepted version ${last.version}`,
+        `${kind.what} version ${payload.version} is older than the accepted version ${last.version}`,
       );
     }
     if (payload.version === last.version && payloadSha256 !== last.payloadSha256) {
       fail(
         'VERSION_CONFLICT',
-        `manifest version ${payload.version} differs from the accepted manifest of that version`,
+        `${kind.what} version ${payload.version} differs from the accepted ${kind.what} of that version`,
       );
     }
   }
