@@ -35,6 +35,8 @@ describe('config', () => {
       manifestTtlMs: 48 * 3600_000,
       resignBeforeMs: 24 * 3600_000,
       maxModuleBytes: 256 * 1024 * 1024,
+      legacyManifest: true,
+      publishIntervalMs: 2000,
     });
     expect(config.sources[0]).toMatchObject({
       id: 'local',

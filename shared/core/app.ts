@@ -3,6 +3,7 @@
  * from ports. Both runtimes (the Lambda functions and the embedded process) call this and only
  * choose adapters, so wiring, credentials and metric names cannot drift between them.
  */
+import { sleep } from './backoff.ts';
 import type { MirrorJob } from './domain.ts';
 import { WasmMirrorError } from './errors.ts';
 import { recordManifestGauges } from './metrics.ts';
@@ -10,24 +11,22 @@ import type { PipelineDeps } from './pipeline/context.ts';
 import { resolveCredentials } from './pipeline/context.ts';
 import { createMirror, createMirrorHandler, type MirrorOutcome } from './pipeline/mirror.ts';
 import { createPublisher, type PublishOutcome, writeKeysJson } from './pipeline/publish.ts';
-import {
-  createWebhookReceiver,
-  type WebhookHttpRequest,
-  type WebhookHttpResponse,
-} from './pipeline/receive.ts';
+import { createWebhookReceiver, type WebhookEndpoint } from './pipeline/receive.ts';
 import { type ReconcileResult, reconcileSource } from './pipeline/reconcile.ts';
-import { listedTags, readLatestManifest } from './pipeline/state.ts';
+import { listedTags, readListingHead } from './pipeline/state.ts';
 import type { DeliveryMeta, PublishRequest } from './ports.ts';
 
 export interface MirrorAppOptions {
   /** Called once for a job that failed for good (not Wasm, not allowed, …): status pages show these. */
   onPermanentFailure?: (job: MirrorJob, error: WasmMirrorError) => void | Promise<void>;
+  /** How publish waits out `mirror.publishInterval` (tests pass one that advances their clock). */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 export interface MirrorApp {
   readonly deps: PipelineDeps;
-  /** A webhook delivery: authenticate, parse, queue mirror jobs. */
-  receiveWebhook(request: WebhookHttpRequest): Promise<WebhookHttpResponse>;
+  /** A webhook delivery: authenticate, parse, queue mirror jobs (`admit`: check its head first). */
+  readonly receiveWebhook: WebhookEndpoint;
   /** Mirror one job and report what happened (the CLI and tests read the outcome). */
   mirror(job: MirrorJob, meta?: DeliveryMeta): Promise<MirrorOutcome>;
   /** The mirror queue's handler: permanent failures are recorded and acknowledged, transient ones throw. */
@@ -48,6 +47,7 @@ export function createMirrorApp(deps: PipelineDeps, options: MirrorAppOptions = 
   const receiveWebhook = createWebhookReceiver(deps);
   // Per source, per process: a tag the mirror rejected is not queued again by every reconcile run.
   const lastQueued = new Map<string, Map<string, string>>();
+  let lastPublishedAt: number | undefined;
 
   return {
     deps,
@@ -55,7 +55,16 @@ export function createMirrorApp(deps: PipelineDeps, options: MirrorAppOptions = 
     mirror,
     handleMirrorJob: createMirrorHandler({ ...deps, ...options }, mirror),
     async publish(requests) {
+      // Coalescing: versions at most once per publishInterval. A lone push is published at once;
+      // during a burst, what arrives while this waits is folded into the next version.
+      const interval = deps.config.mirror.publishIntervalMs;
+      if (interval > 0 && requests.some((r) => r.kind === 'record')) {
+        lastPublishedAt ??= Date.parse((await readListingHead(deps.store))?.issuedAt ?? '') || 0;
+        const wait = lastPublishedAt + interval - deps.clock.now().getTime();
+        if (wait > 0) await (options.sleep ?? sleep)(Math.min(wait, interval));
+      }
       const outcome = await publisher(requests);
+      if (outcome.published) lastPublishedAt = deps.clock.now().getTime();
       recordManifestGauges(deps.metrics, outcome, deps.clock.now());
       return outcome;
     },
@@ -79,12 +88,12 @@ export function createMirrorApp(deps: PipelineDeps, options: MirrorAppOptions = 
     },
     writeKeys: () => writeKeysJson(deps),
     async reportManifest() {
-      const latest = await readLatestManifest(deps.store);
-      if (latest === undefined) return;
-      const { version, issuedAt, expiresAt, modules } = latest.payload;
+      const head = await readListingHead(deps.store);
+      if (head === undefined) return;
+      const { version, issuedAt, expiresAt, entries } = head;
       recordManifestGauges(
         deps.metrics,
-        { version, issuedAt, expiresAt, modules: modules.length },
+        { version, issuedAt, expiresAt, modules: entries },
         deps.clock.now(),
       );
     },

@@ -19,6 +19,10 @@ export interface MirrorSettings {
   resignBeforeMs: number;
   /** Largest module accepted. */
   maxModuleBytes: number;
+  /** Also write the v1 manifest (one document listing everything) for agents not yet on v2. */
+  legacyManifest: boolean;
+  /** Least time between two published versions: a burst of pushes becomes few versions. */
+  publishIntervalMs: number;
 }
 
 export interface MirrorConfig {
@@ -29,6 +33,7 @@ export interface MirrorConfig {
 export const DEFAULT_MANIFEST_TTL_MS = 48 * 3600_000;
 export const DEFAULT_MAX_MODULE_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_RATE_LIMIT_PER_MINUTE = 600;
+export const DEFAULT_PUBLISH_INTERVAL_MS = 2000;
 
 const SOURCE_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const MIRROR_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -47,6 +52,8 @@ export const defaultConfig = (): MirrorConfig =>
       manifestTtlMs: DEFAULT_MANIFEST_TTL_MS,
       resignBeforeMs: DEFAULT_MANIFEST_TTL_MS / 2,
       maxModuleBytes: DEFAULT_MAX_MODULE_BYTES,
+      legacyManifest: true,
+      publishIntervalMs: DEFAULT_PUBLISH_INTERVAL_MS,
     },
     sources: [],
   });
@@ -106,6 +113,8 @@ export function parseConfig(text: string, origin = 'config'): MirrorConfig {
       manifestTtlMs,
       resignBeforeMs,
       maxModuleBytes: m.maxModuleSize ?? defaults.maxModuleBytes,
+      legacyManifest: m.legacyManifest ?? defaults.legacyManifest,
+      publishIntervalMs: m.publishInterval ?? defaults.publishIntervalMs,
     },
     sources,
   });
@@ -133,6 +142,16 @@ const durationValue = z.union([z.string(), z.number()]).transform((v, ctx) => {
       code: 'custom',
       message: `must be a duration like 30s, 15m, 48h (got ${JSON.stringify(v)})`,
     });
+    return z.NEVER;
+  }
+  return ms;
+});
+/** A duration, or 0 / "0s" to turn the setting off. */
+const durationOrZero = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  if (v === 0 || (typeof v === 'string' && /^0+(ms|s|m|h|d)?$/.test(v.trim()))) return 0;
+  const ms = parseDuration(v);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `must be a duration like 2s or 0 (got ${JSON.stringify(v)})` });
     return z.NEVER;
   }
   return ms;
@@ -182,6 +201,8 @@ const configSchema = z.strictObject(
           manifestTtl: durationValue.optional(),
           resignBefore: durationValue.optional(),
           maxModuleSize: sizeValue.optional(),
+          legacyManifest: flag.optional(),
+          publishInterval: durationOrZero.optional(),
         },
         mapping,
       )

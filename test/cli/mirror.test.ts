@@ -77,7 +77,7 @@ describe('wasm-mirror mirror', () => {
     const first = await mirrorJson(`${registry.host}/plugins/one:1.0`, data);
     expect(first.code, first.stderr).toBe(0);
     // Version 2 cannot be written: a directory stands where the file would go.
-    mkdirSync(join(data, 'manifests', '2.json'));
+    mkdirSync(join(data, 'manifests', 'v2', 'index', '2.json'), { recursive: true });
     const second = await mirrorJson(`${registry.host}/plugins/two:2.0`, data);
     expect(second.code).toBe(1);
     expect(second.stdout).toBe('');

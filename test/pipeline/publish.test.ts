@@ -11,9 +11,9 @@ import { FsObjectStore } from '../../shared/adapters/local/fs-object-store.ts';
 import { loadOrCreateKey } from '../../shared/adapters/local/signer.ts';
 import { parseConfig } from '../../shared/core/config.ts';
 import { type ModuleRecord, storageKeys } from '../../shared/core/domain.ts';
-import { loadTrustedKeys, verifyManifest } from '../../shared/core/manifest/index.ts';
+import { loadTrustedKeys, v2Keys, verifyManifest } from '../../shared/core/manifest/index.ts';
 import { createPublisher, mergeRecords, writeKeysJson } from '../../shared/core/pipeline/publish.ts';
-import { readLatestManifest, readManifest } from '../../shared/core/pipeline/state.ts';
+import { readIndex, readLatestManifest, readManifest } from '../../shared/core/pipeline/state.ts';
 import type { Clock, ObjectStore, Signer } from '../../shared/core/ports.ts';
 import { noMetrics, silentLogger } from '../../shared/core/ports.ts';
 
@@ -132,15 +132,16 @@ describe('publisher', () => {
     expect(v2.payload.modules).toHaveLength(2);
   });
 
-  it('catches latest.json up after a crash between the version write and the latest write', async () => {
+  it('catches the index up after a crash between the version write and the index write', async () => {
     const publish = publisher();
     await publish([{ kind: 'record', record: record('r.io/a', '1', 1) }]);
-    const v1 = (await store.getBytes(storageKeys.latestManifest, 1 << 20))!.bytes;
+    const v1 = (await store.getBytes(v2Keys.index, 1 << 20))!.bytes;
     await publish([{ kind: 'record', record: record('r.io/b', '1', 2) }]);
-    // Simulate the crash: latest.json still holds version 1 while manifests/2.json exists.
-    await store.put(storageKeys.latestManifest, v1, { contentType: 'application/json' });
+    // Simulate the crash: index.json still holds version 1 while index/2.json exists.
+    await store.put(v2Keys.index, v1, { contentType: 'application/json' });
     const out = await publish([{ kind: 'resign', reason: 'startup' }]);
     expect(out).toMatchObject({ published: true, version: 3, modules: 2 });
+    expect((await readIndex(store))!.payload.version).toBe(3);
     expect((await readLatestManifest(store))!.payload.version).toBe(3);
   });
 
@@ -148,6 +149,7 @@ describe('publisher', () => {
     const publish = publisher();
     for (let i = 1; i <= 25; i++) await publish([{ kind: 'record', record: record(`r.io/m${i}`, '1', i) }]);
     await rm(join(dir, 'data', 'manifests', 'latest.json'));
+    await rm(join(dir, 'data', 'manifests', 'v2', 'index.json'));
     const out = await publish([{ kind: 'record', record: record('r.io/last', '1', 99) }]);
     expect(out).toMatchObject({ published: true, version: 26, modules: 26 });
   });

@@ -1,6 +1,7 @@
 /**
  * Receiving: nothing a sender delivers is lost when storage or the queue hiccups, and the
- * answer tells the sender to retry.
+ * answer tells the sender to retry; one sender cannot queue more than its share of jobs; a
+ * stranger is refused on the head of a delivery alone.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,15 +12,43 @@ import { parseConfig } from '../../shared/core/config.ts';
 import type { MirrorJob } from '../../shared/core/domain.ts';
 import { WasmMirrorError } from '../../shared/core/errors.ts';
 import { createWebhookReceiver, type ReceiverDeps } from '../../shared/core/pipeline/receive.ts';
-import type { ObjectStore } from '../../shared/core/ports.ts';
+import type { Clock, ObjectStore } from '../../shared/core/ports.ts';
 import { noMetrics, silentLogger, systemClock } from '../../shared/core/ports.ts';
 import { DISTRIBUTION_EVENTS_V1, distributionEnvelope } from '../support/mirror.ts';
 
 const config = parseConfig(`
 sources:
   - { id: local, type: distribution, registry: "reg.example:5000", repositories: ["plugins/**"], webhookSecretEnv: HOOK }
+  - { id: gh, type: github, registry: "ghcr.io", repositories: ["acme/**"], webhookSecretEnv: HOOK }
+  - { id: hub, type: dockerhub, registry: "registry-1.docker.io", repositories: ["acme/**"], webhookSecretEnv: HOOK }
 `);
 const DIGEST = `sha256:${'a'.repeat(64)}`;
+
+/** A compact envelope of `count` manifest pushes, each to its own tag (a flood fits in the 1 MiB cap). */
+function manyPushes(count: number, batch: string): Uint8Array {
+  const events = Array.from({ length: count }, (_, i) => ({
+    id: `${batch}-${i}`,
+    action: 'push',
+    target: {
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      repository: 'plugins/a',
+      tag: `t${i}`,
+      digest: DIGEST,
+    },
+    request: { host: 'reg.example:5000' },
+  }));
+  return Buffer.from(JSON.stringify({ events }));
+}
+
+function manualClock(): Clock & { advance(ms: number): void } {
+  let t = Date.parse('2026-01-10T12:00:00Z');
+  return {
+    now: () => new Date(t),
+    advance: (ms) => {
+      t += ms;
+    },
+  };
+}
 
 describe('webhook receiver', () => {
   let dir: string;
@@ -102,6 +131,100 @@ describe('webhook receiver', () => {
     const receive = createWebhookReceiver({ ...deps, secrets: { get: async () => undefined } });
     expect(await receive(delivery())).toMatchObject({ status: 503, body: { code: 'CONFIG_INVALID' } });
     expect(await receive({ ...delivery(), sourceId: 'nope' })).toMatchObject({ status: 404 });
+    expect(queued).toHaveLength(0);
+  });
+
+  const bulk = (count: number, batch: string) => ({
+    sourceId: 'local',
+    headers: { authorization: 'Bearer hook-secret', 'content-type': DISTRIBUTION_EVENTS_V1 },
+    body: manyPushes(count, batch),
+  });
+
+  it('queues at most 100 jobs of one delivery and says how many it dropped', async () => {
+    const receive = createWebhookReceiver(deps);
+    const res = await receive(bulk(3000, 'big'));
+    expect(res).toMatchObject({
+      status: 202,
+      body: { code: 'WEBHOOK_EVENTS_CAPPED', accepted: 100, dropped: 2900 },
+    });
+    expect(res.body.message).toMatch(/100 accepted, 2900 dropped/);
+    expect(queued).toHaveLength(100);
+    // Small deliveries answer as before: no code, nothing dropped.
+    const small = await receive(bulk(3, 'small'));
+    expect(small).toEqual({ status: 202, body: { accepted: 3, ignored: [] } });
+  });
+
+  it('rate-limits jobs per source: a delivery over the budget is refused whole, and its retry taken', async () => {
+    const clock = manualClock();
+    const limited = {
+      ...config,
+      sources: config.sources.map((s) => (s.id === 'local' ? { ...s, rateLimitPerMinute: 250 } : s)),
+    };
+    const receive = createWebhookReceiver({ ...deps, config: limited, clock });
+    // The flood that once queued 60,000 jobs: 20 deliveries of 3,000 events.
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) statuses.push((await receive(bulk(3000, `flood-${i}`))).status);
+    expect(statuses.slice(0, 2)).toEqual([202, 202]);
+    expect(statuses.slice(2).every((s) => s === 429)).toBe(true);
+    expect(queued).toHaveLength(200);
+
+    const refused = await receive(bulk(100, 'genuine'));
+    expect(refused.status).toBe(429);
+    expect(refused.body).toMatchObject({ code: 'WEBHOOK_RATE_LIMITED', accepted: 0 });
+    expect(refused.body.message).toMatch(/nothing was queued/);
+    // 50 tokens left; 50 more arrive in 12 s at 250 per minute.
+    expect(refused.headers?.['retry-after']).toBe('12');
+    expect(queued).toHaveLength(200);
+
+    clock.advance(12_000);
+    // The very same delivery again: not taken for a replay, queued whole.
+    expect(await receive(bulk(100, 'genuine'))).toMatchObject({ status: 202, body: { accepted: 100 } });
+    expect(queued).toHaveLength(300);
+  });
+
+  it('gives back the job budget of a delivery the queue could not take', async () => {
+    const clock = manualClock();
+    const limited = {
+      ...config,
+      sources: config.sources.map((s) => (s.id === 'local' ? { ...s, rateLimitPerMinute: 100 } : s)),
+    };
+    const receive = createWebhookReceiver({ ...deps, config: limited, clock });
+    failSend = 1;
+    expect((await receive(bulk(100, 'retried'))).status).toBe(503);
+    expect((await receive(bulk(100, 'retried'))).status).toBe(202);
+    expect(queued).toHaveLength(100);
+  });
+
+  it('refuses a stranger on the head of a delivery, before any body is read', async () => {
+    const receive = createWebhookReceiver(deps);
+    const head = (sourceId: string, headers: Record<string, string>, pathToken?: string) =>
+      receive.admit({ sourceId, headers, ...(pathToken === undefined ? {} : { pathToken }) });
+
+    expect(await head('local', { Authorization: 'Bearer hook-secret' })).toEqual({
+      admitted: true,
+      maxBodyBytes: 1024 * 1024,
+    });
+    expect(await head('local', { Authorization: 'Bearer wrong' })).toMatchObject({
+      admitted: false,
+      response: { status: 401, body: { code: 'WEBHOOK_UNAUTHENTICATED', message: 'authentication failed' } },
+    });
+    expect(await head('local', {})).toMatchObject({ admitted: false, response: { status: 401 } });
+    expect(await head('hub', {}, 'hook-secret')).toMatchObject({ admitted: true });
+    expect(await head('hub', {}, 'wrong')).toMatchObject({ admitted: false, response: { status: 401 } });
+    // A body HMAC can only be checked with the body; a missing or malformed signature cannot pass.
+    const signature = `sha256=${'0'.repeat(64)}`;
+    expect(await head('gh', { 'X-Hub-Signature-256': signature })).toMatchObject({ admitted: true });
+    expect(await head('gh', {})).toMatchObject({ admitted: false, response: { status: 401 } });
+    expect(await head('gh', { 'x-hub-signature-256': 'sha1=abc' })).toMatchObject({
+      admitted: false,
+      response: { status: 401 },
+    });
+    expect(await head('nope', {})).toMatchObject({ admitted: false, response: { status: 404 } });
+    const noSecret = createWebhookReceiver({ ...deps, secrets: { get: async () => undefined } });
+    expect(await noSecret.admit({ sourceId: 'local', headers: {} })).toMatchObject({
+      admitted: false,
+      response: { status: 503, body: { code: 'CONFIG_INVALID' } },
+    });
     expect(queued).toHaveLength(0);
   });
 });

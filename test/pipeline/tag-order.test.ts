@@ -28,7 +28,8 @@ function observed(n: number, observedAt: string | undefined, tag = 'stable'): Pu
     size: 100 + n,
     format: 'wasm-artifact',
     kind: 'module',
-    mirroredAt: (observedAt ?? '2026-01-10T12:00:00.000Z').replace(/\.\d+Z$/, 'Z'),
+    // As the mirror writes it: the listed time is the observation.
+    mirroredAt: observedAt ?? '2026-01-10T12:00:00Z',
   };
   if (observedAt !== undefined) record.observedAt = observedAt;
   return { kind: 'record', record };

@@ -15,7 +15,7 @@ import { parseDuration } from '../../core/duration.ts';
 import { WasmMirrorError } from '../../core/errors.ts';
 import { parseReference } from '../../core/oci/reference.ts';
 import type { MirrorOutcome } from '../../core/pipeline/mirror.ts';
-import { readLatestManifest } from '../../core/pipeline/state.ts';
+import { listedEntriesOf, readListingHead } from '../../core/pipeline/state.ts';
 import type { ObjectStore, PublishRequest } from '../../core/ports.ts';
 import { silentLogger } from '../../core/ports.ts';
 import type { SourceConfig } from '../../core/sources/types.ts';
@@ -171,14 +171,11 @@ async function waitUntilListed(
   serverPid: number,
 ): Promise<number> {
   for (let attempt = 1; ; attempt++) {
-    const latest = await readLatestManifest(store);
-    const entry = latest?.payload.modules.find(
-      (m) =>
-        m.name === wanted.name &&
-        m.ociDigest === wanted.ociDigest &&
-        (wanted.tag === '' || m.tag === wanted.tag),
+    const head = await readListingHead(store);
+    const entry = (await listedEntriesOf(store, wanted.name)).find(
+      (m) => m.ociDigest === wanted.ociDigest && (wanted.tag === '' || m.tag === wanted.tag),
     );
-    if (latest !== undefined && entry !== undefined) return latest.payload.version;
+    if (head !== undefined && entry !== undefined) return head.version;
     if (Date.now() >= deadline) {
       throw new WasmMirrorError(
         'PUBLISHER_BUSY',

@@ -8,7 +8,14 @@ import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type MirrorJob, type ModuleRecord, SHA256_HEX } from '../domain.ts';
-import { type ErrorCode, isWasmMirrorError, toWasmMirrorError, WasmMirrorError } from '../errors.ts';
+import {
+  type ErrorCode,
+  isFilesystemError,
+  isWasmMirrorError,
+  storageFailure,
+  toWasmMirrorError,
+  WasmMirrorError,
+} from '../errors.ts';
 import { matchesAny } from '../glob.ts';
 import { metricNames } from '../metrics.ts';
 import type { DeliveryMeta, PulledModule, RegistryTarget } from '../ports.ts';
@@ -16,7 +23,7 @@ import type { SourceConfig } from '../sources/types.ts';
 import { type DigestNoteKind, storageKeys } from '../storage-keys.ts';
 import { type PipelineDeps, resolveCredentials } from './context.ts';
 import { isoSeconds } from './publish.ts';
-import { readLatestManifest } from './state.ts';
+import { listedEntriesOf } from './state.ts';
 
 export type MirrorDeps = Pick<
   PipelineDeps,
@@ -78,15 +85,7 @@ export function createMirror(
       });
       return outcome;
     } catch (err) {
-      // An error nobody classified (a bug, an SDK failure an adapter did not translate) is retried
-      // and ends in the dead-letter area where it is seen, rather than being dropped as permanent.
-      const error =
-        err instanceof WasmMirrorError
-          ? err
-          : new WasmMirrorError('INTERNAL', err instanceof Error ? err.message : String(err), {
-              cause: err,
-              retryable: true,
-            });
+      const error = classifyFailure(err);
       deps.metrics.count(metricNames.mirrorResults, { source: job.sourceId, reason: error.code });
       const fields = {
         ...log,
@@ -100,6 +99,24 @@ export function createMirror(
       return { status: 'rejected', error };
     }
   };
+}
+
+/**
+ * Only failures known to be permanent are acknowledged without a retry. A filesystem error (a full
+ * disk, no free descriptors) is a retryable STORAGE_FAILURE: it heals once space is freed. An
+ * error nobody classified (a bug, an SDK failure an adapter did not translate, or one wrapped as
+ * a plain INTERNAL on the way) is retried too, and ends in the dead-letter area where it is seen.
+ */
+export function classifyFailure(err: unknown): WasmMirrorError {
+  if (err instanceof WasmMirrorError && err.code !== 'INTERNAL') return err;
+  // An INTERNAL only wraps something: what it wraps decides.
+  const inner = err instanceof WasmMirrorError ? (err.cause ?? err) : err;
+  if (isFilesystemError(inner)) return storageFailure('mirror storage', inner);
+  if (err instanceof WasmMirrorError && err.retryable) return err;
+  return new WasmMirrorError('INTERNAL', err instanceof Error ? err.message : String(err), {
+    cause: inner,
+    retryable: true,
+  });
 }
 
 async function mirrorOnce(
@@ -135,9 +152,8 @@ async function mirrorOnce(
     ociDigest = job.digest!;
     observedAt = deps.clock.now().toISOString();
   }
-  const latest = await readLatestManifest(deps.store);
-  const listed = latest?.payload.modules.find(
-    (m) => m.name === name && m.ociDigest === ociDigest && (m.tag === tag || tag === ''),
+  const listed = (await listedEntriesOf(deps.store, name)).find(
+    (m) => m.ociDigest === ociDigest && (m.tag === tag || tag === ''),
   );
   if (listed !== undefined && (await deps.store.head(storageKeys.module(listed.sha256))) !== undefined) {
     if (tag !== '') {
@@ -193,7 +209,8 @@ async function mirrorOnce(
     size: pulled.size,
     format: pulled.format,
     kind: pulled.kind,
-    mirroredAt: isoSeconds(deps.clock.now()),
+    // The listed entry's time is the observation, so the publisher can order by it.
+    mirroredAt: observedAt,
     observedAt,
   };
   if (pulled.abi !== undefined) record.abi = pulled.abi;

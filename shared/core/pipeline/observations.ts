@@ -1,9 +1,10 @@
 /**
  * A tag never moves back. Each record says when the registry confirmed its tag at its digest
  * (`observedAt`); the publisher keeps, per (name, tag), the newest observation it has admitted
- * (`state/tags/…`, written only by the publisher, before the manifest that lists it) and drops
- * records about older ones, whatever order queues deliver in: a late push, a retry, a message
- * re-driven from the dead-letter queue.
+ * and drops records about older ones, whatever order queues deliver in: a late push, a retry, a
+ * message re-driven from the dead-letter queue. The listed entry's `mirroredAt` is its
+ * observation; a later re-observation of the same digest (nothing to re-list) is kept in a note
+ * (`state/tags/…`, written only by the publisher, before the manifest that depends on it).
  */
 import type { ManifestModule, ModuleRecord } from '../domain.ts';
 import { metricNames } from '../metrics.ts';
@@ -34,7 +35,7 @@ export const observedAtOf = (r: Pick<ModuleRecord, 'observedAt' | 'mirroredAt'>)
 export async function admitNewest(
   deps: ObservationDeps,
   records: readonly ModuleRecord[],
-  listed: readonly ManifestModule[],
+  listedEntry: (name: string, tag: string) => Promise<ManifestModule | undefined>,
 ): Promise<ModuleRecord[]> {
   const admitted: ModuleRecord[] = [];
   const newestByTag = new Map<string, ModuleRecord>();
@@ -51,12 +52,11 @@ export async function admitNewest(
       newestByTag.set(key, r);
     } else stale++;
   }
-  const listedByTag = new Map(listed.map((m) => [entryKey(m.name, m.tag), m]));
-  for (const [key, record] of newestByTag) {
+  for (const record of newestByTag.values()) {
     const storeKey = storageKeys.tagObservation(record.name, record.tag);
-    const known = await readObservation(deps.store, storeKey);
-    // Before any observation was stored (a mirror upgraded in place), the listed entry's time stands in.
-    const baseline = known ?? fromListed(listedByTag.get(key));
+    const listed = await listedEntry(record.name, record.tag);
+    const note = await readObservation(deps.store, storeKey);
+    const baseline = newer(fromListed(listed), note);
     const at = observedAtOf(record);
     if (baseline !== undefined) {
       const before = Date.parse(baseline.observedAt);
@@ -73,14 +73,26 @@ export async function admitNewest(
         continue;
       }
     }
-    if (known === undefined || at > Date.parse(known.observedAt)) {
-      const note: TagObservation = { ociDigest: record.ociDigest, observedAt: new Date(at).toISOString() };
-      await deps.store.put(storeKey, Buffer.from(JSON.stringify(note)), { contentType: 'application/json' });
+    // The listed digest seen again: the manifest will not change, so the note carries the time.
+    if (listed?.ociDigest === record.ociDigest && at > Date.parse(baseline?.observedAt ?? '')) {
+      const observation: TagObservation = {
+        ociDigest: record.ociDigest,
+        observedAt: new Date(at).toISOString(),
+      };
+      await deps.store.put(storeKey, Buffer.from(JSON.stringify(observation)), {
+        contentType: 'application/json',
+      });
     }
     admitted.push(record);
   }
   if (stale > 0) deps.metrics.count(metricNames.publishRecordsStale, {}, stale);
   return admitted;
+}
+
+function newer(a: TagObservation | undefined, b: TagObservation | undefined): TagObservation | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return Date.parse(b.observedAt) > Date.parse(a.observedAt) ? b : a;
 }
 
 function fromListed(entry: ManifestModule | undefined): TagObservation | undefined {

@@ -1,8 +1,10 @@
 /**
- * The publisher: folds mirror results into the next signed manifest. Publishes are serialised
- * (FIFO queue with one message group in AWS, one consumer embedded), and `manifests/<version>.json`
+ * The publisher: folds mirror results into the next signed manifest (v2: docs/manifest-v2.md).
+ * It reads only the bins the records touch and writes those bins, the pages above them and a new
+ * index, so a publish costs what changed, not the mirror's size. Publishes are serialised (FIFO
+ * queue with one message group in AWS, one consumer embedded), and `manifests/v2/index/<version>.json`
  * is create-only, so even two publishers racing can never both write a version: the loser builds
- * on the winner's manifest and tries the next version.
+ * on the winner's index and tries the next version.
  */
 import { createPublicKey } from 'node:crypto';
 import {
@@ -13,12 +15,35 @@ import {
   storageKeys,
 } from '../domain.ts';
 import { isWasmMirrorError, WasmMirrorError } from '../errors.ts';
-import { compareModules, signManifest, toManifestModule } from '../manifest/index.ts';
+import { compareModules, signManifest, signPayload, toManifestModule } from '../manifest/index.ts';
+import {
+  binOf,
+  buildTree,
+  depthFor,
+  FANOUT,
+  INDEX_PAYLOAD_TYPE,
+  INDEX_TYPE,
+  type IndexPayload,
+  type NodeLoader,
+  type Pin,
+  TreeEditor,
+  v2Keys,
+  validateIndexPayload,
+  walkEntries,
+} from '../manifest/v2.ts';
 import { metricNames } from '../metrics.ts';
 import type { PublishRequest } from '../ports.ts';
 import type { PipelineDeps } from './context.ts';
 import { admitNewest } from './observations.ts';
-import { entryKey, readLatestManifest, readManifest, type StoredManifest } from './state.ts';
+import {
+  entryKey,
+  readIndex,
+  readIndexAt,
+  readLatestManifest,
+  readManifest,
+  type StoredManifest,
+  storeNodeLoader,
+} from './state.ts';
 
 export type PublisherDeps = Pick<
   PipelineDeps,
@@ -35,50 +60,71 @@ export interface PublishOutcome {
 }
 
 const IMMUTABLE = 'public, max-age=31536000, immutable';
-/** Agents poll latest.json; a short cache keeps CDN load low without delaying a publish long. */
+/** Agents poll the index; a short cache keeps CDN load low without delaying a publish long. */
 const LATEST_CACHE = 'public, max-age=30';
 const MAX_VERSION_RACES = 20;
 
 export function createPublisher(
   deps: PublisherDeps,
 ): (requests: PublishRequest[]) => Promise<PublishOutcome> {
+  const load = storeNodeLoader(deps.store);
   return async (requests) => {
     const manual = requests.some((r) => r.kind === 'resign' && r.reason === 'manual');
-    // latest.json missing while versions exist (deleted by hand, a bucket restored in part):
-    // continue from the highest version rather than walking up from 1.
-    let base = (await readLatestManifest(deps.store)) ?? (await readHighestVersion(deps.store));
+    let base = await readBase(deps);
+    const editorFor = (b: Base) => new TreeEditor(b.root, b.depth, b.entries, load);
+    const lookup = editorFor(base);
     const records = await admitNewest(
       deps,
       requests.flatMap((r) => (r.kind === 'record' ? [r.record] : [])),
-      base?.payload.modules ?? [],
+      async (name, tag) =>
+        (await lookup.bin(binOf(name, base.depth))).find((m) => m.name === name && m.tag === tag),
     );
-    // A version past latest.json exists when an earlier publish stopped between its two writes
-    // (or another publisher won a race): adopt it so latest.json catches up.
-    let mustAdvance = false;
+    // A version past index.json exists when an earlier publish stopped between its writes (or
+    // another publisher won a race): adopt it so index.json catches up.
+    let mustAdvance = base.fromV1 && base.version > 0;
     for (let race = 0; race < MAX_VERSION_RACES; race++) {
-      const ahead = await readManifest(deps.store, storageKeys.manifest((base?.payload.version ?? 0) + 1));
+      const ahead = await readIndexAt(deps.store, v2Keys.indexVersion(base.version + 1));
       if (ahead !== undefined) {
-        base = ahead;
+        base = fromIndex(ahead.payload);
         mustAdvance = true;
         continue;
       }
       const now = deps.clock.now();
-      const { modules, changed } = mergeRecords(base?.payload.modules ?? [], records);
-      if (base !== undefined && !changed && !mustAdvance && !manual && !needsResign(base, deps, now)) {
-        const { version, issuedAt, expiresAt } = base.payload;
-        return { published: false, version, modules: modules.length, issuedAt, expiresAt };
+      const editor = editorFor(base);
+      const changed = await applyRecords(editor, records);
+      let tree = await editor.commit();
+      let depth = base.depth;
+      if (depthFor(tree.entries, depth) > depth || base.fromV1) {
+        // The tree outgrew its depth (or is built for the first time from a v1 manifest): rebin.
+        depth = depthFor(tree.entries, depth);
+        const all: ManifestModule[] = [];
+        for await (const m of walkEntries(
+          tree.root,
+          base.depth,
+          async (sha) => tree.nodes.get(sha) ?? (await load(sha)),
+        ))
+          all.push(m);
+        tree = buildTree(all, depth);
       }
-      const payload: ManifestPayload = {
-        type: MANIFEST_TYPE,
+      if (base.version > 0 && !changed && !mustAdvance && !manual && !needsResign(base, deps, now)) {
+        const { version, issuedAt, expiresAt, entries } = base;
+        return { published: false, version, modules: entries, issuedAt, expiresAt };
+      }
+      const payload: IndexPayload = {
+        type: INDEX_TYPE,
         mirror: deps.config.mirror.name,
-        version: (base?.payload.version ?? 0) + 1,
+        version: base.version + 1,
         issuedAt: isoSeconds(now),
         expiresAt: isoSeconds(new Date(now.getTime() + deps.config.mirror.manifestTtlMs)),
-        modules,
+        entries: tree.entries,
+        depth,
+        root: tree.root,
       };
-      const signed = await signManifest(payload, deps.signer);
+      // Nodes first: everything the index pins exists before anyone can read the index.
+      await writeNodes(deps, tree.nodes);
+      const signed = await signPayload(INDEX_PAYLOAD_TYPE, validateIndexPayload(payload), deps.signer);
       try {
-        await deps.store.create(storageKeys.manifest(payload.version), signed.bytes, {
+        await deps.store.create(v2Keys.indexVersion(payload.version), signed.bytes, {
           contentType: 'application/json',
           cacheControl: IMMUTABLE,
         });
@@ -87,21 +133,23 @@ export function createPublisher(
         deps.logger.warn('manifest version already written, building on it', { version: payload.version });
         continue;
       }
-      await deps.store.put(storageKeys.latestManifest, signed.bytes, {
+      await deps.store.put(v2Keys.index, signed.bytes, {
         contentType: 'application/json',
         cacheControl: LATEST_CACHE,
       });
+      if (deps.config.mirror.legacyManifest) await writeLegacyManifest(deps, payload, tree, load);
       deps.metrics.count(metricNames.manifestsPublished);
       deps.logger.info('manifest published', {
         version: payload.version,
-        modules: modules.length,
+        modules: payload.entries,
         records: records.length,
+        nodesWritten: tree.nodes.size,
         expiresAt: payload.expiresAt,
       });
       return {
         published: true,
         version: payload.version,
-        modules: modules.length,
+        modules: payload.entries,
         issuedAt: payload.issuedAt,
         expiresAt: payload.expiresAt,
       };
@@ -110,6 +158,143 @@ export function createPublisher(
       retryable: true,
     });
   };
+}
+
+interface Base {
+  version: number;
+  mirror: string;
+  issuedAt: string;
+  expiresAt: string;
+  entries: number;
+  depth: number;
+  root: Pin[];
+  /** Built from a v1 manifest (a mirror upgraded in place): the first v2 publish must happen. */
+  fromV1: boolean;
+}
+
+const EMPTY_ROOT: Pin[] = Array.from({ length: FANOUT }, () => null);
+
+function fromIndex(p: IndexPayload): Base {
+  const { version, mirror, issuedAt, expiresAt, entries, depth, root } = p;
+  return { version, mirror, issuedAt, expiresAt, entries, depth, root, fromV1: false };
+}
+
+/**
+ * The manifest to build on: index.json; else the highest index version (index.json lost); else
+ * a v1 manifest (the tree is built from its list, its version continued); else nothing yet.
+ */
+async function readBase(deps: PublisherDeps): Promise<Base> {
+  const index = (await readIndex(deps.store)) ?? (await readHighestIndex(deps.store));
+  if (index !== undefined) return fromIndex(index.payload);
+  const v1 = (await readLatestManifest(deps.store)) ?? (await readHighestVersion(deps.store));
+  if (v1 !== undefined) {
+    const { version, mirror, issuedAt, expiresAt, modules } = v1.payload;
+    const depth = depthFor(modules.length);
+    const tree = buildTree(modules, depth);
+    await writeNodes(deps, tree.nodes);
+    return {
+      version,
+      mirror,
+      issuedAt,
+      expiresAt,
+      entries: modules.length,
+      depth,
+      root: tree.root,
+      fromV1: true,
+    };
+  }
+  const never = new Date(0).toISOString();
+  return {
+    version: 0,
+    mirror: deps.config.mirror.name,
+    issuedAt: never,
+    expiresAt: never,
+    entries: 0,
+    depth: 1,
+    root: EMPTY_ROOT,
+    fromV1: false,
+  };
+}
+
+/** Folds records into the bins they fall in; true when any bin changed. */
+async function applyRecords(editor: TreeEditor, records: readonly ModuleRecord[]): Promise<boolean> {
+  const byBin = new Map<string, ModuleRecord[]>();
+  for (const r of records) {
+    const prefix = binOf(r.name, editor.depth);
+    byBin.set(prefix, [...(byBin.get(prefix) ?? []), r]);
+  }
+  let changed = false;
+  for (const [prefix, binRecords] of byBin) {
+    const merged = mergeRecords(await editor.bin(prefix), binRecords);
+    if (!merged.changed) continue;
+    editor.setBin(prefix, merged.modules);
+    changed = true;
+  }
+  return changed;
+}
+
+/** Content-addressed and immutable: a node already there (an earlier publish, a retry) is the same bytes. */
+async function writeNodes(deps: PublisherDeps, nodes: ReadonlyMap<string, Uint8Array>): Promise<void> {
+  for (const [sha256, bytes] of nodes) {
+    try {
+      await deps.store.create(v2Keys.node(sha256), bytes, {
+        contentType: 'application/json',
+        sha256,
+        cacheControl: IMMUTABLE,
+      });
+    } catch (err) {
+      if (!isWasmMirrorError(err, 'ALREADY_EXISTS')) throw err;
+    }
+  }
+}
+
+/**
+ * The v1 document for agents not yet on v2, kept for one release (`mirror.legacyManifest`): the
+ * whole list, signed, as `manifests/<version>.json` and `manifests/latest.json`.
+ */
+async function writeLegacyManifest(
+  deps: PublisherDeps,
+  index: IndexPayload,
+  tree: { root: Pin[]; nodes: ReadonlyMap<string, Uint8Array> },
+  load: NodeLoader,
+): Promise<void> {
+  const modules: ManifestModule[] = [];
+  for await (const m of walkEntries(
+    tree.root,
+    index.depth,
+    async (sha) => tree.nodes.get(sha) ?? (await load(sha)),
+  ))
+    modules.push(m);
+  const payload: ManifestPayload = {
+    type: MANIFEST_TYPE,
+    mirror: index.mirror,
+    version: index.version,
+    issuedAt: index.issuedAt,
+    expiresAt: index.expiresAt,
+    modules: modules.sort(compareModules),
+  };
+  const signed = await signManifest(payload, deps.signer);
+  try {
+    await deps.store.create(storageKeys.manifest(payload.version), signed.bytes, {
+      contentType: 'application/json',
+      cacheControl: IMMUTABLE,
+    });
+  } catch (err) {
+    if (!isWasmMirrorError(err, 'ALREADY_EXISTS')) throw err;
+  }
+  await deps.store.put(storageKeys.latestManifest, signed.bytes, {
+    contentType: 'application/json',
+    cacheControl: LATEST_CACHE,
+  });
+}
+
+async function readHighestIndex(store: PublisherDeps['store']) {
+  let highest = 0;
+  for await (const object of store.list('manifests/v2/index/')) {
+    const match = /^manifests\/v2\/index\/([1-9][0-9]*)\.json$/.exec(object.key);
+    if (match !== null) highest = Math.max(highest, Number(match[1]));
+  }
+  return highest === 0 ? undefined : readIndexAt(store, v2Keys.indexVersion(highest));
 }
 
 async function readHighestVersion(store: PublisherDeps['store']): Promise<StoredManifest | undefined> {
@@ -121,9 +306,9 @@ async function readHighestVersion(store: PublisherDeps['store']): Promise<Stored
   return highest === 0 ? undefined : readManifest(store, storageKeys.manifest(highest));
 }
 
-function needsResign(base: StoredManifest, deps: PublisherDeps, now: Date): boolean {
-  if (base.payload.mirror !== deps.config.mirror.name) return true;
-  return Date.parse(base.payload.expiresAt) - now.getTime() < deps.config.mirror.resignBeforeMs;
+function needsResign(base: Base, deps: PublisherDeps, now: Date): boolean {
+  if (base.mirror !== deps.config.mirror.name) return true;
+  return Date.parse(base.expiresAt) - now.getTime() < deps.config.mirror.resignBeforeMs;
 }
 
 /**

@@ -2,8 +2,25 @@
  * Reading the mirror's own published state. The newest envelope in storage is the source of
  * truth for what is listed: no database, and the publisher is the only writer.
  */
-import { type DsseEnvelope, MANIFEST_PAYLOAD_TYPE, type ManifestPayload, storageKeys } from '../domain.ts';
+import {
+  type DsseEnvelope,
+  MANIFEST_PAYLOAD_TYPE,
+  type ManifestModule,
+  type ManifestPayload,
+  storageKeys,
+} from '../domain.ts';
 import { WasmMirrorError } from '../errors.ts';
+import {
+  binOf,
+  INDEX_PAYLOAD_TYPE,
+  type IndexPayload,
+  MAX_INDEX_BYTES,
+  type NodeLoader,
+  readBin,
+  v2Keys,
+  validateIndexPayload,
+  walkEntries,
+} from '../manifest/v2.ts';
 import type { ObjectStore } from '../ports.ts';
 
 /** Far above any real manifest; a bigger object in our own bucket means something is wrong. */
@@ -53,6 +70,89 @@ export const entryKey = (name: string, tag: string): string => `${name}\u0000${t
 
 /** What the newest manifest lists, as reconcile compares it: `<name>:<tag>` → OCI manifest digest. */
 export async function listedTags(store: ObjectStore): Promise<Map<string, string>> {
-  const latest = await readLatestManifest(store);
-  return new Map((latest?.payload.modules ?? []).map((m) => [`${m.name}:${m.tag}`, m.ociDigest]));
+  return new Map((await listAllEntries(store)).map((m) => [`${m.name}:${m.tag}`, m.ociDigest]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manifest v2: the index and the tree it pins. Read from the mirror's own storage, so envelopes
+// are decoded, not verified; every node is still checked against its pin and position.
+
+export interface StoredIndex {
+  payload: IndexPayload;
+  bytes: Uint8Array;
+}
+
+export function decodeOwnIndex(bytes: Uint8Array, key: string): IndexPayload {
+  try {
+    const envelope = JSON.parse(Buffer.from(bytes).toString('utf8')) as DsseEnvelope;
+    if (envelope.payloadType !== INDEX_PAYLOAD_TYPE) throw new Error(`payloadType ${envelope.payloadType}`);
+    return validateIndexPayload(JSON.parse(Buffer.from(envelope.payload, 'base64').toString('utf8')));
+  } catch (err) {
+    throw new WasmMirrorError(
+      'STORAGE_FAILURE',
+      `stored index ${key} is unreadable: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
+export async function readIndexAt(store: ObjectStore, key: string): Promise<StoredIndex | undefined> {
+  const found = await store.getBytes(key, MAX_INDEX_BYTES);
+  if (found === undefined) return undefined;
+  return { payload: decodeOwnIndex(found.bytes, key), bytes: found.bytes };
+}
+
+export function readIndex(store: ObjectStore): Promise<StoredIndex | undefined> {
+  return readIndexAt(store, v2Keys.index);
+}
+
+/** Nodes from the mirror's own storage. */
+export function storeNodeLoader(store: ObjectStore): NodeLoader {
+  return async (sha256) => (await store.getBytes(v2Keys.node(sha256), MAX_NODE_BYTES))?.bytes;
+}
+const MAX_NODE_BYTES = 8 * 1024 * 1024;
+
+/** What is listed now, in v1's payload shape: from the v2 tree, or from a v1-only mirror. */
+export interface Listing {
+  mirror: string;
+  version: number;
+  issuedAt: string;
+  expiresAt: string;
+  entries: number;
+}
+
+/** The manifest in force, without its entries (cheap: one small object). */
+export async function readListingHead(store: ObjectStore): Promise<Listing | undefined> {
+  const index = await readIndex(store);
+  if (index !== undefined) {
+    const { mirror, version, issuedAt, expiresAt, entries } = index.payload;
+    return { mirror, version, issuedAt, expiresAt, entries };
+  }
+  const v1 = await readLatestManifest(store);
+  if (v1 === undefined) return undefined;
+  const { mirror, version, issuedAt, expiresAt, modules } = v1.payload;
+  return { mirror, version, issuedAt, expiresAt, entries: modules.length };
+}
+
+/** The listed entries of one name: one bin read, whatever the mirror's size. */
+export async function listedEntriesOf(store: ObjectStore, name: string): Promise<ManifestModule[]> {
+  const index = await readIndex(store);
+  if (index !== undefined) {
+    const { root, depth } = index.payload;
+    const bin = await readBin(root, depth, binOf(name, depth), storeNodeLoader(store));
+    return bin.filter((m) => m.name === name);
+  }
+  return (await readLatestManifest(store))?.payload.modules.filter((m) => m.name === name) ?? [];
+}
+
+/** Every listed entry (a whole walk: status pages, reconcile, `verify`). */
+export async function listAllEntries(store: ObjectStore): Promise<ManifestModule[]> {
+  const index = await readIndex(store);
+  if (index === undefined) return (await readLatestManifest(store))?.payload.modules ?? [];
+  const out: ManifestModule[] = [];
+  for await (const m of walkEntries(index.payload.root, index.payload.depth, storeNodeLoader(store)))
+    out.push(m);
+  return out;
 }
