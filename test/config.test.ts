@@ -37,6 +37,7 @@ describe('config', () => {
       maxModuleBytes: 256 * 1024 * 1024,
       legacyManifest: true,
       publishIntervalMs: 2000,
+      gcGraceMs: 24 * 3600_000,
     });
     expect(config.sources[0]).toMatchObject({
       id: 'local',

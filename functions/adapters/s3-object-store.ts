@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import {
+  DeleteObjectCommand,
   GetObjectCommand,
   type GetObjectCommandOutput,
   HeadObjectCommand,
@@ -54,6 +55,16 @@ export class S3ObjectStore implements ObjectStore {
     this.client = options.client ?? new S3Client(options.clientConfig ?? {});
     this.partSize = Math.max(options.partSize ?? 8 * 1024 * 1024, MIN_PART_SIZE);
     this.queueSize = options.queueSize ?? 4;
+  }
+
+  async delete(key: string): Promise<void> {
+    validateObjectKey(key);
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw wrapSdkError('STORAGE_FAILURE', `S3 DeleteObject ${key}`, err, { key });
+    }
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {

@@ -9,6 +9,7 @@ import { WasmMirrorError } from './errors.ts';
 import { recordManifestGauges } from './metrics.ts';
 import type { PipelineDeps } from './pipeline/context.ts';
 import { resolveCredentials } from './pipeline/context.ts';
+import { collectGarbage } from './pipeline/garbage.ts';
 import { createMirror, createMirrorHandler, type MirrorOutcome } from './pipeline/mirror.ts';
 import { createPublisher, type PublishOutcome, writeKeysJson } from './pipeline/publish.ts';
 import { createWebhookReceiver, type WebhookEndpoint } from './pipeline/receive.ts';
@@ -65,6 +66,8 @@ export function createMirrorApp(deps: PipelineDeps, options: MirrorAppOptions = 
       }
       const outcome = await publisher(requests);
       if (outcome.published) lastPublishedAt = deps.clock.now().getTime();
+      // The scheduled pass: retention ran over every name; now the bytes nobody can need go.
+      if (requests.some((r) => r.kind === 'resign' && r.reason === 'schedule')) await collectGarbage(deps);
       recordManifestGauges(deps.metrics, outcome, deps.clock.now());
       return outcome;
     },

@@ -1,5 +1,5 @@
 /**
- * The config file (DESIGN.md, "Config file"): YAML or JSON, parsed once into a frozen, typed
+ * The config file (docs/config.md): YAML or JSON, parsed once into a frozen, typed
  * object. Unknown keys and bad values are errors that name the key, so a typo never silently
  * turns a check off.
  */
@@ -8,7 +8,9 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
 import { WasmMirrorError } from './errors.ts';
-import { SOURCE_TYPES, type SourceConfig } from './sources/types.ts';
+import { type RetentionPolicy, SOURCE_TYPES, type SourceConfig } from './sources/types.ts';
+
+export type { RetentionPolicy } from './sources/types.ts';
 
 export interface MirrorSettings {
   /** The manifest's `mirror`; agents pin it. */
@@ -23,6 +25,10 @@ export interface MirrorSettings {
   legacyManifest: boolean;
   /** Least time between two published versions: a burst of pushes becomes few versions. */
   publishIntervalMs: number;
+  /** Retention for every source that sets none of its own. */
+  retention?: RetentionPolicy;
+  /** How long a module no manifest lists stays in storage after the last manifest listing it expired. */
+  gcGraceMs: number;
 }
 
 export interface MirrorConfig {
@@ -34,6 +40,7 @@ export const DEFAULT_MANIFEST_TTL_MS = 48 * 3600_000;
 export const DEFAULT_MAX_MODULE_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_RATE_LIMIT_PER_MINUTE = 600;
 export const DEFAULT_PUBLISH_INTERVAL_MS = 2000;
+export const DEFAULT_GC_GRACE_MS = 24 * 3600_000;
 
 const SOURCE_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const MIRROR_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -54,6 +61,7 @@ export const defaultConfig = (): MirrorConfig =>
       maxModuleBytes: DEFAULT_MAX_MODULE_BYTES,
       legacyManifest: true,
       publishIntervalMs: DEFAULT_PUBLISH_INTERVAL_MS,
+      gcGraceMs: DEFAULT_GC_GRACE_MS,
     },
     sources: [],
   });
@@ -80,13 +88,7 @@ export function parseConfig(text: string, origin = 'config'): MirrorConfig {
     // JSON is YAML; uniqueKeys rejects duplicates, a low alias cap refuses "billion laughs".
     raw = parseYaml(text, { uniqueKeys: true, maxAliasCount: 16, prettyErrors: false });
   } catch (err) {
-    throw new WasmMirrorError(
-      'CONFIG_INVALID',
-      `${origin}: not valid YAML or JSON: ${(err as Error).message}`,
-      {
-        cause: err,
-      },
-    );
+    throw new WasmMirrorError('CONFIG_INVALID', syntaxErrorMessage(text, origin, err), { cause: err });
   }
   const parsed = configSchema.safeParse(raw ?? {});
   if (!parsed.success) {
@@ -115,6 +117,8 @@ export function parseConfig(text: string, origin = 'config'): MirrorConfig {
       maxModuleBytes: m.maxModuleSize ?? defaults.maxModuleBytes,
       legacyManifest: m.legacyManifest ?? defaults.legacyManifest,
       publishIntervalMs: m.publishInterval ?? defaults.publishIntervalMs,
+      gcGraceMs: m.gcGrace ?? defaults.gcGraceMs,
+      ...(m.retention === undefined ? {} : { retention: toRetention(m.retention) }),
     },
     sources,
   });
@@ -170,6 +174,28 @@ const positiveInt = z
   .positive({ error: 'must be a positive integer' });
 const mapping = { error: 'must be a mapping' };
 
+const tagGlob = /^[A-Za-z0-9_.*?-][A-Za-z0-9_.*?-]{0,127}$/;
+const retentionSchema = z.strictObject(
+  {
+    keepTags: positiveInt.optional(),
+    maxAge: durationValue.optional(),
+    pin: z.array(text(tagGlob), { error: 'must be a list of tag globs' }).optional(),
+  },
+  mapping,
+);
+
+function toRetention(r: {
+  keepTags?: number | undefined;
+  maxAge?: number | undefined;
+  pin?: string[] | undefined;
+}): RetentionPolicy {
+  const out: RetentionPolicy = {};
+  if (r.keepTags !== undefined) out.keepTags = r.keepTags;
+  if (r.maxAge !== undefined) out.maxAgeMs = r.maxAge;
+  if (r.pin !== undefined) out.pin = r.pin;
+  return out;
+}
+
 const sourceSchema = z.strictObject(
   {
     id: text(SOURCE_ID),
@@ -188,6 +214,15 @@ const sourceSchema = z.strictObject(
       .optional(),
     reconcileInterval: durationValue.optional(),
     rateLimitPerMinute: positiveInt.optional(),
+    retention: retentionSchema
+      .extend({
+        overrides: z
+          .array(retentionSchema.extend({ repositories: z.array(text(REPOSITORY_GLOB)).min(1) }), {
+            error: 'must be a list',
+          })
+          .optional(),
+      })
+      .optional(),
   },
   mapping,
 );
@@ -203,6 +238,8 @@ const configSchema = z.strictObject(
           maxModuleSize: sizeValue.optional(),
           legacyManifest: flag.optional(),
           publishInterval: durationOrZero.optional(),
+          gcGrace: durationOrZero.optional(),
+          retention: retentionSchema.optional(),
         },
         mapping,
       )
@@ -231,6 +268,15 @@ function toSource(s: z.infer<typeof sourceSchema>, at: string, origin: string): 
   }
   if (s.webhookHeader !== undefined) source.webhookHeader = s.webhookHeader.toLowerCase();
   if (s.credentials !== undefined) source.credentials = { ...s.credentials };
+  if (s.retention !== undefined) {
+    source.retention = toRetention(s.retention);
+    if (s.retention.overrides !== undefined) {
+      source.retention.overrides = s.retention.overrides.map((o) => ({
+        ...toRetention(o),
+        repositories: o.repositories,
+      }));
+    }
+  }
   if (s.reconcileInterval !== undefined) {
     if (s.reconcileInterval < 10_000) fail(origin, `${at}.reconcileInterval`, 'must be at least 10s');
     source.reconcileIntervalMs = s.reconcileInterval;
@@ -260,12 +306,26 @@ function issueMessage(issue: z.core.$ZodIssue, value: unknown): string {
   return issue.message;
 }
 
+/** The keys the schema knows at `path`, found by walking the schema itself, so every mapping is covered. */
 function knownKeysAt(path: readonly PropertyKey[]): Record<string, unknown> {
-  const last = path.filter((p) => typeof p === 'string').at(-1);
-  if (last === 'mirror') return configSchema.shape.mirror.unwrap().shape;
-  if (last === 'credentials') return sourceSchema.shape.credentials.unwrap().shape;
-  if (last === 'sources') return sourceSchema.shape;
-  return configSchema.shape;
+  let schema = objectAt(configSchema);
+  for (const key of path) {
+    if (typeof key !== 'string') continue;
+    const next = schema?.shape[key];
+    schema = next === undefined ? undefined : objectAt(next as z.ZodType);
+  }
+  return schema?.shape ?? configSchema.shape;
+}
+
+/** The object schema under optional / default / array / pipe wrappers, if there is one. */
+function objectAt(schema: z.ZodType): z.ZodObject | undefined {
+  let current: z.ZodType | undefined = schema;
+  for (let depth = 0; current !== undefined && depth < 8; depth++) {
+    if (current instanceof z.ZodObject) return current;
+    const def = current._zod.def as { innerType?: z.ZodType; element?: z.ZodType; in?: z.ZodType };
+    current = def.innerType ?? def.element ?? def.in;
+  }
+  return undefined;
 }
 
 /** Parses `256MiB`, `10MB`, `512KiB` or a number of bytes. */
@@ -284,6 +344,29 @@ export function parseSize(value: string | number): number | undefined {
   };
   const n = Number(match[1]) * unit[match[2] ?? 'B']!;
   return n > 0 && Number.isSafeInteger(n) ? n : undefined;
+}
+
+/**
+ * `FILE: line 3, column 5: not valid YAML or JSON: <reason>`, then the line with a caret under the
+ * column: a syntax error says where it is, not only what.
+ */
+function syntaxErrorMessage(text: string, origin: string, err: unknown): string {
+  const reason = (err as Error).message;
+  const offset = (err as { pos?: [number, number] }).pos?.[0];
+  if (offset === undefined) return `${origin}: not valid YAML or JSON: ${reason}`;
+  const lineStart = text.lastIndexOf('\n', offset - 1) + 1;
+  const lineEnd = text.indexOf('\n', lineStart);
+  const lineText = text.slice(lineStart, lineEnd === -1 ? undefined : lineEnd).replace(/\r$/, '');
+  const line = text.slice(0, lineStart).split('\n').length;
+  const column = offset - lineStart + 1;
+  const gutter = String(line).length;
+  // Tabs stay tabs under the caret, so it lines up wherever the line is shown.
+  const pad = lineText.slice(0, column - 1).replace(/[^\t]/g, ' ');
+  return [
+    `${origin}: line ${line}, column ${column}: not valid YAML or JSON: ${reason}`,
+    `  ${line} | ${lineText}`,
+    `  ${' '.repeat(gutter)} | ${pad}^`,
+  ].join('\n');
 }
 
 function fail(origin: string, key: string, message: string): never {

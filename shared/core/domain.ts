@@ -5,8 +5,12 @@
  */
 import { WasmMirrorError } from './errors.ts';
 
-/** How the module was packaged in the registry (DESIGN.md, "Wasm formats accepted"). */
-export type WasmFormat = 'wasm-artifact' | 'compat-image' | 'cncf-wasm';
+/**
+ * How the module was packaged in the registry. Istio's own `oci://` fetcher loads `compat-image`
+ * and `wasm-artifact`; the others are the mirror's extensions (`istioLoadsFormat` in
+ * wasm/formats.ts tells them apart).
+ */
+export type WasmFormat = 'wasm-artifact' | 'compat-image' | 'cncf-wasm' | 'wasm-artifact-1layer';
 
 export type WasmKind = 'module' | 'component';
 

@@ -112,3 +112,38 @@ export function toWasmMirrorError(err: unknown, fallback: ErrorCode = 'INTERNAL'
   const message = err instanceof Error ? err.message : String(err);
   return new WasmMirrorError(fallback, message, { cause: err });
 }
+
+/** errno codes that always mean the local disk or the process's file table, never content or a peer. */
+const STORAGE_ERRNO_CODES = new Set([
+  'ENOSPC',
+  'EDQUOT',
+  'EIO',
+  'EMFILE',
+  'ENFILE',
+  'EROFS',
+  'EFBIG',
+  'ESTALE',
+]);
+
+/**
+ * Whether `err` is a filesystem failure: a disk that is full, read-only or failing, no free file
+ * descriptors, or any errno error Node's fs module raised about a path.
+ */
+export function isFilesystemError(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const { code, path, syscall } = err as { code?: unknown; path?: unknown; syscall?: unknown };
+  if (typeof code !== 'string') return false;
+  if (STORAGE_ERRNO_CODES.has(code)) return true;
+  return typeof path === 'string' && typeof syscall === 'string' && /^E[A-Z0-9]+$/.test(code);
+}
+
+/**
+ * A filesystem failure as a retryable STORAGE_FAILURE: once space or descriptors are freed, the
+ * same work succeeds, so it must be retried (and dead-lettered if it never does), not dropped.
+ * A WasmMirrorError passes through.
+ */
+export function storageFailure(action: string, err: unknown): WasmMirrorError {
+  if (err instanceof WasmMirrorError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new WasmMirrorError('STORAGE_FAILURE', `${action}: ${message}`, { cause: err, retryable: true });
+}

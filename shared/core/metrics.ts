@@ -7,8 +7,18 @@ import type { Metrics } from './ports.ts';
 export const metricNames = {
   webhooks: 'webhooks_total',
   webhookEventsIgnored: 'webhook_events_ignored_total',
+  /** Jobs of a delivery past the per-delivery cap, acknowledged but not queued. */
+  webhookJobsDropped: 'webhook_jobs_dropped_total',
+  /** Requests the embedded server refused before reading them (`reason`: bad-target, body-budget, body-timeout). */
+  httpRequestsRefused: 'http_requests_refused_total',
+  /** Connections dropped at the embedded server's connection cap. */
+  httpConnectionsDropped: 'http_connections_dropped_total',
+  /** Crash leftovers (temp files no live operation owns) removed from the data directory. */
+  leftoversRemoved: 'leftovers_removed_total',
   mirrorResults: 'mirror_results_total',
   manifestsPublished: 'manifests_published_total',
+  /** Module bytes deleted after retention unlisted them and every manifest listing them expired. */
+  modulesDeleted: 'modules_deleted_total',
   /** Records dropped because their tag was observed later at another digest. */
   publishRecordsStale: 'publish_records_stale_total',
   publishRequestsMalformed: 'publish_requests_malformed',

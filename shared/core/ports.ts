@@ -50,6 +50,8 @@ export interface ObjectStore {
   create(key: string, body: ObjectBody, options: PutOptions): Promise<ObjectInfo>;
   /** Keys under a prefix, in lexicographic order. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** Removes an object; removing one that is not there is not an error (retention, GC). */
+  delete(key: string): Promise<void>;
 }
 
 // ---------------------------------------------------------------------------------------------

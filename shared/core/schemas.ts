@@ -29,7 +29,7 @@ export const moduleRecordSchema = z.strictObject({
   ociDigest: z.string().regex(SHA256_DIGEST),
   sha256: z.string().regex(SHA256_HEX),
   size: z.number().int().nonnegative(),
-  format: z.enum(['wasm-artifact', 'compat-image', 'cncf-wasm']),
+  format: z.enum(['wasm-artifact', 'compat-image', 'cncf-wasm', 'wasm-artifact-1layer']),
   kind: z.enum(['module', 'component']),
   abi: z.string().max(128).optional(),
   mirroredAt: isoTime,

@@ -22,6 +22,8 @@ export const storageKeys = {
   /** `state/tags/<sha256(name NUL tag)>.json`: the newest registry observation of a tag; the publisher's alone. */
   tagObservation: (name: string, tag: string) =>
     `${statePrefixes.tags}${sha256Hex(`${name}\u0000${tag}`)}.json`,
+  /** `state/unlisted/<sha256>`: since when no manifest lists a module (its bytes go after a grace period). */
+  unlistedNote: (sha256Hex: string) => `${statePrefixes.unlisted}${sha256Hex}`,
   /** `state/<kind>/<sha256(name@digest)>.json`. */
   digestNote: (kind: DigestNoteKind, name: string, ociDigest: string) =>
     `state/${kind}/${sha256Hex(`${name}@${ociDigest}`)}.json`,
@@ -33,6 +35,7 @@ export const statePrefixes = {
   pulled: 'state/pulled/',
   rejected: 'state/rejected/',
   tags: 'state/tags/',
+  unlisted: 'state/unlisted/',
 } as const;
 
 export const publishedPrefixes = {

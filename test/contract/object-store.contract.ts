@@ -82,6 +82,19 @@ export function describeObjectStoreContract(
       expect((await collect(stream!.body)).toString()).toBe('{"hello":"world"}');
     });
 
+    it('deletes an object; deleting a missing one is not an error', async () => {
+      // Prepare
+      await store.put('modules/sha256/gone.wasm', text('x'), JSON_TYPE);
+
+      // Act
+      await store.delete('modules/sha256/gone.wasm');
+      await store.delete('modules/sha256/gone.wasm');
+
+      // Assess
+      expect(await store.head('modules/sha256/gone.wasm')).toBeUndefined();
+      await expect(store.delete('../escape')).rejects.toMatchObject({ code: 'INVALID_KEY' });
+    });
+
     it('answers undefined for a missing key', async () => {
       expect(await store.head('manifests/404.json')).toBeUndefined();
       expect(await store.getBytes('manifests/404.json', 10)).toBeUndefined();

@@ -49,6 +49,7 @@ function counting(store: ObjectStore): { store: ObjectStore; writes: string[] } 
     getBytes: (k, m) => store.getBytes(k, m),
     getStream: (k, r) => store.getStream(k, r),
     list: (p) => store.list(p),
+    delete: (k) => store.delete(k),
     put: (k, b, o) => {
       writes.push(k);
       return store.put(k, b, o);

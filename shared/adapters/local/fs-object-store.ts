@@ -116,7 +116,11 @@ export class FsObjectStore implements ObjectStore {
     this.initialized ??= (async () => {
       await ensureDir(this.root);
       await this.sweepTemps(this.root, Date.now() - this.staleTempMs);
-    })();
+    })().catch((err) => {
+      // Not remembered: a disk that was full or not yet mounted may be fine on the next call.
+      this.initialized = undefined;
+      throw storageError('open', this.root, err);
+    });
     return this.initialized;
   }
 
@@ -124,6 +128,17 @@ export class FsObjectStore implements ObjectStore {
   pathOf(key: string): string {
     validateKey(key);
     return join(this.root, ...key.split('/'));
+  }
+
+  async delete(key: string): Promise<void> {
+    const path = this.pathOf(key);
+    await this.init();
+    try {
+      await unlink(path);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return;
+      throw storageError('delete', key, err);
+    }
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {

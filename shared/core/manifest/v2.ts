@@ -353,6 +353,25 @@ export class TreeEditor {
     this.#dirty.add(prefix);
   }
 
+  /** Every bin that holds entries, in prefix order (reads the pages on the way, not the bins). */
+  async binPrefixes(): Promise<string[]> {
+    const out: string[] = [];
+    const walk = async (prefix: string): Promise<void> => {
+      const children = await this.#children(prefix);
+      for (let i = 0; i < FANOUT; i++) {
+        const child = prefix + i.toString(16);
+        const held = this.#bins.get(child);
+        if (child.length === this.#depth) {
+          if (held !== undefined ? held.length > 0 : children[i] !== null) out.push(child);
+        } else if (children[i] !== null || [...this.#bins.keys()].some((k) => k.startsWith(child))) {
+          await walk(child);
+        }
+      }
+    };
+    await walk('');
+    return out;
+  }
+
   /** Bins changed since the editor was made. */
   get changedBins(): string[] {
     return [...this.#dirty];

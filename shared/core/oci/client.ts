@@ -54,7 +54,7 @@ export interface BlobOptions {
   onProgress?: (received: number, total: number) => void;
 }
 
-type What = 'manifest' | 'blob' | 'tags';
+export type What = 'manifest' | 'blob' | 'tags';
 
 const MAX_ERROR_BODY = 64 * 1024;
 
@@ -274,7 +274,8 @@ export class RegistryClient {
           throw retryable;
         }
         if (!res.ok) {
-          const err = await errorFromResponse(res, what, target);
+          const reference = path.startsWith('manifests/') ? path.slice('manifests/'.length) : undefined;
+          const err = await errorFromResponse(res, what, target, reference);
           ex.call.dispose();
           throw err;
         }
@@ -295,11 +296,16 @@ export function sha256Digest(bytes: Uint8Array): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
 
-/** Maps a failed response (the registry's JSON error body when there is one) to an error code. */
-async function errorFromResponse(
+/**
+ * Maps a failed response (the registry's JSON error body when there is one) to an error code.
+ * `reference` (the tag or digest asked for) is named in the message: a missing tag is the
+ * commonest 404, and the repository alone does not say which one was missing.
+ */
+export async function errorFromResponse(
   res: Response,
   what: What,
   target: RepositoryTarget,
+  reference?: string,
 ): Promise<WasmMirrorError> {
   let code: string | undefined;
   let message: string | undefined;
@@ -325,6 +331,18 @@ async function errorFromResponse(
   const where = `${target.registry}/${target.repository}`;
   const detail = `${res.status}${code === undefined ? '' : ` ${code}`}${message === undefined ? '' : `: ${message}`}`;
   if (res.status === 404) {
+    if (what === 'manifest' && reference !== undefined) {
+      const digest = reference.startsWith('sha256:');
+      const ref = `${where}${digest ? '@' : ':'}${reference}`;
+      if (code === 'NAME_UNKNOWN')
+        return new WasmMirrorError('NAME_UNKNOWN', `${ref}: repository not found (${detail})`);
+      return new WasmMirrorError(
+        'MANIFEST_UNKNOWN',
+        digest
+          ? `${ref}: no manifest with this digest (${detail})`
+          : `${ref}: tag ${reference} not found in ${where} (${detail})`,
+      );
+    }
     if (code === 'NAME_UNKNOWN')
       return new WasmMirrorError('NAME_UNKNOWN', `${where}: repository not found (${detail})`);
     if (what === 'blob') return new WasmMirrorError('BLOB_UNKNOWN', `${where}: blob not found (${detail})`);

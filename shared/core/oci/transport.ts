@@ -37,12 +37,20 @@ export interface TransportOptions {
 }
 
 export interface SendOptions {
-  method?: 'GET' | 'HEAD';
+  method?: 'GET' | 'HEAD' | 'POST' | 'PUT';
   headers?: Record<string, string>;
+  /**
+   * Request body (uploads). The response comes only after the upload, so its wait is bounded by
+   * the whole-request timeout rather than the headers timeout.
+   */
+  body?: Uint8Array<ArrayBuffer>;
   signal: AbortSignal | undefined;
   /** Names the exchange in a timeout error. */
   label: string;
-  /** Follow redirects under the registry's rules; without it a redirect is returned as it came. */
+  /**
+   * Follow redirects under the registry's rules (requests without a body only); without it a
+   * redirect is returned as it came.
+   */
   redirects?: { insecure: boolean };
 }
 
@@ -105,11 +113,19 @@ export class Transport {
     const call = new Call(options.signal, this.#requestTimeoutMs);
     const headers = { 'user-agent': this.#userAgent, ...options.headers };
     const method = options.method ?? 'GET';
+    const { body } = options;
     try {
-      call.arm(this.#headersTimeoutMs, options.label);
+      if (body === undefined) call.arm(this.#headersTimeoutMs, options.label);
+      call.target = url;
       const res =
-        options.redirects === undefined
-          ? await this.#fetch(url, { method, headers, redirect: 'manual', signal: call.signal })
+        options.redirects === undefined || body !== undefined
+          ? await this.#fetch(url, {
+              method,
+              headers,
+              ...(body === undefined ? {} : { body }),
+              redirect: 'manual',
+              signal: call.signal,
+            })
           : await this.#followRedirects(url, method, headers, call, options.redirects.insecure);
       call.disarm();
       return { res, call };
@@ -156,7 +172,7 @@ export class Transport {
 
   async #followRedirects(
     start: URL,
-    method: 'GET' | 'HEAD',
+    method: string,
     headers: Record<string, string>,
     call: Call,
     insecure: boolean,
@@ -164,6 +180,7 @@ export class Transport {
     let url = start;
     let verb: string = method;
     for (let hop = 0; ; hop++) {
+      call.target = url;
       const res = await this.#fetch(url, { method: verb, headers, redirect: 'manual', signal: call.signal });
       if (!REDIRECTS.has(res.status)) return res;
       const location = res.headers.get('location');
@@ -244,10 +261,34 @@ async function cancelBody(res: Response): Promise<void> {
   await res.body?.cancel().catch(() => {});
 }
 
-function connectionFailure(err: unknown): WasmMirrorError {
+/** What a failed connection to `target` means, and what to do about it where it is known. */
+function connectionFailure(err: unknown, target?: URL): WasmMirrorError {
   const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-  const detail = cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : String(err));
-  return new WasmMirrorError('REGISTRY_UNAVAILABLE', `connection failed (${detail})`, {
+  const code = cause?.code;
+  const detail = code ?? cause?.message ?? (err instanceof Error ? err.message : String(err));
+  if (target === undefined) {
+    return new WasmMirrorError('REGISTRY_UNAVAILABLE', `connection failed (${detail})`, {
+      cause: err,
+      retryable: true,
+    });
+  }
+  const hostPort = `${target.hostname}:${target.port || (target.protocol === 'https:' ? '443' : '80')}`;
+  // A TLS hello answered by an http server: no retry will change that, so fail at once.
+  if (target.protocol === 'https:' && code === 'ERR_SSL_WRONG_VERSION_NUMBER') {
+    return new WasmMirrorError(
+      'REGISTRY_UNAVAILABLE',
+      `${hostPort} answered an https request in plain http (${code}): for a registry that serves plain http, pass --plain-http (or set insecure: true on its source in the config)`,
+      { cause: err },
+    );
+  }
+  if (code === 'ECONNREFUSED') {
+    return new WasmMirrorError(
+      'REGISTRY_UNAVAILABLE',
+      `cannot connect to ${hostPort}: connection refused (${code}); is the registry running and listening there?`,
+      { cause: err, retryable: true },
+    );
+  }
+  return new WasmMirrorError('REGISTRY_UNAVAILABLE', `connection to ${hostPort} failed (${detail})`, {
     cause: err,
     retryable: true,
   });
@@ -259,6 +300,8 @@ function connectionFailure(err: unknown): WasmMirrorError {
  */
 export class Call {
   readonly #controller = new AbortController();
+  /** The URL being fetched, so a connection failure can name its host and port. */
+  target: URL | undefined;
   readonly #outer: AbortSignal | undefined;
   readonly #onAbort = () => this.#controller.abort(this.#outer?.reason);
   readonly #deadline: ReturnType<typeof setTimeout>;
@@ -311,6 +354,6 @@ export class Call {
       if (reason instanceof WasmMirrorError) return reason;
       return new WasmMirrorError('TIMEOUT', 'operation aborted', { cause: reason });
     }
-    return connectionFailure(err);
+    return connectionFailure(err, this.target);
   }
 }

@@ -359,7 +359,7 @@ function checkJob(deps: MirrorDeps, job: MirrorJob): SourceConfig {
   if (!matchesAny(source.repositories, job.repository)) {
     throw new WasmMirrorError(
       'REGISTRY_NOT_ALLOWED',
-      `repository ${job.repository} is not in the allow-list`,
+      `repository ${job.repository} is not in source '${source.id}''s allow-list (repositories: ${source.repositories.map((g) => JSON.stringify(g)).join(', ')}); add a glob that matches it to that source's repositories to mirror it`,
     );
   }
   if (job.digest === undefined && job.tag === undefined) {

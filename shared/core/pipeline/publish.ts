@@ -35,6 +35,7 @@ import { metricNames } from '../metrics.ts';
 import type { PublishRequest } from '../ports.ts';
 import type { PipelineDeps } from './context.ts';
 import { admitNewest } from './observations.ts';
+import { applyRetention, retentionFor } from './retention.ts';
 import {
   entryKey,
   readIndex,
@@ -91,7 +92,8 @@ export function createPublisher(
       }
       const now = deps.clock.now();
       const editor = editorFor(base);
-      const changed = await applyRecords(editor, records);
+      const fullPass = requests.some((r) => r.kind === 'resign' && r.reason !== 'startup');
+      const changed = await applyRecords(editor, records, deps.config, now, fullPass);
       let tree = await editor.commit();
       let depth = base.depth;
       if (depthFor(tree.entries, depth) > depth || base.fromV1) {
@@ -216,21 +218,56 @@ async function readBase(deps: PublisherDeps): Promise<Base> {
   };
 }
 
-/** Folds records into the bins they fall in; true when any bin changed. */
-async function applyRecords(editor: TreeEditor, records: readonly ModuleRecord[]): Promise<boolean> {
+/**
+ * Folds records into the bins they fall in and applies retention to the names they touch (to
+ * every name, on a full pass); true when any bin changed.
+ */
+async function applyRecords(
+  editor: TreeEditor,
+  records: readonly ModuleRecord[],
+  config: PublisherDeps['config'],
+  now: Date,
+  fullPass: boolean,
+): Promise<boolean> {
   const byBin = new Map<string, ModuleRecord[]>();
   for (const r of records) {
     const prefix = binOf(r.name, editor.depth);
     byBin.set(prefix, [...(byBin.get(prefix) ?? []), r]);
   }
+  if (fullPass)
+    for (const prefix of await editor.binPrefixes()) if (!byBin.has(prefix)) byBin.set(prefix, []);
   let changed = false;
   for (const [prefix, binRecords] of byBin) {
     const merged = mergeRecords(await editor.bin(prefix), binRecords);
-    if (!merged.changed) continue;
-    editor.setBin(prefix, merged.modules);
+    const names = fullPass
+      ? new Set(merged.modules.map((m) => m.name))
+      : new Set(binRecords.map((r) => r.name));
+    const kept = pruneNames(merged.modules, names, config, now);
+    if (!merged.changed && kept.length === merged.modules.length) continue;
+    editor.setBin(prefix, kept);
     changed = true;
   }
   return changed;
+}
+
+/** A bin's entries after retention for the given names (other names untouched). */
+function pruneNames(
+  modules: readonly ManifestModule[],
+  names: ReadonlySet<string>,
+  config: PublisherDeps['config'],
+  now: Date,
+): ManifestModule[] {
+  const kept: ManifestModule[] = modules.filter((m) => !names.has(m.name));
+  for (const name of names) {
+    kept.push(
+      ...applyRetention(
+        modules.filter((m) => m.name === name),
+        retentionFor(config, name),
+        now,
+      ),
+    );
+  }
+  return kept.sort(compareModules);
 }
 
 /** Content-addressed and immutable: a node already there (an earlier publish, a retry) is the same bytes. */
@@ -353,18 +390,25 @@ export async function writeKeysJson(deps: Pick<PipelineDeps, 'store' | 'signer' 
   }) as string;
   type KeyEntry = { keyid: string; publicKey: string; notBefore?: string; notAfter?: string };
   let keys: KeyEntry[] = [];
+  let mirror: unknown;
   const existing = await deps.store.getBytes(storageKeys.keys, 1024 * 1024);
   if (existing !== undefined) {
     try {
-      const parsed = JSON.parse(Buffer.from(existing.bytes).toString('utf8')) as { keys?: KeyEntry[] };
+      const parsed = JSON.parse(Buffer.from(existing.bytes).toString('utf8')) as {
+        mirror?: unknown;
+        keys?: KeyEntry[];
+      };
+      mirror = parsed.mirror;
       keys = Array.isArray(parsed.keys) ? parsed.keys.filter((k) => typeof k?.keyid === 'string') : [];
     } catch {
       keys = [];
     }
   }
-  if (keys.some((k) => k.keyid === keyid)) return;
+  const listed = keys.some((k) => k.keyid === keyid);
+  // A mirror renamed in the config keeps its keys; only the name they are published under changes.
+  if (listed && mirror === deps.config.mirror.name) return;
   // No notBefore: agents' clocks may lag the mirror's; the operator adds validity windows when rotating.
-  keys.push({ keyid, publicKey });
+  if (!listed) keys.push({ keyid, publicKey });
   const body = `${JSON.stringify({ mirror: deps.config.mirror.name, keys }, null, 2)}\n`;
   await deps.store.put(storageKeys.keys, Buffer.from(body), {
     contentType: 'application/json',

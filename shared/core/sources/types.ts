@@ -40,6 +40,23 @@ export interface SourceConfig {
   reconcileIntervalMs?: number;
   /** Webhook deliveries accepted per minute from this source. */
   rateLimitPerMinute: number;
+  /** Which tags stay listed; overrides the mirror-wide default. */
+  retention?: SourceRetention;
+}
+
+/** Retention for one repository: see shared/core/pipeline/retention.ts. */
+export interface RetentionPolicy {
+  /** Keep the newest N tags of a repository (pinned tags not counted). */
+  keepTags?: number;
+  /** Drop tags listed longer ago than this. */
+  maxAgeMs?: number;
+  /** Tag globs that are never dropped. */
+  pin?: string[];
+}
+
+export interface SourceRetention extends RetentionPolicy {
+  /** Per repository glob: the first match wins over the source's own policy. */
+  overrides?: (RetentionPolicy & { repositories: string[] })[];
 }
 
 export interface WebhookRequest {
@@ -108,8 +125,21 @@ export interface WebhookSender {
   auth: SenderAuth;
   /** An empty body is no JSON error (CloudEvents binary mode may carry no data). */
   acceptsEmptyBody?: boolean;
+  /** Largest body this sender's deliveries may have. @default DEFAULT_MAX_BODY_BYTES (1 MiB) */
+  maxBodyBytes?: number;
   /** Knows the payload shape only; throws WEBHOOK_MALFORMED for a body that is not one. */
   parse(delivery: AuthenticatedDelivery): ParsedDelivery;
+}
+
+/** What an entry point knows of a delivery before reading its body. */
+export type WebhookRequestHead = Omit<WebhookRequest, 'body'>;
+
+/** The answer to a delivery's head: how much body to read, and whether the head proved the sender. */
+export interface DeliveryAdmission {
+  /** The largest body this source's sender accepts; a longer one is refused unread. */
+  maxBodyBytes: number;
+  /** False for a sender that signs its body: the proof can only be checked once the body is read. */
+  authenticated: boolean;
 }
 
 /**

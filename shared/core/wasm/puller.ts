@@ -1,28 +1,37 @@
 /**
- * Resolves a reference to one Wasm module, whatever the packaging (DESIGN.md, "Wasm formats
- * accepted"), and streams it into a file: blob → size and digest check → (gunzip → tar) → magic,
- * size cap, sha256 and section walk → temp file → engine validation (never instantiated) →
- * rename. Nothing holds the whole module in memory while it downloads, and a failed pull leaves
- * no file behind.
+ * Resolves a reference to one Wasm module, whatever the packaging, and streams it into a file.
+ * The module is the one Istio's own fetcher would load from the same reference: an index
+ * resolves to its linux/amd64 (or platform-less) entry, and an image's layers are tried in
+ * Istio's order (formats.ts). Per layer: blob → size and digest check → (gzip members → tar
+ * entry) → magic, size cap, sha256 and section walk → temp file → engine validation (never
+ * instantiated) → rename. Nothing holds the whole module in memory while it downloads, and a
+ * failed pull leaves no file behind.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { type FileHandle, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
-import { toWasmMirrorError, WasmMirrorError } from '../errors.ts';
+import { isFilesystemError, storageFailure, toWasmMirrorError, WasmMirrorError } from '../errors.ts';
 import { writeAll } from '../io.ts';
 import { RegistryClient, type RegistryClientOptions, type RepositoryTarget } from '../oci/client.ts';
-import { isImageManifestMediaType, isIndexMediaType } from '../oci/media-types.ts';
+import { type Descriptor, isImageManifestMediaType, isIndexMediaType } from '../oci/media-types.ts';
 import { assertTagOrDigest, isValidRegistryHost } from '../oci/reference.ts';
 import type { PulledModule, PullOptions, RegistryTarget, WasmPuller } from '../ports.ts';
-import { asDescriptor, COMPAT_ENTRY, classifyImage, rankIndexEntries, type WasmLayer } from './formats.ts';
+import {
+  asDescriptor,
+  COMPAT_ENTRY,
+  istioIndexEntry,
+  layerCandidates,
+  NotCompatLayer,
+  type WasmLayer,
+} from './formats.ts';
+import { GzipMemberReader } from './gzip.ts';
 import { WasmInspector } from './inspect.ts';
-import { extractByBaseName } from './tar.ts';
+import { TarEntryReader } from './tar.ts';
 import { validateCoreModuleFile } from './validate.ts';
 
 const MiB = 1024 * 1024;
+/** Indexes inside indexes followed at most (go-containerregistry follows them too). */
+const MAX_INDEX_DEPTH = 4;
 
 export interface OciWasmPullerOptions extends RegistryClientOptions {
   /** A client to share (and its token cache); built from the other options when absent. */
@@ -31,17 +40,20 @@ export interface OciWasmPullerOptions extends RegistryClientOptions {
   maxModuleBytes?: number;
   /** Cap on a compat image's compressed layer (default twice the module cap). */
   maxLayerBytes?: number;
-  /** Cap on a compat layer's decompressed tar stream (default twice the module cap plus 1 MiB). */
+  /** Cap on a compat layer's decompressed tar stream up to plugin.wasm (default twice the module cap plus 1 MiB). */
   maxUncompressedBytes?: number;
-  /** Index entries inspected at most (default 16). */
-  maxIndexEntries?: number;
 }
 
-export interface ResolvedWasm extends WasmLayer {
+export interface ResolvedWasm {
   /** Digest of the manifest (or index) the reference points to. */
   ociDigest: string;
-  /** Digest of the image manifest holding the layer (differs from ociDigest for an index). */
+  /** Digest of the image manifest holding the layers (differs from ociDigest for an index). */
   imageDigest: string;
+  /**
+   * Layers to read, in Istio's order; a later one only when a compat layer holds no readable
+   * plugin.wasm (never more than two, and only the first can be a compat layer).
+   */
+  candidates: WasmLayer[];
 }
 
 export class OciWasmPuller implements WasmPuller {
@@ -49,14 +61,12 @@ export class OciWasmPuller implements WasmPuller {
   readonly #maxModuleBytes: number;
   readonly #maxLayerBytes: number | undefined;
   readonly #maxUncompressedBytes: number | undefined;
-  readonly #maxIndexEntries: number;
 
   constructor(options: OciWasmPullerOptions = {}) {
     this.client = options.client ?? new RegistryClient(options);
     this.#maxModuleBytes = options.maxModuleBytes ?? 256 * MiB;
     this.#maxLayerBytes = options.maxLayerBytes;
     this.#maxUncompressedBytes = options.maxUncompressedBytes;
-    this.#maxIndexEntries = options.maxIndexEntries ?? 16;
   }
 
   async pullToFile(
@@ -66,108 +76,24 @@ export class OciWasmPuller implements WasmPuller {
   ): Promise<PulledModule> {
     const repo = repositoryOf(target);
     assertTagOrDigest(target.reference);
-    const signal = options.signal;
-    const maxModule = options.maxModuleBytes ?? this.#maxModuleBytes;
-    const resolved = await this.resolve(target, { signal });
-
-    const temp = join(dirname(destPath), `.${basename(destPath)}.${randomBytes(6).toString('hex')}.tmp`);
-    let fh: FileHandle | undefined;
-    try {
-      fh = await open(temp, 'wx', 0o644);
-    } catch (err) {
-      throw new WasmMirrorError('STORAGE_FAILURE', `cannot create ${temp}: ${(err as Error).message}`, {
-        cause: err,
-      });
-    }
-    try {
-      const inspector = new WasmInspector();
-      // A raw layer's digest is the module's sha256 and the blob stream already verifies it.
-      const hash = resolved.archive === 'none' ? undefined : createHash('sha256');
-      const writer = new BatchedWriter(fh);
-      let size = 0;
-      const sink = async (chunk: Uint8Array) => {
-        size += chunk.length;
-        if (size > maxModule) {
-          throw new WasmMirrorError('SIZE_EXCEEDED', `module is over the ${maxModule}-byte cap`);
-        }
-        inspector.push(chunk);
-        hash?.update(chunk);
-        await writer.write(chunk);
-      };
-      const blobOptions = {
-        ...(signal === undefined ? {} : { signal }),
-        maxBytes: resolved.archive === 'none' ? maxModule : (this.#maxLayerBytes ?? 2 * maxModule),
-        ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
-      };
-      const blob = this.client.blob(repo, resolved.layer, blobOptions);
-      if (resolved.archive === 'none') {
-        for await (const chunk of blob) await sink(chunk);
-      } else {
-        // Room for the module twice over plus tar headers and small neighbours.
-        const maxArchiveBytes = this.#maxUncompressedBytes ?? 2 * maxModule + MiB;
-        let result = { found: false, size: 0 };
-        // pipeline() may reject with the AbortError of a stream it tore down rather than the
-        // error that caused it, so the first error from either end is kept here.
-        let cause: unknown;
-        const source = async function* () {
-          try {
-            yield* blob;
-          } catch (err) {
-            cause ??= err;
-            throw err;
-          }
-        };
-        const extract = async (input: AsyncIterable<Uint8Array>) => {
-          try {
-            result = await extractByBaseName(input, sink, {
-              baseName: COMPAT_ENTRY,
-              maxEntryBytes: maxModule,
-              maxArchiveBytes,
-            });
-          } catch (err) {
-            cause ??= err;
-            throw err;
-          }
-        };
-        try {
-          if (resolved.archive === 'tar+gzip')
-            await pipeline(Readable.from(source()), createGunzip(), extract);
-          else await pipeline(Readable.from(source()), extract);
-        } catch (err) {
-          throw translateStreamError(cause ?? err);
-        }
-        if (!result.found) {
-          throw new WasmMirrorError(
-            'UNSUPPORTED_FORMAT',
-            `image's last layer has no ${COMPAT_ENTRY}, so no Wasm module`,
-          );
-        }
+    const resolved = await this.resolve(
+      target,
+      options.signal === undefined ? {} : { signal: options.signal },
+    );
+    const misses: string[] = [];
+    for (const candidate of resolved.candidates) {
+      try {
+        return await this.#pullLayer(repo, resolved.ociDigest, candidate, destPath, options);
+      } catch (err) {
+        // Istio moves on to the next packaging when a compat layer is unreadable; so does the mirror.
+        if (!(err instanceof NotCompatLayer)) throw err;
+        misses.push(err.message);
       }
-      const kind = inspector.end();
-      await writer.flush();
-      // No fsync: rename makes the file appear whole or not at all, and this is a staging copy
-      // whose durable home is the object store.
-      await fh.close();
-      fh = undefined;
-      if (kind === 'module') await validateCoreModuleFile(temp, inspector.sections);
-      await rename(temp, destPath).catch((err: unknown) => {
-        throw new WasmMirrorError('STORAGE_FAILURE', `cannot move the module to ${destPath}`, { cause: err });
-      });
-      const pulled: PulledModule = {
-        ociDigest: resolved.ociDigest,
-        sha256: hash === undefined ? resolved.layer.digest.slice('sha256:'.length) : hash.digest('hex'),
-        size,
-        format: resolved.format,
-        kind,
-      };
-      const abi = kind === 'module' ? inspector.proxyAbi : undefined;
-      if (abi !== undefined) pulled.abi = abi;
-      return pulled;
-    } catch (err) {
-      await fh?.close().catch(() => {});
-      await rm(temp, { force: true }).catch(() => {});
-      throw toWasmMirrorError(err);
     }
+    throw new WasmMirrorError(
+      'UNSUPPORTED_FORMAT',
+      `no Wasm module in image ${resolved.imageDigest}: ${misses.join('; ')}`,
+    );
   }
 
   async resolveDigest(target: RegistryTarget, options: { signal?: AbortSignal } = {}): Promise<string> {
@@ -181,46 +107,185 @@ export class OciWasmPuller implements WasmPuller {
     return this.client.listTags(repositoryOf(target), options);
   }
 
-  /** Which manifest and layer hold the module, without downloading any layer. */
+  /** Which manifest and layers hold the module, without downloading any layer. */
   async resolve(target: RegistryTarget, options: { signal?: AbortSignal } = {}): Promise<ResolvedWasm> {
     const repo = repositoryOf(target);
     const top = await this.client.getManifest(repo, target.reference, options);
-    if (isImageManifestMediaType(top.mediaType)) {
-      return { ...classifyImage(top.json), ociDigest: top.digest, imageDigest: top.digest };
-    }
-    if (!isIndexMediaType(top.mediaType) || !Array.isArray(top.json.manifests)) {
-      throw new WasmMirrorError('UNSUPPORTED_MEDIA_TYPE', `unsupported manifest media type ${top.mediaType}`);
-    }
-    const entries = top.json.manifests.map((m, i) => asDescriptor(m, `index entry ${i}`));
-    let compat: ResolvedWasm | undefined;
-    let lastError: WasmMirrorError | undefined;
-    for (const entry of rankIndexEntries(entries).slice(0, this.#maxIndexEntries)) {
-      // One level only: an index inside an index is not a packaging any Wasm tool produces.
-      if (!isImageManifestMediaType(entry.mediaType)) continue;
-      const child = await this.client.getManifest(repo, entry.digest, options);
-      if (child.bytes.length !== entry.size) {
+    let manifest = top;
+    for (let depth = 0; isIndexMediaType(manifest.mediaType); depth++) {
+      if (depth === MAX_INDEX_DEPTH) {
+        throw new WasmMirrorError('UNSUPPORTED_FORMAT', `indexes nested more than ${MAX_INDEX_DEPTH} deep`);
+      }
+      if (!Array.isArray(manifest.json.manifests)) {
+        throw new WasmMirrorError('REGISTRY_PROTOCOL', `index ${manifest.digest} has no manifests array`);
+      }
+      const entries = manifest.json.manifests.map((m, i) => asDescriptor(m, `index entry ${i}`));
+      const entry = istioIndexEntry(entries);
+      if (entry === undefined) {
         throw new WasmMirrorError(
-          'LENGTH_MISMATCH',
-          `index entry ${entry.digest} is ${child.bytes.length} bytes, not ${entry.size}`,
+          'UNSUPPORTED_FORMAT',
+          `index ${manifest.digest} has no linux/amd64 entry and no entry without a platform, so Istio would load nothing from it`,
         );
       }
-      if (!isImageManifestMediaType(child.mediaType)) continue;
-      try {
-        const layer = classifyImage(child.json);
-        const resolved = { ...layer, ociDigest: top.digest, imageDigest: child.digest };
-        if (layer.format !== 'compat-image') return resolved;
-        compat ??= resolved;
-      } catch (err) {
-        if (err instanceof WasmMirrorError && err.code === 'UNSUPPORTED_FORMAT') lastError = err;
-        else throw err;
-      }
+      manifest = await this.#child(repo, entry, options);
     }
-    if (compat !== undefined) return compat;
-    throw new WasmMirrorError(
-      'UNSUPPORTED_FORMAT',
-      `index ${top.digest} has no entry holding a Wasm module${lastError === undefined ? '' : ` (${lastError.message})`}`,
-    );
+    if (!isImageManifestMediaType(manifest.mediaType)) {
+      throw new WasmMirrorError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        `unsupported manifest media type ${manifest.mediaType}`,
+      );
+    }
+    return {
+      candidates: layerCandidates(manifest.json),
+      ociDigest: top.digest,
+      imageDigest: manifest.digest,
+    };
   }
+
+  async #child(repo: RepositoryTarget, entry: Descriptor, options: { signal?: AbortSignal }) {
+    const child = await this.client.getManifest(repo, entry.digest, options);
+    if (child.bytes.length !== entry.size) {
+      throw new WasmMirrorError(
+        'LENGTH_MISMATCH',
+        `index entry ${entry.digest} is ${child.bytes.length} bytes, not ${entry.size}`,
+      );
+    }
+    return child;
+  }
+
+  /** Streams one candidate layer's module into destPath; NotCompatLayer when Istio would move on. */
+  async #pullLayer(
+    repo: RepositoryTarget,
+    ociDigest: string,
+    candidate: WasmLayer,
+    destPath: string,
+    options: PullOptions,
+  ): Promise<PulledModule> {
+    const maxModule = options.maxModuleBytes ?? this.#maxModuleBytes;
+    const temp = join(dirname(destPath), `.${basename(destPath)}.${randomBytes(6).toString('hex')}.tmp`);
+    let fh: FileHandle | undefined;
+    try {
+      fh = await open(temp, 'wx', 0o644);
+    } catch (err) {
+      throw storageFailure(`cannot create ${temp}`, err);
+    }
+    try {
+      const raw = candidate.archive === 'none';
+      const inspector = new WasmInspector();
+      // A raw layer's digest is the module's sha256 and the blob stream already verifies it.
+      const hash = raw ? undefined : createHash('sha256');
+      const writer = new BatchedWriter(fh);
+      // Inside a compat layer a bad module is reported once the entry is read whole: Istio
+      // moves on from a layer whose plugin.wasm is cut short, whatever its first bytes are.
+      let notWasm: unknown;
+      let size = 0;
+      const sink = async (chunk: Uint8Array) => {
+        size += chunk.length;
+        if (size > maxModule) {
+          throw new WasmMirrorError('SIZE_EXCEEDED', `module is over the ${maxModule}-byte cap`);
+        }
+        if (notWasm === undefined) {
+          try {
+            inspector.push(chunk);
+          } catch (err) {
+            if (raw) throw err;
+            notWasm = err;
+          }
+        }
+        hash?.update(chunk);
+        await writer.write(chunk).catch((err: unknown) => {
+          throw storageFailure(`cannot write ${temp}`, err);
+        });
+      };
+      const blobOptions = {
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+        maxBytes: raw ? maxModule : (this.#maxLayerBytes ?? 2 * maxModule),
+        ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
+      };
+      const blob = this.client.blob(repo, candidate.layer, blobOptions);
+      if (raw) {
+        for await (const chunk of blob) await sink(chunk);
+      } else {
+        await readCompatLayer(blob, sink, {
+          maxEntryBytes: maxModule,
+          // Room for the module twice over plus tar headers and small neighbours.
+          maxArchiveBytes: this.#maxUncompressedBytes ?? 2 * maxModule + MiB,
+        });
+        if (notWasm !== undefined) throw notWasm;
+      }
+      const kind = inspector.end();
+      try {
+        await writer.flush();
+        // No fsync: rename makes the file appear whole or not at all, and this is a staging copy
+        // whose durable home is the object store.
+        await fh.close();
+      } catch (err) {
+        throw storageFailure(`cannot write ${temp}`, err);
+      }
+      fh = undefined;
+      if (kind === 'module') await validateCoreModuleFile(temp, inspector.sections);
+      await rename(temp, destPath).catch((err: unknown) => {
+        throw storageFailure(`cannot move the module to ${destPath}`, err);
+      });
+      const pulled: PulledModule = {
+        ociDigest,
+        sha256: hash === undefined ? candidate.layer.digest.slice('sha256:'.length) : hash.digest('hex'),
+        size,
+        format: candidate.format,
+        kind,
+      };
+      const abi = kind === 'module' ? inspector.proxyAbi : undefined;
+      if (abi !== undefined) pulled.abi = abi;
+      return pulled;
+    } catch (err) {
+      await fh?.close().catch(() => {});
+      await rm(temp, { force: true }).catch(() => {});
+      if (err instanceof NotCompatLayer) throw err;
+      // A full or failing disk (reading the staged file back, say) is retried, never rejected.
+      throw isFilesystemError(err) ? storageFailure(`staging ${temp}`, err) : toWasmMirrorError(err);
+    }
+  }
+}
+
+/**
+ * Hands a compat layer's plugin.wasm to `sink`, reading as Istio does (Go's gzip and tar rules).
+ * Once the entry is read whole nothing more is decompressed, but every remaining byte of the
+ * blob is still read so its digest is checked; after a NotCompatLayer too, so a corrupted
+ * download never passes for a layer Istio would skip.
+ */
+async function readCompatLayer(
+  blob: AsyncIterable<Uint8Array>,
+  sink: (chunk: Uint8Array) => Promise<void>,
+  limits: { maxEntryBytes: number; maxArchiveBytes: number },
+): Promise<void> {
+  const tar = new TarEntryReader({ baseName: COMPAT_ENTRY, sink, ...limits });
+  const gzip = new GzipMemberReader(
+    (chunk) => tar.push(chunk),
+    () => tar.done,
+  );
+  let miss: NotCompatLayer | undefined;
+  const attempt = async (step: () => Promise<void> | void) => {
+    try {
+      await step();
+    } catch (err) {
+      if (!(err instanceof NotCompatLayer)) throw err;
+      miss = err;
+    }
+  };
+  try {
+    for await (const chunk of blob) {
+      if (!tar.done && miss === undefined) await attempt(() => gzip.push(chunk));
+    }
+    if (!tar.done && miss === undefined) {
+      await attempt(async () => {
+        await gzip.end();
+        tar.end();
+      });
+    }
+  } finally {
+    gzip.destroy();
+  }
+  if (miss !== undefined) throw miss;
 }
 
 function repositoryOf(target: Omit<RegistryTarget, 'reference'>): RepositoryTarget {
@@ -262,16 +327,4 @@ class BatchedWriter {
     // A short gathered write is rare on regular files; finish the rest plainly.
     if (bytesWritten < total) await writeAll(this.#fh, Buffer.concat(chunks, total).subarray(bytesWritten));
   }
-}
-
-/** zlib's errors become a format error; ours pass through. */
-function translateStreamError(err: unknown): WasmMirrorError {
-  if (err instanceof WasmMirrorError) return err;
-  const code = (err as { code?: string }).code ?? '';
-  if (code.startsWith('Z_') || code === 'ERR_STREAM_PREMATURE_CLOSE') {
-    return new WasmMirrorError('UNSUPPORTED_FORMAT', `layer is not valid gzip (${(err as Error).message})`, {
-      cause: err,
-    });
-  }
-  return toWasmMirrorError(err);
 }
