@@ -153,6 +153,8 @@ describe('wasm-mirror agent --once and wasmplugin', () => {
       join(dir, 'manifest.json'),
       '--local-dir',
       dir,
+      '--selector',
+      'istio=ingressgateway',
     );
     expect(local.code).toBe(0);
     const localPlugin = parse(local.out);
@@ -166,6 +168,7 @@ describe('wasm-mirror agent --once and wasmplugin', () => {
       join(dir, 'manifest.json'),
       '--mirror-url',
       mirror.url,
+      '--mesh-wide',
     );
     expect(ambiguous.code).toBe(2);
     const missing = await cli(
@@ -175,6 +178,7 @@ describe('wasm-mirror agent --once and wasmplugin', () => {
       join(dir, 'manifest.json'),
       '--mirror-url',
       mirror.url,
+      '--mesh-wide',
     );
     expect(missing.err).toMatch(/NOT_FOUND/);
     const envelope = await cli(
@@ -184,9 +188,16 @@ describe('wasm-mirror agent --once and wasmplugin', () => {
       join(mirror.root, 'manifests/7.json'),
       '--mirror-url',
       mirror.url,
+      '--mesh-wide',
     );
     expect(envelope.code).toBe(2); // an envelope needs --trusted-keys
-    const noKeys = await cli('wasmplugin', 'ghcr.io/acme/basic-auth:1.12.0', '--mirror-url', mirror.url);
+    const noKeys = await cli(
+      'wasmplugin',
+      'ghcr.io/acme/basic-auth:1.12.0',
+      '--mirror-url',
+      mirror.url,
+      '--mesh-wide',
+    );
     expect(noKeys.code).toBe(2);
   });
 

@@ -92,6 +92,8 @@ sources:
       join(dir, 'manifest.json'),
       '--local-dir',
       dir,
+      '--selector',
+      'istio=ingressgateway',
     );
     expect(plugin.code, plugin.err).toBe(0);
     expect(parse(plugin.out).spec).toMatchObject({
