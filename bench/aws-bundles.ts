@@ -21,10 +21,14 @@ const INIT_GOAL_MS = 300;
 const out = mkdtempSync(join(tmpdir(), 'wm-synth-'));
 try {
   const t0 = performance.now();
-  execFileSync('npx', ['cdk', 'synth', '--quiet', '--output', out], {
-    cwd: ROOT,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  execFileSync(
+    'npx',
+    ['cdk', 'synth', '--quiet', '--no-notices', '-c', 'config=infra/example.config.yaml', '--output', out],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   const synthMs = performance.now() - t0;
 
   const template = JSON.parse(
@@ -101,6 +105,9 @@ function initMs(dir: string, role: string): number {
       WASM_MIRROR_PUBLISH_QUEUE_URL: 'https://sqs.eu-west-1.amazonaws.com/000000000000/publish.fifo',
       WASM_MIRROR_SIGNING_KEY_ID: 'arn:aws:kms:eu-west-1:000000000000:key/bench',
       WASM_MIRROR_SECRETS_PREFIX: 'wasm-mirror/prod-mesh/',
+      // The canary reads only these two.
+      WASM_MIRROR_CANARY_URL: 'https://mirror.example.com',
+      WASM_MIRROR_MIRROR_NAME: 'prod-mesh',
     },
   });
   if (res.status !== 0) throw new Error(`${role} bundle failed to load: ${res.stderr}`);

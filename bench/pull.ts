@@ -8,7 +8,7 @@
  * "code" (all function bodies, the worst case for validation memory), both as Wasm artifacts, and
  * "compat" (the data module in a Docker compat image: gunzip and tar on our side, while skopeo
  * copies the compressed layer as is). Reported per shape:
- * median wall time of each tool, their ratio, and the CLI's peak RSS (from /usr/bin/time -v).
+ * median wall time of each tool, their ratio, and the CLI's peak RSS (from GNU `time -v`).
  * "library" is the same pull timed inside the process, without Node and TypeScript start-up.
  */
 import { spawnSync } from 'node:child_process';
@@ -26,11 +26,12 @@ interface Timed {
   maxRssMiB: number;
 }
 
-/** Runs a command under /usr/bin/time -v; wall time and peak RSS of the command. */
+/** Runs a command under GNU time -v (Debian package `time`); wall time and peak RSS of the command. */
 function timed(cmd: string, args: string[]): Timed {
   const started = process.hrtime.bigint();
-  const r = spawnSync('/usr/bin/time', ['-v', cmd, ...args], { encoding: 'utf8' });
+  const r = spawnSync('time', ['-v', cmd, ...args], { encoding: 'utf8' });
   const wallMs = Number(process.hrtime.bigint() - started) / 1e6;
+  if (r.error !== undefined) throw r.error;
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}):\n${r.stderr}`);
   const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(r.stderr);
   return { wallMs, maxRssMiB: rss?.[1] === undefined ? Number.NaN : Number(rss[1]) / 1024 };

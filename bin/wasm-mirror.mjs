@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // The `wasm-mirror` command. Runs the bundle `npm ci` built (fast start), or the TypeScript
-// sources directly when they changed since (or no bundle exists), so it is never stale.
-import { readFileSync } from 'node:fs';
+// sources directly when they changed since (or no bundle exists), so it is never stale. An
+// installed package (`npm pack`, the container image) carries only the bundle.
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { newestSourceMtime } from './sources.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+const hasSources = existsSync(`${root}/shared/cli/main.ts`);
 
 function bundleIsFresh() {
   try {
@@ -17,7 +19,7 @@ function bundleIsFresh() {
 }
 
 let main;
-if (bundleIsFresh()) {
+if (!hasSources || bundleIsFresh()) {
   ({ main } = await import('../dist/wasm-mirror.mjs'));
 } else {
   const { register } = await import('tsx/esm/api');

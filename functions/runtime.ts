@@ -69,9 +69,10 @@ export async function createAwsRuntime(
   overrides: RuntimeOverrides = {},
 ): Promise<AwsRuntime> {
   const config = overrides.config ?? (await loadConfigFile(env.configFile));
+  const logger =
+    overrides.powertools?.logger ?? new Logger({ serviceName: env.serviceName, logLevel: env.logLevel });
   const powertools: Powertools = {
-    logger:
-      overrides.powertools?.logger ?? new Logger({ serviceName: env.serviceName, logLevel: env.logLevel }),
+    logger,
     metrics:
       overrides.powertools?.metrics ??
       new Metrics({
@@ -79,6 +80,8 @@ export async function createAwsRuntime(
         serviceName: env.serviceName,
         // Mirror names let one account run several mirrors and still tell their metrics apart.
         defaultDimensions: { mirror: config.mirror.name },
+        // Its warnings (an invocation that recorded no metric) become log lines at the function's level.
+        logger,
       }),
     tracer: overrides.powertools?.tracer ?? new Tracer({ serviceName: env.serviceName }),
   };

@@ -1,49 +1,131 @@
 /**
- * The deployment's input: the mirror config file (DESIGN.md) plus a few context switches. Read
- * once in the app and passed down as readonly props.
+ * The deployment's input: the mirror config file (docs/config.md) plus a few context switches. Read
+ * once in the app and passed down as readonly props. Every refusal is a DeploymentError: one line
+ * naming the key at fault, printed by infra/bin/app.ts without a stack trace.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Aws } from 'aws-cdk-lib';
 import { type MirrorConfig, parseConfig } from '../../shared/core/config.ts';
+import { WasmMirrorError } from '../../shared/core/errors.ts';
 
 export const EXAMPLE_CONFIG = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'example.config.yaml');
+
+/** The CloudWatch namespace the functions publish EMF metrics under; alarms and the dashboard read it. */
+export const METRICS_NAMESPACE = 'WasmMirror';
+
+/** A refusal of the deployment's input, in one line that names the key at fault. */
+export class DeploymentError extends Error {
+  override readonly name = 'DeploymentError';
+  constructor(message: string) {
+    super(message.replace(/\s*\n\s*/g, ' '));
+  }
+}
 
 export interface Deployment {
   /** Absolute path of the config file, bundled beside every function. */
   configPath: string;
   config: MirrorConfig;
-  /** Mirror-function concurrency: SQS event source maximum and (unless disabled) reserved concurrency. */
+  /** At most this many mirror functions run at once: the SQS event source's maximum concurrency. */
   mirrorConcurrency: number;
-  /** Reserve the mirror function's concurrency; accounts with a low concurrency quota turn this off. */
-  reserveConcurrency: boolean;
+  /** Concurrency reserved for the mirror function, only when asked for; none by default. */
+  reservedConcurrency: number | undefined;
   /** Signing keys 1..N exist (rotation adds one); all stay, retained and listed in keys.json. */
   signingKeyGeneration: number;
   /** The key the publisher signs with; defaults to the newest. One below it while agents learn the new key. */
   activeSigningKeyGeneration: number;
-  /** SNS topic every alarm notifies, when given. */
+  /** An existing SNS topic every alarm notifies instead of the one the pipeline creates. */
   alarmTopicArn: string | undefined;
+  /** Subscribed by email to the pipeline's alarm topic. */
+  alarmEmail: string | undefined;
+  /** CloudFront standard logs to the access-log bucket (switched off in opt-in regions regardless). */
+  cloudFrontLogging: boolean;
+  /** EMF namespace of the functions' metrics. */
+  metricsNamespace: string;
 }
 
 export interface DeploymentContext {
   tryGetContext(key: string): unknown;
 }
 
+const NO_CONFIG =
+  'no mirror config given: pass one with `-c config=wasm-mirror.config.yaml` (infra/example.config.yaml shows the format)';
+
 export function loadDeployment(node: DeploymentContext): Deployment {
   const configArg = node.tryGetContext('config');
-  const configPath = typeof configArg === 'string' && configArg !== '' ? resolve(configArg) : EXAMPLE_CONFIG;
-  const config = parseConfig(readFileSync(configPath, 'utf8'), configPath);
+  // The example names made-up registries and would create secrets for them: never a silent default.
+  if (typeof configArg !== 'string' || configArg.trim() === '') throw new DeploymentError(NO_CONFIG);
+  const configPath = resolve(configArg);
+  const shown = relative(process.cwd(), configPath) || configPath;
+  let text: string;
+  try {
+    text = readFileSync(configPath, 'utf8');
+  } catch (err) {
+    throw new DeploymentError(`cannot read config file ${shown} (-c config): ${(err as Error).message}`);
+  }
+  let config: MirrorConfig;
+  try {
+    config = parseConfig(text, shown);
+  } catch (err) {
+    if (err instanceof WasmMirrorError) throw new DeploymentError(err.message);
+    throw err;
+  }
+  refuseLocalSources(config, shown);
   const generation = intContext(node, 'signingKeyGeneration', 1, 1, 20);
+  const mirrorConcurrency = intContext(node, 'mirrorConcurrency', 5, 2, 1000);
   return {
     configPath,
     config,
-    mirrorConcurrency: intContext(node, 'mirrorConcurrency', 5, 2, 1000),
-    reserveConcurrency: String(node.tryGetContext('reserveConcurrency') ?? 'true') !== 'false',
+    mirrorConcurrency,
+    reservedConcurrency: reservedContext(node, mirrorConcurrency),
     signingKeyGeneration: generation,
     activeSigningKeyGeneration: intContext(node, 'activeSigningKeyGeneration', generation, 1, generation),
-    alarmTopicArn: stringContext(node, 'alarmTopicArn'),
+    alarmTopicArn: stringContext(
+      node,
+      'alarmTopicArn',
+      /^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$/,
+    ),
+    alarmEmail: stringContext(node, 'alarmEmail', /^[^@\s]+@[^@\s]+\.[^@\s]+$/),
+    cloudFrontLogging: boolContext(node, 'cloudFrontLogging', true),
+    metricsNamespace: METRICS_NAMESPACE,
   };
+}
+
+/**
+ * Lambda cannot reach this machine, and the embedded runtime's plain-HTTP pulls are for registries
+ * on it: in AWS every pull goes over HTTPS to a registry reachable from the internet or a VPC.
+ */
+function refuseLocalSources(config: MirrorConfig, origin: string): void {
+  config.sources.forEach((source, i) => {
+    if (source.insecure) {
+      throw new DeploymentError(
+        `${origin}: sources[${i}].insecure is true; the AWS pipeline pulls over HTTPS only (insecure is for registries on your own machine)`,
+      );
+    }
+    if (isLoopback(source.registry)) {
+      throw new DeploymentError(
+        `${origin}: sources[${i}].registry ${source.registry} is a loopback address, which Lambda cannot reach; name a registry host reachable from AWS`,
+      );
+    }
+  });
+}
+
+function isLoopback(registry: string): boolean {
+  const host = registry
+    .toLowerCase()
+    .replace(/:\d+$/, '')
+    .replace(/^\[(.*)\]$/, '$1');
+  return (
+    host === 'localhost' ||
+    host.endsWith('.localhost') ||
+    /^127\.\d+\.\d+\.\d+$/.test(host) ||
+    host === '0.0.0.0' ||
+    host === '::1' ||
+    host === '::' ||
+    /^::ffff:127\./.test(host)
+  );
 }
 
 function intContext(
@@ -57,14 +139,44 @@ function intContext(
   if (raw === undefined) return fallback;
   const value = Number(raw);
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new Error(`context ${key} must be an integer from ${min} to ${max}, got ${String(raw)}`);
+    throw new DeploymentError(`-c ${key} must be an integer from ${min} to ${max}, got ${String(raw)}`);
   }
   return value;
 }
 
-function stringContext(node: DeploymentContext, key: string): string | undefined {
+/**
+ * `-c reserveConcurrency=N` reserves N; `true` reserves the event source's maximum. Accounts often
+ * start with a concurrency quota of 10, where any reservation fails the deploy, so none by default.
+ */
+function reservedContext(node: DeploymentContext, mirrorConcurrency: number): number | undefined {
+  const raw = node.tryGetContext('reserveConcurrency');
+  if (raw === undefined || raw === false || raw === 'false' || raw === '') return undefined;
+  if (raw === true || raw === 'true') return mirrorConcurrency;
+  const reserved = intContext(node, 'reserveConcurrency', 0, 1, 1000);
+  if (reserved < mirrorConcurrency) {
+    // The event source would start more functions than may run, and the rest would be throttled.
+    throw new DeploymentError(
+      `-c reserveConcurrency=${reserved} is below -c mirrorConcurrency (${mirrorConcurrency}); reserve at least as many`,
+    );
+  }
+  return reserved;
+}
+
+function boolContext(node: DeploymentContext, key: string, fallback: boolean): boolean {
   const raw = node.tryGetContext(key);
-  return typeof raw === 'string' && raw !== '' ? raw : undefined;
+  if (raw === undefined) return fallback;
+  if (raw === true || raw === 'true') return true;
+  if (raw === false || raw === 'false') return false;
+  throw new DeploymentError(`-c ${key} must be true or false, got ${String(raw)}`);
+}
+
+function stringContext(node: DeploymentContext, key: string, pattern: RegExp): string | undefined {
+  const raw = node.tryGetContext(key);
+  if (raw === undefined || raw === '') return undefined;
+  if (typeof raw !== 'string' || !pattern.test(raw)) {
+    throw new DeploymentError(`-c ${key} has an invalid value ${JSON.stringify(raw)}`);
+  }
+  return raw;
 }
 
 /** Secret names the config refers to: webhook secrets and registry pull credentials. */
@@ -96,4 +208,19 @@ export function mirrorBucketName(mirrorName: string): string {
     .replace(/^-+|-+$/g, '')
     .slice(0, 20);
   return `wasm-mirror-${slug || 'mirror'}-${Aws.ACCOUNT_ID}-${Aws.REGION}`;
+}
+
+/**
+ * The publish function's name, fixed per mirror (Lambda names are per account and region): the
+ * storage stack, deployed first, names this function in the signer role's policy before the
+ * function exists. Mirror names may hold dots and run to 128 characters; those get a slug and a
+ * hash so two mirrors never share the name.
+ */
+export function publishFunctionName(mirrorName: string): string {
+  const slug = mirrorName.replace(/[^A-Za-z0-9_-]/g, '-');
+  const base =
+    slug === mirrorName && slug.length <= 32
+      ? slug
+      : `${slug.slice(0, 23)}-${createHash('sha256').update(mirrorName).digest('hex').slice(0, 8)}`;
+  return `wasm-mirror-${base}-publish`;
 }

@@ -1,12 +1,14 @@
 /**
  * The stateless pipeline: HTTP API → webhook function → mirror queue → mirror function → publish
  * FIFO queue → publish function (KMS) → bucket, plus the ECR rule, the re-sign schedule, the
- * keys.json custom resource and the alarms. Safe to destroy and redeploy; state lives in the
+ * keys.json custom resource, the canary, the alarms and the dashboard. Safe to destroy and redeploy; state lives in the
  * storage stack. Each construct grants its own functions what they use.
  */
 import { Aws, CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import { Bucket } from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
+import { Canary } from './constructs/canary.ts';
+import { Dashboard } from './constructs/dashboard.ts';
 import { KeysJson } from './constructs/keys-json.ts';
 import { MirrorQueues } from './constructs/mirror-queues.ts';
 import { MIRROR_TIMEOUT, MirrorWorker } from './constructs/mirror-worker.ts';
@@ -30,7 +32,9 @@ export class PipelineStack extends Stack {
   readonly publisher: Publisher;
   readonly keysJson: KeysJson;
   readonly schedules: Schedules;
+  readonly canary: Canary;
   readonly alarms: PipelineAlarms;
+  readonly dashboard: Dashboard;
 
   constructor(scope: Construct, id: string, props: PipelineStackProps) {
     super(scope, id, props);
@@ -69,6 +73,8 @@ export class PipelineStack extends Stack {
       signingKeys: storage.signingKeys,
     });
     this.schedules = new Schedules(this, 'Schedules', { deployment, queues: this.queues });
+    const mirrorUrl = `https://${storage.distribution.distributionDomainName}`;
+    this.canary = new Canary(this, 'Canary', { deployment, mirrorUrl });
     this.alarms = new PipelineAlarms(this, 'Alarms', {
       deployment,
       queues: this.queues,
@@ -77,20 +83,35 @@ export class PipelineStack extends Stack {
         mirror: this.mirror.function,
         publish: this.publisher.function,
         keys: this.keysJson.function,
+        canary: this.canary.function,
       },
+      mirror: this.mirror.function,
+      webhook: this.webhook,
+      canary: this.canary,
       resignInterval: this.schedules.resignInterval,
+    });
+    this.dashboard = new Dashboard(this, 'Dashboard', {
+      deployment,
+      queues: this.queues,
+      webhook: this.webhook,
+      canary: this.canary,
+      distributionId: storage.distribution.distributionId,
     });
 
     new CfnOutput(this, 'WebhookBaseUrl', {
       value: this.webhook.baseUrl,
       description: 'Append the source id (and /<token> for Quay and Docker Hub) for each registry webhook.',
     });
-    new CfnOutput(this, 'MirrorUrl', { value: `https://${storage.distribution.distributionDomainName}` });
+    new CfnOutput(this, 'MirrorUrl', { value: mirrorUrl });
     new CfnOutput(this, 'SigningKeyArn', { value: storage.signingKey.keyArn });
     new CfnOutput(this, 'MirrorDeadLetterQueueUrl', { value: this.queues.mirrorDlq.queueUrl });
     new CfnOutput(this, 'PublishQueueUrl', {
       value: this.queues.publishQueue.queueUrl,
       description: 'Send {"kind":"resign","reason":"manual"} (group "publish") to re-sign now.',
+    });
+    new CfnOutput(this, 'AlarmTopicArn', {
+      value: this.alarms.topic.topicArn,
+      description: 'Every alarm notifies this topic; subscribe to it (or pass -c alarmEmail=…).',
     });
   }
 }

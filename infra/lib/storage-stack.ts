@@ -4,10 +4,16 @@
  * Everything here is retained on stack deletion; the pipeline stack can be torn down and
  * rebuilt freely.
  */
+import { createHash } from 'node:crypto';
 import {
+  ArnFormat,
+  Aws,
+  CfnCondition,
   CfnOutput,
   CfnResource,
   Duration,
+  Fn,
+  type ICfnConditionExpression,
   RemovalPolicy,
   Stack,
   type StackProps,
@@ -17,17 +23,20 @@ import {
   AllowedMethods,
   CachePolicy,
   Function as CfFunction,
+  type CfnDistribution,
   Distribution,
   FunctionCode,
   FunctionEventType,
   HttpVersion,
   PriceClass,
   ResponseHeadersPolicy,
+  S3OriginAccessControl,
   ViewerProtocolPolicy,
 } from 'aws-cdk-lib/aws-cloudfront';
 import { S3BucketOrigin } from 'aws-cdk-lib/aws-cloudfront-origins';
 import {
   AccountRootPrincipal,
+  AnyPrincipal,
   Effect,
   PolicyDocument,
   PolicyStatement,
@@ -37,9 +46,12 @@ import {
 import { Alias, Key, KeySpec, KeyUsage } from 'aws-cdk-lib/aws-kms';
 import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership } from 'aws-cdk-lib/aws-s3';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import { RegionInfo } from 'aws-cdk-lib/region-info';
 import type { Construct } from 'constructs';
+import { publishedPrefixes, statePrefixes, storageKeys } from '../../shared/core/storage-keys.ts';
 import type { Deployment } from './deployment.ts';
-import { mirrorBucketName, secretNames, secretsPrefix } from './deployment.ts';
+import { mirrorBucketName, publishFunctionName, secretNames, secretsPrefix } from './deployment.ts';
+import { keepLogicalId } from './logical-id.ts';
 
 export interface StorageStackProps extends StackProps {
   readonly deployment: Deployment;
@@ -109,14 +121,16 @@ export class StorageStack extends Stack {
         // Only latest.json and keys.json are ever replaced; keep a month of their history.
         { id: 'ExpireReplacedVersions', noncurrentVersionExpiration: Duration.days(30) },
         // Webhook delivery ids only need to outlive the senders' retry windows.
-        { id: 'ExpireDeliveryMarkers', prefix: 'state/deliveries/', expiration: Duration.days(7) },
+        { id: 'ExpireDeliveryMarkers', prefix: statePrefixes.deliveries, expiration: Duration.days(7) },
       ],
       removalPolicy: RemovalPolicy.RETAIN,
     });
+    this.bucket.addToResourcePolicy(createOnlyStatement(this.bucket));
 
     this.signerRole = new Role(this, 'PublisherRole', {
       assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
       description: 'Assumed by the publish function; the only principal the signing key lets sign.',
+      inlinePolicies: { OnlyThePublishFunctionSigns: this.signFromPublishFunctionOnly() },
     });
 
     const { signingKeyGeneration, activeSigningKeyGeneration } = props.deployment;
@@ -129,7 +143,7 @@ export class StorageStack extends Stack {
       targetKey: this.signingKey,
     });
 
-    this.distribution = this.createDistribution();
+    this.distribution = this.createDistribution(props.deployment.cloudFrontLogging);
 
     const prefix = secretsPrefix(config);
     const names = secretNames(config);
@@ -180,6 +194,39 @@ export class StorageStack extends Stack {
     }
   }
 
+  /**
+   * Only the publish function signs, not any function that could be given this role.
+   * `lambda:SourceFunctionArn` is not available in resource-based policies, so the key policy
+   * cannot test it; instead the key policy trusts this role alone and the role's own policy denies
+   * kms:Sign to any caller but the publish function. That deny lives here, retained with the role,
+   * so it also holds while the pipeline stack is absent or being replaced. This stack is deployed
+   * before the pipeline and never reads from it, hence the function's fixed name rather than a
+   * reference. The name is only as exclusive as lambda:CreateFunction: while the pipeline is
+   * deployed the publish function holds it.
+   */
+  private signFromPublishFunctionOnly(): PolicyDocument {
+    const publishFunctionArn = this.formatArn({
+      service: 'lambda',
+      resource: 'function',
+      resourceName: publishFunctionName(this.mirrorName),
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+    return new PolicyDocument({
+      statements: [
+        new PolicyStatement({
+          sid: 'SignOnlyFromThePublishFunction',
+          effect: Effect.DENY,
+          actions: ['kms:Sign'],
+          resources: ['*'],
+          // Absent from the request (not a Lambda function's call) counts as not matching: denied.
+          conditions: {
+            ArnNotLike: { 'lambda:SourceFunctionArn': [publishFunctionArn, `${publishFunctionArn}:*`] },
+          },
+        }),
+      ],
+    });
+  }
+
   private createSigningKey(generation: number): Key {
     return new Key(this, generation === 1 ? 'SigningKey' : `SigningKeyV${generation}`, {
       description: `Wasm Mirror manifest signing key for ${this.mirrorName} (generation ${generation})`,
@@ -223,8 +270,15 @@ export class StorageStack extends Stack {
     });
   }
 
-  private createDistribution(): Distribution {
-    const origin = S3BucketOrigin.withOriginAccessControl(this.bucket);
+  private createDistribution(logging: boolean): Distribution {
+    // Origin access control names are unique per account across regions (CloudFront is global),
+    // so the name carries the region; the ID is the one CDK gave the OAC it created before.
+    const originAccessControl = new S3OriginAccessControl(this, 'OriginAccessControl', {
+      originAccessControlName: `${withHash(this.stackName, 44)}-${Aws.REGION}`,
+      description: `Wasm Mirror ${this.mirrorName}: CloudFront reads the mirror bucket`,
+    });
+    keepLogicalId(originAccessControl, 'MirrorCdnOrigin1S3OriginAccessControl25DCD5F4');
+    const origin = S3BucketOrigin.withOriginAccessControl(this.bucket, { originAccessControl });
     const immutable = new CachePolicy(this, 'ImmutableCache', {
       comment: 'Numbered manifests never change.',
       defaultTtl: Duration.days(365),
@@ -274,9 +328,9 @@ export class StorageStack extends Stack {
       comment: `Wasm Mirror ${this.stackName}`,
       httpVersion: HttpVersion.HTTP2_AND_3,
       priceClass: PriceClass.PRICE_CLASS_100,
-      enableLogging: true,
-      logBucket: this.logsBucket,
-      logFilePrefix: 'cloudfront/',
+      ...(logging
+        ? { enableLogging: true, logBucket: this.logsBucket, logFilePrefix: CLOUDFRONT_LOG_PREFIX }
+        : {}),
       defaultBehavior: {
         ...base,
         cachePolicy: CachePolicy.CACHING_DISABLED,
@@ -284,11 +338,11 @@ export class StorageStack extends Stack {
       },
       additionalBehaviors: {
         // Listed before manifests/* so it wins: the only short-lived object.
-        'manifests/latest.json': { ...base, cachePolicy: latest, compress: true },
-        'manifests/*': { ...base, cachePolicy: immutable, compress: true },
+        [storageKeys.latestManifest]: { ...base, cachePolicy: latest, compress: true },
+        [`${publishedPrefixes.manifests}*`]: { ...base, cachePolicy: immutable, compress: true },
         // Module bytes go out exactly as stored; agents check their sha256.
-        'modules/*': { ...base, cachePolicy: modules, compress: false },
-        'keys.json': { ...base, cachePolicy: keys, compress: true },
+        [`${publishedPrefixes.modules}*`]: { ...base, cachePolicy: modules, compress: false },
+        [storageKeys.keys]: { ...base, cachePolicy: keys, compress: true },
       },
     });
     Validations.of(distribution).acknowledge(
@@ -308,6 +362,89 @@ export class StorageStack extends Stack {
           'The default *.cloudfront.net certificate fixes the TLS policy; integrity does not rest on TLS (manifests are signed, modules checked by sha256). Use a custom domain and certificate to raise the minimum protocol.',
       },
     );
+    if (logging) this.loggingOutsideOptInRegions(distribution);
+    else {
+      Validations.of(distribution).acknowledge({
+        id: 'AwsSolutions-CFR3',
+        reason:
+          'Switched off with -c cloudFrontLogging=false (a region whose buckets CloudFront standard logging cannot deliver to); agent-facing errors remain in the CloudFront metrics on the dashboard.',
+      });
+    }
     return distribution;
   }
+
+  /**
+   * CloudFront standard logging cannot deliver to buckets in opt-in regions (af-south-1,
+   * ap-east-1, …), and the log bucket is in this stack's region: there the distribution goes
+   * without logs. A condition rather than a synth-time check, so the same template is right in
+   * whichever region it is deployed. A region opted in after this CDK version was released is not
+   * in the list: deploy there with -c cloudFrontLogging=false.
+   */
+  private loggingOutsideOptInRegions(distribution: Distribution): void {
+    const optIn = RegionInfo.regions
+      .filter((r) => r.isOptInRegion)
+      .map((r) => r.name)
+      .sort();
+    const available = new CfnCondition(this, 'StandardLoggingAvailable', {
+      expression: Fn.conditionNot(anyOf(optIn.map((region) => Fn.conditionEquals(Aws.REGION, region)))),
+    });
+    (distribution.node.defaultChild as CfnDistribution).addPropertyOverride(
+      'DistributionConfig.Logging',
+      Fn.conditionIf(
+        available.logicalId,
+        {
+          Bucket: this.logsBucket.bucketRegionalDomainName,
+          IncludeCookies: false,
+          Prefix: CLOUDFRONT_LOG_PREFIX,
+        },
+        Aws.NO_VALUE,
+      ),
+    );
+  }
+}
+
+const CLOUDFRONT_LOG_PREFIX = 'cloudfront/';
+
+/**
+ * Create-only holds in storage, not only in code: a PutObject (or CompleteMultipartUpload) without
+ * If-None-Match is refused everywhere except the few keys that are meant to be replaced
+ * (latest.json, keys.json, the pipeline's state/ notes). So modules/ and every numbered manifest
+ * can be written once and never overwritten, whoever holds write access. The parts of a multipart
+ * upload carry no conditional header and are let through by s3:ObjectCreationOperation (false
+ * for CreateMultipartUpload and UploadPart); the completion carries If-None-Match and is checked.
+ * CopyObject into these keys no longer works, which nothing here uses.
+ */
+function createOnlyStatement(bucket: Bucket): PolicyStatement {
+  const replaceable = [
+    storageKeys.latestManifest,
+    storageKeys.keys,
+    ...Object.values(statePrefixes).map((prefix) => `${prefix}*`),
+  ];
+  return new PolicyStatement({
+    sid: 'CreateOnlyExceptLatestKeysAndState',
+    effect: Effect.DENY,
+    principals: [new AnyPrincipal()],
+    actions: ['s3:PutObject'],
+    notResources: replaceable.map((key) => bucket.arnForObjects(key)),
+    conditions: {
+      Null: { 's3:if-none-match': 'true' },
+      Bool: { 's3:ObjectCreationOperation': 'true' },
+    },
+  });
+}
+
+/** Fn::Or takes at most ten conditions; more are nested. */
+function anyOf(conditions: ICfnConditionExpression[]): ICfnConditionExpression {
+  if (conditions.length === 1) return conditions[0]!;
+  if (conditions.length <= 10) return Fn.conditionOr(...conditions);
+  const groups: ICfnConditionExpression[] = [];
+  for (let i = 0; i < conditions.length; i += 10) groups.push(anyOf(conditions.slice(i, i + 10)));
+  return anyOf(groups);
+}
+
+/** `text` cut to `max` characters, with a hash of the whole so two cut names never collide. */
+function withHash(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const hash = createHash('sha256').update(text).digest('hex').slice(0, 8);
+  return `${text.slice(0, max - 9)}-${hash}`;
 }

@@ -1,12 +1,14 @@
 /**
  * A small HTTP client for the agent on node:http, not fetch: every byte is counted as it arrives
  * so caps stop a hostile or broken mirror early, Content-Length is compared with what the
- * manifest promised before reading, and keep-alive sockets are bounded by the download
- * parallelism.
+ * manifest promised before reading, JSON documents may arrive compressed but are capped by
+ * their decoded size, and keep-alive sockets are bounded by the download parallelism.
  */
 import { createHash } from 'node:crypto';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
+import { promisify } from 'node:util';
+import { brotliDecompress, gunzip } from 'node:zlib';
 import { WasmMirrorError } from '../core/errors.ts';
 import { readCapped as readCappedChunks } from '../core/io.ts';
 
@@ -113,6 +115,83 @@ export async function readCapped(
   } catch (err) {
     if (err instanceof WasmMirrorError) throw err;
     throw new WasmMirrorError('MIRROR_UNAVAILABLE', `reading the response failed: ${String(err)}`, {
+      cause: err,
+      retryable: true,
+    });
+  }
+}
+
+/** What the agent asks for on JSON documents; module bytes are always fetched as they are. */
+export const JSON_ACCEPT_ENCODING = 'gzip, br';
+
+export interface ReadDocumentOptions {
+  /** Cap on the decoded body, and on the bytes on the wire. */
+  maxBytes: number;
+  /** A body over the cap as sent: declared, or counted on the wire. */
+  tooLarge: (received: number) => WasmMirrorError;
+  /** A compressed body that decodes past the cap. */
+  bomb: () => WasmMirrorError;
+  /** Called with the bytes received on the wire, as they arrive. */
+  onWireBytes?: (n: number) => void;
+}
+
+const decoders = {
+  gzip: promisify(gunzip),
+  'x-gzip': promisify(gunzip),
+  br: promisify(brotliDecompress),
+} as const;
+
+/**
+ * Reads a JSON document that may be sent with `Content-Encoding: gzip` or `br`. The body on the
+ * wire is capped, then decoded in one step whose output zlib itself stops at the cap, so a few
+ * KiB that would inflate to gigabytes fail with DECOMPRESSION_BOMB having cost at most the cap
+ * in memory. (One-shot decoding: a stream per small document costs far more CPU.) An encoding
+ * the agent did not ask for, or a corrupt compressed body, is MIRROR_UNAVAILABLE; the decoded
+ * bytes are verified afterwards anyway.
+ */
+export async function readDocument(res: IncomingMessage, options: ReadDocumentOptions): Promise<Uint8Array> {
+  const { maxBytes, tooLarge, bomb, onWireBytes } = options;
+  const encoding = String(res.headers['content-encoding'] ?? 'identity')
+    .trim()
+    .toLowerCase();
+  const decode = Object.hasOwn(decoders, encoding) ? decoders[encoding as keyof typeof decoders] : undefined;
+  if (decode === undefined && encoding !== 'identity' && encoding !== '') {
+    res.destroy();
+    throw new WasmMirrorError('MIRROR_UNAVAILABLE', `unsupported Content-Encoding "${encoding.slice(0, 40)}"`);
+  }
+  const counted = onWireBytes
+    ? (async function* () {
+        for await (const chunk of res as AsyncIterable<Buffer>) {
+          onWireBytes(chunk.length);
+          yield chunk;
+        }
+      })()
+    : res;
+  let wire: Uint8Array;
+  try {
+    wire = await readCappedChunks(
+      counted,
+      maxBytes,
+      (n) => {
+        res.destroy();
+        return tooLarge(n);
+      },
+      contentLength(res.headers),
+    );
+  } catch (err) {
+    res.destroy();
+    if (err instanceof WasmMirrorError) throw err;
+    throw new WasmMirrorError('MIRROR_UNAVAILABLE', `reading the response failed: ${String(err)}`, {
+      cause: err,
+      retryable: true,
+    });
+  }
+  if (decode === undefined) return wire;
+  try {
+    return new Uint8Array(await decode(wire, { maxOutputLength: maxBytes }));
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw bomb();
+    throw new WasmMirrorError('MIRROR_UNAVAILABLE', `the ${encoding} body does not decode: ${String(err)}`, {
       cause: err,
       retryable: true,
     });

@@ -21,6 +21,23 @@ export const AGENT_METRICS = {
   /** Counter, `result="success"|"failure"`. */
   syncs: 'wasm_mirror_sync_total',
   lastSuccess: 'wasm_mirror_last_success_timestamp_seconds',
+  /**
+   * Counter, `document` one of MANIFEST_DOCUMENTS: bytes of manifest documents received, as sent
+   * on the wire (compressed when the server compressed them), so the fleet's cost can be observed.
+   */
+  manifestBytes: 'wasm_mirror_manifest_bytes_total',
+} as const;
+
+/** The `document` label of manifestBytes. */
+export const MANIFEST_DOCUMENTS = {
+  /** manifests/v2/index.json */
+  index: 'index',
+  /** manifests/v2/nodes/sha256/<hex>.json: pages and bins */
+  node: 'node',
+  /** manifests/latest.json of a v1-only mirror */
+  manifest: 'manifest',
+  /** keys.json, fetched only by an agent that serves (--serve) */
+  keys: 'keys',
 } as const;
 
 /**
@@ -49,6 +66,8 @@ const HELP: Record<string, string> = {
   [AGENT_METRICS.verificationFailures]: 'Manifest or module verification failures, by code.',
   [AGENT_METRICS.syncs]: 'Sync attempts, by result.',
   [AGENT_METRICS.lastSuccess]: 'Unix time of the last successful sync.',
+  [AGENT_METRICS.manifestBytes]:
+    'Bytes of manifest documents received (as sent, compressed or not), by document (index, node, manifest, keys).',
 };
 
 /**
@@ -62,4 +81,7 @@ export function registerAgentMetrics(metrics: PrometheusRegistry): void {
     metrics.count(AGENT_METRICS.remoteFetches, { result }, 0);
   }
   for (const result of ['success', 'failure']) metrics.count(AGENT_METRICS.syncs, { result }, 0);
+  for (const document of Object.values(MANIFEST_DOCUMENTS)) {
+    metrics.count(AGENT_METRICS.manifestBytes, { document }, 0);
+  }
 }

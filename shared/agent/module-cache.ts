@@ -13,6 +13,7 @@ import { toWasmMirrorError, WasmMirrorError } from '../core/errors.ts';
 import { parseIsoTime } from '../core/manifest/index.ts';
 import type { Logger } from '../core/ports.ts';
 import { closeFd, datasyncFd, fsyncDirBestEffort, openFd, writeAllFd } from '../platform/files.ts';
+import { forEachLimit } from './concurrency.ts';
 import { discard, type HttpClient, streamVerified } from './http.ts';
 import type { AgentState, StateFile } from './state.ts';
 
@@ -331,19 +332,4 @@ async function hashFile(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
   return hash.digest('hex');
-}
-
-async function forEachLimit<T>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const item = items[next++]!;
-      await fn(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }

@@ -26,3 +26,28 @@ export function moduleSelector(globs: readonly string[]): (m: ManifestModule) =>
   });
   return (m) => matchers.some((match) => match(m));
 }
+
+/** Characters that make a name pattern match more than itself in the glob grammar. */
+const GLOB_SYNTAX = /[*?[\]{}()!+@|\\]/;
+
+/**
+ * Which module names a selection can match, as far as the manifest's bins are concerned: `all`
+ * when a name pattern has a wildcard (or there are no globs), else the exact names. Tags do not
+ * matter here: every tag of a name lives in the bin of the name.
+ */
+export type SelectionNames = { all: true } | { all: false; names: readonly string[] };
+
+export function selectionNames(globs: readonly string[]): SelectionNames {
+  if (globs.length === 0) return { all: true };
+  const names = new Set<string>();
+  for (const glob of globs) {
+    const colon = glob.lastIndexOf(':');
+    const name = colon > glob.lastIndexOf('/') ? glob.slice(0, colon) : glob;
+    if (name === '') continue; // matches nothing
+    // A leading "./" is dropped by the matcher, so "./a" also matches "a": not an exact name.
+    const exact = !GLOB_SYNTAX.test(name) && !name.startsWith('./') && compile(name)(name);
+    if (!exact) return { all: true };
+    names.add(name);
+  }
+  return { all: false, names: [...names].sort() };
+}

@@ -1,8 +1,9 @@
 /**
- * The agent's persistent state: the last accepted manifest version and payload hash (rollback
- * protection across restarts) and when each no-longer-listed module was first seen unlisted (the
- * garbage-collection grace period). A state file that cannot be read exactly is never guessed
- * at: the agent stops with STATE_CORRUPT rather than forget what it accepted.
+ * The agent's persistent state: the last accepted v1 manifest and v2 index, each as version and
+ * payload hash (rollback protection across restarts), and when each no-longer-listed module was
+ * first seen unlisted (the garbage-collection grace period). A state file that cannot be read
+ * exactly is never guessed at: the agent stops with STATE_CORRUPT rather than forget what it
+ * accepted. Format 1 (v1 only) is still read; format 2 is written.
  */
 import { readFile } from 'node:fs/promises';
 import { SHA256_HEX } from '../core/domain.ts';
@@ -11,11 +12,19 @@ import { parseIsoTime } from '../core/manifest/index.ts';
 import { parseStrictJson } from '../core/strict-json.ts';
 import { writeFileAtomic } from '../platform/files.ts';
 
-export const STATE_FORMAT = 1;
+export const STATE_FORMAT = 2;
+const READABLE_FORMATS = [1, 2];
+
+export interface Accepted {
+  version: number;
+  payloadSha256: string;
+}
 
 export interface AgentState {
-  /** Last accepted manifest, if any. */
-  accepted?: { version: number; payloadSha256: string };
+  /** Last accepted v1 manifest, if any. */
+  accepted?: Accepted;
+  /** Last accepted v2 index, if any. Once set, the agent never goes back to v1. */
+  index?: Accepted;
   /** sha256 hex → ISO time the module was first seen unlisted. */
   unlistedSince: Record<string, string>;
 }
@@ -44,20 +53,30 @@ export async function readState(path: string): Promise<AgentState> {
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw corrupt(path, 'not an object');
   const d = doc as Record<string, unknown>;
-  if (d.format !== STATE_FORMAT) throw corrupt(path, `unknown format ${String(d.format)}`);
+  if (!READABLE_FORMATS.includes(d.format as number))
+    throw corrupt(path, `unknown format ${String(d.format)}`);
+  const fields = [
+    'format',
+    'version',
+    'payloadSha256',
+    'unlistedSince',
+    ...(d.format === 2 ? ['index'] : []),
+  ];
   for (const key of Object.keys(d)) {
-    if (!['format', 'version', 'payloadSha256', 'unlistedSince'].includes(key))
-      throw corrupt(path, `unknown field ${key}`);
+    if (!fields.includes(key)) throw corrupt(path, `unknown field ${key}`);
   }
   const state: AgentState = { unlistedSince: {} };
   if (d.version !== undefined || d.payloadSha256 !== undefined) {
-    if (typeof d.version !== 'number' || !Number.isSafeInteger(d.version) || d.version < 0) {
-      throw corrupt(path, 'version is not a non-negative integer');
+    state.accepted = acceptedOf(path, d, '');
+  }
+  if (d.index !== undefined) {
+    if (typeof d.index !== 'object' || d.index === null || Array.isArray(d.index))
+      throw corrupt(path, 'index is not an object');
+    const index = d.index as Record<string, unknown>;
+    for (const key of Object.keys(index)) {
+      if (key !== 'version' && key !== 'payloadSha256') throw corrupt(path, `unknown field index.${key}`);
     }
-    if (typeof d.payloadSha256 !== 'string' || !SHA256_HEX.test(d.payloadSha256)) {
-      throw corrupt(path, 'payloadSha256 is not 64 lowercase hex');
-    }
-    state.accepted = { version: d.version, payloadSha256: d.payloadSha256 };
+    state.index = acceptedOf(path, index, 'index.');
   }
   const unlisted = d.unlistedSince ?? {};
   if (typeof unlisted !== 'object' || unlisted === null || Array.isArray(unlisted))
@@ -71,11 +90,24 @@ export async function readState(path: string): Promise<AgentState> {
   return state;
 }
 
+function acceptedOf(path: string, d: Record<string, unknown>, where: string): Accepted {
+  if (typeof d.version !== 'number' || !Number.isSafeInteger(d.version) || d.version < 0) {
+    throw corrupt(path, `${where}version is not a non-negative integer`);
+  }
+  if (typeof d.payloadSha256 !== 'string' || !SHA256_HEX.test(d.payloadSha256)) {
+    throw corrupt(path, `${where}payloadSha256 is not 64 lowercase hex`);
+  }
+  return { version: d.version, payloadSha256: d.payloadSha256 };
+}
+
 export async function writeState(path: string, state: AgentState): Promise<void> {
   const doc: Record<string, unknown> = { format: STATE_FORMAT };
   if (state.accepted !== undefined) {
     doc.version = state.accepted.version;
     doc.payloadSha256 = state.accepted.payloadSha256;
+  }
+  if (state.index !== undefined) {
+    doc.index = { version: state.index.version, payloadSha256: state.index.payloadSha256 };
   }
   doc.unlistedSince = state.unlistedSince;
   await writeFileAtomic(path, `${JSON.stringify(doc, null, 2)}\n`, 0o600);

@@ -22,7 +22,7 @@ export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options'
   try {
     return parseArgs({ args: argv, options, allowPositionals, strict: true });
   } catch (err) {
-    throw new WasmMirrorError('USAGE', err instanceof Error ? err.message : String(err), { cause: err });
+    throw new WasmMirrorError('USAGE', usageMessage(err, Object.keys(options)), { cause: err });
   }
 }
 
@@ -33,4 +33,39 @@ export async function readAllStdin(io: CliIo, maxBytes = 1 << 20): Promise<strin
     if (text.length > maxBytes) throw new WasmMirrorError('USAGE', 'standard input is too large');
   }
   return text;
+}
+
+/**
+ * parseArgs's message, shortened where it explains more than the mistake: an unknown option is
+ * named, with the closest known one when it looks like a typo.
+ */
+function usageMessage(err: unknown, known: string[]): string {
+  const message = err instanceof Error ? err.message : String(err);
+  if ((err as { code?: string }).code !== 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return message;
+  const option = /Unknown option '([^']+)'/.exec(message)?.[1];
+  if (option === undefined) return message;
+  const name = option.replace(/^-+/, '').split('=')[0]!;
+  const closest = known
+    .map((k) => ({ k, d: editDistance(name, k) }))
+    .filter(({ k, d }) => d <= Math.max(1, Math.floor(k.length / 3)))
+    .sort((a, b) => a.d - b.d)[0]?.k;
+  return `unknown option '${option}'${closest === undefined ? '' : ` (did you mean --${closest}?)`}`;
+}
+
+/** Optimal string alignment distance: insertions, deletions, substitutions, adjacent swaps. */
+function editDistance(a: string, b: string): number {
+  let before: number[] = [];
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        row[j] = Math.min(row[j]!, before[j - 2]! + 1);
+      }
+    }
+    before = prev;
+    prev = row;
+  }
+  return prev[b.length]!;
 }

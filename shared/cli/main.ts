@@ -18,9 +18,17 @@ const commands: Record<string, Command> = {
     summary: 'mirror one reference now, no webhook needed',
     load: () => import('./commands/mirror.ts'),
   },
+  'dead-letters': {
+    summary: 'list, show, redrive or purge the jobs that used up their retries',
+    load: () => import('./commands/dead-letters.ts'),
+  },
   pull: {
     summary: 'pull and extract one module to a file, print its sha256',
     load: () => import('./commands/pull.ts'),
+  },
+  push: {
+    summary: 'package a module the way Istio loads it and push it to a registry',
+    load: () => import('./commands/push.ts'),
   },
   agent: {
     summary: 'verify the signed manifest and sync modules into a directory',
@@ -62,7 +70,11 @@ export async function main(argv: string[], io: CliIo = processIo()): Promise<num
     return await mod.run(rest, io);
   } catch (err) {
     const e = toWasmMirrorError(err);
-    io.stderr.write(`wasm-mirror ${name}: ${e.code}: ${e.message}\n`);
-    return isWasmMirrorError(err, 'USAGE') ? 2 : 1;
+    const usage = isWasmMirrorError(err, 'USAGE');
+    // A usage error points at the command's help, unless the message already carries it.
+    const hint =
+      usage && !e.message.includes('usage:') ? `\nRun 'wasm-mirror ${name} --help' for its options.` : '';
+    io.stderr.write(`wasm-mirror ${name}: ${e.code}: ${e.message}${hint}\n`);
+    return usage ? 2 : 1;
   }
 }

@@ -6,21 +6,28 @@
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { join, resolve } from 'node:path';
-import { DiskQueue } from '../adapters/local/disk-queue.ts';
+import {
+  DEFAULT_DEAD_LETTER_RETENTION_MS,
+  type DeadLetter,
+  DiskQueue,
+} from '../adapters/local/disk-queue.ts';
 import { FsObjectStore } from '../adapters/local/fs-object-store.ts';
 import { loadOrCreateKey, publishedKeyIds } from '../adapters/local/signer.ts';
 import { createMirrorApp, type MirrorApp } from '../core/app.ts';
 import type { MirrorConfig } from '../core/config.ts';
 import type { MirrorJob } from '../core/domain.ts';
-import type { WasmMirrorError } from '../core/errors.ts';
+import { toWasmMirrorError, WasmMirrorError } from '../core/errors.ts';
+import { metricNames } from '../core/metrics.ts';
 import type { PipelineDeps } from '../core/pipeline/context.ts';
 import { readLatestManifest } from '../core/pipeline/state.ts';
 import type { Logger, PublishRequest, SecretSource } from '../core/ports.ts';
 import { systemClock } from '../core/ports.ts';
+import { storageKeys } from '../core/storage-keys.ts';
 import { OciWasmPuller } from '../core/wasm/puller.ts';
 import { JsonLinesLogger, PrometheusRegistry } from '../platform/telemetry.ts';
-import { createMirrorServer, listen } from './http-server.ts';
-import { type DataDirLock, lockDataDir } from './lock.ts';
+import { createMirrorServer, type HealthReport, listen } from './http-server.ts';
+import { LiveOperations, sweepLeftovers } from './leftovers.ts';
+import { type DataDirLock, ensureDataDir, lockDataDir } from './lock.ts';
 
 export interface EmbeddedOptions {
   config: MirrorConfig;
@@ -34,6 +41,19 @@ export interface EmbeddedOptions {
   retry?: MirrorRetry;
   /** Start with a signing key other than the one that signed the published manifests (`--rotate-key`). */
   rotateKey?: boolean;
+  /** Limits on what clients can make the HTTP server hold (see createMirrorServer). */
+  http?: {
+    maxConnections?: number;
+    maxInFlightBodyBytes?: number;
+    bodyTimeoutMs?: number;
+  };
+  /** Crash leftovers: how old a temp file must be to be removed, and how often to look. */
+  leftovers?: {
+    /** @default 15 minutes */
+    graceMs?: number;
+    /** @default 10 minutes */
+    intervalMs?: number;
+  };
 }
 
 export interface MirrorRetry {
@@ -41,6 +61,8 @@ export interface MirrorRetry {
   maxAttempts?: number;
   /** Doubles per attempt up to 5 minutes. @default 1000 */
   backoffBaseMs?: number;
+  /** How long dead letters (of both queues) are kept before they are deleted. @default 14 days */
+  deadLetterRetentionMs?: number;
 }
 
 export interface EmbeddedMirror {
@@ -60,6 +82,8 @@ export interface FailureEntry {
 
 const RECENT_FAILURES = 100;
 const DELIVERY_MARKER_TTL_MS = 7 * 24 * 3600_000;
+const LEFTOVER_GRACE_MS = 15 * 60_000;
+const LEFTOVER_SWEEP_INTERVAL_MS = 10 * 60_000;
 
 /** Paths inside the data directory that are not part of the public storage layout. */
 export const dataPaths = (dataDir: string) => ({
@@ -95,6 +119,7 @@ export async function buildLocalDeps(options: {
     maxAttempts: options.retry?.maxAttempts ?? 8,
     backoffBaseMs: options.retry?.backoffBaseMs ?? 1000,
     visibilityTimeoutMs: 10 * 60_000,
+    deadLetterRetentionMs: options.retry?.deadLetterRetentionMs ?? DEFAULT_DEAD_LETTER_RETENTION_MS,
     logger: options.logger,
     metrics: options.metrics,
   });
@@ -102,6 +127,9 @@ export async function buildLocalDeps(options: {
     dir: paths.publishQueue,
     maxAttempts: 20,
     visibilityTimeoutMs: 2 * 60_000,
+    deadLetterRetentionMs: options.retry?.deadLetterRetentionMs ?? DEFAULT_DEAD_LETTER_RETENTION_MS,
+    logger: options.logger,
+    metrics: options.metrics,
   });
   const signer = await loadOrCreateKey(paths.privateDir, {
     published: await publishedKeyIds(store),
@@ -125,7 +153,8 @@ export async function buildLocalDeps(options: {
 
 export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedMirror> {
   const dataDir = resolve(options.dataDir);
-  await mkdir(dataDir, { recursive: true });
+  // A path that cannot be a data directory fails here, at once, saying why.
+  await ensureDataDir(dataDir);
   const lock: DataDirLock = await lockDataDir(dataDir, 'serve');
   const logger = options.logger ?? new JsonLinesLogger({ stream: process.stderr });
   const metrics = new PrometheusRegistry({ prefix: 'wasm_mirror_' });
@@ -157,11 +186,40 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedM
 
     queues.push(mirrorQueue, publishQueue);
     const app = createMirrorApp(deps, { onPermanentFailure: recordFailure });
+    // Every operation that writes files runs through `operations`, so a sweep spares its files.
+    const operations = new LiveOperations();
+    const sweepLeftoversNow = async () => {
+      const removed = await sweepLeftovers(dataDir, {
+        graceMs: options.leftovers?.graceMs ?? LEFTOVER_GRACE_MS,
+        busySince: () => operations.oldestStart(),
+      });
+      if (removed > 0) {
+        metrics.count(metricNames.leftoversRemoved, {}, removed);
+        logger.info('removed crash leftovers', { files: removed });
+      }
+    };
+    // Before any consumer starts: what is there now was left by an earlier run or another process.
+    await sweepLeftoversNow();
+    timers.push(
+      setInterval(() => {
+        sweepLeftoversNow().catch((err) =>
+          logger.warn('could not sweep crash leftovers', { error: toWasmMirrorError(err).message }),
+        );
+      }, options.leftovers?.intervalMs ?? LEFTOVER_SWEEP_INTERVAL_MS),
+    );
+
     await app.writeKeys();
-    mirrorQueue.start((job, meta) => app.handleMirrorJob(job, meta), { concurrency: 4 });
+    mirrorQueue.start((job, meta) => operations.run(() => app.handleMirrorJob(job, meta)), {
+      concurrency: 4,
+    });
+    let firstPublishDone = false;
     publishQueue.startBatch(
       async (requests) => {
-        await app.publish(requests);
+        try {
+          await operations.run(() => app.publish(requests));
+        } finally {
+          firstPublishDone = true;
+        }
       },
       { maxBatch: 1000, batchWindowMs: 25 },
     );
@@ -178,8 +236,8 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedM
     for (const source of options.config.sources) {
       if (source.reconcileIntervalMs === undefined) continue;
       const run = () =>
-        app
-          .reconcile(source.id)
+        operations
+          .run(() => app.reconcile(source.id))
           .catch((err) => logger.error('reconcile failed', { sourceId: source.id, error: String(err) }));
       timers.push(setInterval(run, source.reconcileIntervalMs));
       void run();
@@ -193,10 +251,15 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedM
     timers.push(setInterval(sweep, 3600_000));
     void sweep();
 
+    const health = manifestHealth(deps, () => firstPublishDone);
     server = createMirrorServer({
       store: deps.store,
-      receiveWebhook: app.receiveWebhook,
+      receiveWebhook: (request) => operations.run(() => app.receiveWebhook(request)),
+      admitWebhook: app.receiveWebhook.admit,
+      health,
       logger,
+      metrics,
+      ...options.http,
       renderMetrics: async () => {
         await refreshGauges(app, mirrorQueue, publishQueue, metrics);
         return metrics.render();
@@ -255,6 +318,49 @@ export async function sweepOldFiles(dir: string, maxAgeMs: number, now = Date.no
   return removed;
 }
 
+/**
+ * `/healthz`: healthy while the newest manifest (latest.json) is unexpired. Before the first
+ * publish has run, a missing one is start-up, not a fault. The parsed manifest is reused while
+ * latest.json's ETag stays the same, so a probe costs one stat.
+ */
+export function manifestHealth(
+  deps: Pick<PipelineDeps, 'store' | 'clock'>,
+  startedUp: () => boolean,
+): () => Promise<HealthReport> {
+  let cached: { etag: string; version: number; expiresAt: string } | undefined;
+  const unhealthy = (reason: string, message: string, extra: Record<string, unknown> = {}): HealthReport => ({
+    healthy: false,
+    body: { status: 'unhealthy', reason, message, ...extra },
+  });
+  return async () => {
+    let facts: { version: number; expiresAt: string } | undefined;
+    try {
+      const info = await deps.store.head(storageKeys.latestManifest);
+      if (info !== undefined && cached?.etag === info.etag) facts = cached;
+      else if (info !== undefined) {
+        const latest = await readLatestManifest(deps.store);
+        if (latest !== undefined) {
+          facts = { version: latest.payload.version, expiresAt: latest.payload.expiresAt };
+          cached = { etag: info.etag, ...facts };
+        }
+      }
+    } catch (err) {
+      return unhealthy('manifest-unreadable', toWasmMirrorError(err).message);
+    }
+    if (facts === undefined) {
+      if (!startedUp()) return { healthy: true, body: { status: 'starting' } };
+      return unhealthy('manifest-missing', 'no manifest has been published');
+    }
+    const manifest = { version: facts.version, expiresAt: facts.expiresAt };
+    if (!(Date.parse(facts.expiresAt) > deps.clock.now().getTime())) {
+      return unhealthy('manifest-expired', `manifest ${facts.version} expired at ${facts.expiresAt}`, {
+        manifest,
+      });
+    }
+    return { healthy: true, body: { status: 'ok', manifest } };
+  };
+}
+
 async function refreshGauges(
   app: MirrorApp,
   mirrorQueue: DiskQueue<MirrorJob>,
@@ -280,7 +386,9 @@ async function status(
   failures: FailureEntry[],
 ): Promise<unknown> {
   const latest = await readLatestManifest(deps.store);
-  const dead = await mirrorQueue.listDead();
+  // Counts, and only the newest dead letters: the rest are paged at /status/dead-letters, so a
+  // flood of dead letters cannot make this page (or the memory serving it) grow.
+  const newest = await mirrorQueue.listDeadPage({ limit: STATUS_DEAD_LETTERS });
   return {
     mirror: deps.config.mirror.name,
     keyid: await deps.signer.keyId(),
@@ -296,17 +404,97 @@ async function status(
     modules: latest?.payload.modules ?? [],
     queues: { mirror: await mirrorQueue.depth(), publish: await publishQueue.depth() },
     recentFailures: failures,
-    deadLetters: dead.map((d) => ({
-      job: d.body,
-      attempts: d.attempts,
-      error: d.lastError,
-      deadAt: d.deadAt,
-    })),
+    deadLetters: newest.items.map(deadLetterView),
+    deadLettersPage: {
+      queue: 'mirror',
+      shown: newest.items.length,
+      total: newest.total,
+      next:
+        newest.next === undefined
+          ? null
+          : deadLetterPagePath('mirror', DEAD_LETTER_PAGE_DEFAULT, newest.next),
+    },
     sources: deps.config.sources.map((s) => ({
       id: s.id,
       type: s.type,
       registry: s.registry,
       webhook: `/hooks/${s.id}`,
     })),
+  };
+}
+
+/** Dead letters `/status` shows, newest first. */
+export const STATUS_DEAD_LETTERS = 20;
+const DEAD_LETTER_PAGE_DEFAULT = 100;
+const DEAD_LETTER_PAGE_MAX = 1000;
+
+export interface DeadLetterQueues {
+  mirror: DiskQueue<MirrorJob>;
+  publish: DiskQueue<PublishRequest>;
+}
+
+export interface DeadLetterView {
+  messageId: string;
+  /** The queued message: a mirror job, or a publish request. */
+  job: unknown;
+  attempts: number;
+  error: { code: string; message: string };
+  sentAt: string;
+  deadAt: string;
+}
+
+export interface DeadLetterPageView {
+  queue: keyof DeadLetterQueues;
+  /** Dead letters in that queue's area when the page was read. */
+  total: number;
+  items: DeadLetterView[];
+  /** Cursor of the next page, and its path; null on the last page. */
+  next: string | null;
+  nextPath: string | null;
+}
+
+/**
+ * `GET /status/dead-letters?queue=mirror|publish&limit=N&cursor=ID`: one page of a queue's dead
+ * letters, newest first (`limit` 1–1000, default 100; `cursor` is the `next` of the previous
+ * page). Reads only the page's dead letters. A bad parameter is a USAGE error (answer 400).
+ */
+export async function deadLetterPage(
+  queues: DeadLetterQueues,
+  query: URLSearchParams,
+): Promise<DeadLetterPageView> {
+  const name = query.get('queue') ?? 'mirror';
+  if (name !== 'mirror' && name !== 'publish') {
+    throw new WasmMirrorError('USAGE', `queue must be mirror or publish, not ${JSON.stringify(name)}`);
+  }
+  const limitText = query.get('limit');
+  const limit = limitText === null ? DEAD_LETTER_PAGE_DEFAULT : Number(limitText);
+  if (limitText !== null && (!/^\d{1,4}$/.test(limitText) || limit < 1 || limit > DEAD_LETTER_PAGE_MAX)) {
+    throw new WasmMirrorError('USAGE', `limit must be a whole number from 1 to ${DEAD_LETTER_PAGE_MAX}`);
+  }
+  const cursor = query.get('cursor') ?? undefined;
+  const queue: DiskQueue<unknown> = queues[name];
+  const page = await queue.listDeadPage(cursor === undefined ? { limit } : { limit, before: cursor });
+  const next = page.next ?? null;
+  return {
+    queue: name,
+    total: page.total,
+    items: page.items.map(deadLetterView),
+    next,
+    nextPath: next === null ? null : deadLetterPagePath(name, limit, next),
+  };
+}
+
+function deadLetterPagePath(queue: keyof DeadLetterQueues, limit: number, cursor: string): string {
+  return `/status/dead-letters?${new URLSearchParams({ queue, limit: String(limit), cursor })}`;
+}
+
+function deadLetterView(d: DeadLetter<unknown>): DeadLetterView {
+  return {
+    messageId: d.messageId,
+    job: d.body,
+    attempts: d.attempts,
+    error: d.lastError,
+    sentAt: d.sentAt,
+    deadAt: d.deadAt,
   };
 }

@@ -138,8 +138,16 @@ describe('agent sync', () => {
     expect(manifestJson.version).toBe(42);
     const state = JSON.parse(readFileSync(join(dir, 'agent-state.json'), 'utf8'));
     expect(state.version).toBe(42);
-    expect(again).toMatchObject({ version: 42, notModified: true, downloaded: 0, cached: 2, requests: 1 });
-    expect(mirror.requests).toEqual(['/manifests/latest.json']);
+    // A mirror without v2: the index is asked for (404), then v1's latest.json answers 304.
+    expect(again).toMatchObject({
+      version: 42,
+      format: 'v1',
+      notModified: true,
+      downloaded: 0,
+      cached: 2,
+      requests: 2,
+    });
+    expect(mirror.requests).toEqual(['/manifests/v2/index.json', '/manifests/latest.json']);
     expect(text).toContain(
       '# HELP istio_agent_wasm_cache_entries Wasm modules in the local cache directory.',
     );

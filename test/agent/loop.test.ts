@@ -8,11 +8,15 @@ import { WasmMirrorError } from '../../shared/core/errors.ts';
 
 const OK: SyncResult = {
   version: 1,
+  format: 'v2',
   notModified: true,
   accepted: false,
   downloaded: 0,
   cached: 0,
   removed: 0,
+  selected: 0,
+  nodesFetched: 0,
+  manifestBytes: 0,
   requests: 1,
 };
 

@@ -1,7 +1,9 @@
 /**
  * A test mirror: a static node:http server on 127.0.0.1 over a temp directory laid out as the
- * mirror's public storage (`manifests/`, `modules/sha256/`), with strong ETags on manifests,
- * request counting, and per-path overrides for misbehaving responses.
+ * mirror's public storage (`manifests/`, `manifests/v2/`, `modules/sha256/`), with strong ETags,
+ * gzip for JSON when asked (as CloudFront and the embedded server do), request and byte
+ * counting, and per-path overrides for misbehaving responses. Until the publisher writes v2,
+ * `publishIndex` builds and signs v2 trees here.
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -9,10 +11,62 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, normalize } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import type { LocalKeySigner } from '../../shared/adapters/local/signer.ts';
 import type { ManifestModule } from '../../shared/core/domain.ts';
-import { signManifest } from '../../shared/core/manifest/index.ts';
-import { moduleEntry, payloadOf, sha256Hex } from '../manifest/helpers.ts';
+import {
+  buildTree,
+  depthFor,
+  INDEX_PAYLOAD_TYPE,
+  type IndexPayload,
+  type Pin,
+  signManifest,
+  signPayload,
+  v2Keys,
+  validateIndexPayload,
+} from '../../shared/core/manifest/index.ts';
+import { moduleEntry, payloadOf, sha256Hex, T0 } from '../manifest/helpers.ts';
+
+export interface IndexOptions {
+  mirror?: string;
+  version?: number;
+  issuedAt?: Date;
+  ttlMs?: number;
+  /** @default depthFor(entries) */
+  depth?: number;
+}
+
+export interface PublishedIndex {
+  /** The signed envelope, as stored at manifests/v2/index.json. */
+  bytes: Uint8Array;
+  payload: IndexPayload;
+  /** Every node of the tree, by sha256. */
+  nodes: Map<string, Uint8Array>;
+}
+
+/** An index payload over root pins, with the test suite's defaults (prod-mesh, version 42, T0, 48 h). */
+export function indexPayloadOf(
+  root: Pin[],
+  entries: number,
+  depth: number,
+  options: IndexOptions = {},
+): IndexPayload {
+  const issuedAt = options.issuedAt ?? T0;
+  return validateIndexPayload({
+    type: 'wasm-mirror.index/v2',
+    mirror: options.mirror ?? 'prod-mesh',
+    version: options.version ?? 42,
+    issuedAt: issuedAt.toISOString(),
+    expiresAt: new Date(issuedAt.getTime() + (options.ttlMs ?? 48 * 3600e3)).toISOString(),
+    entries,
+    depth,
+    root,
+  });
+}
+
+export async function signIndex(payload: IndexPayload, signer: LocalKeySigner): Promise<Uint8Array> {
+  return (await signPayload(INDEX_PAYLOAD_TYPE, validateIndexPayload(payload), signer)).bytes;
+}
 
 export type Override = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -20,6 +74,12 @@ export class TestMirror {
   readonly root = mkdtempSync(join(tmpdir(), 'wm-mirror-'));
   readonly overrides = new Map<string, Override>();
   requests: string[] = [];
+  /** Body bytes sent, as sent (compressed or not). */
+  bytesSent = 0;
+  /** 304 answers. */
+  notModified = 0;
+  /** Send JSON documents gzipped to clients that ask for gzip. */
+  gzipJson = true;
   #server: Server | undefined;
   url = '';
 
@@ -62,6 +122,32 @@ export class TestMirror {
     return bytes;
   }
 
+  /**
+   * Builds, signs and publishes a v2 tree as the publisher would: nodes first, the versioned
+   * index, then index.json.
+   */
+  async publishIndex(
+    signer: LocalKeySigner,
+    modules: ManifestModule[],
+    options: IndexOptions = {},
+  ): Promise<PublishedIndex> {
+    const depth = options.depth ?? depthFor(modules.length);
+    const tree = buildTree(modules, depth);
+    for (const [sha, bytes] of tree.nodes) this.put(v2Keys.node(sha), bytes);
+    const payload = indexPayloadOf(tree.root, tree.entries, depth, options);
+    const bytes = await signIndex(payload, signer);
+    this.put(v2Keys.indexVersion(payload.version), bytes);
+    this.put(v2Keys.index, bytes);
+    return { bytes, payload, nodes: tree.nodes };
+  }
+
+  /** Counters back to zero, before measuring one sync. */
+  resetCounters(): void {
+    this.requests = [];
+    this.bytesSent = 0;
+    this.notModified = 0;
+  }
+
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const path = new URL(req.url ?? '/', 'http://x').pathname;
     this.requests.push(path);
@@ -80,10 +166,19 @@ export class TestMirror {
       return void res.writeHead(404).end();
     }
     const etag = `"${createHash('sha256').update(body).digest('hex')}"`;
-    if (req.headers['if-none-match'] === etag) return void res.writeHead(304, { etag }).end();
-    res
-      .writeHead(200, { 'content-length': body.length, etag, 'content-type': 'application/octet-stream' })
-      .end(body);
+    if (req.headers['if-none-match']?.replace(/^W\//, '') === etag) {
+      this.notModified++;
+      return void res.writeHead(304, { etag }).end();
+    }
+    const headers: Record<string, string | number> = { etag, 'content-type': 'application/octet-stream' };
+    if (this.gzipJson && path.endsWith('.json') && /\bgzip\b/.test(req.headers['accept-encoding'] ?? '')) {
+      body = gzipSync(body);
+      headers['content-encoding'] = 'gzip';
+      headers.etag = `W/${etag}`;
+    }
+    headers['content-length'] = body.length;
+    this.bytesSent += body.length;
+    res.writeHead(200, headers).end(body);
   }
 }
 

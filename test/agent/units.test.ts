@@ -121,7 +121,7 @@ describe('agent state', () => {
     const corrupt = [
       '',
       '{',
-      '{"format":2}',
+      '{"format":3}',
       '{"format":1,"version":7}',
       '{"format":1,"version":7,"payloadSha256":"A"}',
       '{"format":1,"version":-1,"payloadSha256":"' + 'a'.repeat(64) + '"}',

@@ -1,15 +1,17 @@
 /**
  * The embedded mirror's HTTP face on its own: what it serves, how it answers conditional and
- * range requests, and that clients that walk away cost it nothing.
+ * range requests, that clients that walk away cost it nothing, and that a malformed request
+ * is the client's error (400), never the server's.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { request, type Server } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsObjectStore } from '../../shared/adapters/local/fs-object-store.ts';
-import { silentLogger } from '../../shared/core/ports.ts';
+import { type Logger, silentLogger } from '../../shared/core/ports.ts';
 import {
   createMirrorServer,
   listen,
@@ -119,4 +121,61 @@ describe('mirror HTTP server', () => {
     expect(redactUrl('/hooks/local')).toBe('/hooks/local');
     expect(redactUrl('/manifests/latest.json')).toBe('/manifests/latest.json');
   });
+
+  it('answers a malformed request target with 400 and logs no error', async () => {
+    const errors: string[] = [];
+    const logger: Logger = { ...silentLogger, error: (msg) => errors.push(msg) };
+    const strict = createMirrorServer({
+      store: await FsObjectStore.open({ root: dir }),
+      receiveWebhook: async () => ({ status: 202, body: {} }),
+      renderMetrics: () => '',
+      status: async () => ({}),
+      logger,
+    });
+    const base = new URL(await listen(strict, 0, '127.0.0.1'));
+    try {
+      // fetch would normalise these targets; a hostile client sends them as they are.
+      for (const target of [
+        '//[',
+        '//@/healthz',
+        '//evil.example/healthz',
+        'http://[bad/healthz',
+        'http://@/healthz',
+        'http://%zz/healthz',
+        'example.com:443',
+        '*',
+        'healthz',
+      ]) {
+        const status = await rawStatus(base, `GET ${target} HTTP/1.1`);
+        expect(status, target).toBe(400);
+      }
+      expect(await rawStatus(base, 'POST //[ HTTP/1.1')).toBe(400);
+      // Well-formed targets, origin-form and absolute-form, still work.
+      expect(await rawStatus(base, 'GET /healthz HTTP/1.1')).toBe(200);
+      expect(await rawStatus(base, 'GET http://mirror.example/healthz HTTP/1.1')).toBe(200);
+      expect(errors).toEqual([]);
+    } finally {
+      strict.closeAllConnections();
+      await new Promise((r) => strict.close(r));
+    }
+  });
 });
+
+/** The status code of one request written verbatim on a socket. */
+function rawStatus(base: URL, requestLine: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(base.port), base.hostname);
+    let reply = '';
+    socket.setTimeout(5_000, () => socket.destroy(new Error(`no answer to ${requestLine}`)));
+    socket.on('data', (chunk) => {
+      reply += chunk.toString('latin1');
+    });
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const status = /^HTTP\/1\.1 (\d{3})/.exec(reply);
+      if (status === null) reject(new Error(`no status line for ${requestLine}: ${JSON.stringify(reply)}`));
+      else resolve(Number(status[1]));
+    });
+    socket.end(`${requestLine}\r\nhost: mirror.example\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+  });
+}

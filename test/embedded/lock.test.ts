@@ -1,10 +1,14 @@
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { main } from '../../shared/cli/main.ts';
+import { defaultConfig } from '../../shared/core/config.ts';
+import { silentLogger } from '../../shared/core/ports.ts';
 import { lockDataDir, lockHolder, tryLockDataDir } from '../../shared/embedded/lock.ts';
+import { startEmbedded } from '../../shared/embedded/runtime.ts';
 
 const TAKER = join(import.meta.dirname, 'fixtures', 'lock-taker.ts');
 let dir: string;
@@ -72,3 +76,79 @@ it("lets exactly one of several processes racing for a dead holder's lock win", 
     expect(readdirSync(dir)).toEqual([]);
   }
 }, 60_000);
+
+describe('a lock file that names no holder', () => {
+  const lockFile = () => join(dir, 'publisher.lock');
+  const age = (path: string, seconds: number) => {
+    const then = new Date(Date.now() - seconds * 1000);
+    utimesSync(path, then, then);
+  };
+
+  it.each([
+    ['empty', ''],
+    ['truncated', '{"pid":12'],
+    ['garbage', 'not a lock at all'],
+    ['without a token', '{"pid":1}'],
+  ])('is taken over once it has not changed for a few seconds (%s)', async (_what, content) => {
+    writeFileSync(lockFile(), content);
+    age(lockFile(), 30);
+    const lock = await tryLockDataDir(dir, 'serve');
+    expect(lock).toBeDefined();
+    expect(await lockHolder(dir)).toEqual({ pid: process.pid, purpose: 'serve' });
+    await lock!.release();
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('is not taken while it may still be being written, and serve waits for it to go stale', async () => {
+    writeFileSync(lockFile(), '');
+    expect(await tryLockDataDir(dir, 'mirror')).toBeUndefined();
+    expect(existsSync(lockFile())).toBe(true);
+    const started = Date.now();
+    const lock = await lockDataDir(dir, 'serve');
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(await lockHolder(dir)).toEqual({ pid: process.pid, purpose: 'serve' });
+    await lock.release();
+  }, 20_000);
+});
+
+describe('serve on an unusable data directory', () => {
+  const start = (dataDir: string) =>
+    startEmbedded({ config: defaultConfig(), dataDir, port: 0, env: {}, logger: silentLogger });
+
+  it('fails at once with USAGE and says why', async () => {
+    const file = join(dir, 'a-file');
+    writeFileSync(file, '');
+    const started = Date.now();
+    await expect(start(file)).rejects.toMatchObject({
+      code: 'USAGE',
+      message: expect.stringMatching(
+        /data directory .*a-file is not usable: it exists and is not a directory/,
+      ),
+    });
+    await expect(start(join(file, 'sub'))).rejects.toMatchObject({
+      code: 'USAGE',
+      message: expect.stringMatching(/is not usable: it, or a parent of it, is not a directory/),
+    });
+    const lockIsADirectory = join(dir, 'odd');
+    mkdirSync(join(lockIsADirectory, 'publisher.lock'), { recursive: true });
+    await expect(start(lockIsADirectory)).rejects.toMatchObject({
+      code: 'USAGE',
+      message: expect.stringMatching(/publisher\.lock is not a lock file/),
+    });
+    expect(Date.now() - started).toBeLessThan(3_000);
+  });
+
+  it('exits 2 from `wasm-mirror serve --data` with the reason on stderr', async () => {
+    const file = join(dir, 'a-file');
+    writeFileSync(file, '');
+    let stderr = '';
+    const code = await main(['serve', '--data', file, '--port', '0'], {
+      stdout: { write: () => true },
+      stderr: { write: (chunk: string) => (stderr += chunk) },
+      stdin: (async function* () {})(),
+      env: {},
+    });
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/USAGE: data directory .*a-file is not usable/);
+  });
+});

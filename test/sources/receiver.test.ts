@@ -99,4 +99,53 @@ describe('WebhookReceiver', () => {
     const bogus = { ...source('distribution'), type: 'nope' as never };
     expect(errorCode(() => receiver.receive(bogus, 't', request('{}')))).toBe('WEBHOOK_UNKNOWN_SOURCE');
   });
+
+  it("spends a source's job budget all or none, and says when the jobs would fit", () => {
+    const clock = fakeClock();
+    const receiver = new WebhookReceiver({ clock });
+    const a = source('distribution', { id: 'a', rateLimitPerMinute: 60 });
+    const b = source('distribution', { id: 'b', rateLimitPerMinute: 6000 });
+    // A delivery never queues more than the budget holds when full, nor more than 100.
+    expect(receiver.jobsPerDelivery(a)).toBe(60);
+    expect(receiver.jobsPerDelivery(b)).toBe(100);
+    expect(new WebhookReceiver({ maxJobsPerDelivery: 5 }).jobsPerDelivery(b)).toBe(5);
+
+    expect(receiver.takeJobs(a, 50)).toBeUndefined();
+    // 10 tokens left, 20 wanted: none is spent, and 10 more take 10 s at 60 per minute.
+    expect(receiver.takeJobs(a, 20)).toBe(10);
+    expect(receiver.takeJobs(a, 10)).toBeUndefined();
+    expect(receiver.takeJobs(a, 1)).toBe(1);
+    expect(receiver.takeJobs(b, 100)).toBeUndefined();
+    receiver.returnJobs(a, 5);
+    expect(receiver.takeJobs(a, 5)).toBeUndefined();
+    clock.advance(10_000);
+    expect(receiver.takeJobs(a, 10)).toBeUndefined();
+    expect(receiver.takeJobs(a, 1)).toBe(1);
+  });
+
+  it('checks the head of a delivery before its body, and counts failures against the forger', () => {
+    const receiver = new WebhookReceiver({ clock: fakeClock() });
+    const a = source('distribution', { id: 'a', rateLimitPerMinute: 2 });
+    const head = (authorization: string) => ({
+      headers: { authorization },
+      receivedAt: new Date(0),
+    });
+    expect(receiver.admit(a, 't', head('Bearer t'))).toEqual({
+      maxBodyBytes: 1024 * 1024,
+      authenticated: true,
+    });
+    expect(errorCode(() => receiver.admit(a, 't', head('Bearer x')))).toBe('WEBHOOK_UNAUTHENTICATED');
+    expect(errorCode(() => receiver.admit(a, 't', head('Bearer x')))).toBe('WEBHOOK_UNAUTHENTICATED');
+    expect(errorCode(() => receiver.admit(a, 't', head('Bearer x')))).toBe('WEBHOOK_RATE_LIMITED');
+    expect(receiver.admit(a, 't', head('Bearer t')).authenticated).toBe(true);
+    const gh = source('github', { id: 'gh' });
+    const signed = {
+      headers: { 'x-hub-signature-256': `sha256=${'ab'.repeat(32)}` },
+      receivedAt: new Date(0),
+    };
+    expect(receiver.admit(gh, 't', signed)).toEqual({ maxBodyBytes: 1024 * 1024, authenticated: false });
+    expect(errorCode(() => receiver.admit(gh, 't', { headers: {}, receivedAt: new Date(0) }))).toBe(
+      'WEBHOOK_UNAUTHENTICATED',
+    );
+  });
 });

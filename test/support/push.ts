@@ -4,6 +4,7 @@
  *
  *   const { digest } = await pushWasm(reg.host, 'plugins/auth:1.0', bytes, 'compat-docker',
  *     { credentials: { username, password } });
+ *   await pushLayout(reg.host, 'plugins/odd:1.0', (blobs) => blobs.putJson(MEDIA.ociManifest, {...}));
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -16,12 +17,19 @@ import { makeTar } from './tar.ts';
 
 const execFileAsync = promisify(execFile);
 
-export type PushFormat = 'wasm-artifact' | 'compat-oci' | 'compat-docker' | 'cncf-wasm' | 'index';
+export type PushFormat =
+  | 'wasm-artifact'
+  | 'wasm-artifact-1layer'
+  | 'compat-oci'
+  | 'compat-docker'
+  | 'cncf-wasm'
+  | 'index';
 
 export const MEDIA = {
   ociManifest: 'application/vnd.oci.image.manifest.v1+json',
   ociIndex: 'application/vnd.oci.image.index.v1+json',
   ociConfig: 'application/vnd.oci.image.config.v1+json',
+  ociLayer: 'application/vnd.oci.image.layer.v1.tar',
   ociLayerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
   dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
@@ -37,6 +45,14 @@ export interface PushOptions {
   credentials?: { username: string; password: string };
   /** For 'index': the format of the one image the index points to (default 'wasm-artifact'). */
   indexOf?: Exclude<PushFormat, 'index' | 'compat-docker'>;
+  /** For 'index': the entry's platform (default none, which Istio reads as linux/amd64). */
+  platform?: Platform;
+}
+
+export interface Platform {
+  architecture: string;
+  os: string;
+  variant?: string;
 }
 
 export interface Descriptor {
@@ -44,7 +60,7 @@ export interface Descriptor {
   digest: string;
   size: number;
   annotations?: Record<string, string>;
-  platform?: { architecture: string; os: string };
+  platform?: Platform;
 }
 
 /** Pushes `bytes` as `repoAndTag` (e.g. `plugins/auth:1.0`); returns the manifest digest in the registry. */
@@ -55,24 +71,38 @@ export async function pushWasm(
   format: PushFormat,
   opts: PushOptions = {},
 ): Promise<{ digest: string }> {
-  const layout = mkdtempSync(join(tmpdir(), 'wm-layout-'));
-  try {
-    const blobs = new OciLayout(layout);
-    let top: Descriptor;
-    if (format === 'index') {
+  return pushLayout(
+    registryHost,
+    repoAndTag,
+    (blobs) => {
+      if (format !== 'index')
+        return buildImage(blobs, bytes, format === 'compat-docker' ? 'compat-oci' : format);
       const inner = buildImage(blobs, bytes, opts.indexOf ?? 'wasm-artifact');
-      inner.platform =
-        (opts.indexOf ?? 'wasm-artifact') === 'compat-oci'
-          ? { architecture: 'amd64', os: 'linux' }
-          : { architecture: 'wasm', os: 'wasip1' };
-      top = blobs.putJson(MEDIA.ociIndex, {
+      if (opts.platform !== undefined) inner.platform = opts.platform;
+      return blobs.putJson(MEDIA.ociIndex, {
         schemaVersion: 2,
         mediaType: MEDIA.ociIndex,
         manifests: [inner],
       });
-    } else {
-      top = buildImage(blobs, bytes, format === 'compat-docker' ? 'compat-oci' : format);
-    }
+    },
+    { ...opts, dockerV2s2: format === 'compat-docker' },
+  );
+}
+
+/**
+ * Pushes whatever `build` lays out (it returns the top manifest or index) with `skopeo copy`,
+ * digests preserved, or converted to Docker v2s2 with `dockerV2s2`. Returns the pushed digest.
+ */
+export async function pushLayout(
+  registryHost: string,
+  repoAndTag: string,
+  build: (blobs: OciLayout) => Descriptor,
+  opts: { credentials?: { username: string; password: string }; dockerV2s2?: boolean } = {},
+): Promise<{ digest: string }> {
+  const layout = mkdtempSync(join(tmpdir(), 'wm-layout-'));
+  try {
+    const blobs = new OciLayout(layout);
+    const top = build(blobs);
     blobs.writeIndex({ ...top, annotations: { 'org.opencontainers.image.ref.name': 'push' } });
     const digestFile = join(layout, 'pushed.digest');
     const args = [
@@ -83,9 +113,9 @@ export async function pushWasm(
       '--digestfile',
       digestFile,
     ];
-    if (format === 'compat-docker') args.push('--format', 'v2s2');
+    if (opts.dockerV2s2 === true) args.push('--format', 'v2s2');
     else args.push('--preserve-digests');
-    if (format === 'index') args.push('--all');
+    if (top.mediaType === MEDIA.ociIndex || top.mediaType === MEDIA.dockerList) args.push('--all');
     if (opts.credentials !== undefined) {
       args.push('--dest-creds', `${opts.credentials.username}:${opts.credentials.password}`);
     }
@@ -105,18 +135,25 @@ export async function pushWasm(
 function buildImage(
   blobs: OciLayout,
   bytes: Uint8Array,
-  format: 'wasm-artifact' | 'compat-oci' | 'cncf-wasm',
+  format: 'wasm-artifact' | 'wasm-artifact-1layer' | 'compat-oci' | 'cncf-wasm',
 ): Descriptor {
-  if (format === 'wasm-artifact') {
-    const config = blobs.putJson(MEDIA.wasmArtifactConfig, {});
-    const layer = blobs.put(MEDIA.wasmArtifactLayer, bytes, {
+  if (format === 'wasm-artifact' || format === 'wasm-artifact-1layer') {
+    // solo.io's `wasme` pushed the runtime config as config and as a layer, the module as the
+    // other layer: the two-layer shape Istio loads. wasm-to-oci and `oras push` leave one layer.
+    const runtime = { type: 'envoy_proxy', abiVersions: ['v0-097b7f2e4cc1fb490cc1943d0d633655ac3c522f'] };
+    const config = blobs.putJson(MEDIA.wasmArtifactConfig, runtime);
+    const module = blobs.put(MEDIA.wasmArtifactLayer, bytes, {
       'org.opencontainers.image.title': 'plugin.wasm',
     });
+    const layers =
+      format === 'wasm-artifact'
+        ? [{ ...config, annotations: { 'org.opencontainers.image.title': 'runtime-config.json' } }, module]
+        : [module];
     return blobs.putJson(MEDIA.ociManifest, {
       schemaVersion: 2,
       mediaType: MEDIA.ociManifest,
       config,
-      layers: [layer],
+      layers,
     });
   }
   if (format === 'cncf-wasm') {

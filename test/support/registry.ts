@@ -115,7 +115,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Te
   const configPath = join(dir, 'config.yml');
   writeFileSync(configPath, `${lines.join('\n')}\n`);
 
-  const child = spawn('/usr/bin/docker-registry', ['serve', configPath], {
+  const child = spawn('docker-registry', ['serve', configPath], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';

@@ -71,6 +71,42 @@ function putArtifact(bytes: Uint8Array) {
   });
 }
 
+function putCompatWithDigest(layer: Uint8Array) {
+  const image = putCompat(layer);
+  const manifest = JSON.parse(new TextDecoder().decode(image.manifest)) as { layers: { digest: string }[] };
+  return { layerDigest: manifest.layers[0]!.digest };
+}
+
+/** Serves `bytes` for the blob `digest` with the byte at `at` flipped (same length, wrong digest). */
+function serveCorrupted(digest: string, bytes: Uint8Array, at: number): void {
+  const corrupted = Buffer.from(bytes);
+  corrupted[at] = (corrupted[at] ?? 0) ^ 0xff;
+  fake.script((req, res) => {
+    if (req.url !== `/v2/plugins/x/blobs/${digest}`) return false;
+    res.writeHead(200, { 'content-length': String(corrupted.length) }).end(corrupted);
+    return true;
+  });
+}
+
+/** A tar+gzip layer with 256 MiB of zeros (about 256 KiB compressed) between two groups of entries. */
+async function gzipBomb(entries: { before: TarEntry[]; after: TarEntry[] }): Promise<Uint8Array> {
+  const filler = 256 * 1024 * 1024;
+  const header = makeTar([{ name: 'filler', size: filler }], { end: false }).subarray(0, 512);
+  const gz = createGzip({ level: 9 });
+  const parts: Buffer[] = [];
+  gz.on('data', (c: Buffer) => parts.push(c));
+  const done = new Promise((resolve) => gz.on('end', resolve));
+  gz.write(makeTar(entries.before, { end: false }));
+  gz.write(header);
+  const zeros = Buffer.alloc(1024 * 1024);
+  for (let i = 0; i < filler / zeros.length; i++) {
+    if (!gz.write(zeros)) await new Promise((r) => gz.once('drain', r));
+  }
+  gz.end(makeTar(entries.after));
+  await done;
+  return Buffer.concat(parts);
+}
+
 describe('compat image archives', () => {
   it('reads plugin.wasm by base name from the last layer, through pax long names', async () => {
     const deep = `${'very-long-directory-name/'.repeat(6)}plugin.wasm`;
@@ -82,7 +118,7 @@ describe('compat image archives', () => {
           bytes: makeTarGz([{ name: 'plugin.wasm', content: 'not this one' }]),
         },
         {
-          mediaType: MEDIA.dockerLayerGzip,
+          mediaType: MEDIA.ociLayerGzip,
           bytes: makeTarGz([
             { name: 'etc/', type: 'dir' },
             { name: 'etc/readme', content: 'hello' },
@@ -96,12 +132,9 @@ describe('compat image archives', () => {
     expect(new Uint8Array(readFileSync(join(dir, 'out.wasm')))).toEqual(module);
   });
 
-  it('reads an uncompressed tar layer too', async () => {
-    putCompat(
-      makeTar([{ name: './plugin.wasm', content: module }]),
-      'application/vnd.oci.image.layer.v1.tar',
-    );
-    expect((await pull()).size).toBe(module.length);
+  it('refuses an uncompressed tar layer, as Istio does (UNSUPPORTED_FORMAT)', async () => {
+    putCompat(makeTar([{ name: './plugin.wasm', content: module }]), MEDIA.ociLayer);
+    await expectCode(pull(), 'UNSUPPORTED_FORMAT');
   });
 
   it.each<[string, TarEntry[]]>([
@@ -117,21 +150,25 @@ describe('compat image archives', () => {
       ],
     ],
     [
-      'two plugin.wasm entries',
+      'a sparse file before plugin.wasm',
       [
+        { name: 'holes', typeflag: 'S' },
         { name: 'plugin.wasm', content: module },
-        { name: 'x/plugin.wasm', content: module },
       ],
+    ],
+    [
+      'a pax-described sparse file',
+      [{ name: 'holes', content: 'x', pax: { 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0' } }],
     ],
   ])('refuses %s (UNSAFE_ARCHIVE)', async (_name, entries) => {
     putCompat(makeTarGz(entries));
     await expectCode(pull(), 'UNSAFE_ARCHIVE');
   });
 
-  it('refuses a truncated tar (UNSAFE_ARCHIVE)', async () => {
+  it('refuses a truncated tar (UNSUPPORTED_FORMAT)', async () => {
     const tar = makeTar([{ name: 'plugin.wasm', content: module }]);
     putCompat(new Uint8Array(gzipSync(tar.subarray(0, 700))));
-    await expectCode(pull(), 'UNSAFE_ARCHIVE');
+    await expectCode(pull(), 'UNSUPPORTED_FORMAT');
   });
 
   it('refuses an image with no Wasm in it (UNSUPPORTED_FORMAT)', async () => {
@@ -156,21 +193,86 @@ describe('compat image archives', () => {
 
   it('stops a gzip bomb (DECOMPRESSION_BOMB)', async () => {
     // 256 MiB of zeros before plugin.wasm, about 256 KiB compressed.
-    const filler = 256 * 1024 * 1024;
-    const header = makeTar([{ name: 'filler', size: filler }]).subarray(0, 512);
-    const gz = createGzip({ level: 9 });
-    const parts: Buffer[] = [];
-    gz.on('data', (c: Buffer) => parts.push(c));
-    const done = new Promise((resolve) => gz.on('end', resolve));
-    gz.write(header);
-    const zeros = Buffer.alloc(1024 * 1024);
-    for (let i = 0; i < filler / zeros.length; i++) {
-      if (!gz.write(zeros)) await new Promise((r) => gz.once('drain', r));
-    }
-    gz.end(makeTar([{ name: 'plugin.wasm', content: module }]));
-    await done;
-    putCompat(Buffer.concat(parts));
+    putCompat(await gzipBomb({ before: [], after: [{ name: 'plugin.wasm', content: module }] }));
     await expectCode(pull({ maxModuleBytes: 8 * 1024 * 1024 }), 'DECOMPRESSION_BOMB');
+  });
+
+  it('decompresses nothing after plugin.wasm, so a bomb behind it costs only its download', async () => {
+    // Prepare
+    putCompat(await gzipBomb({ before: [{ name: 'plugin.wasm', content: module }], after: [] }));
+    const started = Date.now();
+
+    // Act
+    const pulled = await pull({ maxModuleBytes: 8 * 1024 * 1024 });
+
+    // Assess
+    expect(pulled).toMatchObject({ format: 'compat-image', size: module.length });
+    expect(new Uint8Array(readFileSync(join(dir, 'out.wasm')))).toEqual(module);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it('still checks the digest of the layer bytes after plugin.wasm (DIGEST_MISMATCH)', async () => {
+    // Prepare
+    const gz = makeTarGz([
+      { name: 'plugin.wasm', content: module },
+      { name: 'tail', content: 'x'.repeat(3000) },
+    ]);
+    const { layerDigest } = putCompatWithDigest(gz);
+    serveCorrupted(layerDigest, gz, gz.length - 12);
+
+    // Act
+    const result = pull();
+
+    // Assess
+    await expectCode(result, 'DIGEST_MISMATCH');
+  });
+
+  it('does not fall back to the Wasm layer when the compat layer was corrupted in transit (DIGEST_MISMATCH)', async () => {
+    // Prepare: Istio would read the Wasm layer only if the compat layer held no plugin.wasm.
+    const gz = makeTarGz([{ name: 'plugin.wasm', content: module }]);
+    const image = fake.putImage('plugins/x', 'v1', {
+      config: ociConfig,
+      layers: [
+        { mediaType: MEDIA.wasmArtifactLayer, bytes: proxyWasmModule({ marker: 'other' }) },
+        { mediaType: MEDIA.ociLayerGzip, bytes: gz },
+      ],
+    });
+    const layerDigest = (
+      JSON.parse(new TextDecoder().decode(image.manifest)) as { layers: { digest: string }[] }
+    ).layers[1]!.digest;
+    serveCorrupted(layerDigest, gz, 0);
+
+    // Act
+    const result = pull();
+
+    // Assess
+    await expectCode(result, 'DIGEST_MISMATCH');
+  });
+
+  it('refuses corrupt deflate data rather than guess what Istio read (UNSUPPORTED_FORMAT)', async () => {
+    // Prepare: a stored block whose length check fails, ahead of a Wasm layer Istio might fall back to.
+    const corrupt = Buffer.concat([
+      Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]),
+      Buffer.from([0x01, 0x10, 0x00, 0x10, 0x00]),
+      Buffer.alloc(24),
+    ]);
+    fake.putImage('plugins/x', 'v1', {
+      config: ociConfig,
+      layers: [
+        { mediaType: MEDIA.wasmArtifactLayer, bytes: proxyWasmModule({ marker: 'other' }) },
+        { mediaType: MEDIA.ociLayerGzip, bytes: corrupt },
+      ],
+    });
+
+    // Act
+    const result = pull().catch((err: unknown) => err);
+
+    // Assess
+    await expectCode(
+      result.then((err) => Promise.reject(err)),
+      'UNSUPPORTED_FORMAT',
+    );
+    expect(((await result) as Error).message).toMatch(/gzip data is corrupt/);
   });
 
   it('refuses a plugin.wasm declared over the module cap (SIZE_EXCEEDED)', async () => {
@@ -236,28 +338,41 @@ describe('module validation', () => {
 });
 
 describe('indexes', () => {
-  it('resolves an index to its Wasm entry, preferring artifacts over images', async () => {
+  it('resolves an index to the entry Istio loads, and reports the index digest', async () => {
+    // Prepare
     const image = fake.putImage('plugins/x', 'image', {
       config: ociConfig,
-      layers: [{ mediaType: MEDIA.ociLayerGzip, bytes: makeTarGz([{ name: 'plugin.wasm', content: 'x' }]) }],
+      layers: [
+        { mediaType: MEDIA.ociLayerGzip, bytes: makeTarGz([{ name: 'plugin.wasm', content: module }]) },
+      ],
     });
-    const artifact = putArtifact(module);
+    const artifact = putArtifact(proxyWasmModule({ marker: 'not the linux/amd64 entry' }));
     const index = json({
       schemaVersion: 2,
       mediaType: MEDIA.ociIndex,
       manifests: [
         {
           mediaType: MEDIA.ociManifest,
+          digest: artifact.digest,
+          size: artifact.manifest.length,
+          platform: { os: 'wasip1', architecture: 'wasm' },
+        },
+        {
+          mediaType: MEDIA.ociManifest,
           digest: image.digest,
           size: image.manifest.length,
           platform: { os: 'linux', architecture: 'amd64' },
         },
-        { mediaType: MEDIA.ociManifest, digest: artifact.digest, size: artifact.manifest.length },
       ],
     });
     const indexDigest = fake.putManifest('plugins/x', ['v1'], index, MEDIA.ociIndex);
+
+    // Act
     const pulled = await pull();
-    expect(pulled).toMatchObject({ format: 'wasm-artifact', ociDigest: indexDigest });
+
+    // Assess
+    expect(pulled).toMatchObject({ format: 'compat-image', ociDigest: indexDigest, size: module.length });
+    expect(new Uint8Array(readFileSync(join(dir, 'out.wasm')))).toEqual(module);
   });
 
   it('refuses an index without a Wasm entry (UNSUPPORTED_FORMAT)', async () => {

@@ -1,5 +1,5 @@
 /**
- * Every packaging from DESIGN.md's formats table, pushed with skopeo to the real CNCF Distribution
+ * Every packaging the mirror reads, pushed with skopeo to the real CNCF Distribution
  * registry (anonymous, htpasswd and token auth) and pulled back byte-exact.
  */
 import { createHash } from 'node:crypto';
@@ -22,6 +22,7 @@ import {
 
 const formats: { push: PushFormat; expected: string }[] = [
   { push: 'wasm-artifact', expected: 'wasm-artifact' },
+  { push: 'wasm-artifact-1layer', expected: 'wasm-artifact-1layer' },
   { push: 'compat-oci', expected: 'compat-image' },
   { push: 'compat-docker', expected: 'compat-image' },
   { push: 'cncf-wasm', expected: 'cncf-wasm' },

@@ -8,6 +8,7 @@ import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { ENV } from '../../../functions/config.ts';
+import { storageKeys } from '../../../shared/core/storage-keys.ts';
 import type { Deployment } from '../deployment.ts';
 import { keepLogicalId } from '../logical-id.ts';
 import { MirrorFunction } from './mirror-function.ts';
@@ -44,7 +45,7 @@ export class KeysJson extends Construct {
     });
     keepLogicalId(this.function.logGroup, 'KeysLogs7981C88C');
     const fn = this.function.fn;
-    this.function.grantObjects(['s3:GetObject', 's3:PutObject'], ['keys.json']);
+    this.function.grantObjects(['s3:GetObject', 's3:PutObject'], [storageKeys.keys]);
     props.publishQueue.grantSendMessages(fn);
     // Every published key, not only the active one: keys.json lists them all.
     for (const key of signingKeys) key.grant(fn, 'kms:GetPublicKey', 'kms:DescribeKey');

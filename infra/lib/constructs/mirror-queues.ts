@@ -15,7 +15,12 @@ export interface MirrorQueuesProps {
 }
 
 export class MirrorQueues extends Construct {
-  /** Receives after which a message moves to its dead-letter queue. */
+  /**
+   * Receives after which a message moves to its dead-letter queue. A failed mirror job is retried
+   * each time its visibility timeout (six function timeouts: 12 minutes) runs out, so a registry
+   * blip costs minutes and a job still failing reaches the dead-letter queue about an hour after
+   * it first arrived.
+   */
   readonly maxReceiveCount = 5;
   readonly mirrorQueue: Queue;
   readonly mirrorDlq: Queue;

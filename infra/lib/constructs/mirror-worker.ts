@@ -3,20 +3,26 @@
  * concurrency), pulls from registries (pull credentials, ECR by IAM), module bytes into the
  * bucket, and results onto the publish queue.
  */
-import { Aws, Duration, Validations } from 'aws-cdk-lib';
-import { Repository } from 'aws-cdk-lib/aws-ecr';
+import { Duration, Validations } from 'aws-cdk-lib';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { ecrRegistry } from '../../../functions/adapters/ecr-host.ts';
 import { ENV } from '../../../functions/config.ts';
-import { type Deployment, secretsPrefix } from '../deployment.ts';
+import { publishedPrefixes, statePrefixes } from '../../../shared/core/storage-keys.ts';
+import { type Deployment, DeploymentError, secretsPrefix } from '../deployment.ts';
+import { ecrRepositories, repositoryArns } from '../ecr.ts';
 import { keepLogicalId } from '../logical-id.ts';
 import { MirrorFunction, nagArn } from './mirror-function.ts';
 import type { MirrorQueues } from './mirror-queues.ts';
 
-export const MIRROR_TIMEOUT = Duration.minutes(5);
+/**
+ * One job's budget: a module at the size cap is pulled, hashed, compiled and uploaded within it.
+ * Short enough that the queue's visibility timeout (six times this) retries a registry blip
+ * within minutes; see MirrorQueues for the schedule.
+ */
+export const MIRROR_TIMEOUT = Duration.minutes(2);
 const MIRROR_MEMORY_MIB = 2048;
 /** Room in /tmp beyond the staged files: bundled tools, partial writes, the runtime's own use. */
 const SCRATCH_MARGIN_MIB = 512;
@@ -34,7 +40,7 @@ const EPHEMERAL_MAX_MIB = 10_240;
 export function mirrorScratchMiB(maxModuleBytes: number): number {
   const needed = 2 * Math.ceil(maxModuleBytes / MIB) + SCRATCH_MARGIN_MIB;
   if (needed > EPHEMERAL_MAX_MIB) {
-    throw new Error(
+    throw new DeploymentError(
       `mirror.maxModuleSize needs ${needed} MiB of /tmp (two modules and a margin); Lambda allows at most ${EPHEMERAL_MAX_MIB} MiB`,
     );
   }
@@ -65,8 +71,10 @@ export class MirrorWorker extends Construct {
       // uploaded from one function, which wants the memory (and the CPU that comes with it).
       memorySize: MIRROR_MEMORY_MIB,
       ephemeralStorageMiB: mirrorScratchMiB(config.mirror.maxModuleBytes),
-      ...(deployment.reserveConcurrency
-        ? { reservedConcurrentExecutions: deployment.mirrorConcurrency }
+      // Only when asked for: a reservation fails the deploy on accounts with a low concurrency
+      // quota. The event source's maximum concurrency bounds the pulls either way.
+      ...(deployment.reservedConcurrency !== undefined
+        ? { reservedConcurrentExecutions: deployment.reservedConcurrency }
         : {}),
       environment: {
         [ENV.publishQueueUrl]: queues.publishQueue.queueUrl,
@@ -79,18 +87,18 @@ export class MirrorWorker extends Construct {
 
     this.function.grantObjects(
       ['s3:GetObject'],
-      ['manifests/*'],
+      [`${publishedPrefixes.manifests}*`],
       'The mirror reads the latest manifest to skip listed digests',
     );
     this.function.grantObjects(
       ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
-      ['modules/*'],
+      [`${publishedPrefixes.modules}*`],
       'Modules are stored by sha256 under modules/sha256/',
     );
     // What a digest extracted to, and what it was rejected for: no second pull of the same bytes.
     this.function.grantObjects(
       ['s3:GetObject', 's3:PutObject'],
-      ['state/pulled/*', 'state/rejected/*'],
+      [`${statePrefixes.pulled}*`, `${statePrefixes.rejected}*`],
       'Per-digest notes (what a manifest digest extracted to, or why it was rejected) keyed by a hash under state/',
     );
     queues.publishQueue.grantSendMessages(fn);
@@ -104,11 +112,13 @@ export class MirrorWorker extends Construct {
     for (const name of [...credentials].sort()) {
       Secret.fromSecretNameV2(this, `Secret-${name}`, `${secretsPrefix(config)}${name}`).grantRead(fn);
     }
-    this.grantEcrPull(config.sources.filter((s) => s.type === 'ecr').map((s) => s.registry));
+    this.grantEcrPull(deployment);
 
     fn.addEventSource(
       new SqsEventSource(queues.mirrorQueue, {
-        batchSize: 5,
+        // One job per invocation: the timeout is one module's budget, and a slow pull never
+        // times out (or delays by a visibility timeout) the jobs batched with it.
+        batchSize: 1,
         reportBatchItemFailures: true,
         // Bounded so one burst of pushes never hammers a registry.
         maxConcurrency: deployment.mirrorConcurrency,
@@ -116,34 +126,33 @@ export class MirrorWorker extends Construct {
     );
   }
 
-  /** ECR sources pull with the function's own IAM identity, scoped to the configured registries. */
-  private grantEcrPull(hosts: string[]): void {
-    // The same host forms the function accepts (-fips endpoints, .amazonaws.com.cn in China).
-    const repositories = [
-      ...new Set(
-        hosts.flatMap((host) => {
-          const ecr = ecrRegistry(host);
-          return ecr ? [`arn:${Aws.PARTITION}:ecr:${ecr.region}:${ecr.account}:repository/*`] : [];
-        }),
-      ),
-    ];
-    repositories.forEach((repositoryArn, i) => {
-      // '*': every repository of the registry, as the ARN says.
-      Repository.fromRepositoryAttributes(this, `EcrRegistry${i}`, {
-        repositoryArn,
-        repositoryName: '*',
-      }).grantPull(this.function.fn);
+  /**
+   * ECR sources pull with the function's own IAM identity, from the allow-listed repositories of
+   * the configured registries only.
+   */
+  private grantEcrPull(deployment: Deployment): void {
+    const registries = ecrRepositories(deployment.config);
+    if (registries.length === 0) return;
+    const resources = registries.flatMap(repositoryArns);
+    this.function.fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['ecr:BatchCheckLayerAvailability', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchGetImage'],
+        resources,
+      }),
+    );
+    this.function.fn.addToRolePolicy(
+      new PolicyStatement({ actions: ['ecr:GetAuthorizationToken'], resources: ['*'] }),
+    );
+    for (const arn of resources.filter((r) => r.includes('*'))) {
       this.function.acknowledgeWildcard(
-        `Resource::${nagArn(repositoryArn)}`,
-        'Pulls from the configured ECR registry; which repositories is decided by the source allow-list in code.',
+        `Resource::${nagArn(arn)}`,
+        'The repositories a source allow-list glob matches; the mirror checks the glob itself on every job.',
       );
-    });
-    if (repositories.length > 0) {
-      // The function's own acknowledgement of Resource::* names X-Ray; this one names ECR.
-      Validations.of(this).acknowledge({
-        id: 'AwsSolutions-IAM5[Resource::*]',
-        reason: 'ecr:GetAuthorizationToken has no resource-level permissions.',
-      });
     }
+    // The function's own acknowledgement of Resource::* names X-Ray; this one names ECR.
+    Validations.of(this).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: 'ecr:GetAuthorizationToken has no resource-level permissions.',
+    });
   }
 }

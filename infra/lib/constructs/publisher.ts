@@ -10,7 +10,8 @@ import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { ENV } from '../../../functions/config.ts';
-import type { Deployment } from '../deployment.ts';
+import { publishedPrefixes, statePrefixes } from '../../../shared/core/storage-keys.ts';
+import { type Deployment, publishFunctionName } from '../deployment.ts';
 import { keepLogicalId } from '../logical-id.ts';
 import { MirrorFunction } from './mirror-function.ts';
 
@@ -36,6 +37,8 @@ export class Publisher extends Construct {
     const role = Role.fromRoleArn(this, 'SignerRole', props.signerRole.roleArn);
     this.function = new MirrorFunction(this, 'Function', {
       entry: 'publish',
+      // The name the signer role's policy lets sign (storage stack): only this function signs.
+      functionName: publishFunctionName(props.deployment.config.mirror.name),
       description: 'Folds mirror results into the next KMS-signed manifest',
       deployment: props.deployment,
       bucket: props.bucket,
@@ -47,8 +50,14 @@ export class Publisher extends Construct {
     keepLogicalId(this.function.logGroup, 'PublishLogs921C90B3');
     this.function.grantObjects(
       ['s3:GetObject', 's3:PutObject'],
-      ['manifests/*'],
+      [`${publishedPrefixes.manifests}*`],
       'Manifests are written as manifests/<version>.json and latest.json',
+    );
+    // The newest observation of each tag, so a re-driven older record never moves a tag back.
+    this.function.grantObjects(
+      ['s3:GetObject', 's3:PutObject'],
+      [`${statePrefixes.tags}*`],
+      'Per-tag observation notes, named by a hash of name and tag; the publisher alone reads and writes them',
     );
     // No KMS grant: kms:Sign and kms:GetPublicKey come from the key policy itself.
     this.function.fn.addEventSource(

@@ -7,6 +7,7 @@ import { Rule, RuleTargetInput, Schedule } from 'aws-cdk-lib/aws-events';
 import { SqsQueue } from 'aws-cdk-lib/aws-events-targets';
 import { Construct } from 'constructs';
 import type { Deployment } from '../deployment.ts';
+import { repositoryNameFilters } from '../ecr.ts';
 import type { MirrorQueues } from './mirror-queues.ts';
 
 /** A quarter of the re-sign window, between 5 minutes and 12 hours: several chances before expiry. */
@@ -31,12 +32,18 @@ export class Schedules extends Construct {
     this.resignInterval = resignInterval(config.mirror.resignBeforeMs);
 
     if (config.sources.some((s) => s.type === 'ecr')) {
+      // Pushes to repositories outside every allow-list never reach the queue.
+      const names = repositoryNameFilters(config);
       new Rule(this, 'EcrPushRule', {
         description: 'ECR image pushes to the mirror queue',
         eventPattern: {
           source: ['aws.ecr'],
           detailType: ['ECR Image Action'],
-          detail: { 'action-type': ['PUSH'], result: ['SUCCESS'] },
+          detail: {
+            'action-type': ['PUSH'],
+            result: ['SUCCESS'],
+            ...(names ? { 'repository-name': names } : {}),
+          },
         },
         targets: [new SqsQueue(mirrorQueue, { deadLetterQueue: mirrorDlq, retryAttempts: 10 })],
       });

@@ -6,12 +6,14 @@ import { Duration, Validations } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import { HttpApi, HttpMethod, HttpStage, LogGroupLogDestination } from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
-import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { Metric } from 'aws-cdk-lib/aws-cloudwatch';
+import { FilterPattern, LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { ENV } from '../../../functions/config.ts';
+import { statePrefixes } from '../../../shared/core/storage-keys.ts';
 import { type Deployment, secretsPrefix } from '../deployment.ts';
 import { keepLogicalId } from '../logical-id.ts';
 import { MirrorFunction } from './mirror-function.ts';
@@ -38,11 +40,14 @@ export class WebhookApi extends Construct {
   readonly api: HttpApi;
   /** Base URL of the webhook routes; append the source id (and the token, for URL-token sources). */
   readonly baseUrl: string;
+  readonly accessLogs: LogGroup;
+  private readonly deployment: Deployment;
 
   constructor(scope: Construct, id: string, props: WebhookApiProps) {
     super(scope, id);
     const { deployment, bucket, mirrorQueue } = props;
     const { config } = deployment;
+    this.deployment = deployment;
 
     this.function = new MirrorFunction(this, 'Function', {
       entry: 'webhook',
@@ -54,10 +59,12 @@ export class WebhookApi extends Construct {
       environment: { [ENV.mirrorQueueUrl]: mirrorQueue.queueUrl },
     });
     keepLogicalId(this.function.logGroup, 'WebhookLogsAA703ADA');
+    // Its delivery markers only (HEAD to find a replay, a create to record one): nothing the
+    // internet-facing function writes is read as truth by the mirror or the publisher.
     this.function.grantObjects(
       ['s3:GetObject', 's3:PutObject'],
-      ['state/*'],
-      'Webhook delivery-id markers live under state/',
+      [`${statePrefixes.deliveries}*`],
+      'Webhook delivery-id markers, named by a hash of the delivery id',
     );
     mirrorQueue.grantSendMessages(this.function.fn);
     // Secrets by name, not by a cross-stack export: removing or renaming a source then never
@@ -78,6 +85,7 @@ export class WebhookApi extends Construct {
     keepLogicalId(this.api, 'WebhookApi28122C53');
     const accessLogs = new LogGroup(this, 'AccessLogs', { retention: RetentionDays.ONE_MONTH });
     keepLogicalId(accessLogs, 'WebhookApiAccessLogs52B66C6B');
+    this.accessLogs = accessLogs;
     const stage = new HttpStage(this, 'Stage', {
       httpApi: this.api,
       stageName: '$default',
@@ -96,6 +104,8 @@ export class WebhookApi extends Construct {
             length: '$context.responseLength',
             latencyMs: '$context.responseLatency',
             userAgent: '$context.identity.userAgent',
+            // A constant, so the 401 count below carries the mirror's name as its dimension.
+            mirror: config.mirror.name,
           }),
         ),
       },
@@ -114,5 +124,28 @@ export class WebhookApi extends Construct {
       }
     }
     this.baseUrl = `${this.api.apiEndpoint}/hooks/`;
+
+    // Counted from the access logs, whose format this construct owns: a failed secret answers 401
+    // whatever the sender, and the API's own metrics only count 4xx as a whole.
+    accessLogs.addMetricFilter('UnauthorizedDeliveries', {
+      filterPattern: FilterPattern.stringValue('$.status', '=', '401'),
+      metricNamespace: deployment.metricsNamespace,
+      metricName: UNAUTHORIZED_METRIC,
+      metricValue: '1',
+      dimensions: { mirror: '$.mirror' },
+    });
+  }
+
+  /** Deliveries refused with 401 (a wrong or missing secret), summed over `period`. */
+  unauthorizedDeliveries(period: Duration): Metric {
+    return new Metric({
+      namespace: this.deployment.metricsNamespace,
+      metricName: UNAUTHORIZED_METRIC,
+      dimensionsMap: { mirror: this.deployment.config.mirror.name },
+      statistic: 'Sum',
+      period,
+    });
   }
 }
+
+const UNAUTHORIZED_METRIC = 'webhook_unauthorized_total';

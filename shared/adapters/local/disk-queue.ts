@@ -18,13 +18,24 @@
  * timers (time.ts). Time is read from the injected clock and timers go through the injected
  * scheduler, so tests move time on instead of sleeping.
  */
+import { WasmMirrorError } from '../../core/errors.ts';
 import type { MessageHandler, QueueProducer, SendOptions } from '../../core/ports.ts';
 import { ensureDir } from '../../platform/files.ts';
 import { countInflight, countReady } from './disk-queue/claim.ts';
 import { Consumer } from './disk-queue/consumer.ts';
 import { nowMs, type QueueContext, queueContext } from './disk-queue/context.ts';
-import { countDead, deleteDead, listDead, redrive } from './disk-queue/dead-letters.ts';
-import { queueError } from './disk-queue/layout.ts';
+import {
+  countDead,
+  deadLetterIds,
+  deleteDead,
+  deleteDeadBefore,
+  listDead,
+  listDeadPage,
+  readDead,
+  redrive,
+  restoreInterruptedRedrives,
+} from './disk-queue/dead-letters.ts';
+import { queueError, SEQ } from './disk-queue/layout.ts';
 import { reclaim } from './disk-queue/leases.ts';
 import { expireDedupeIds, finishOrphanedSends, sendMessage } from './disk-queue/send.ts';
 import { Waker } from './disk-queue/time.ts';
@@ -33,10 +44,12 @@ import type {
   BatchHandler,
   ConsumeOptions,
   DeadLetter,
+  DeadLetterPage,
   DiskQueueOptions,
   QueueDepth,
 } from './disk-queue/types.ts';
 
+export { DEFAULT_DEAD_LETTER_RETENTION_MS } from './disk-queue/context.ts';
 export { type Scheduler, systemScheduler } from './disk-queue/time.ts';
 export type {
   BatchConsumeOptions,
@@ -44,12 +57,15 @@ export type {
   ConsumeOptions,
   DeadLetter,
   DeadLetterError,
+  DeadLetterPage,
   DiskQueueOptions,
   QueueDepth,
 } from './disk-queue/types.ts';
 
 /** Orphaned sends and expired dedupe ids are looked for this often; stale leases on every poll. */
 const HOUSEKEEPING_MS = 30_000;
+/** Expired dead letters are looked for at most this often (and at least once per tenth of the retention). */
+const DEAD_LETTER_SWEEP_MS = 3600_000;
 
 export class DiskQueue<T> implements QueueProducer<T> {
   readonly dir: string;
@@ -59,6 +75,7 @@ export class DiskQueue<T> implements QueueProducer<T> {
   private readonly consumer: Consumer<T>;
   private initialized: Promise<void> | undefined;
   private lastHousekeeping = 0;
+  private lastDeadLetterSweep = 0;
 
   constructor(options: DiskQueueOptions) {
     this.ctx = queueContext(options);
@@ -129,8 +146,10 @@ export class DiskQueue<T> implements QueueProducer<T> {
 
   /**
    * Takes back leases that expired or whose consumer is gone, finishes sends that a dead sender had
-   * already claimed a dedupe id for, and forgets dedupe ids older than the window. Consumers run it
-   * when they start and every 30 s; it is safe to run from several processes at once.
+   * already claimed a dedupe id for, forgets dedupe ids older than the window, puts back dead
+   * letters whose redrive died, and deletes expired dead letters. Consumers run it when they start
+   * and every 30 s (the dead-letter sweep less often); it is safe to run from several processes at
+   * once.
    */
   async recover(): Promise<void> {
     await this.init();
@@ -144,6 +163,18 @@ export class DiskQueue<T> implements QueueProducer<T> {
     this.lastHousekeeping = now;
     await finishOrphanedSends(this.ctx, now);
     await expireDedupeIds(this.ctx, now);
+    await restoreInterruptedRedrives(this.ctx, now);
+    const sweepEvery = Math.min(DEAD_LETTER_SWEEP_MS, Math.max(1000, this.ctx.deadLetterRetentionMs / 10));
+    if (force || now - this.lastDeadLetterSweep >= sweepEvery) {
+      this.lastDeadLetterSweep = now;
+      await this.expireDeadLetters();
+    }
+  }
+
+  /** Deletes dead letters older than `deadLetterRetentionMs`; returns how many. */
+  async expireDeadLetters(): Promise<number> {
+    await this.init();
+    return deleteDeadBefore(this.ctx, nowMs(this.ctx) - this.ctx.deadLetterRetentionMs);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -155,13 +186,43 @@ export class DiskQueue<T> implements QueueProducer<T> {
     return { ready, inFlight: await countInflight(this.ctx), delayed, dead: await countDead(this.ctx) };
   }
 
-  /** Dead letters, oldest first, each with the error of its last delivery. */
+  /** Dead letters, oldest first, each with the error of its last delivery. Reads them all: prefer `listDeadPage`. */
   async listDead(): Promise<DeadLetter<T>[]> {
     await this.init();
     return listDead<T>(this.ctx);
   }
 
-  /** Puts a dead letter back on the queue with a fresh attempt count. False if there is no such dead letter. */
+  /**
+   * Up to `limit` dead letters, newest first (by message id, which starts with the send time),
+   * after the cursor `before` (the `next` of the previous page). Reads only that page's files.
+   */
+  async listDeadPage(options: { limit: number; before?: string }): Promise<DeadLetterPage<T>> {
+    if (!Number.isSafeInteger(options.limit) || options.limit < 1) {
+      throw new WasmMirrorError('USAGE', 'a page of dead letters needs a positive whole limit');
+    }
+    if (options.before !== undefined && !SEQ.test(options.before)) {
+      throw new WasmMirrorError('USAGE', `cursor ${JSON.stringify(options.before)} is not a message id`);
+    }
+    await this.init();
+    return listDeadPage<T>(this.ctx, options);
+  }
+
+  /** One dead letter by message id, or undefined. */
+  async getDead(messageId: string): Promise<DeadLetter<T> | undefined> {
+    await this.init();
+    return readDead<T>(this.ctx, messageId);
+  }
+
+  /** Message ids of the dead letters, oldest first, without reading them. */
+  async deadLetterIds(): Promise<string[]> {
+    await this.init();
+    return deadLetterIds(this.ctx);
+  }
+
+  /**
+   * Puts a dead letter back on the queue with a fresh attempt count. False if there is no such
+   * dead letter. A consumer in another process finds it on its next poll.
+   */
   async redrive(messageId: string): Promise<boolean> {
     await this.init();
     const redriven = await redrive<T>(this.ctx, messageId);
@@ -172,7 +233,7 @@ export class DiskQueue<T> implements QueueProducer<T> {
   /** Redrives every dead letter; returns how many. */
   async redriveAll(): Promise<number> {
     let n = 0;
-    for (const dead of await this.listDead()) if (await this.redrive(dead.messageId)) n++;
+    for (const id of await this.deadLetterIds()) if (await this.redrive(id)) n++;
     return n;
   }
 
@@ -180,5 +241,11 @@ export class DiskQueue<T> implements QueueProducer<T> {
   async deleteDead(messageId: string): Promise<boolean> {
     await this.init();
     return deleteDead(this.ctx, messageId);
+  }
+
+  /** Deletes the dead letters that died more than `ageMs` ago; returns how many. */
+  async deleteDeadOlderThan(ageMs: number): Promise<number> {
+    await this.init();
+    return deleteDeadBefore(this.ctx, nowMs(this.ctx) - ageMs);
   }
 }

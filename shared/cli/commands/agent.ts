@@ -1,6 +1,15 @@
-/** `wasm-mirror agent`: verify the mirror's signed manifest and sync its modules into a directory. */
+/**
+ * `wasm-mirror agent`: verify the mirror's signed manifest and sync its modules into a directory;
+ * with --serve, also serve what it holds to the agents of a cluster.
+ */
 import { readFile } from 'node:fs/promises';
-import { parseDuration, runAgentLoop, startMetricsServer, WasmMirrorAgent } from '../../agent/index.ts';
+import {
+  parseDuration,
+  runAgentLoop,
+  startMetricsServer,
+  startServing,
+  WasmMirrorAgent,
+} from '../../agent/index.ts';
 import { WasmMirrorError } from '../../core/errors.ts';
 import { loadTrustedKeys } from '../../core/manifest/index.ts';
 import type { Fields, Logger } from '../../core/ports.ts';
@@ -8,16 +17,23 @@ import { type CliIo, parseCommandArgs } from '../io.ts';
 
 const USAGE = `usage: wasm-mirror agent --mirror-url URL --mirror-name NAME --trusted-keys FILE --dir DIR
                           [--once | --interval 30s] [--select GLOB]... [--metrics-addr HOST:PORT]
-                          [--concurrency 8] [--gc-grace 24h] [--stall-timeout 5s]
+                          [--serve HOST:PORT] [--concurrency 8] [--gc-grace 24h] [--stall-timeout 5s]
 
-Verifies <mirror>/manifests/latest.json against the trusted keys (a PEM with one or more public
-keys, or a keys.json) and syncs the listed modules into DIR/modules/sha256/<hex>.wasm.
-DIR/manifest.json holds the last verified payload. On any failure the last good set stays.
+Verifies the mirror's signed index (<mirror>/manifests/v2/index.json) against the trusted keys (a
+PEM with one or more public keys, or a keys.json), reads the parts of the manifest its selection
+needs, and syncs the selected modules into DIR/modules/sha256/<hex>.wasm. A mirror without v2 is
+read through manifests/latest.json (v1) until this agent has accepted a v2 index. DIR/manifest.json
+holds the selected entries as a v1 payload. On any failure the last good set stays.
   --once            sync once and exit 0 (in sync) or 1 (failed; the error code is printed)
   --interval D      sync every D (default 30s) with jitter, backing off on errors
   --select GLOB     only download matching module names (repeatable; '*' within a path segment,
-                    '**' across; 'name:tag' globs also match the tag)
-  --metrics-addr A  serve Prometheus metrics at http://A/metrics (a bare port binds 127.0.0.1)
+                    '**' across; 'name:tag' globs also match the tag). A name without a wildcard
+                    also limits which parts of the manifest are read
+  --metrics-addr A  serve Prometheus metrics at http://A/metrics, /healthz and /readyz (a bare
+                    port binds 127.0.0.1)
+  --serve A         serve what this agent holds, read-only, in the mirror's layout, at http://A/
+                    (a bare port binds 127.0.0.1); agents pointed at it verify it as the mirror.
+                    It serves only what it selected: agents below must select a subset
   --stall-timeout D a module download that receives nothing for D fails and is retried on the
                     next sync (default 5s)
 `;
@@ -34,6 +50,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       interval: { type: 'string' },
       select: { type: 'string', multiple: true },
       'metrics-addr': { type: 'string' },
+      serve: { type: 'string' },
       concurrency: { type: 'string' },
       'gc-grace': { type: 'string' },
       'stall-timeout': { type: 'string' },
@@ -50,6 +67,9 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   }
   if (values.once && values.interval !== undefined) {
     throw new WasmMirrorError('USAGE', '--once and --interval exclude each other');
+  }
+  if (values.once && values.serve !== undefined) {
+    throw new WasmMirrorError('USAGE', '--serve needs the sync loop; it excludes --once');
   }
   const mirrorUrl = values['mirror-url']!;
   if (!/^https?:\/\/[^/]/i.test(mirrorUrl))
@@ -76,6 +96,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     dir: values.dir!,
     select: (values.select ?? []).flatMap((s) => s.split(',')).filter((s) => s !== ''),
     concurrency,
+    keepDocuments: values.serve !== undefined,
     ...(values['gc-grace'] ? { gcGraceMs: parseDuration(values['gc-grace'], '--gc-grace') } : {}),
     ...(values['stall-timeout']
       ? { stallTimeoutMs: parseDuration(values['stall-timeout'], '--stall-timeout') }
@@ -83,9 +104,18 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     logger,
   });
   const metrics = values['metrics-addr']
-    ? await startMetricsServer(values['metrics-addr'], agent.metrics)
+    ? await startMetricsServer(values['metrics-addr'], agent.metrics, { ready: () => agent.ready() })
     : undefined;
   if (metrics) logger.info('serving metrics', { url: metrics.url });
+  let serving: Awaited<ReturnType<typeof startServing>> | undefined;
+  try {
+    serving = values.serve ? await startServing(values.serve, values.dir!) : undefined;
+  } catch (err) {
+    agent.close();
+    await metrics?.close();
+    throw err;
+  }
+  if (serving) logger.info('serving the mirror layout', { url: serving.url });
   try {
     if (values.once) {
       const r = await agent.syncOnce();
@@ -116,6 +146,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     return 0;
   } finally {
     agent.close();
+    await serving?.close();
     await metrics?.close();
   }
 }

@@ -60,6 +60,14 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       `  webhook   POST ${u}/hooks/${s.id}  (${s.type}, pulls from ${s.registry}, ${s.repositories.join(' ')})`,
     );
   }
+  // A source without its secret answers every delivery 401: say so now, not at the first push.
+  for (const s of config.sources) {
+    const name = s.webhookSecretEnv;
+    if (name === undefined || (io.env[name] ?? '') !== '') continue;
+    lines.push(
+      `  warning   ${name} is not set, so source '${s.id}' refuses every webhook (401): set it to the shared secret the registry sends and restart`,
+    );
+  }
   if (config.sources.length === 0) {
     lines.push(
       '',

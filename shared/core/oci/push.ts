@@ -70,7 +70,7 @@ export class RegistryPusher {
     let uploaded = 0;
     let existing = 0;
     for (const blob of artifact.blobs) {
-      if (await this.pushBlob(target, blob, options)) uploaded++;
+      if (await this.#sendBlob(target, blob, options.signal)) uploaded++;
       else existing++;
     }
     const digest = await this.putManifest(target, reference, artifact.manifest, options);
@@ -89,12 +89,7 @@ export class RegistryPusher {
     blob: PushBlob,
     options: { signal?: AbortSignal } = {},
   ): Promise<boolean> {
-    const { digest } = checkBlob(blob).descriptor;
-    return this.#transport.retrying(options.signal, async () => {
-      if (await this.#blobExists(target, digest, options.signal)) return false;
-      await this.#upload(target, blob, options.signal);
-      return true;
-    });
+    return this.#sendBlob(target, checkBlob(blob), options.signal);
   }
 
   /** PUTs a manifest; returns its digest, computed over the bytes sent and checked against the answer. */
@@ -122,6 +117,18 @@ export class RegistryPusher {
       checkDigestHeader(ex.res, digest, 'manifest');
     });
     return digest;
+  }
+
+  async #sendBlob(
+    target: RepositoryTarget,
+    blob: PushBlob,
+    signal: AbortSignal | undefined,
+  ): Promise<boolean> {
+    return this.#transport.retrying(signal, async () => {
+      if (await this.#blobExists(target, blob.descriptor.digest, signal)) return false;
+      await this.#upload(target, blob, signal);
+      return true;
+    });
   }
 
   async #blobExists(target: RepositoryTarget, digest: string, signal: AbortSignal | undefined) {

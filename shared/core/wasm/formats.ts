@@ -119,7 +119,8 @@ function describeLayers(json: Record<string, unknown>, layers: Descriptor[]): st
   const config = (json.config as Descriptor).mediaType;
   if (layers.length === 0) return `an image without layers (config ${config})`;
   const types = layers.map((l) => l.mediaType).join(', ');
-  return `an image with config ${config} and ${layers.length} layer(s): ${types} (a compat image ends with a ${OCI_LAYER_TAR_GZIP} layer; a Wasm artifact has one ${WASM_ARTIFACT_LAYER} layer, or two)`;
+  const wanted = `a compat image ends with a ${OCI_LAYER_TAR_GZIP} layer; a Wasm artifact has a ${WASM_ARTIFACT_LAYER} layer`;
+  return `an image with config ${config} and ${layers.length} layer(s): ${types} (${wanted})`;
 }
 
 /**

@@ -124,7 +124,8 @@ export class OciWasmPuller implements WasmPuller {
       if (entry === undefined) {
         throw new WasmMirrorError(
           'UNSUPPORTED_FORMAT',
-          `index ${manifest.digest} has no linux/amd64 entry and no entry without a platform, so Istio would load nothing from it`,
+          `index ${manifest.digest} has no linux/amd64 entry and no entry without a platform: ` +
+            'Istio would load nothing from it',
         );
       }
       manifest = await this.#child(repo, entry, options);

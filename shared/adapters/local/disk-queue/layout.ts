@@ -5,7 +5,8 @@
  *   tmp/<seq>.0.<notBefore>.msg                    being written by a sender
  *   ready/<seq>.<attempts>.<notBefore>.msg         waiting; visible once notBefore (ms) has passed
  *   inflight/<seq>.<attempt>.<leaseUntil>.<owner>.msg   leased by a consumer until leaseUntil (ms)
- *   dead/<seq>.json                                dead letter, with its last error
+ *   dead/<seq>.json                                dead letter, with its last error; mtime = when it died
+ *   dead/<seq>.json.redriving                      dead letter a redrive has claimed
  *   dedupe/<sha256 of dedupe id>                   hard link to a sent message; its mtime is the send time
  *
  * `seq` starts with the send time, so name order is FIFO order. `owner` starts with the consumer's

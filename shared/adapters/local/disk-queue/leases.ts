@@ -41,23 +41,35 @@ export async function fail<T>(ctx: QueueContext, item: Claimed<T>, err: unknown)
   const error = describeError(err);
   const { lease } = item;
   countEvent(ctx, 'failed');
-  if (lease.attempt >= ctx.maxAttempts) {
-    await deadLetter(ctx, lease, item.message, error);
-    return;
-  }
   const wait = retryDelayMs(ctx, lease.attempt, err);
-  ctx.logger.warn('queue handler failed; will retry', {
-    queue: ctx.name,
-    messageId: lease.seq,
-    attempt: lease.attempt,
-    retryInMs: wait,
-    error,
-  });
+  if (lease.attempt >= ctx.maxAttempts) {
+    try {
+      await deadLetter(ctx, lease, item.message, error);
+      return;
+    } catch (e) {
+      // No room for the dead letter (a full disk): a rename needs none, so the message waits in
+      // ready/ and its next failure tries the dead-letter area again.
+      ctx.logger.error('queue could not dead-letter a message; it will be delivered again', {
+        queue: ctx.name,
+        messageId: lease.seq,
+        attempt: lease.attempt,
+        retryInMs: wait,
+        error: describeError(e),
+      });
+    }
+  } else {
+    ctx.logger.warn('queue handler failed; will retry', {
+      queue: ctx.name,
+      messageId: lease.seq,
+      attempt: lease.attempt,
+      retryInMs: wait,
+      error,
+    });
+  }
+  const name = readyName(lease.seq, lease.attempt, nowMs(ctx) + wait);
   try {
-    await rename(
-      join(ctx.paths.inflight, lease.file),
-      join(ctx.paths.ready, readyName(lease.seq, lease.attempt, nowMs(ctx) + wait)),
-    );
+    await rename(join(ctx.paths.inflight, lease.file), join(ctx.paths.ready, name));
+    ctx.readyIndex.add(name);
   } catch (e) {
     // The lease expired meanwhile and was taken back: it is already waiting for redelivery.
     if (errnoCode(e) !== 'ENOENT') throw e;
@@ -113,8 +125,10 @@ export async function reclaim(ctx: QueueContext, now: number): Promise<void> {
       attempt: parsed.attempt,
       reason: why,
     });
+    const readyFile = readyName(parsed.seq, parsed.attempt, now);
     try {
-      await rename(path, join(paths.ready, readyName(parsed.seq, parsed.attempt, now)));
+      await rename(path, join(paths.ready, readyFile));
+      ctx.readyIndex.add(readyFile);
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') throw err;
     }

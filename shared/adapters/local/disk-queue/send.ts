@@ -55,6 +55,7 @@ export async function sendMessage<T>(ctx: QueueContext, body: T, options: SendOp
       if (!(errnoCode(err) === 'ENOENT' && marker !== undefined)) throw err;
     }
     enqueued = true;
+    ctx.readyIndex.add(name);
     await fsyncDir(paths.ready);
   } catch (err) {
     if (!enqueued) {
@@ -113,6 +114,7 @@ export async function finishOrphanedSends(ctx: QueueContext, now: number): Promi
       if (now - st.mtimeMs < ORPHAN_TEMP_MS) continue;
       if (st.nlink > 1 && parseReady(name) !== undefined) {
         await rename(path, join(paths.ready, name));
+        ctx.readyIndex.add(name);
       } else {
         await unlink(path);
       }

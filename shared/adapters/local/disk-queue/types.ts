@@ -19,6 +19,11 @@ export interface DiskQueueOptions {
   dedupeWindowMs?: number;
   /** How often consumers look for messages sent by other processes; sends in this process wake them at once. @default 250 */
   pollIntervalMs?: number;
+  /**
+   * Dead letters older than this are deleted, when a consumer starts and then periodically (SQS
+   * keeps a message 14 days at most). @default 14 days
+   */
+  deadLetterRetentionMs?: number;
   logger?: Logger;
   metrics?: Metrics;
   /** Injected for tests of the jitter. @default Math.random */
@@ -67,4 +72,13 @@ export interface DeadLetter<T> {
   deadAt: string;
   dedupeId?: string;
   lastError: DeadLetterError;
+}
+
+/** One page of dead letters, newest first. */
+export interface DeadLetterPage<T> {
+  /** Dead letters in the area when the page was read. */
+  total: number;
+  items: DeadLetter<T>[];
+  /** Cursor for the next page (the last id on this one); absent on the last page. */
+  next?: string;
 }

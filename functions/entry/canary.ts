@@ -1,0 +1,20 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import { Tracer } from '@aws-lambda-powertools/tracer';
+import { createCanaryCheck, loadCanaryEnv } from '../handlers/canary.ts';
+import { withPowertools } from '../handlers/middleware.ts';
+
+// Only what the canary uses: Powertools and fetch; no AWS clients, no config file.
+const env = loadCanaryEnv(process.env);
+const powertools = {
+  logger: new Logger({ serviceName: env.serviceName, logLevel: env.logLevel }),
+  metrics: new Metrics({
+    namespace: env.metricsNamespace,
+    serviceName: env.serviceName,
+    // The dimensions of the other functions' metrics, so one mirror's series line up.
+    defaultDimensions: { mirror: env.mirrorName },
+  }),
+  tracer: new Tracer({ serviceName: env.serviceName }),
+};
+
+export const handler = withPowertools(createCanaryCheck(env, powertools), powertools);

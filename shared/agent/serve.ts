@@ -1,0 +1,260 @@
+/**
+ * `--serve ADDR`: the agent serves what it holds, read-only, in the mirror's own layout, so the
+ * node agents of a cluster can sync from one cluster agent and the CDN sees one poller per
+ * cluster. Only these paths exist; anything else is a 404, there are no directory listings, and
+ * a path is never joined onto the directory (each route names its file from a fixed name or a
+ * validated sha256), so no request can reach another file:
+ *
+ *   GET /manifests/v2/index.json                 the index, as received
+ *   GET /manifests/v2/nodes/sha256/<hex>.json    the nodes this agent walked, as received
+ *   GET /manifests/latest.json                   v1's manifest, from a mirror without v2
+ *   GET /keys.json                               the mirror's keys.json, as received
+ *   GET /modules/sha256/<hex>.wasm               verified module bytes; Range supported
+ *
+ * ETag and If-None-Match on everything, gzip for JSON when asked. Trust does not depend on this
+ * server: the documents are the mirror's signed and hash-pinned bytes, and an agent below
+ * verifies them exactly as it would verify the mirror.
+ */
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import { gzip as gzipCallback } from 'node:zlib';
+import { parseListenAddress } from './metrics-server.ts';
+
+const gzip = promisify(gzipCallback);
+
+type Route =
+  | { kind: 'json'; file: string; cacheControl: string; etag?: string }
+  | { kind: 'module'; file: string; etag: string };
+
+const NODE_PATH = /^\/manifests\/v2\/nodes\/sha256\/([0-9a-f]{64})\.json$/;
+const MODULE_PATH = /^\/modules\/sha256\/([0-9a-f]{64})\.wasm$/;
+const IMMUTABLE = 'public, max-age=31536000, immutable';
+/** The index and latest.json change with every publish: always revalidate (a 304 is cheap). */
+const MUTABLE = 'no-cache';
+
+/** The file a request path names under `dir`, or undefined: only the layout's paths exist. */
+export function routeFor(dir: string, path: string): Route | undefined {
+  if (path === '/manifests/v2/index.json')
+    return { kind: 'json', file: join(dir, 'manifests', 'v2', 'index.json'), cacheControl: MUTABLE };
+  if (path === '/manifests/latest.json')
+    return { kind: 'json', file: join(dir, 'manifests', 'latest.json'), cacheControl: MUTABLE };
+  if (path === '/keys.json')
+    return { kind: 'json', file: join(dir, 'keys.json'), cacheControl: 'public, max-age=300' };
+  const node = NODE_PATH.exec(path);
+  if (node !== null) {
+    const hex = node[1]!;
+    return {
+      kind: 'json',
+      file: join(dir, 'manifests', 'v2', 'nodes', 'sha256', `${hex}.json`),
+      cacheControl: IMMUTABLE,
+      etag: `"${hex}"`,
+    };
+  }
+  const module = MODULE_PATH.exec(path);
+  if (module !== null) {
+    const hex = module[1]!;
+    return { kind: 'module', file: join(dir, 'modules', 'sha256', `${hex}.wasm`), etag: `"${hex}"` };
+  }
+  return undefined;
+}
+
+export interface ServingHandle {
+  server: Server;
+  /** Base URL, e.g. http://127.0.0.1:8080 */
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Serves `dir` read-only at `addr` (HOST:PORT; a bare port binds 127.0.0.1). */
+export async function startServing(addr: string, dir: string): Promise<ServingHandle> {
+  const { host, port } = parseListenAddress(addr, '--serve');
+  const hashes = new ContentHashes();
+  const server = createServer(
+    { requestTimeout: 60_000, headersTimeout: 10_000, maxHeaderSize: 16 * 1024 },
+    (req, res) => {
+      handle(dir, hashes, req, res).catch(() => {
+        if (!res.headersSent) res.writeHead(500).end();
+        else res.destroy();
+      });
+    },
+  );
+  // Node agents poll every interval and reconnect; idle keep-alive sockets are closed soon.
+  server.keepAliveTimeout = 5_000;
+  server.maxConnections = 4096;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const address = server.address();
+  const bound = typeof address === 'object' && address !== null ? address.port : port;
+  return {
+    server,
+    url: `http://${host.includes(':') ? `[${host}]` : host}:${bound}`,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeIdleConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+async function handle(dir: string, hashes: ContentHashes, req: IncomingMessage, res: ServerResponse) {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.writeHead(405, { allow: 'GET, HEAD' }).end();
+    return;
+  }
+  // The raw target, never normalised: "/a/../keys.json" is simply not a route.
+  const path = (req.url ?? '').split('?')[0]!;
+  const route = routeFor(dir, path);
+  if (route === undefined) return notFound(res);
+  let file: FileHandle;
+  try {
+    // O_NOFOLLOW: a symlink planted in the directory is not followed.
+    file = await open(route.file, constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0));
+  } catch {
+    return notFound(res);
+  }
+  const headOnly = req.method === 'HEAD';
+  try {
+    const info = await file.stat();
+    if (!info.isFile()) return notFound(res);
+    if (route.kind === 'json') {
+      const bytes = await file.readFile();
+      const etag = route.etag ?? `"${hashes.of(route.file, info, bytes)}"`;
+      const compressed = acceptsGzip(req.headers['accept-encoding']);
+      const headers: Record<string, string | number> = {
+        'content-type': 'application/json',
+        'cache-control': route.cacheControl,
+        // The gzip form is another representation of the same document: a weak validator.
+        etag: compressed ? `W/${etag}` : etag,
+        vary: 'accept-encoding',
+        'x-content-type-options': 'nosniff',
+      };
+      if (etagMatches(req.headers['if-none-match'], etag)) return void res.writeHead(304, headers).end();
+      const body = compressed ? await gzip(bytes) : bytes;
+      if (compressed) headers['content-encoding'] = 'gzip';
+      headers['content-length'] = body.length;
+      res.writeHead(200, headers);
+      res.end(headOnly ? undefined : body);
+      return;
+    }
+    await serveModule(file, info.size, route.etag, req, res, headOnly);
+  } finally {
+    await file.close().catch(() => {});
+  }
+}
+
+async function serveModule(
+  file: FileHandle,
+  size: number,
+  etag: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+  headOnly: boolean,
+): Promise<void> {
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/wasm',
+    'cache-control': IMMUTABLE,
+    etag,
+    'accept-ranges': 'bytes',
+    'x-content-type-options': 'nosniff',
+  };
+  if (etagMatches(req.headers['if-none-match'], etag)) return void res.writeHead(304, headers).end();
+  let range: { start: number; end: number } | undefined;
+  const ifRange = req.headers['if-range'];
+  // If-Range with another validator means "send the whole thing".
+  if (req.headers.range !== undefined && (ifRange === undefined || ifRange === etag)) {
+    const parsed = parseRange(req.headers.range, size);
+    if (parsed === 'unsatisfiable') {
+      res.writeHead(416, { ...headers, 'content-range': `bytes */${size}` }).end();
+      return;
+    }
+    range = parsed;
+  }
+  if (range !== undefined) {
+    headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
+    headers['content-length'] = range.end - range.start + 1;
+  } else headers['content-length'] = size;
+  res.writeHead(range === undefined ? 200 : 206, headers);
+  if (headOnly || size === 0) return void res.end();
+  const stream = file.createReadStream({
+    start: range?.start ?? 0,
+    end: range?.end ?? size - 1,
+    autoClose: false,
+  });
+  try {
+    await pipeline(stream, res);
+  } catch {
+    // The client went away; pipeline has destroyed both ends.
+  }
+}
+
+function notFound(res: ServerResponse): void {
+  res
+    .writeHead(404, { 'content-type': 'text/plain', 'x-content-type-options': 'nosniff' })
+    .end('not found\n');
+}
+
+/** Whether Accept-Encoding allows gzip (a `q=0` refuses it). */
+export function acceptsGzip(header: string | undefined): boolean {
+  if (header === undefined) return false;
+  for (const part of header.split(',')) {
+    const [coding, ...params] = part
+      .trim()
+      .toLowerCase()
+      .split(';')
+      .map((s) => s.trim());
+    if (coding !== 'gzip' && coding !== 'x-gzip' && coding !== '*') continue;
+    const q = params.find((p) => p.startsWith('q='));
+    if (q === undefined || Number(q.slice(2)) > 0) return true;
+  }
+  return false;
+}
+
+/** Weak comparison, as If-None-Match asks: `W/"x"` and `"x"` match. */
+function etagMatches(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  if (header.trim() === '*') return true;
+  const strip = (t: string) => t.trim().replace(/^W\//, '');
+  return header.split(',').some((t) => strip(t) === strip(etag));
+}
+
+/** One `bytes=` range (the form agents and Envoy use); anything else gets the whole body. */
+export function parseRange(
+  header: string,
+  size: number,
+): { start: number; end: number } | undefined | 'unsatisfiable' {
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (match === null) return undefined;
+  const [, a, b] = match;
+  if (a === '' && b === '') return undefined;
+  if (a === '') {
+    const suffix = Number(b);
+    if (suffix === 0 || size === 0) return 'unsatisfiable';
+    return { start: Math.max(0, size - suffix), end: size - 1 };
+  }
+  const start = Number(a);
+  if (start >= size) return 'unsatisfiable';
+  const end = b === '' ? size - 1 : Math.min(Number(b), size - 1);
+  if (end < start) return 'unsatisfiable';
+  return { start, end };
+}
+
+/** sha256 of the mutable documents, recomputed only when the file changes. */
+class ContentHashes {
+  readonly #byFile = new Map<string, { key: string; hex: string }>();
+
+  of(file: string, info: { ino: number; size: number; mtimeMs: number }, bytes: Uint8Array): string {
+    const key = `${info.ino}:${info.size}:${info.mtimeMs}`;
+    const held = this.#byFile.get(file);
+    if (held?.key === key) return held.hex;
+    const hex = createHash('sha256').update(bytes).digest('hex');
+    this.#byFile.set(file, { key, hex });
+    return hex;
+  }
+}
