@@ -157,7 +157,10 @@ export async function readDocument(res: IncomingMessage, options: ReadDocumentOp
   const decode = Object.hasOwn(decoders, encoding) ? decoders[encoding as keyof typeof decoders] : undefined;
   if (decode === undefined && encoding !== 'identity' && encoding !== '') {
     res.destroy();
-    throw new WasmMirrorError('MIRROR_UNAVAILABLE', `unsupported Content-Encoding "${encoding.slice(0, 40)}"`);
+    throw new WasmMirrorError(
+      'MIRROR_UNAVAILABLE',
+      `unsupported Content-Encoding "${encoding.slice(0, 40)}"`,
+    );
   }
   const counted = onWireBytes
     ? (async function* () {

@@ -102,6 +102,8 @@ export interface WalkResult {
 export class TreeWalker {
   readonly #o: TreeWalkerOptions;
   #held: HeldTree | undefined;
+  /** The selected entries of #held, sorted (computed once per walk). */
+  #heldModules: ManifestModule[] | undefined;
   /** The last walk changed what is held, and the walk file does not say so yet. */
   #unsaved = false;
   #loaded = false;
@@ -128,7 +130,8 @@ export class TreeWalker {
       sameSelect &&
       (this.#o.store === undefined || [...pinsOf(held)].every((pin) => this.#o.store!.has(pin)))
     ) {
-      return { modules: modulesOf(held), fetched: 0, pins: pinsOf(held) };
+      this.#heldModules ??= modulesOf(held);
+      return { modules: this.#heldModules, fetched: 0, pins: pinsOf(held) };
     }
     // Pins of another depth name other positions; bins filtered by another selection are refetched.
     const reuse = held !== undefined && held.depth === depth ? held : undefined;
@@ -183,7 +186,8 @@ export class TreeWalker {
     if (held === undefined || held.depth !== depth || !sameSelect || !sameSet(pinsOf(held), pins))
       this.#unsaved = true;
     this.#held = next;
-    return { modules: modulesOf(next), fetched, pins };
+    this.#heldModules = modulesOf(next);
+    return { modules: this.#heldModules, fetched, pins };
   }
 
   /**

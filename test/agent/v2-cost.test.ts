@@ -40,7 +40,9 @@ interface Measure {
 }
 
 describe('the cost of a one-entry change', () => {
-  it('is the index and one node per level on the changed path, at 500 and 50,000 entries', { timeout: 180_000 }, async () => {
+  it('is the index and one node per level on the changed path, at 500 and 50,000 entries', {
+    timeout: 180_000,
+  }, async () => {
     const signer = newSigner();
     const keys = [await trusted(signer)];
     const rows: string[] = [];
@@ -82,7 +84,9 @@ describe('the cost of a one-entry change', () => {
         const selectedChanged = await measure(fiveNames);
         // Then a change outside the five names' bins.
         const outsider = entries.find((m) => !five.some((f) => binOf(f, depth) === binOf(m.name, depth)))!;
-        await mirror.publishIndex(signer, [...entries, added, { ...outsider, tag: '9.9.9' }], { version: 44 });
+        await mirror.publishIndex(signer, [...entries, added, { ...outsider, tag: '9.9.9' }], {
+          version: 44,
+        });
         const selectedUnchanged = await measure(fiveNames);
         const v1 = (await signManifest(payloadOf([...entries, added], { version: 43 }), signer)).bytes;
         everything.close();

@@ -72,7 +72,8 @@ describe('DiskQueue dead letters', () => {
     consumer.start(async () => {
       throw new Error('fails too');
     });
-    await until(async () => (await q.depth()).dead === 3, 'a third, younger dead letter');
+    let last: unknown;
+    await until(async () => { last = await q.depth(); return (last as { dead: number }).dead === 3; }, 'a third, younger dead letter').catch(async (e) => { const fs = await import('node:fs'); throw new Error(`${e} ${JSON.stringify(last)} ${JSON.stringify(fs.readdirSync(dir, { recursive: true }))} now=${time.nowMs()}`); });
 
     // Act
     await time.advance(31_000);

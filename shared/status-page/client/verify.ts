@@ -1,0 +1,568 @@
+/**
+ * The status page's own verifier: it runs in the browser, on WebCrypto alone, and shares no code
+ * with the Node verifier, so what the page shows as verified was checked by a second
+ * implementation written from the specifications (DSSE PAE, ECDSA P-256 with SHA-256 over it,
+ * docs/manifest-v2.md for the tree). The order is the agent's, and it fails closed: keys,
+ * envelope, a signature by a listed and currently valid key, the signed payload, then (v2) every
+ * node against the pin its parent gave it before any of its entries is listed.
+ */
+
+export const INDEX_PAYLOAD_TYPE = 'application/vnd.wasm-mirror.index.v2+json';
+export const MANIFEST_PAYLOAD_TYPE = 'application/vnd.wasm-mirror.manifest.v1+json';
+export const INDEX_TYPE = 'wasm-mirror.index/v2';
+export const MANIFEST_TYPE = 'wasm-mirror.manifest/v1';
+export const PAGE_TYPE = 'wasm-mirror.page/v2';
+export const BIN_TYPE = 'wasm-mirror.bin/v2';
+
+export const paths = {
+  keys: 'keys.json',
+  index: 'manifests/v2/index.json',
+  latest: 'manifests/latest.json',
+  node: (sha256: string) => `manifests/v2/nodes/sha256/${sha256}.json`,
+} as const;
+
+/** The same caps the agent applies, so a hostile server cannot make the page hold more. */
+export const limits = {
+  keysBytes: 64 * 1024,
+  indexBytes: 64 * 1024,
+  manifestBytes: 16 * 1024 * 1024,
+  pageBytes: 4 * 1024,
+  binBytes: 4 * 1024 * 1024,
+  maxSignatures: 16,
+  maxDepth: 8,
+  fanout: 16,
+} as const;
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+const SHA256_DIGEST = /^sha256:[0-9a-f]{64}$/;
+const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z$/;
+const P256_FIELD_BYTES = 32;
+
+export interface ModuleEntry {
+  name: string;
+  tag: string;
+  ociDigest: string;
+  sha256: string;
+  size: number;
+  format: string;
+  mirroredAt: string;
+  kind?: string;
+  abi?: string;
+}
+
+/** What the signed document says about itself, once its signature verified. */
+export interface SignedFacts {
+  format: 'v2' | 'v1';
+  mirror: string;
+  version: number;
+  issuedAt: string;
+  expiresAt: string;
+  entries: number;
+}
+
+export type FailureCode =
+  | 'KEYS_UNAVAILABLE'
+  | 'ENVELOPE_MALFORMED'
+  | 'PAYLOAD_TYPE_MISMATCH'
+  | 'NO_SIGNATURES'
+  | 'UNKNOWN_KEY'
+  | 'KEY_NOT_VALID'
+  | 'SIGNATURE_INVALID'
+  | 'SCHEMA_ERROR'
+  | 'NODE_MISSING'
+  | 'NODE_HASH_MISMATCH'
+  | 'NODE_INVALID'
+  | 'FETCH_FAILED';
+
+export class VerifyError extends Error {
+  constructor(
+    readonly code: FailureCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Failures that mean "do not trust this signature", as opposed to a bad tree under a good one. */
+export const SIGNATURE_FAILURES: ReadonlySet<FailureCode> = new Set<FailureCode>([
+  'KEYS_UNAVAILABLE',
+  'ENVELOPE_MALFORMED',
+  'PAYLOAD_TYPE_MISMATCH',
+  'NO_SIGNATURES',
+  'UNKNOWN_KEY',
+  'KEY_NOT_VALID',
+  'SIGNATURE_INVALID',
+]);
+
+export interface PageKey {
+  keyid: string;
+  key: CryptoKey;
+  notBefore?: number;
+  notAfter?: number;
+}
+
+/** GET relative to the mirror's root: status and bytes; a network error is a status of 0. */
+export type Fetcher = (path: string) => Promise<{ status: number; bytes: Uint8Array }>;
+
+export type MirrorView =
+  | { state: 'verified'; keyid: string; facts: SignedFacts; modules: ModuleEntry[] }
+  | { state: 'missing' }
+  | { state: 'failed'; code: FailureCode; message: string; keyid?: string; facts?: SignedFacts };
+
+export interface LoadOptions {
+  now: Date;
+  /** Only this key is trusted (the page's `?keyid=`), whatever keys.json lists. */
+  pinnedKeyid?: string;
+  onProgress?: (nodesRead: number, nodesKnown: number) => void;
+  /** Node requests in flight at once. */
+  concurrency?: number;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+const encoder = new TextEncoder();
+
+function subtle(): SubtleCrypto {
+  const s = globalThis.crypto?.subtle;
+  if (s === undefined) {
+    throw new VerifyError(
+      'KEYS_UNAVAILABLE',
+      'this browser offers WebCrypto only to pages loaded over HTTPS or from localhost, so nothing here can be verified',
+    );
+  }
+  return s;
+}
+
+export function toHex(bytes: ArrayBuffer | Uint8Array): string {
+  const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  let out = '';
+  for (const b of view) out += b.toString(16).padStart(2, '0');
+  return out;
+}
+
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  return toHex(await subtle().digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** Strict base64: canonical padding only, so one envelope has one reading. */
+export function decodeBase64(text: string): Uint8Array | undefined {
+  if (!BASE64.test(text)) return undefined;
+  const binary = atob(text);
+  const out = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i);
+  // Non-zero bits in the last character's unused part make a second spelling of the same bytes.
+  if (btoa(binary) !== text) return undefined;
+  return out;
+}
+
+/** `DSSEv1 <len(type)> <type> <len(body)> <body>`, lengths in bytes. */
+export function pae(payloadType: string, payload: Uint8Array): Uint8Array {
+  const type = encoder.encode(payloadType);
+  const head = encoder.encode(`DSSEv1 ${type.length} `);
+  const mid = encoder.encode(` ${payload.length} `);
+  const out = new Uint8Array(head.length + type.length + mid.length + payload.length);
+  out.set(head, 0);
+  out.set(type, head.length);
+  out.set(mid, head.length + type.length);
+  out.set(payload, head.length + type.length + mid.length);
+  return out;
+}
+
+/**
+ * ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER } in DER, as node:crypto and KMS write it,
+ * to the r||s (IEEE P1363) form WebCrypto takes, each half left-padded to 32 bytes. Anything but
+ * minimal, exact DER is refused.
+ */
+export function derToRaw(der: Uint8Array): Uint8Array {
+  let at = 0;
+  const byte = (): number => {
+    const b = der[at++];
+    if (b === undefined) throw new Error('truncated');
+    return b;
+  };
+  const length = (): number => {
+    const first = byte();
+    if (first < 0x80) return first;
+    // A P-256 signature is at most 72 bytes: only the one-byte long form can be needed.
+    if (first === 0x81) {
+      const n = byte();
+      if (n < 0x80) throw new Error('non-minimal length');
+      return n;
+    }
+    throw new Error('unexpected length form');
+  };
+  const integer = (): Uint8Array => {
+    if (byte() !== 0x02) throw new Error('expected an INTEGER');
+    const len = length();
+    if (len === 0 || at + len > der.length) throw new Error('bad INTEGER length');
+    let value = der.subarray(at, at + len);
+    at += len;
+    if (value[0]! & 0x80) throw new Error('negative INTEGER');
+    if (value.length > 1 && value[0] === 0 && !(value[1]! & 0x80)) throw new Error('non-minimal INTEGER');
+    if (value[0] === 0) value = value.subarray(1);
+    if (value.length > P256_FIELD_BYTES) throw new Error('INTEGER too large for P-256');
+    const out = new Uint8Array(P256_FIELD_BYTES);
+    out.set(value, P256_FIELD_BYTES - value.length);
+    return out;
+  };
+  if (byte() !== 0x30) throw new Error('expected a SEQUENCE');
+  if (length() !== der.length - at) throw new Error('SEQUENCE length does not match');
+  const r = integer();
+  const s = integer();
+  if (at !== der.length) throw new Error('trailing bytes');
+  const raw = new Uint8Array(2 * P256_FIELD_BYTES);
+  raw.set(r, 0);
+  raw.set(s, P256_FIELD_BYTES);
+  return raw;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function parseJson(bytes: Uint8Array, what: string, code: FailureCode): unknown {
+  try {
+    return JSON.parse(utf8.decode(bytes));
+  } catch (err) {
+    throw new VerifyError(code, `${what} is not UTF-8 JSON: ${(err as Error).message}`);
+  }
+}
+
+function isoTime(value: unknown): number | undefined {
+  if (typeof value !== 'string' || !ISO_UTC.test(value)) return undefined;
+  const ms = Date.parse(value);
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+function count(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+const PEM = /-----BEGIN PUBLIC KEY-----([A-Za-z0-9+/=\s]+)-----END PUBLIC KEY-----/;
+
+/**
+ * The keys keys.json lists that WebCrypto accepts as P-256 public keys. A keyid is recomputed
+ * from the key's bytes: an entry claiming another key's id is dropped, never trusted.
+ */
+export async function importKeys(bytes: Uint8Array): Promise<PageKey[]> {
+  if (bytes.length > limits.keysBytes) throw new VerifyError('KEYS_UNAVAILABLE', 'keys.json is too large');
+  const doc = parseJson(bytes, 'keys.json', 'KEYS_UNAVAILABLE');
+  if (!isObject(doc) || !Array.isArray(doc.keys)) {
+    throw new VerifyError('KEYS_UNAVAILABLE', 'keys.json has no "keys" list');
+  }
+  const keys: PageKey[] = [];
+  for (const entry of doc.keys) {
+    if (!isObject(entry) || typeof entry.publicKey !== 'string') continue;
+    const pem = PEM.exec(entry.publicKey);
+    const spki = decodeBase64((pem === null ? entry.publicKey : pem[1]!).replace(/\s+/g, ''));
+    if (spki === undefined) continue;
+    const keyid = await sha256Hex(spki);
+    if (entry.keyid !== undefined && entry.keyid !== keyid) continue;
+    let key: CryptoKey;
+    try {
+      key = await subtle().importKey(
+        'spki',
+        spki as Uint8Array<ArrayBuffer>,
+        { name: 'ECDSA', namedCurve: 'P-256' },
+        false,
+        ['verify'],
+      );
+    } catch {
+      continue;
+    }
+    const k: PageKey = { keyid, key };
+    const notBefore = isoTime(entry.notBefore);
+    const notAfter = isoTime(entry.notAfter);
+    if (notBefore !== undefined) k.notBefore = notBefore;
+    if (notAfter !== undefined) k.notAfter = notAfter;
+    keys.push(k);
+  }
+  if (keys.length === 0) throw new VerifyError('KEYS_UNAVAILABLE', 'keys.json lists no usable P-256 key');
+  return keys;
+}
+
+/** Checks the envelope and returns the verified payload bytes and the keyid that signed them. */
+export async function verifyEnvelope(
+  bytes: Uint8Array,
+  payloadType: string,
+  keys: readonly PageKey[],
+  now: Date,
+): Promise<{ payload: Uint8Array; keyid: string }> {
+  const doc = parseJson(bytes, 'the envelope', 'ENVELOPE_MALFORMED');
+  if (!isObject(doc)) throw new VerifyError('ENVELOPE_MALFORMED', 'the envelope is not a JSON object');
+  if (typeof doc.payload !== 'string' || typeof doc.payloadType !== 'string' || !Array.isArray(doc.signatures))
+    throw new VerifyError('ENVELOPE_MALFORMED', 'the envelope lacks payload, payloadType or signatures');
+  if (doc.payloadType !== payloadType) {
+    throw new VerifyError(
+      'PAYLOAD_TYPE_MISMATCH',
+      `payloadType is ${JSON.stringify(doc.payloadType.slice(0, 100))}, expected ${payloadType}`,
+    );
+  }
+  if (doc.signatures.length === 0) throw new VerifyError('NO_SIGNATURES', 'the envelope carries no signatures');
+  if (doc.signatures.length > limits.maxSignatures)
+    throw new VerifyError('ENVELOPE_MALFORMED', 'the envelope carries too many signatures');
+  const payload = decodeBase64(doc.payload);
+  if (payload === undefined) throw new VerifyError('ENVELOPE_MALFORMED', 'the payload is not strict base64');
+  const message = pae(payloadType, payload);
+  const t = now.getTime();
+  let sawBadSignature = false;
+  let sawInvalidKey: string | undefined;
+  for (const s of doc.signatures) {
+    if (!isObject(s) || typeof s.sig !== 'string') continue;
+    const keyid = typeof s.keyid === 'string' ? s.keyid : '';
+    const sig = decodeBase64(s.sig);
+    // DSSE keyids are hints; an empty one means "try every listed key".
+    const candidates = keyid === '' ? keys : keys.filter((k) => k.keyid === keyid);
+    for (const k of candidates) {
+      if ((k.notBefore !== undefined && t < k.notBefore) || (k.notAfter !== undefined && t >= k.notAfter)) {
+        sawInvalidKey = k.keyid;
+        continue;
+      }
+      let raw: Uint8Array | undefined;
+      try {
+        raw = sig === undefined ? undefined : derToRaw(sig);
+      } catch {
+        raw = undefined;
+      }
+      const ok =
+        raw !== undefined &&
+        (await subtle().verify(
+          { name: 'ECDSA', hash: 'SHA-256' },
+          k.key,
+          raw as Uint8Array<ArrayBuffer>,
+          message as Uint8Array<ArrayBuffer>,
+        ));
+      if (ok) return { payload, keyid: k.keyid };
+      sawBadSignature = true;
+    }
+  }
+  if (sawBadSignature) throw new VerifyError('SIGNATURE_INVALID', 'no signature verifies under a listed key');
+  if (sawInvalidKey !== undefined) {
+    throw new VerifyError('KEY_NOT_VALID', `key ${sawInvalidKey} is listed but not valid at ${now.toISOString()}`);
+  }
+  throw new VerifyError('UNKNOWN_KEY', 'no signature is by a key listed in keys.json');
+}
+
+function schema(message: string): VerifyError {
+  return new VerifyError('SCHEMA_ERROR', message);
+}
+
+/** The fields both signed documents carry; anything else of the payload is checked by the caller. */
+function signedFacts(doc: Record<string, unknown>, format: 'v1' | 'v2', entries: number): SignedFacts {
+  const issued = isoTime(doc.issuedAt);
+  const expires = isoTime(doc.expiresAt);
+  if (typeof doc.mirror !== 'string' || doc.mirror === '') throw schema('the payload names no mirror');
+  if (!count(doc.version)) throw schema('the payload has no valid version');
+  if (issued === undefined || expires === undefined || expires <= issued)
+    throw schema('the payload has no valid issuedAt / expiresAt');
+  return {
+    format,
+    mirror: doc.mirror,
+    version: doc.version,
+    issuedAt: doc.issuedAt as string,
+    expiresAt: doc.expiresAt as string,
+    entries,
+  };
+}
+
+function pins(value: unknown, where: string, code: FailureCode): (string | null)[] {
+  if (!Array.isArray(value) || value.length !== limits.fanout)
+    throw new VerifyError(code, `${where} must pin exactly ${limits.fanout} children`);
+  return value.map((pin, i) => {
+    if (pin === null || (typeof pin === 'string' && SHA256_HEX.test(pin))) return pin as string | null;
+    throw new VerifyError(code, `${where} child ${i} is not a sha256 or null`);
+  });
+}
+
+/** One entry with exactly the manifest's fields and the shapes the page relies on. */
+export function checkModule(raw: unknown, where: string, code: FailureCode): ModuleEntry {
+  const bad = (what: string) => new VerifyError(code, `${where}: ${what}`);
+  if (!isObject(raw)) throw bad('not an object');
+  const { name, tag, ociDigest, sha256, size, format, mirroredAt, kind, abi } = raw;
+  if (typeof name !== 'string' || name === '') throw bad('no name');
+  if (typeof tag !== 'string') throw bad('no tag');
+  if (typeof ociDigest !== 'string' || !SHA256_DIGEST.test(ociDigest)) throw bad('bad ociDigest');
+  if (typeof sha256 !== 'string' || !SHA256_HEX.test(sha256)) throw bad('bad sha256');
+  if (!count(size)) throw bad('bad size');
+  if (typeof format !== 'string') throw bad('no format');
+  if (isoTime(mirroredAt) === undefined) throw bad('bad mirroredAt');
+  const m: ModuleEntry = { name, tag, ociDigest, sha256, size, format, mirroredAt: mirroredAt as string };
+  if (kind !== undefined) {
+    if (typeof kind !== 'string') throw bad('bad kind');
+    m.kind = kind;
+  }
+  if (abi !== undefined) {
+    if (typeof abi !== 'string') throw bad('bad abi');
+    m.abi = abi;
+  }
+  return m;
+}
+
+function inOrder(a: ModuleEntry, b: ModuleEntry): boolean {
+  return a.name < b.name || (a.name === b.name && a.tag < b.tag);
+}
+
+interface Job {
+  pin: string;
+  prefix: string;
+}
+
+/**
+ * Reads the whole v2 tree from the index's root pins, level by level. Each node is hashed and
+ * compared with its pin before it is parsed; a page must be the page for its prefix, a bin the
+ * bin for its prefix, and every entry of a bin must hash into it.
+ */
+export async function readTree(
+  root: readonly (string | null)[],
+  depth: number,
+  fetcher: Fetcher,
+  options: Pick<LoadOptions, 'onProgress' | 'concurrency'> = {},
+): Promise<ModuleEntry[]> {
+  const modules: ModuleEntry[] = [];
+  let level: Job[] = root.flatMap((pin, i) => (pin === null ? [] : [{ pin, prefix: i.toString(16) }]));
+  let read = 0;
+  let known = level.length;
+  const limit = Math.max(1, options.concurrency ?? 16);
+  while (level.length > 0) {
+    const next: Job[] = [];
+    const bins: ModuleEntry[][] = new Array(level.length);
+    let cursor = 0;
+    let failed = false;
+    const worker = async () => {
+      while (cursor < level.length && !failed) {
+        const index = cursor++;
+        const job = level[index]!;
+        const node = await readNode(job, depth, fetcher).catch((err: unknown) => {
+          // The others stop at their next node instead of reading a tree already refused.
+          failed = true;
+          throw err;
+        });
+        if (node.type === 'page') {
+          node.children.forEach((pin, i) => {
+            if (pin !== null) next.push({ pin, prefix: job.prefix + i.toString(16) });
+          });
+        } else {
+          bins[index] = node.modules;
+        }
+        read++;
+        options.onProgress?.(read, known + next.length);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(limit, level.length) }, worker));
+    for (const bin of bins) if (bin !== undefined) modules.push(...bin);
+    known += next.length;
+    // Prefix order, so the list comes out in bin order whatever order the requests finished in.
+    level = next.sort((a, b) => (a.prefix < b.prefix ? -1 : 1));
+  }
+  return modules;
+}
+
+type Node = { type: 'page'; children: (string | null)[] } | { type: 'bin'; modules: ModuleEntry[] };
+
+async function readNode(job: Job, depth: number, fetcher: Fetcher): Promise<Node> {
+  const { pin, prefix } = job;
+  const isBin = prefix.length === depth;
+  const res = await fetcher(paths.node(pin));
+  if (res.status === 404) throw new VerifyError('NODE_MISSING', `node ${prefix} (${pin}) is pinned but missing`);
+  if (res.status !== 200) throw new VerifyError('FETCH_FAILED', `node ${prefix}: HTTP ${res.status}`);
+  const cap = isBin ? limits.binBytes : limits.pageBytes;
+  if (res.bytes.length > cap) throw new VerifyError('NODE_INVALID', `node ${prefix} is over ${cap} bytes`);
+  const actual = await sha256Hex(res.bytes);
+  if (actual !== pin) {
+    throw new VerifyError('NODE_HASH_MISMATCH', `node ${prefix} has sha256 ${actual}, the signed index pins ${pin}`);
+  }
+  const doc = parseJson(res.bytes, `node ${prefix}`, 'NODE_INVALID');
+  if (!isObject(doc) || doc.prefix !== prefix)
+    throw new VerifyError('NODE_INVALID', `node for ${prefix} says it is ${isObject(doc) ? String(doc.prefix) : '?'}`);
+  const keys = Object.keys(doc).sort().join(',');
+  if (!isBin) {
+    if (doc.type !== PAGE_TYPE || keys !== 'children,prefix,type')
+      throw new VerifyError('NODE_INVALID', `node ${prefix} is not a page`);
+    return { type: 'page', children: pins(doc.children, `page ${prefix}`, 'NODE_INVALID') };
+  }
+  if (doc.type !== BIN_TYPE || keys !== 'modules,prefix,type' || !Array.isArray(doc.modules))
+    throw new VerifyError('NODE_INVALID', `node ${prefix} is not a bin`);
+  const modules = doc.modules.map((m, i) => checkModule(m, `bin ${prefix} entry ${i}`, 'NODE_INVALID'));
+  const hashes = await Promise.all(modules.map((m) => sha256Hex(encoder.encode(m.name))));
+  modules.forEach((m, i) => {
+    if (!hashes[i]!.startsWith(prefix))
+      throw new VerifyError('NODE_INVALID', `entry ${m.name} does not hash into bin ${prefix}`);
+    if (i > 0 && !inOrder(modules[i - 1]!, m))
+      throw new VerifyError('NODE_INVALID', `bin ${prefix} is out of order at ${m.name}:${m.tag}`);
+  });
+  return { type: 'bin', modules };
+}
+
+/**
+ * Everything the page shows as verified: keys.json, then the v2 index (or, on a mirror without
+ * one, the v1 latest.json), then the entries. Any failure after the keys are read is a `failed`
+ * view carrying what had been established so far (the signing keyid, the signed facts).
+ */
+export async function loadMirror(fetcher: Fetcher, options: LoadOptions): Promise<MirrorView> {
+  let keyid: string | undefined;
+  let facts: SignedFacts | undefined;
+  try {
+    const keysRes = await fetcher(paths.keys);
+    if (keysRes.status !== 200)
+      throw new VerifyError('KEYS_UNAVAILABLE', `keys.json could not be read (HTTP ${keysRes.status})`);
+    let keys = await importKeys(keysRes.bytes);
+    if (options.pinnedKeyid !== undefined) {
+      keys = keys.filter((k) => k.keyid === options.pinnedKeyid);
+      if (keys.length === 0)
+        throw new VerifyError('UNKNOWN_KEY', `keys.json does not list the pinned key ${options.pinnedKeyid}`);
+    }
+
+    let format: 'v1' | 'v2' = 'v2';
+    let res = await fetcher(paths.index);
+    if (res.status === 404) {
+      format = 'v1';
+      res = await fetcher(paths.latest);
+    }
+    if (res.status === 404) return { state: 'missing' };
+    if (res.status !== 200) throw new VerifyError('FETCH_FAILED', `the manifest could not be read (HTTP ${res.status})`);
+    const cap = format === 'v2' ? limits.indexBytes : limits.manifestBytes;
+    if (res.bytes.length > cap) throw new VerifyError('ENVELOPE_MALFORMED', `the manifest is over ${cap} bytes`);
+
+    const verified = await verifyEnvelope(
+      res.bytes,
+      format === 'v2' ? INDEX_PAYLOAD_TYPE : MANIFEST_PAYLOAD_TYPE,
+      keys,
+      options.now,
+    );
+    keyid = verified.keyid;
+    const doc = parseJson(verified.payload, 'the signed payload', 'SCHEMA_ERROR');
+    if (!isObject(doc)) throw schema('the signed payload is not an object');
+
+    if (format === 'v1') {
+      if (doc.type !== MANIFEST_TYPE || !Array.isArray(doc.modules)) throw schema('not a v1 manifest');
+      const list = doc.modules;
+      facts = signedFacts(doc, 'v1', list.length);
+      const modules = list.map((m, i) => checkModule(m, `modules[${i}]`, 'SCHEMA_ERROR'));
+      return { state: 'verified', keyid, facts, modules };
+    }
+    if (doc.type !== INDEX_TYPE) throw schema('not a v2 index');
+    if (!count(doc.entries)) throw schema('the index has no valid entry count');
+    if (!count(doc.depth) || doc.depth < 1 || doc.depth > limits.maxDepth) throw schema('the index has a bad depth');
+    facts = signedFacts(doc, 'v2', doc.entries);
+    const root = pins(doc.root, 'the index root', 'SCHEMA_ERROR');
+    const modules = await readTree(root, doc.depth, fetcher, options);
+    if (modules.length !== doc.entries) {
+      throw new VerifyError(
+        'NODE_INVALID',
+        `the tree holds ${modules.length} entries, the signed index says ${doc.entries}`,
+      );
+    }
+    return { state: 'verified', keyid, facts, modules };
+  } catch (err) {
+    const e =
+      err instanceof VerifyError ? err : new VerifyError('FETCH_FAILED', err instanceof Error ? err.message : String(err));
+    return {
+      state: 'failed',
+      code: e.code,
+      message: e.message,
+      ...(keyid === undefined ? {} : { keyid }),
+      ...(facts === undefined ? {} : { facts }),
+    };
+  }
+}
