@@ -12,6 +12,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
+import { promisify } from 'node:util';
+import { gzip } from 'node:zlib';
 import { SHA256_HEX, storageKeys } from '../core/domain.ts';
 import { toWasmMirrorError } from '../core/errors.ts';
 import { v2Keys } from '../core/manifest/v2.ts';
@@ -222,6 +224,12 @@ async function serveObject(
     'x-content-type-options': 'nosniff',
   };
   if (info.lastModified !== undefined) headers['last-modified'] = info.lastModified.toUTCString();
+  if (key.endsWith('.json')) {
+    headers.vary = 'Accept-Encoding';
+    if (acceptsGzip(req.headers['accept-encoding']) && req.headers.range === undefined) {
+      return serveGzipped(store, key, info, headers, req, res, headOnly);
+    }
+  }
   if (etagMatches(req.headers['if-none-match'], info.etag)) {
     res.writeHead(304, headers);
     res.end();
@@ -273,8 +281,65 @@ function discard(body: AsyncIterable<Uint8Array>): void {
   (body as { destroy?: () => void }).destroy?.();
 }
 
+// JSON documents (manifests, the index, nodes, keys.json) go out gzipped when the client asks:
+// agents poll them and they compress several-fold. Compressed once per version and kept in a
+// small cache, as a precompressed file would be; modules (already dense) are sent as they are.
+const GZIP_CACHE_LIMIT_BYTES = 32 * 1024 * 1024;
+const MAX_GZIP_SOURCE_BYTES = 64 * 1024 * 1024;
+const gzipCache = new Map<string, Uint8Array>();
+let gzipCacheBytes = 0;
+
+const gzipAsync = promisify(gzip);
+
+function acceptsGzip(header: string | undefined): boolean {
+  if (header === undefined) return false;
+  return header.split(',').some((part) => {
+    const [coding, ...params] = part.trim().toLowerCase().split(';');
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+    return (coding === 'gzip' || coding === '*') && (q === undefined || Number(q.slice(2)) > 0);
+  });
+}
+
+async function serveGzipped(
+  store: ObjectStore,
+  key: string,
+  info: { etag: string; size: number },
+  headers: Record<string, string | number>,
+  req: IncomingMessage,
+  res: ServerResponse,
+  headOnly: boolean,
+): Promise<void> {
+  // A representation of its own, so its validator differs from the identity one's.
+  const etag = `"${info.etag.replace(/^W\//, '').replaceAll('"', '')}-gzip"`;
+  const out: Record<string, string | number> = { ...headers, etag, 'content-encoding': 'gzip' };
+  delete out['accept-ranges'];
+  if (etagMatches(req.headers['if-none-match'], etag)) {
+    res.writeHead(304, out);
+    res.end();
+    return;
+  }
+  const cacheKey = `${key}\n${info.etag}`;
+  let body = gzipCache.get(cacheKey);
+  if (body === undefined) {
+    const got = await store.getBytes(key, MAX_GZIP_SOURCE_BYTES);
+    if (got === undefined) return sendJson(res, 404, { code: 'NOT_FOUND', message: 'not found' });
+    if (got.info.etag !== info.etag) return serveObject(store, key, req, res, headOnly);
+    body = new Uint8Array(await gzipAsync(got.bytes));
+    gzipCache.set(cacheKey, body);
+    gzipCacheBytes += body.byteLength;
+    for (const [k, v] of gzipCache) {
+      if (gzipCacheBytes <= GZIP_CACHE_LIMIT_BYTES) break;
+      gzipCache.delete(k);
+      gzipCacheBytes -= v.byteLength;
+    }
+  }
+  out['content-length'] = body.byteLength;
+  res.writeHead(200, out);
+  res.end(headOnly ? undefined : body);
+}
+
 function cacheControlFor(key: string): string {
-  if (key === storageKeys.latestManifest) return 'public, max-age=30';
+  if (key === storageKeys.latestManifest || key === v2Keys.index) return 'public, max-age=30';
   if (key === storageKeys.keys) return 'public, max-age=300';
   return 'public, max-age=31536000, immutable';
 }

@@ -17,9 +17,10 @@ import { createMirrorApp, type MirrorApp } from '../core/app.ts';
 import type { MirrorConfig } from '../core/config.ts';
 import type { MirrorJob } from '../core/domain.ts';
 import { toWasmMirrorError, WasmMirrorError } from '../core/errors.ts';
+import { v2Keys } from '../core/manifest/v2.ts';
 import { metricNames } from '../core/metrics.ts';
 import type { PipelineDeps } from '../core/pipeline/context.ts';
-import { readLatestManifest } from '../core/pipeline/state.ts';
+import { readLatestManifest, readListingHead } from '../core/pipeline/state.ts';
 import type { Logger, PublishRequest, SecretSource } from '../core/ports.ts';
 import { systemClock } from '../core/ports.ts';
 import { storageKeys } from '../core/storage-keys.ts';
@@ -335,12 +336,14 @@ export function manifestHealth(
   return async () => {
     let facts: { version: number; expiresAt: string } | undefined;
     try {
-      const info = await deps.store.head(storageKeys.latestManifest);
+      // The v2 index (or, on a mirror that has only v1, latest.json): one small object.
+      const info =
+        (await deps.store.head(v2Keys.index)) ?? (await deps.store.head(storageKeys.latestManifest));
       if (info !== undefined && cached?.etag === info.etag) facts = cached;
       else if (info !== undefined) {
-        const latest = await readLatestManifest(deps.store);
-        if (latest !== undefined) {
-          facts = { version: latest.payload.version, expiresAt: latest.payload.expiresAt };
+        const head = await readListingHead(deps.store);
+        if (head !== undefined) {
+          facts = { version: head.version, expiresAt: head.expiresAt };
           cached = { etag: info.etag, ...facts };
         }
       }

@@ -32,6 +32,9 @@ describe('mirror HTTP server', () => {
     dir = mkdtempSync(join(tmpdir(), 'wm-http-'));
     const store = await FsObjectStore.open({ root: dir });
     await store.create(`modules/sha256/${hex}.wasm`, big, { contentType: 'application/wasm', sha256: hex });
+    await store.put('manifests/v2/index.json', Buffer.from(JSON.stringify({ payload: 'x'.repeat(4000) })), {
+      contentType: 'application/json',
+    });
     server = createMirrorServer({
       store,
       receiveWebhook: async () => ({ status: 202, body: {} }),
@@ -47,10 +50,54 @@ describe('mirror HTTP server', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('sends JSON documents gzipped when asked, with their own validator, and modules as they are', async () => {
+    // Prepare
+    const get = (path: string, headers: Record<string, string>) =>
+      new Promise<{ status: number; headers: Record<string, unknown>; body: Buffer }>((resolve, reject) => {
+        request(`${url}${path}`, { headers }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+          );
+        })
+          .on('error', reject)
+          .end();
+      });
+
+    // Act
+    const plain = await get('/manifests/v2/index.json', {});
+    const zipped = await get('/manifests/v2/index.json', { 'accept-encoding': 'br, gzip;q=0.8' });
+    const again = await get('/manifests/v2/index.json', {
+      'accept-encoding': 'gzip',
+      'if-none-match': String(zipped.headers.etag),
+    });
+    const module = await get(`/modules/sha256/${hex}.wasm`, {
+      'accept-encoding': 'gzip',
+      range: 'bytes=0-9',
+    });
+
+    // Assess
+    expect(zipped.headers['content-encoding']).toBe('gzip');
+    expect(zipped.headers.vary).toBe('Accept-Encoding');
+    expect(zipped.body.byteLength).toBeLessThan(plain.body.byteLength / 4);
+    expect((await import('node:zlib')).gunzipSync(zipped.body).equals(plain.body)).toBe(true);
+    expect(zipped.headers.etag).not.toBe(plain.headers.etag);
+    expect(again.status).toBe(304);
+    expect(module.headers['content-encoding']).toBeUndefined();
+    expect(module.status).toBe(206);
+  });
+
   it('maps only the public layout to storage keys', () => {
     expect(objectKeyFor('/keys.json')).toBe('keys.json');
     expect(objectKeyFor('/manifests/latest.json')).toBe('manifests/latest.json');
     expect(objectKeyFor('/manifests/42.json')).toBe('manifests/42.json');
+    expect(objectKeyFor('/manifests/v2/index.json')).toBe('manifests/v2/index.json');
+    expect(objectKeyFor('/manifests/v2/index/7.json')).toBe('manifests/v2/index/7.json');
+    expect(objectKeyFor(`/manifests/v2/nodes/sha256/${hex}.json`)).toBe(
+      `manifests/v2/nodes/sha256/${hex}.json`,
+    );
+    expect(objectKeyFor('/manifests/v2/nodes/sha256/../x.json')).toBeUndefined();
     expect(objectKeyFor(`/modules/sha256/${hex}.wasm`)).toBe(`modules/sha256/${hex}.wasm`);
     for (const path of [
       '/manifests/0.json',

@@ -22,7 +22,6 @@ import type { DeliveryMeta, PulledModule, RegistryTarget } from '../ports.ts';
 import type { SourceConfig } from '../sources/types.ts';
 import { type DigestNoteKind, storageKeys } from '../storage-keys.ts';
 import { type PipelineDeps, resolveCredentials } from './context.ts';
-import { isoSeconds } from './publish.ts';
 import { listedEntriesOf } from './state.ts';
 
 export type MirrorDeps = Pick<
