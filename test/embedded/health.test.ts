@@ -15,7 +15,8 @@ import { waitForManifest } from '../support/mirror.ts';
 describe('/healthz of the embedded mirror', () => {
   let dir: string;
   let mirror: EmbeddedMirror;
-  const latest = () => join(dir, 'manifests', 'latest.json');
+  // What health reads: the v2 index (the v1 latest.json only when no index exists).
+  const latest = () => join(dir, 'manifests', 'v2', 'index.json');
   const health = async () => {
     const res = await fetch(`${mirror.url}/healthz`);
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
@@ -56,7 +57,9 @@ describe('/healthz of the embedded mirror', () => {
     replaceLatest(
       JSON.stringify({
         ...envelope,
-        payload: Buffer.from(JSON.stringify({ ...payload, expiresAt })).toString('base64'),
+        payload: Buffer.from(
+          JSON.stringify({ ...payload, issuedAt: '2019-12-31T00:00:00Z', expiresAt }),
+        ).toString('base64'),
       }),
     );
     const expired = await health();
@@ -69,6 +72,7 @@ describe('/healthz of the embedded mirror', () => {
     expect(expired.body.message).toContain(expiresAt);
 
     rmSync(latest());
+    rmSync(join(dir, 'manifests', 'latest.json'));
     const missing = await health();
     expect(missing.status).toBe(503);
     expect(missing.body).toMatchObject({ status: 'unhealthy', reason: 'manifest-missing' });

@@ -49,7 +49,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     throw isWasmMirrorError(err, 'ENVELOPE_MALFORMED') ? (barePayloadError(source, bytes, err) ?? err) : err;
   }
   io.stderr.write(
-    `verified: mirror ${v.payload.mirror}, version ${v.payload.version} (${v.format}), ${v.payload.modules.length} modules, expires ${v.payload.expiresAt}, key ${v.keyid}\n`,
+    `verified: mirror ${v.payload.mirror}, version ${v.payload.version}, ${v.payload.modules.length} modules, expires ${v.payload.expiresAt}, key ${v.keyid}, manifest ${v.format}\n`,
   );
   io.stdout.write(`${JSON.stringify(v.payload, null, 2)}\n`);
   return 0;
