@@ -46,7 +46,9 @@ try {
       asset: r.Properties.Code!.S3Key!.replace(/\.zip$/, ''),
     }));
 
-  console.log(`cdk synth (2 stacks, 4 esbuild bundles, cdk-nag): ${(synthMs / 1000).toFixed(1)} s`);
+  console.log(
+    `cdk synth (2 stacks, ${functions.length} esbuild bundles, cdk-nag): ${(synthMs / 1000).toFixed(1)} s`,
+  );
   console.log(
     `cold start: median of ${RUNS} fresh \`node\` processes importing the bundle (module init only)\n`,
   );

@@ -6,6 +6,7 @@
 // the build are noticed by bin/wasm-mirror.mjs, which then runs them directly.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { bundleStatusPageScript } from '../shared/status-page/bundle-client.mjs';
 import { newestSourceMtime } from './sources.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -30,6 +31,8 @@ try {
   process.exit(0);
 }
 mkdirSync(`${root}/dist`, { recursive: true });
+// The status page's browser script, baked in so the bundle serves the page without esbuild.
+const statusPageScript = await bundleStatusPageScript(esbuild);
 const result = await esbuild.build({
   entryPoints: [`${root}/shared/cli/main.ts`],
   outfile: `${root}/dist/wasm-mirror.mjs`,
@@ -43,6 +46,7 @@ const result = await esbuild.build({
   banner: {
     js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);",
   },
+  define: { __WASM_MIRROR_STATUS_PAGE_SCRIPT__: JSON.stringify(statusPageScript) },
   logLevel: 'warning',
   write: false,
 });

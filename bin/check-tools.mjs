@@ -19,6 +19,9 @@ export const TEST_TOOLS = [
   { tool: 'openssl', pkg: 'openssl', why: 'checks signatures independently of Node' },
 ];
 
+/** Programs a test uses when they are on PATH and skips its check without: never required. */
+export const OPTIONAL_TEST_TOOLS = [];
+
 /** Absolute path of `name` on PATH, or undefined. */
 export function onPath(name, path = process.env.PATH ?? '') {
   for (const dir of path.split(delimiter)) {

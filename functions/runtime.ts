@@ -1,17 +1,18 @@
 /**
- * The Lambda composition root: builds the AWS adapters and Powertools utilities once per
- * container (module scope in each entry point) and hands the shared use cases their ports.
- * Tests build the same runtime with emulator-backed clients through `overrides`.
+ * What every Lambda composition root shares: the config, Powertools, the S3 store and the use
+ * cases built once per container (module scope in each entry point). Each function's own root in
+ * `roles/` adds only the AWS clients that function uses, so its bundle carries and its cold start
+ * builds nothing else; a port a function was not given fails loudly if it is ever used. Tests
+ * build the same roots with emulator-backed clients through `overrides`.
  */
 
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
-import { ECRClient } from '@aws-sdk/client-ecr';
-import { KMSClient } from '@aws-sdk/client-kms';
+import type { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client } from '@aws-sdk/client-s3';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { SQSClient } from '@aws-sdk/client-sqs';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { SQSClient } from '@aws-sdk/client-sqs';
 import { createMirrorApp, type MirrorApp } from '../shared/core/app.ts';
 import { loadConfigFile, type MirrorConfig } from '../shared/core/config.ts';
 import type { MirrorJob } from '../shared/core/domain.ts';
@@ -19,6 +20,7 @@ import { WasmMirrorError } from '../shared/core/errors.ts';
 import type { PipelineDeps } from '../shared/core/pipeline/context.ts';
 import {
   type Clock,
+  type ObjectStore,
   type PublishRequest,
   type QueueProducer,
   type SecretSource,
@@ -26,12 +28,7 @@ import {
   systemClock,
   type WasmPuller,
 } from '../shared/core/ports.ts';
-import { OciWasmPuller } from '../shared/core/wasm/puller.ts';
-import { EcrCredentials } from './adapters/ecr-credentials.ts';
-import { KmsSigner } from './adapters/kms-signer.ts';
 import { S3ObjectStore } from './adapters/s3-object-store.ts';
-import { SecretsManagerSecretSource } from './adapters/secrets.ts';
-import { SqsQueueProducer } from './adapters/sqs-queue-producer.ts';
 import { powertoolsLogger, powertoolsMetrics } from './adapters/telemetry.ts';
 import type { FunctionEnv } from './config.ts';
 
@@ -64,9 +61,29 @@ export interface RuntimeOverrides {
   powertools?: Partial<Powertools>;
 }
 
-export async function createAwsRuntime(
+/** What a function's own composition root adds to the shared part. */
+export interface RolePorts {
+  mirrorQueue?: QueueProducer<MirrorJob>;
+  publishQueue?: QueueProducer<PublishRequest>;
+  puller?: WasmPuller;
+  signerFor?: (keyId: string) => Signer;
+  secrets?: SecretSource;
+  registryCredentials?: PipelineDeps['registryCredentials'];
+}
+
+export interface RoleContext {
+  env: Readonly<FunctionEnv>;
+  config: MirrorConfig;
+  /** Region and endpoint for every AWS client (the endpoint only when pointed at emulators). */
+  clientConfig: { region?: string; endpoint?: string };
+  /** Wraps a client so each call shows as an X-Ray subsegment. */
+  traced<T>(client: T): T;
+}
+
+export async function composeRuntime(
   env: Readonly<FunctionEnv>,
-  overrides: RuntimeOverrides = {},
+  overrides: RuntimeOverrides,
+  role: (context: RoleContext) => RolePorts,
 ): Promise<AwsRuntime> {
   const config = overrides.config ?? (await loadConfigFile(env.configFile));
   const logger =
@@ -85,48 +102,35 @@ export async function createAwsRuntime(
       }),
     tracer: overrides.powertools?.tracer ?? new Tracer({ serviceName: env.serviceName }),
   };
-  const { tracer } = powertools;
-  const common = {
-    ...(env.region ? { region: env.region } : {}),
-    ...(env.endpointUrl ? { endpoint: env.endpointUrl } : {}),
+  const context: RoleContext = {
+    env,
+    config,
+    clientConfig: {
+      ...(env.region ? { region: env.region } : {}),
+      ...(env.endpointUrl ? { endpoint: env.endpointUrl } : {}),
+    },
+    traced: (client) => powertools.tracer.captureAWSv3Client(client as never) as typeof client,
   };
-  // Traced clients show each S3/SQS/KMS call as an X-Ray subsegment.
+  const ports = role(context);
+  // Every function with a role reads or writes the bucket.
   const s3 =
     overrides.s3 ??
-    tracer.captureAWSv3Client(new S3Client({ ...common, forcePathStyle: env.s3ForcePathStyle }));
-  const sqs = overrides.sqs ?? tracer.captureAWSv3Client(new SQSClient(common));
-
-  let kms: KMSClient | undefined;
-  const kmsClient = () => {
-    kms ??= overrides.kms ?? tracer.captureAWSv3Client(new KMSClient(common));
-    return kms;
-  };
-  const ecr = new EcrCredentials({
-    clientFor: (region) => tracer.captureAWSv3Client(new ECRClient({ ...common, region })),
-  });
-  const signerFor = (keyId: string): Signer => new KmsSigner({ keyId, client: kmsClient() });
+    context.traced(new S3Client({ ...context.clientConfig, forcePathStyle: env.s3ForcePathStyle }));
+  const store: ObjectStore = new S3ObjectStore({ bucket: env.bucketName, client: s3 });
+  const signerFor = ports.signerFor ?? (() => unavailableSigner(env));
   const deps: PipelineDeps = {
     config,
-    store: new S3ObjectStore({ bucket: env.bucketName, client: s3 }),
-    mirrorQueue: env.mirrorQueueUrl
-      ? new SqsQueueProducer<MirrorJob>({ queueUrl: env.mirrorQueueUrl, client: sqs })
-      : unavailableQueue('mirror queue', env),
-    publishQueue: env.publishQueueUrl
-      ? new SqsQueueProducer<PublishRequest>({ queueUrl: env.publishQueueUrl, client: sqs })
-      : unavailableQueue('publish queue', env),
-    puller: overrides.puller ?? new OciWasmPuller({ maxModuleBytes: config.mirror.maxModuleBytes }),
-    signer: env.signingKeyId ? signerFor(env.signingKeyId) : unavailableSigner(env),
-    secrets:
-      overrides.secrets ??
-      new SecretsManagerSecretSource({
-        prefix: env.secretsPrefix,
-        client: overrides.secretsManager ?? tracer.captureAWSv3Client(new SecretsManagerClient(common)),
-      }),
+    store,
+    mirrorQueue: ports.mirrorQueue ?? unavailableQueue('mirror queue', env),
+    publishQueue: ports.publishQueue ?? unavailableQueue('publish queue', env),
+    puller: ports.puller ?? unavailablePuller(env),
+    signer: env.signingKeyId && ports.signerFor ? ports.signerFor(env.signingKeyId) : unavailableSigner(env),
+    secrets: ports.secrets ?? unavailableSecrets(env),
     clock: overrides.clock ?? systemClock,
     logger: powertoolsLogger(powertools.logger),
     metrics: powertoolsMetrics(powertools.metrics),
     scratchDir: env.scratchDir,
-    registryCredentials: (source) => ecr.forSource(source),
+    ...(ports.registryCredentials ? { registryCredentials: ports.registryCredentials } : {}),
   };
   const app = createMirrorApp(deps, {
     onPermanentFailure: (job, error) => {
@@ -143,12 +147,19 @@ function notWired(what: string, env: Readonly<FunctionEnv>): WasmMirrorError {
 }
 
 function unavailableQueue<T>(what: string, env: Readonly<FunctionEnv>): QueueProducer<T> {
-  return {
-    send: () => Promise.reject(notWired(what, env)),
-  };
+  return { send: () => Promise.reject(notWired(what, env)) };
 }
 
 function unavailableSigner(env: Readonly<FunctionEnv>): Signer {
   const fail = () => Promise.reject(notWired('signing key', env));
   return { publicKeySpki: fail, keyId: fail, sign: fail };
+}
+
+function unavailablePuller(env: Readonly<FunctionEnv>): WasmPuller {
+  const fail = () => Promise.reject(notWired('registry client', env));
+  return { pullToFile: fail, resolveDigest: fail, listTags: fail };
+}
+
+function unavailableSecrets(env: Readonly<FunctionEnv>): SecretSource {
+  return { get: () => Promise.reject(notWired('secrets', env)) };
 }

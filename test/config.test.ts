@@ -28,7 +28,7 @@ function errorOf(text: string): WasmMirrorError {
 }
 
 describe('config', () => {
-  it('parses the DESIGN.md example into a frozen, typed object', () => {
+  it('parses the documented example into a frozen, typed object', () => {
     const config = parseConfig(valid);
     expect(config.mirror).toEqual({
       name: 'prod-mesh',

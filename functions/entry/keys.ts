@@ -1,6 +1,6 @@
 import { loadFunctionEnv } from '../config.ts';
 import { createLazyKeysResourceHandler } from '../handlers/keys.ts';
-import { createAwsRuntime } from '../runtime.ts';
+import { createKeysRuntime } from '../roles/keys.ts';
 
 // Built inside the handler: CloudFormation must get an answer even when the runtime cannot start.
-export const handler = createLazyKeysResourceHandler(() => createAwsRuntime(loadFunctionEnv('keys')));
+export const handler = createLazyKeysResourceHandler(() => createKeysRuntime(loadFunctionEnv('keys')));

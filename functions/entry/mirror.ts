@@ -1,5 +1,5 @@
 import { loadFunctionEnv } from '../config.ts';
 import { createMirrorQueueHandler } from '../handlers/mirror.ts';
-import { createAwsRuntime } from '../runtime.ts';
+import { createMirrorRuntime } from '../roles/mirror.ts';
 
-export const handler = createMirrorQueueHandler(await createAwsRuntime(loadFunctionEnv('mirror')));
+export const handler = createMirrorQueueHandler(await createMirrorRuntime(loadFunctionEnv('mirror')));

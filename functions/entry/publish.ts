@@ -1,5 +1,5 @@
 import { loadFunctionEnv } from '../config.ts';
 import { createPublishQueueHandler } from '../handlers/publish.ts';
-import { createAwsRuntime } from '../runtime.ts';
+import { createPublishRuntime } from '../roles/publish.ts';
 
-export const handler = createPublishQueueHandler(await createAwsRuntime(loadFunctionEnv('publish')));
+export const handler = createPublishQueueHandler(await createPublishRuntime(loadFunctionEnv('publish')));

@@ -1,5 +1,5 @@
 import { loadFunctionEnv } from '../config.ts';
 import { createWebhookHandler } from '../handlers/webhook.ts';
-import { createAwsRuntime } from '../runtime.ts';
+import { createWebhookRuntime } from '../roles/webhook.ts';
 
-export const handler = createWebhookHandler(await createAwsRuntime(loadFunctionEnv('webhook')));
+export const handler = createWebhookHandler(await createWebhookRuntime(loadFunctionEnv('webhook')));

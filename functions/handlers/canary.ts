@@ -1,10 +1,12 @@
 /**
- * The canary: on a schedule, fetches keys.json and manifests/latest.json through CloudFront the
- * way an agent does, verifies the manifest (signature by a key keys.json lists, mirror name, time
- * window) and publishes how old the served manifest is as `served_manifest_age_seconds`. The
- * publisher's own age metric says what was written; this says what agents are served. Any
- * failure throws: the invocation fails and no age is published, so both the canary's error alarm
- * and its age alarm (missing data breaches) fire.
+ * The canary: on a schedule, fetches keys.json and the signed index agents read first,
+ * manifests/v2/index.json, through CloudFront the way an agent does, verifies it (signature by a
+ * key keys.json lists, mirror name, time window) and publishes how old the served manifest is as
+ * `served_manifest_age_seconds`. A mirror that has not published v2 yet (index.json absent) is
+ * checked through its v1 manifests/latest.json instead. The publisher's own age metric says what
+ * was written; this says what agents are served. Any failure throws: the invocation fails and no
+ * age is published, so both the canary's error alarm and its age alarm (missing data breaches)
+ * fire.
  */
 import type { Context, ScheduledEvent } from 'aws-lambda';
 import { WasmMirrorError } from '../../shared/core/errors.ts';
@@ -12,8 +14,12 @@ import { readCapped } from '../../shared/core/io.ts';
 import {
   DEFAULT_MAX_MANIFEST_BYTES,
   loadTrustedKeys,
+  MAX_INDEX_BYTES,
+  v2Keys,
+  verifyIndex,
   verifyManifest,
 } from '../../shared/core/manifest/index.ts';
+import { storageKeys } from '../../shared/core/storage-keys.ts';
 import { ENV } from '../config.ts';
 import type { Powertools } from '../runtime.ts';
 
@@ -79,10 +85,18 @@ export interface CanaryOptions {
 }
 
 export interface CanaryResult {
+  /** The document checked: the v2 index, or v1's latest.json on a mirror without one. */
+  path: string;
   version: number;
   ageSeconds: number;
   keyid: string;
 }
+
+/**
+ * What CloudFront answers for an object the bucket does not hold: 403 from S3 behind origin
+ * access control (no ListBucket), 404 where the origin says so.
+ */
+const ABSENT = new Set([403, 404]);
 
 /**
  * One canary run. The entry point wraps it in the Powertools middleware like every handler (the
@@ -99,11 +113,18 @@ export function createCanaryCheck(
   const timeoutMs = options.timeoutMs ?? 10_000;
   const { logger, metrics } = powertools;
 
-  const get = async (path: string, maxBytes: number): Promise<Uint8Array> => {
+  /** The body, or undefined for an absent object when `absentOk`. */
+  async function get(path: string, maxBytes: number): Promise<Uint8Array>;
+  async function get(path: string, maxBytes: number, absentOk: true): Promise<Uint8Array | undefined>;
+  async function get(path: string, maxBytes: number, absentOk = false): Promise<Uint8Array | undefined> {
     const url = `${env.mirrorUrl}/${path}`;
     const deadline = AbortSignal.timeout(timeoutMs);
     try {
       const res = await fetchUrl(url, { signal: deadline });
+      if (absentOk && ABSENT.has(res.status)) {
+        await res.body?.cancel();
+        return undefined;
+      }
       if (res.status !== 200) {
         await res.body?.cancel();
         throw new WasmMirrorError('MIRROR_UNAVAILABLE', `${url}: HTTP ${res.status}`);
@@ -123,26 +144,31 @@ export function createCanaryCheck(
       }
       throw err;
     }
-  };
+  }
 
   return async () => {
     const trustedKeys = loadTrustedKeys(
-      new TextDecoder().decode(await get('keys.json', MAX_KEYS_JSON_BYTES)),
+      new TextDecoder().decode(await get(storageKeys.keys, MAX_KEYS_JSON_BYTES)),
     );
-    const bytes = await get('manifests/latest.json', DEFAULT_MAX_MANIFEST_BYTES);
+    // An index that is served but does not verify fails the run; only its absence falls back.
+    const index = await get(v2Keys.index, MAX_INDEX_BYTES, true);
+    const path = index === undefined ? storageKeys.latestManifest : v2Keys.index;
+    const bytes = index ?? (await get(storageKeys.latestManifest, DEFAULT_MAX_MANIFEST_BYTES));
     const at = now();
-    const verified = verifyManifest(bytes, { trustedKeys, mirrorName: env.mirrorName, now: at });
+    const options = { trustedKeys, mirrorName: env.mirrorName, now: at };
+    const verified = index === undefined ? verifyManifest(bytes, options) : verifyIndex(bytes, options);
     const { version, issuedAt, expiresAt } = verified.payload;
     const ageSeconds = Math.max(0, Math.round((at.getTime() - Date.parse(issuedAt)) / 1000));
     metrics.addMetric(SERVED_MANIFEST_AGE_METRIC, 'Seconds', ageSeconds);
     logger.info('served manifest verified', {
+      path,
       version,
       issuedAt,
       expiresAt,
       ageSeconds,
       keyid: verified.keyid,
     });
-    return { version, ageSeconds, keyid: verified.keyid };
+    return { path, version, ageSeconds, keyid: verified.keyid };
   };
 }
 

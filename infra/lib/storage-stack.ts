@@ -48,6 +48,7 @@ import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership } from 'aw
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { RegionInfo } from 'aws-cdk-lib/region-info';
 import type { Construct } from 'constructs';
+import { v2Keys } from '../../shared/core/manifest/v2.ts';
 import { publishedPrefixes, statePrefixes, storageKeys } from '../../shared/core/storage-keys.ts';
 import type { Deployment } from './deployment.ts';
 import { mirrorBucketName, publishFunctionName, secretNames, secretsPrefix } from './deployment.ts';
@@ -118,7 +119,8 @@ export class StorageStack extends Stack {
       serverAccessLogsPrefix: 's3/mirror/',
       lifecycleRules: [
         { id: 'AbortIncompleteUploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
-        // Only latest.json and keys.json are ever replaced; keep a month of their history.
+        // Only the index, latest.json, keys.json and state notes are ever replaced, and only module
+        // bytes unlisted for longer than a manifest lives are deleted: keep a month of their history.
         { id: 'ExpireReplacedVersions', noncurrentVersionExpiration: Duration.days(30) },
         // Webhook delivery ids only need to outlive the senders' retry windows.
         { id: 'ExpireDeliveryMarkers', prefix: statePrefixes.deliveries, expiration: Duration.days(7) },
@@ -280,7 +282,7 @@ export class StorageStack extends Stack {
     keepLogicalId(originAccessControl, 'MirrorCdnOrigin1S3OriginAccessControl25DCD5F4');
     const origin = S3BucketOrigin.withOriginAccessControl(this.bucket, { originAccessControl });
     const immutable = new CachePolicy(this, 'ImmutableCache', {
-      comment: 'Numbered manifests never change.',
+      comment: 'Numbered manifests, v2 index versions and v2 nodes never change.',
       defaultTtl: Duration.days(365),
       minTtl: Duration.days(1),
       maxTtl: Duration.days(365),
@@ -288,7 +290,7 @@ export class StorageStack extends Stack {
       enableAcceptEncodingBrotli: true,
     });
     const latest = new CachePolicy(this, 'LatestManifestCache', {
-      comment: 'manifests/latest.json changes on every publish; agents poll it.',
+      comment: 'manifests/v2/index.json and latest.json change on every publish; agents poll them.',
       defaultTtl: Duration.seconds(30),
       minTtl: Duration.seconds(0),
       maxTtl: Duration.seconds(60),
@@ -310,6 +312,9 @@ export class StorageStack extends Stack {
       defaultTtl: Duration.minutes(5),
       minTtl: Duration.seconds(0),
       maxTtl: Duration.minutes(5),
+      // CloudFront compresses only what a cache policy keys by Accept-Encoding.
+      enableAcceptEncodingGzip: true,
+      enableAcceptEncodingBrotli: true,
     });
     // Only the three published paths are served; anything else in the bucket (state/) is a 404.
     const notFound = new CfFunction(this, 'NotFound', {
@@ -336,9 +341,13 @@ export class StorageStack extends Stack {
         cachePolicy: CachePolicy.CACHING_DISABLED,
         functionAssociations: [{ function: notFound, eventType: FunctionEventType.VIEWER_REQUEST }],
       },
+      // CloudFront takes the first pattern that matches, in this order.
       additionalBehaviors: {
-        // Listed before manifests/* so it wins: the only short-lived object.
+        // Before manifests/*, so they win: the only short-lived manifests.
+        [v2Keys.index]: { ...base, cachePolicy: latest, compress: true },
         [storageKeys.latestManifest]: { ...base, cachePolicy: latest, compress: true },
+        // manifests/v2/index/<n>.json, manifests/v2/nodes/sha256/<hex>.json and v1's numbered
+        // manifests: written once, JSON, compressed on the way out.
         [`${publishedPrefixes.manifests}*`]: { ...base, cachePolicy: immutable, compress: true },
         // Module bytes go out exactly as stored; agents check their sha256.
         [`${publishedPrefixes.modules}*`]: { ...base, cachePolicy: modules, compress: false },
@@ -408,14 +417,16 @@ const CLOUDFRONT_LOG_PREFIX = 'cloudfront/';
 /**
  * Create-only holds in storage, not only in code: a PutObject (or CompleteMultipartUpload) without
  * If-None-Match is refused everywhere except the few keys that are meant to be replaced
- * (latest.json, keys.json, the pipeline's state/ notes). So modules/ and every numbered manifest
- * can be written once and never overwritten, whoever holds write access. The parts of a multipart
+ * (manifests/v2/index.json, latest.json, keys.json, the pipeline's state/ notes). So modules/,
+ * every numbered manifest and index version and every v2 node can be written once and never
+ * overwritten, whoever holds write access. The parts of a multipart
  * upload carry no conditional header and are let through by s3:ObjectCreationOperation (false
  * for CreateMultipartUpload and UploadPart); the completion carries If-None-Match and is checked.
  * CopyObject into these keys no longer works, which nothing here uses.
  */
 function createOnlyStatement(bucket: Bucket): PolicyStatement {
   const replaceable = [
+    v2Keys.index,
     storageKeys.latestManifest,
     storageKeys.keys,
     ...Object.values(statePrefixes).map((prefix) => `${prefix}*`),

@@ -11,7 +11,7 @@
  * index must not reopen the older format's window. Index versions continue v1's sequence, so
  * the first index must not be older than the last v1 manifest accepted.
  */
-import { WasmMirrorError } from '../core/errors.ts';
+import { toWasmMirrorError, WasmMirrorError } from '../core/errors.ts';
 import {
   type IndexPayload,
   MAX_INDEX_BYTES,
@@ -87,7 +87,7 @@ export class ManifestFetcher {
     try {
       return await this.#fetch(state, signal);
     } catch (err) {
-      const e = err instanceof WasmMirrorError ? err : new WasmMirrorError('INTERNAL', String(err));
+      const e = toWasmMirrorError(err);
       this.#o.metrics.count(AGENT_METRICS.remoteFetches, { result: REMOTE_FETCH_RESULTS.manifestFailure });
       if (refusals.has(e) || REFUSED_CODES.has(e.code)) {
         this.#o.metrics.count(AGENT_METRICS.verificationFailures, { code: e.code });

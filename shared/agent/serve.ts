@@ -97,8 +97,13 @@ export async function startServing(addr: string, dir: string): Promise<ServingHa
     url: `http://${host.includes(':') ? `[${host}]` : host}:${bound}`,
     close: () =>
       new Promise((resolve) => {
+        // Responses in flight get a moment to finish; an agent below retries anyway.
+        const cut = setTimeout(() => server.closeAllConnections(), 5_000);
+        server.close(() => {
+          clearTimeout(cut);
+          resolve();
+        });
         server.closeIdleConnections();
-        server.close(() => resolve());
       }),
   };
 }

@@ -22,6 +22,7 @@ import {
   decodeNode,
   FANOUT,
   type IndexPayload,
+  inlineNodes,
   type Pin,
   type VerifiedDocument,
   v2Keys,
@@ -106,6 +107,8 @@ export class TreeWalker {
   #heldModules: ManifestModule[] | undefined;
   /** The last walk changed what is held, and the walk file does not say so yet. */
   #unsaved = false;
+  /** The nodes a failed walk did verify, so the retry does not download them again. */
+  #salvage: HeldTree | undefined;
   #loaded = false;
 
   constructor(options: TreeWalkerOptions) {
@@ -120,6 +123,8 @@ export class TreeWalker {
 
   /** The selected entries of the tree `index` pins, fetching only what is not held. */
   async walk(index: VerifiedDocument<IndexPayload>, signal?: AbortSignal): Promise<WalkResult> {
+    // Nodes the index carries (a small publish): checked like fetched ones, but no request.
+    this.#inline = inlineNodes(index.bytes);
     await this.#load();
     const { depth, root } = index.payload;
     const held = this.#held;
@@ -133,8 +138,6 @@ export class TreeWalker {
       this.#heldModules ??= modulesOf(held);
       return { modules: this.#heldModules, fetched: 0, pins: pinsOf(held) };
     }
-    // Pins of another depth name other positions; bins filtered by another selection are refetched.
-    const reuse = held !== undefined && held.depth === depth ? held : undefined;
     const next: HeldTree = {
       index: index.payloadSha256,
       depth,
@@ -142,6 +145,17 @@ export class TreeWalker {
       pages: new Map(),
       bins: new Map(),
     };
+    // What can stand in for a download: the last complete walk and what a failed walk since then
+    // verified. Pins of another depth name other positions; bins filtered by another selection
+    // hold other entries.
+    const salvaged = this.#salvage;
+    this.#salvage = undefined;
+    const sources = [held, salvaged].filter((t): t is HeldTree => t !== undefined && t.depth === depth);
+    const binSources = sources.filter((t) => sameList(t.select, next.select));
+    const keptBin = (prefix: string, pin: string) =>
+      binSources.map((t) => t.bins.get(prefix)).find((b) => b?.pin === pin && this.#stored(pin));
+    const keptPage = (prefix: string, pin: string) =>
+      sources.map((t) => t.pages.get(prefix)).find((p) => p?.pin === pin && this.#stored(pin));
     const needed = neededPrefixes(this.#o.names, depth);
     let fetched = 0;
     let frontier = childrenOf('', root, needed);
@@ -150,8 +164,8 @@ export class TreeWalker {
         const below: { prefix: string; pin: string }[] = [];
         await forEachLimit(frontier, this.#o.concurrency, async ({ prefix, pin }) => {
           if (prefix.length === depth) {
-            const kept = sameSelect ? reuse?.bins.get(prefix) : undefined;
-            if (kept?.pin === pin && this.#stored(pin)) {
+            const kept = keptBin(prefix, pin);
+            if (kept !== undefined) {
               next.bins.set(prefix, kept);
               return;
             }
@@ -161,8 +175,8 @@ export class TreeWalker {
             next.bins.set(prefix, { pin, modules: node.modules.filter(this.#o.selected) });
             return;
           }
-          let page = reuse?.pages.get(prefix);
-          if (page?.pin !== pin || !this.#stored(pin)) {
+          let page = keptPage(prefix, pin);
+          if (page === undefined) {
             const node = await this.#fetchNode(pin, prefix, depth, signal);
             fetched++;
             if (node.type === BIN_TYPE) throw new WasmMirrorError('INTERNAL', `node ${prefix} is not a page`);
@@ -174,6 +188,12 @@ export class TreeWalker {
         frontier = below;
       }
     } catch (err) {
+      // Everything verified so far, this walk's and the last failed one's, for the retry.
+      if (salvaged?.depth === depth) {
+        for (const [k, v] of salvaged.pages) if (!next.pages.has(k)) next.pages.set(k, v);
+        for (const [k, v] of salvaged.bins) if (!next.bins.has(k)) next.bins.set(k, v);
+      }
+      this.#salvage = next;
       const e = toWasmMirrorError(err);
       this.#o.metrics.count(AGENT_METRICS.remoteFetches, { result: REMOTE_FETCH_RESULTS.manifestFailure });
       if (e.code.startsWith('NODE_') || e.code === 'DECOMPRESSION_BOMB') {
@@ -205,7 +225,15 @@ export class TreeWalker {
     return this.#o.store === undefined || this.#o.store.has(pin);
   }
 
+  #inline = new Map<string, Uint8Array>();
+
   async #fetchNode(pin: string, prefix: string, depth: number, signal: AbortSignal | undefined) {
+    const carried = this.#inline.get(pin);
+    if (carried !== undefined) {
+      const node = decodeNode(carried, pin, prefix, depth);
+      await this.#o.store?.put(pin, carried);
+      return node;
+    }
     const url = new URL(`${this.#o.mirrorUrl}/${v2Keys.node(pin)}`);
     const cap = prefix.length === depth ? MAX_BIN_BYTES : MAX_PAGE_BYTES;
     const got = await getDocument(this.#o.http, {

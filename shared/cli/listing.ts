@@ -19,6 +19,7 @@ import {
   verifyIndex,
   verifyManifest,
   walkEntries,
+  withInlineNodes,
 } from '../core/manifest/index.ts';
 
 export interface VerifiedListing {
@@ -70,7 +71,7 @@ export async function readVerifiedListing(
   }
   const v = verifyIndex(bytes, base);
   const { root, depth } = v.payload;
-  const load = nodeLoaderFor(source, options.mirrorUrl);
+  const load = withInlineNodes(bytes, nodeLoaderFor(source, options.mirrorUrl));
   const modules: ManifestModule[] = [];
   if (options.names === undefined) {
     for await (const m of walkEntries(root, depth, load)) modules.push(m);

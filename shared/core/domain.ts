@@ -60,7 +60,7 @@ export interface ModuleRecord extends ModuleFacts {
   observedAt?: string;
 }
 
-/** Manifest v1 payload (DESIGN.md, "The signed manifest"). */
+/** Manifest v1 payload: one signed document listing every module (v2: docs/manifest-v2.md). */
 export interface ManifestPayload {
   type: 'wasm-mirror.manifest/v1';
   mirror: string;

@@ -6,7 +6,7 @@
 import type { ModuleFacts, ModuleRecord } from './domain.ts';
 
 // ---------------------------------------------------------------------------------------------
-// Object storage (S3 bucket or the embedded data directory), laid out as DESIGN.md says.
+// Object storage (S3 bucket or the embedded data directory), in the layout the README describes.
 
 export interface ObjectInfo {
   key: string;
@@ -121,10 +121,34 @@ export interface PullOptions {
   /** Module size cap in bytes (default 256 MiB). */
   maxModuleBytes?: number;
   onProgress?: (receivedBytes: number, totalBytes: number | undefined) => void;
+  /**
+   * Keep the upstream content the pull verifies, so the mirror can serve it as a registry: each
+   * blob is written to `stagePath(digest)` while it streams (nothing is downloaded twice), and
+   * the result's `content` lists it. The caller owns those files once the pull has returned.
+   */
+  keepContent?: { stagePath: (digest: string) => string };
+}
+
+/** One upstream manifest or blob a pull verified against its digest, byte for byte as served. */
+export interface VerifiedContent {
+  /** `sha256:<hex>`. */
+  digest: string;
+  mediaType: string;
+  size: number;
+  /** A manifest or index (fetched by clients as a manifest), or a config or layer blob. */
+  manifest: boolean;
+  /** Manifest bytes, or the staged file a blob was streamed into. */
+  body: ObjectBody;
 }
 
 /** What a pull establishes; the mirror adds name, tag and time to make a ModuleRecord. */
-export type PulledModule = ModuleFacts;
+export interface PulledModule extends ModuleFacts {
+  /**
+   * With `keepContent`: the reference's manifest, the children an index resolved to, then the
+   * image's config and every layer, each digest once.
+   */
+  content?: VerifiedContent[];
+}
 
 export interface WasmPuller {
   /** Resolves, pulls, verifies and validates one module, writing exactly its bytes to `destPath`. */

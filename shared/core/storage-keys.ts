@@ -7,12 +7,20 @@ import { createHash } from 'node:crypto';
 
 const sha256Hex = (text: string): string => createHash('sha256').update(text).digest('hex');
 
-/** What the mirror knows about one manifest digest of a repository: what it extracted to, or why it was refused. */
-export type DigestNoteKind = 'pulled' | 'rejected';
+/**
+ * What the mirror knows about one manifest digest of a repository: what it extracted to, why it
+ * was refused, or (`oci`) which kept manifests and blobs it reaches.
+ */
+export type DigestNoteKind = 'pulled' | 'rejected' | 'oci';
 
 export const storageKeys = {
   /** A module's location is a pure function of its sha256. */
   module: (sha256Hex: string) => `modules/sha256/${sha256Hex}.wasm`,
+  /**
+   * An upstream manifest, config or layer kept at intake, byte for byte, under its digest. Served
+   * only through the registry API, and only while a listed entry reaches it (its `oci` note).
+   */
+  blob: (sha256Hex: string) => `${contentPrefixes.blobs}${sha256Hex}`,
   manifest: (version: number) => `manifests/${version}.json`,
   latestManifest: 'manifests/latest.json',
   keys: 'keys.json',
@@ -34,6 +42,7 @@ export const statePrefixes = {
   deliveries: 'state/deliveries/',
   pulled: 'state/pulled/',
   rejected: 'state/rejected/',
+  oci: 'state/oci/',
   tags: 'state/tags/',
   unlisted: 'state/unlisted/',
 } as const;
@@ -41,4 +50,9 @@ export const statePrefixes = {
 export const publishedPrefixes = {
   modules: 'modules/',
   manifests: 'manifests/',
+} as const;
+
+/** Upstream content kept at intake: never served as it is, only through the registry API's checks. */
+export const contentPrefixes = {
+  blobs: 'blobs/sha256/',
 } as const;

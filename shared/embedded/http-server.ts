@@ -15,7 +15,7 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import { SHA256_HEX, storageKeys } from '../core/domain.ts';
-import { toWasmMirrorError } from '../core/errors.ts';
+import { isWasmMirrorError, toWasmMirrorError } from '../core/errors.ts';
 import { v2Keys } from '../core/manifest/v2.ts';
 import { metricNames } from '../core/metrics.ts';
 import type {
@@ -27,6 +27,8 @@ import type {
 import type { ByteRange, Logger, Metrics, ObjectStore } from '../core/ports.ts';
 import { noMetrics } from '../core/ports.ts';
 import { PROMETHEUS_CONTENT_TYPE } from '../platform/telemetry.ts';
+import { serveStatusPage } from '../status-page/page.ts';
+import { isOciTarget, type OciEndpoint } from './oci-endpoint.ts';
 
 export interface MirrorHttpOptions {
   store: ObjectStore;
@@ -35,6 +37,8 @@ export interface MirrorHttpOptions {
   admitWebhook?: (head: WebhookHttpHead) => Promise<WebhookAdmission>;
   renderMetrics: () => string | Promise<string>;
   status: () => Promise<unknown>;
+  /** One page of dead letters (`/status/dead-letters?queue=&limit=&cursor=`). */
+  deadLetters?: (query: URLSearchParams) => Promise<unknown>;
   /** `/healthz`: 200 when healthy, 503 otherwise, with the report as the body. Without it: always 200. */
   health?: () => Promise<HealthReport>;
   logger: Logger;
@@ -47,6 +51,8 @@ export interface MirrorHttpOptions {
   maxInFlightBodyBytes?: number;
   /** A webhook body must have arrived this long after its head, or the request gets a 408. @default 10 s */
   bodyTimeoutMs?: number;
+  /** The read-only registry API: answers every `/v2` target, in the spec's error format. */
+  oci?: OciEndpoint;
 }
 
 export interface HealthReport {
@@ -130,6 +136,8 @@ export async function listen(server: Server, port: number, host: string): Promis
 
 async function handle(state: ServerState, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const { options } = state;
+  // Before the target is normalized, so `/v2/../keys.json` is refused rather than resolved.
+  if (options.oci !== undefined && isOciTarget(req.url)) return options.oci(req, res);
   const path = targetPath(req.url);
   const method = req.method ?? 'GET';
   if (path === undefined) {
@@ -165,7 +173,17 @@ async function handle(state: ServerState, req: IncomingMessage, res: ServerRespo
     res.end(method === 'HEAD' ? undefined : text);
     return;
   }
+  if (path === '/status/dead-letters' && options.deadLetters !== undefined) {
+    try {
+      const page = await options.deadLetters(new URL(req.url ?? '/', 'http://mirror.invalid').searchParams);
+      return sendJson(res, 200, page, { 'cache-control': 'no-store' });
+    } catch (err) {
+      if (!isWasmMirrorError(err, 'USAGE')) throw err;
+      return sendJson(res, 400, { code: 'USAGE', message: (err as Error).message });
+    }
+  }
   if (path === '/status') return sendJson(res, 200, await options.status(), { 'cache-control': 'no-store' });
+  if (path === '/' || path === '/index.html') return serveStatusPage(req, res, method === 'HEAD');
 
   const key = objectKeyFor(path);
   if (key === undefined) return sendJson(res, 404, { code: 'NOT_FOUND', message: 'not found' });

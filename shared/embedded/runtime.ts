@@ -26,9 +26,11 @@ import { systemClock } from '../core/ports.ts';
 import { storageKeys } from '../core/storage-keys.ts';
 import { OciWasmPuller } from '../core/wasm/puller.ts';
 import { JsonLinesLogger, PrometheusRegistry } from '../platform/telemetry.ts';
+import { sourceHealth, WebhookActivity } from '../status-page/source-health.ts';
 import { createMirrorServer, type HealthReport, listen } from './http-server.ts';
 import { LiveOperations, sweepLeftovers } from './leftovers.ts';
 import { type DataDirLock, ensureDataDir, lockDataDir } from './lock.ts';
+import { createOciEndpoint } from './oci-endpoint.ts';
 
 export interface EmbeddedOptions {
   config: MirrorConfig;
@@ -253,10 +255,20 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedM
     void sweep();
 
     const health = manifestHealth(deps, () => firstPublishDone);
+    // Refused deliveries per source, for the warnings /status (and the status page) shows.
+    const activity = new WebhookActivity(options.config.sources.map((s) => s.id));
     server = createMirrorServer({
       store: deps.store,
-      receiveWebhook: (request) => operations.run(() => app.receiveWebhook(request)),
-      admitWebhook: app.receiveWebhook.admit,
+      receiveWebhook: async (request) => {
+        const response = await operations.run(() => app.receiveWebhook(request));
+        activity.record(request.sourceId, response.status);
+        return response;
+      },
+      admitWebhook: async (head) => {
+        const admission = await app.receiveWebhook.admit(head);
+        if (!admission.admitted) activity.record(head.sourceId, admission.response.status);
+        return admission;
+      },
       health,
       logger,
       metrics,
@@ -265,7 +277,9 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedM
         await refreshGauges(app, mirrorQueue, publishQueue, metrics);
         return metrics.render();
       },
-      status: async () => status(deps, mirrorQueue, publishQueue, failures),
+      status: async () => status(deps, mirrorQueue, publishQueue, failures, activity),
+      deadLetters: (query) => deadLetterPage({ mirror: mirrorQueue, publish: publishQueue }, query),
+      oci: createOciEndpoint({ store: deps.store, config: options.config, logger }),
     });
     const url = await listen(server, options.port ?? 8080, options.host ?? '127.0.0.1');
     logger.info('wasm mirror listening', { url, dataDir, sources: options.config.sources.map((s) => s.id) });
@@ -387,6 +401,7 @@ async function status(
   mirrorQueue: DiskQueue<MirrorJob>,
   publishQueue: DiskQueue<PublishRequest>,
   failures: FailureEntry[],
+  activity: WebhookActivity,
 ): Promise<unknown> {
   const latest = await readLatestManifest(deps.store);
   // Counts, and only the newest dead letters: the rest are paged at /status/dead-letters, so a
@@ -417,12 +432,15 @@ async function status(
           ? null
           : deadLetterPagePath('mirror', DEAD_LETTER_PAGE_DEFAULT, newest.next),
     },
-    sources: deps.config.sources.map((s) => ({
-      id: s.id,
-      type: s.type,
-      registry: s.registry,
-      webhook: `/hooks/${s.id}`,
-    })),
+    sources: await Promise.all(
+      deps.config.sources.map(async (s) => ({
+        id: s.id,
+        type: s.type,
+        registry: s.registry,
+        webhook: `/hooks/${s.id}`,
+        ...(await sourceHealth(s, deps.secrets, activity)),
+      })),
+    ),
   };
 }
 

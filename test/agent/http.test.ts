@@ -1,18 +1,31 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HttpClient, readCapped, streamVerified } from '../../shared/agent/http.ts';
+import { HttpClient, readCapped, readDocument, streamVerified } from '../../shared/agent/http.ts';
 import { isWasmMirrorError, WasmMirrorError } from '../../shared/core/errors.ts';
 import { sha256Hex } from '../manifest/helpers.ts';
 
 const BODY = Buffer.alloc(100_000, 1);
 const BIG = Buffer.alloc(3 * 1024 * 1024 + 5, 2);
+const ENCODED: Record<string, { encoding: string; body: Buffer }> = {
+  '/gzip': { encoding: 'gzip', body: gzipSync(BODY) },
+  '/br': { encoding: 'br', body: brotliCompressSync(BODY) },
+  '/bomb': { encoding: 'gzip', body: gzipSync(Buffer.alloc(64 * 1024 * 1024), { level: 9 }) },
+  '/corrupt': { encoding: 'gzip', body: Buffer.from('not gzip at all') },
+  '/deflate': { encoding: 'deflate', body: Buffer.from('x') },
+};
 let server: Server;
 let base: string;
 const client = new HttpClient({ maxSockets: 2, idleTimeoutMs: 5000 });
 
 beforeAll(async () => {
   server = createServer((req, res) => {
+    const encoded = ENCODED[req.url ?? ''];
+    if (encoded !== undefined) {
+      res.writeHead(200, { 'content-encoding': encoded.encoding, 'content-length': encoded.body.length });
+      return void res.end(encoded.body);
+    }
     // Chunked: no Content-Length, so a cap can only be enforced while reading.
     const body = req.url === '/big' ? BIG : BODY;
     res.writeHead(200, req.url === '/chunked' ? {} : { 'content-length': body.length });
@@ -138,5 +151,53 @@ describe('readCapped', () => {
 
     // Assess
     expect(result).toBe('MIRROR_UNAVAILABLE');
+  });
+});
+
+describe('readDocument', () => {
+  const options = {
+    maxBytes: BODY.length,
+    tooLarge: (n: number) => new WasmMirrorError('MANIFEST_TOO_LARGE', `${n} bytes`),
+    bomb: () => new WasmMirrorError('DECOMPRESSION_BOMB', 'inflates past the cap'),
+  };
+
+  it('decodes gzip and br, counting the bytes on the wire', async () => {
+    for (const path of ['/gzip', '/br']) {
+      // Prepare
+      const got = await client.get(new URL(`${base}${path}`));
+      let wire = 0;
+
+      // Act
+      const bytes = await readDocument(got.res, { ...options, onWireBytes: (n) => (wire += n) });
+
+      // Assess
+      expect(Buffer.from(bytes).equals(BODY), path).toBe(true);
+      expect(wire, path).toBe(ENCODED[path]!.body.length);
+    }
+  });
+
+  it('stops a body that inflates past the cap: DECOMPRESSION_BOMB, within the cap in memory', async () => {
+    // Prepare
+    const got = await client.get(new URL(`${base}/bomb`));
+    const before = process.memoryUsage().arrayBuffers;
+
+    // Act
+    const result = await code(readDocument(got.res, options));
+
+    // Assess
+    expect(result).toBe('DECOMPRESSION_BOMB');
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(16 * 1024 * 1024);
+  });
+
+  it('answers a corrupt or unrequested encoding with MIRROR_UNAVAILABLE', async () => {
+    for (const path of ['/corrupt', '/deflate']) {
+      const got = await client.get(new URL(`${base}${path}`));
+      expect(await code(readDocument(got.res, options)), path).toBe('MIRROR_UNAVAILABLE');
+    }
+  });
+
+  it('refuses a plain body over the cap as too large', async () => {
+    const got = await client.get(new URL(`${base}/chunked`));
+    expect(await code(readDocument(got.res, { ...options, maxBytes: 1000 }))).toBe('MANIFEST_TOO_LARGE');
   });
 });

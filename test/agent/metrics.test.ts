@@ -101,7 +101,12 @@ describe('a running agent, scraped', () => {
     const a = mirror.addModule('ghcr.io/acme/basic-auth', wasmBytes('a', 3000));
     const b = mirror.addModule('ghcr.io/acme/rate-limit', wasmBytes('b', 5000));
     const issuedAt = new Date(Date.now() - 60_000);
-    await mirror.publish(signer, [a, b], { version: 1, issuedAt });
+    // As the publisher does while mirror.legacyManifest is on: the v2 index and v1 beside it.
+    const publish = async (modules: (typeof a)[], version: number) => {
+      await mirror.publish(signer, modules, { version, issuedAt });
+      await mirror.publishIndex(signer, modules, { version, issuedAt });
+    };
+    await publish([a, b], 1);
     const fetches = (result: string) => key(AGENT_METRICS.remoteFetches, { result });
     const lookups = (hit: string) => key(AGENT_METRICS.cacheLookups, { hit });
     const entries = AGENT_METRICS.cacheEntries;
@@ -139,6 +144,12 @@ describe('a running agent, scraped', () => {
     expect(s.get(fetches('checksum_mismatched'))).toBe(0);
     expect(s.get(fetches('manifest_failure'))).toBe(0);
     expect(s.get(AGENT_METRICS.manifestVersion)).toBe(1);
+    // The agent read v2: the index and its nodes, never v1's whole list.
+    const manifestBytes = (document: string) => s.get(key(AGENT_METRICS.manifestBytes, { document }));
+    expect(synced).toContain(`# TYPE ${AGENT_METRICS.manifestBytes} counter`);
+    expect(manifestBytes('index')).toBeGreaterThan(0);
+    expect(manifestBytes('node')).toBeGreaterThan(0);
+    expect(manifestBytes('manifest')).toBe(0);
     expect(s.get(AGENT_METRICS.manifestExpiry)).toBeGreaterThan(47 * 3600);
     expect(s.get(AGENT_METRICS.lastSuccess)).toBeGreaterThanOrEqual(Math.floor(issuedAt.getTime() / 1000));
     expect(s.get(key(AGENT_METRICS.syncs, { result: 'success' }))).toBeGreaterThanOrEqual(1);
@@ -160,7 +171,7 @@ describe('a running agent, scraped', () => {
       res.write(Buffer.from(cBytes.subarray(0, 100)));
     };
     mirror.overrides.set(cPath, stall);
-    await mirror.publish(signer, [a, b, c], { version: 2, issuedAt });
+    await publish([a, b, c], 2);
     s = samples(await scrapeUntil((x) => (x.get(fetches('download_failure')) ?? 0) >= 1));
 
     // Assess 3: a download failure, not tampering; the modules in place stay

@@ -2,7 +2,13 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { moduleSelector, parseDuration, readState, writeState } from '../../shared/agent/index.ts';
+import {
+  moduleSelector,
+  parseDuration,
+  readState,
+  selectionNames,
+  writeState,
+} from '../../shared/agent/index.ts';
 import type { ManifestModule } from '../../shared/core/domain.ts';
 import { isWasmMirrorError } from '../../shared/core/errors.ts';
 
@@ -64,6 +70,33 @@ describe('--select globs', () => {
   });
 });
 
+describe('which bins a selection needs', () => {
+  it('maps names without a wildcard to themselves, whatever their tag pattern', () => {
+    // Act
+    const exact = selectionNames(['ghcr.io/acme/auth', 'ghcr.io/acme/auth:1.*', '127.0.0.1:5000/p/x:latest']);
+    const emptyName = selectionNames([':1.0', 'ghcr.io/acme/auth']);
+
+    // Assess
+    expect(exact).toEqual({ all: false, names: ['127.0.0.1:5000/p/x', 'ghcr.io/acme/auth'] });
+    expect(emptyName).toEqual({ all: false, names: ['ghcr.io/acme/auth'] });
+  });
+
+  it('needs every bin for no globs or any wildcard in a name, never guessing at a pattern', () => {
+    // Act
+    const cases = [
+      [],
+      ['ghcr.io/acme/*'],
+      ['ghcr.io/**:1.0'],
+      ['ghcr.io/acme/a?th'],
+      ['ghcr.io/{a,b}/x'],
+      ['./x'],
+    ];
+
+    // Assess
+    for (const globs of cases) expect(selectionNames(globs), globs.join()).toEqual({ all: true });
+  });
+});
+
 describe('durations', () => {
   it('reads ms, s, m, h, d, compound and fractional durations and bare seconds', () => {
     // Prepare
@@ -118,6 +151,12 @@ describe('agent state', () => {
     await writeState(path, state);
     expect(await readState(path)).toEqual(state);
     expect(statSync(path).mode & 0o777).toBe(0o600);
+    const withIndex = { ...state, index: { version: 8, payloadSha256: 'c'.repeat(64) } };
+    await writeState(path, withIndex);
+    expect(await readState(path)).toEqual(withIndex);
+    // A state file written before v2 (format 1) is still read.
+    writeFileSync(path, `{"format":1,"version":7,"payloadSha256":"${'a'.repeat(64)}","unlistedSince":{}}`);
+    expect(await readState(path)).toEqual({ accepted: state.accepted, unlistedSince: {} });
     const corrupt = [
       '',
       '{',
@@ -127,6 +166,9 @@ describe('agent state', () => {
       '{"format":1,"version":-1,"payloadSha256":"' + 'a'.repeat(64) + '"}',
       '{"format":1,"unlistedSince":{"x":"2026-01-01T00:00:00Z"}}',
       '{"format":1,"extra":true}',
+      `{"format":1,"index":{"version":8,"payloadSha256":"${'c'.repeat(64)}"}}`,
+      '{"format":2,"index":{"version":8}}',
+      `{"format":2,"index":{"version":8,"payloadSha256":"${'c'.repeat(64)}","x":1}}`,
     ];
     for (const text of corrupt) {
       writeFileSync(path, text);

@@ -4,7 +4,7 @@
  * selecting five names (the change inside or outside them). Printed, with v1's whole manifest
  * beside it for comparison; only the request counts, which the format fixes, are asserted.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -55,9 +55,11 @@ describe('the cost of a one-entry change', () => {
         const v42 = await mirror.publishIndex(signer, entries, { version: 42 });
         const depth = v42.payload.depth;
         const five = [...new Set(entries.map((m) => m.name))].slice(0, 5);
+        const agentDirs: string[] = [];
         const agentFor = (select: string[]) => {
           const dir = mkdtempSync(join(tmpdir(), 'wm-cost-'));
           dirs.push(dir);
+          agentDirs.push(dir);
           return new WasmMirrorAgent({
             mirrorUrl: mirror.url,
             mirrorName: 'prod-mesh',
@@ -89,6 +91,8 @@ describe('the cost of a one-entry change', () => {
         });
         const selectedUnchanged = await measure(fiveNames);
         const v1 = (await signManifest(payloadOf([...entries, added], { version: 43 }), signer)).bytes;
+        // What each agent holds of the manifest between syncs: the walk file.
+        const [heldAll, heldFive] = agentDirs.map((d) => statSync(join(d, 'agent-tree.json')).size);
         everything.close();
         fiveNames.close();
 
@@ -96,12 +100,15 @@ describe('the cost of a one-entry change', () => {
         expect(all).toMatchObject({ nodes: depth, requests: 1 + depth + 1 });
         expect(selectedChanged).toMatchObject({ nodes: depth, requests: 1 + depth + 1 });
         expect(selectedUnchanged.requests).toBeLessThanOrEqual(1 + depth);
+        // What five names hold does not grow with the mirror: their bins and the pages above them.
+        expect(heldFive!).toBeLessThan(64 * 1024);
         const kib = (b: number) => `${(b / 1024).toFixed(2)} KiB`;
         rows.push(
           `${n} entries (depth ${depth}): everything ${kib(all.manifestBytes)} in ${all.requests} requests` +
             ` (${all.nodes} nodes + index + 1 module); 5 names, change inside ${kib(selectedChanged.manifestBytes)}` +
             ` in ${selectedChanged.requests}; 5 names, change elsewhere ${kib(selectedUnchanged.manifestBytes)}` +
-            ` in ${selectedUnchanged.requests}; v1 would send ${kib(v1.length)} (${kib(gzipSync(v1).length)} gzipped)`,
+            ` in ${selectedUnchanged.requests}; v1 would send ${kib(v1.length)} (${kib(gzipSync(v1).length)} gzipped);` +
+            ` walk file: everything ${kib(heldAll!)}, 5 names ${kib(heldFive!)}`,
         );
       } finally {
         await mirror.stop();

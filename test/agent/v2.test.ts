@@ -232,6 +232,31 @@ describe('agent sync over manifest v2', () => {
     expect(afterDamage).toMatchObject({ version: 42, nodesFetched: published.nodes.size, downloaded: 0 });
   });
 
+  it('a walk cut short by a missing node resumes where it stopped', async () => {
+    // Prepare: the last bin in walking order is missing for a while
+    const published = await mirror.publishIndex(signer, base, { version: 42 });
+    const lastBin = base
+      .map((m) => binOf(m.name, 2))
+      .sort()
+      .at(-1)!;
+    const lastPin = [...published.nodes.keys()].find((sha) => {
+      const text = Buffer.from(published.nodes.get(sha)!).toString();
+      return text.endsWith(`"prefix":"${lastBin}","type":"wasm-mirror.bin/v2"}`);
+    })!;
+    mirror.overrides.set(`/${v2Keys.node(lastPin)}`, (_req, res) => void res.writeHead(404).end());
+    const dir = tempDir();
+    const agent = agentFor(dir);
+
+    // Act
+    const failed = await codeOf(agent.syncOnce());
+    mirror.overrides.clear();
+    const resumed = await agent.syncOnce();
+
+    // Assess
+    expect(failed).toBe('NODE_MISSING');
+    expect(resumed).toMatchObject({ version: 42, nodesFetched: 1, selected: 302 });
+  });
+
   it('follows the publisher when the tree grows a level', async () => {
     // Prepare
     await mirror.publishIndex(signer, base, { version: 42 });

@@ -101,6 +101,23 @@ describe('/status with many dead letters', () => {
     );
   });
 
+  it('serves the next page over HTTP, and refuses a bad query with 400', async () => {
+    // Prepare
+    const status = (await (await fetch(`${mirror.url}/status`)).json()) as StatusBody;
+
+    // Act
+    const next = await fetch(`${mirror.url}${status.deadLettersPage.next}`);
+    const bad = await fetch(`${mirror.url}/status/dead-letters?queue=elsewhere`);
+
+    // Assess
+    expect(next.status).toBe(200);
+    const page = (await next.json()) as { queue: string; total: number; items: unknown[] };
+    expect(page).toMatchObject({ queue: 'mirror', total: DEAD });
+    expect(page.items).toHaveLength(Math.min(100, DEAD - STATUS_DEAD_LETTERS));
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ code: 'USAGE' });
+  });
+
   it('pages through every dead letter, newest first, with cursors', async () => {
     // Act
     const seen: string[] = [];

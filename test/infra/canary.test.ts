@@ -1,7 +1,8 @@
 /**
  * The canary handler against a mirror served from node:http on 127.0.0.1: keys.json as the
- * publisher writes it, manifests/latest.json signed like the publisher signs (gzip-encoded as
- * CloudFront compresses it). It publishes the served manifest's age as EMF through the same
+ * publisher writes it, manifests/v2/index.json and v1's manifests/latest.json signed like the
+ * publisher signs them (gzip-encoded as CloudFront compresses them), or only latest.json as a
+ * mirror that has not published v2 yet serves it. It publishes the served manifest's age as EMF through the same
  * Powertools middleware as every function, and throws (publishing nothing) when what agents
  * would get cannot be verified.
  */
@@ -20,7 +21,15 @@ import {
   loadCanaryEnv,
 } from '../../functions/handlers/canary.ts';
 import { withPowertools } from '../../functions/handlers/middleware.ts';
-import { signManifest, spkiToPem } from '../../shared/core/manifest/index.ts';
+import {
+  buildTree,
+  INDEX_PAYLOAD_TYPE,
+  INDEX_TYPE,
+  signManifest,
+  signPayload,
+  spkiToPem,
+  validateIndexPayload,
+} from '../../shared/core/manifest/index.ts';
 import { moduleEntry, newSigner, payloadOf, T0 } from '../manifest/helpers.ts';
 
 interface Served {
@@ -68,16 +77,45 @@ async function keysJson(...signers: (typeof signer)[]): Promise<Uint8Array> {
   return new TextEncoder().encode(`${JSON.stringify({ mirror: 'prod-mesh', keys }, null, 2)}\n`);
 }
 
-async function serveMirror(options: { signWith?: typeof signer; mirror?: string; keys?: Uint8Array } = {}) {
-  const payload = payloadOf([moduleEntry('ghcr.io/acme/basic-auth', new Uint8Array([0, 97, 115, 109]))], {
+/**
+ * A mirror as CloudFront serves it: v2's index (version 8) and v1's latest.json (version 7, so a
+ * result names which one was read), or with `v1Only` no index at all, answered 403 as S3 answers
+ * CloudFront for a key it does not hold.
+ */
+async function serveMirror(
+  options: { signWith?: typeof signer; mirror?: string; keys?: Uint8Array; v1Only?: boolean } = {},
+) {
+  const modules = [moduleEntry('ghcr.io/acme/basic-auth', new Uint8Array([0, 97, 115, 109]))];
+  const payload = payloadOf(modules, {
     version: 7,
     issuedAt: T0,
     ...(options.mirror ? { mirror: options.mirror } : {}),
   });
   const signed = await signManifest(payload, options.signWith ?? signer);
+  const tree = buildTree(modules, 1);
+  const index = await signPayload(
+    INDEX_PAYLOAD_TYPE,
+    validateIndexPayload({
+      type: INDEX_TYPE,
+      mirror: payload.mirror,
+      version: 8,
+      issuedAt: payload.issuedAt,
+      expiresAt: payload.expiresAt,
+      entries: tree.entries,
+      depth: 1,
+      root: tree.root,
+    }),
+    options.signWith ?? signer,
+  );
   served.clear();
   served.set('/keys.json', { status: 200, body: options.keys ?? (await keysJson(signer)), gzip: true });
   served.set('/manifests/latest.json', { status: 200, body: signed.bytes, gzip: true });
+  served.set(
+    '/manifests/v2/index.json',
+    options.v1Only
+      ? { status: 403, body: new TextEncoder().encode('<Error><Code>AccessDenied</Code></Error>') }
+      : { status: 200, body: index.bytes, gzip: true },
+  );
 }
 
 const context = {
@@ -149,11 +187,16 @@ function emfOf(lines: string[]): Emf[] {
 const servedAge = (emf: Emf[]) => emf.filter((e) => 'served_manifest_age_seconds' in e);
 
 describe('the canary', () => {
-  it('verifies the served manifest with the served keys and publishes its age', async () => {
+  it('verifies the served v2 index with the served keys and publishes its age', async () => {
     await serveMirror();
     const { result, error, emf } = await runCanary(new Date(T0.getTime() + 90_000));
     expect(error).toBeUndefined();
-    expect(result).toEqual({ version: 7, ageSeconds: 90, keyid: await signer.keyId() });
+    expect(result).toEqual({
+      path: 'manifests/v2/index.json',
+      version: 8,
+      ageSeconds: 90,
+      keyid: await signer.keyId(),
+    });
     const [line, ...more] = servedAge(emf);
     expect(more).toEqual([]);
     expect(line).toMatchObject({
@@ -165,6 +208,26 @@ describe('the canary', () => {
     expect(directive.Namespace).toBe('WasmMirror');
     expect(directive.Dimensions[0]!.sort()).toEqual(['mirror', 'service']);
     expect(directive.Metrics).toContainEqual({ Name: 'served_manifest_age_seconds', Unit: 'Seconds' });
+  });
+
+  it('reads v1 latest.json on a mirror that has not published a v2 index yet', async () => {
+    await serveMirror({ v1Only: true });
+    const { result, error, emf } = await runCanary(new Date(T0.getTime() + 60_000));
+    expect(error).toBeUndefined();
+    expect(result).toMatchObject({ path: 'manifests/latest.json', version: 7, ageSeconds: 60 });
+    expect(servedAge(emf)).toHaveLength(1);
+  });
+
+  it('does not fall back to v1 when the served index fails or cannot be fetched', async () => {
+    await serveMirror();
+    served.set('/manifests/v2/index.json', { status: 200, body: new TextEncoder().encode('{"not":"signed"}') });
+    const bad = await runCanary(new Date(T0.getTime() + 1000));
+    expect(bad.error).toMatchObject({ code: 'ENVELOPE_MALFORMED' });
+    expect(servedAge(bad.emf)).toEqual([]);
+
+    served.set('/manifests/v2/index.json', { status: 503, body: new TextEncoder().encode('unavailable') });
+    const down = await runCanary(new Date(T0.getTime() + 1000));
+    expect(down.error!.message).toContain('/manifests/v2/index.json: HTTP 503');
   });
 
   it('fails, publishing no age, when the manifest is signed by a key keys.json does not list', async () => {
@@ -185,7 +248,7 @@ describe('the canary', () => {
   });
 
   it('fails when CloudFront does not serve latest.json or keys.json', async () => {
-    await serveMirror();
+    await serveMirror({ v1Only: true });
     served.set('/manifests/latest.json', { status: 503, body: new TextEncoder().encode('unavailable') });
     const down = await runCanary(new Date(T0.getTime() + 1000));
     expect(down.error).toMatchObject({ code: 'MIRROR_UNAVAILABLE' });
@@ -201,7 +264,7 @@ describe('the canary', () => {
     expect((await runCanary(new Date(T0.getTime() + 1000))).error!.message).toMatch(/over the cap/);
 
     await serveMirror();
-    served.set('/manifests/latest.json', { status: 200, body: new Uint8Array(), hang: true });
+    served.set('/manifests/v2/index.json', { status: 200, body: new Uint8Array(), hang: true });
     const stalled = await runCanary(new Date(T0.getTime() + 1000), { timeoutMs: 200 });
     expect(stalled.error).toMatchObject({ code: 'TIMEOUT' });
   });

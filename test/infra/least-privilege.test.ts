@@ -4,20 +4,20 @@
  * numbered manifests are create-only in the bucket itself, and ECR access follows the allow-list.
  */
 import { Template } from 'aws-cdk-lib/assertions';
-import picomatch from 'picomatch';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { publishFunctionName } from '../../infra/lib/deployment.ts';
 import { repositoryNamePatterns } from '../../infra/lib/ecr.ts';
 import { compileGlob } from '../../shared/core/glob.ts';
-import { synthApp, writeConfig } from './helpers.ts';
-
-interface Statement {
-  Effect: string;
-  Action: string | string[];
-  Resource?: unknown;
-  NotResource?: unknown;
-  Condition?: Record<string, Record<string, unknown>>;
-}
+import {
+  actionsOf,
+  deniedWithoutIfNoneMatch,
+  FUNCTION_ROLES,
+  objectGrants,
+  type Statement,
+  statementsOf,
+  synthApp,
+  writeConfig,
+} from './helpers.ts';
 
 let storage: Template;
 let pipeline: Template;
@@ -27,45 +27,6 @@ beforeAll(() => {
   storage = Template.fromStack(stacks.storage);
   pipeline = Template.fromStack(stacks.pipeline);
 });
-
-const actionsOf = (s: Statement) => [s.Action].flat();
-
-/** The statements of every IAM policy attached to a role whose logical ID matches `role`. */
-function statementsOf(t: Template, role: RegExp): Statement[] {
-  return Object.values(t.findResources('AWS::IAM::Policy'))
-    .filter((p) =>
-      (p.Properties.Roles as unknown[]).some((r) => role.test(JSON.stringify(r).replace(/^\{"Ref":"/, ''))),
-    )
-    .flatMap((p) => p.Properties.PolicyDocument.Statement as Statement[]);
-}
-
-/** `state/pulled/*` from the ARN of objects in the mirror bucket; undefined for anything else. */
-function objectKeyOf(resource: unknown): string | undefined {
-  const parts = (resource as { 'Fn::Join'?: [string, unknown[]] })['Fn::Join']?.[1];
-  const last = parts?.at(-1);
-  if (typeof last === 'string' && last.startsWith('/')) return last.slice(1);
-  if (typeof resource === 'string' && resource.includes(':s3:::')) {
-    const slash = resource.indexOf('/');
-    return slash < 0 ? undefined : resource.slice(slash + 1);
-  }
-  return undefined;
-}
-
-/** Object key patterns a role may act on, with the S3 actions allowed on each. */
-function objectGrants(t: Template, role: RegExp): Record<string, string[]> {
-  const grants: Record<string, Set<string>> = {};
-  for (const s of statementsOf(t, role)) {
-    if (s.Effect !== 'Allow') continue;
-    const s3 = actionsOf(s).filter((a) => a.startsWith('s3:') && a !== 's3:ListBucket');
-    for (const resource of [s.Resource].flat()) {
-      const key = objectKeyOf(resource);
-      if (key === undefined || s3.length === 0) continue;
-      grants[key] ??= new Set();
-      for (const a of s3) grants[key].add(a);
-    }
-  }
-  return Object.fromEntries(Object.entries(grants).map(([k, v]) => [k, [...v].sort()]));
-}
 
 /** Two key patterns (`prefix*` or exact keys) share at least one key. */
 function overlap(a: string, b: string): boolean {
@@ -78,14 +39,6 @@ function overlap(a: string, b: string): boolean {
   if (wb) return a.startsWith(pb);
   return a === b;
 }
-
-const FUNCTION_ROLES = {
-  webhook: /^WebhookFunctionRole/,
-  mirror: /^MirrorFunctionRole/,
-  publish: /PublisherRole/,
-  keys: /^KeysFunctionRole/,
-  canary: /^CanaryFunctionRole/,
-};
 
 describe('the webhook function', () => {
   it('may read and create its delivery markers and nothing else in the bucket', () => {
@@ -119,6 +72,33 @@ describe('per-tag observation notes', () => {
         expect(overlap(key, 'state/tags/x.json'), `${other} may touch ${key}`).toBe(false);
       }
     }
+  });
+});
+
+describe('the publish function', () => {
+  it('reads and writes the manifests, v2 included, and deletes only unlisted module bytes and their notes', () => {
+    expect(objectGrants(pipeline, FUNCTION_ROLES.publish)).toEqual({
+      'manifests/*': ['s3:GetObject', 's3:PutObject'],
+      'modules/*': ['s3:DeleteObject'],
+      'state/tags/*': ['s3:GetObject', 's3:PutObject'],
+      'state/unlisted/*': ['s3:DeleteObject', 's3:GetObject', 's3:PutObject'],
+    });
+  });
+
+  it('is the only function that may delete anything in the bucket', () => {
+    for (const other of ['webhook', 'mirror', 'keys', 'canary'] as const) {
+      for (const [key, actions] of Object.entries(objectGrants(pipeline, FUNCTION_ROLES[other]))) {
+        expect(actions, `${other} on ${key}`).not.toContain('s3:DeleteObject');
+      }
+    }
+  });
+
+  it('may list the bucket, to find unlisted modules and index versions', () => {
+    const lists = statementsOf(pipeline, FUNCTION_ROLES.publish).filter(
+      (s) => s.Effect === 'Allow' && actionsOf(s).includes('s3:ListBucket'),
+    );
+    expect(lists).toHaveLength(1);
+    expect(JSON.stringify(lists[0]!.Resource)).not.toContain('/');
   });
 });
 
@@ -158,42 +138,23 @@ describe('signing', () => {
 });
 
 describe('the mirror bucket policy', () => {
-  const deniedWithoutIfNoneMatch = (key: string): boolean => {
-    const policy = Object.entries(storage.findResources('AWS::S3::BucketPolicy')).find(([id]) =>
-      id.startsWith('MirrorBucketPolicy'),
-    )![1];
-    const statements = policy.Properties.PolicyDocument.Statement as Statement[];
-    return statements.some((s) => {
-      if (s.Effect !== 'Deny' || !actionsOf(s).includes('s3:PutObject')) return false;
-      if (JSON.stringify(s.Condition) !== JSON.stringify(CREATE_ONLY_CONDITION)) return false;
-      const matches = (patterns: unknown) =>
-        [patterns].flat().some((r) => {
-          const pattern = objectKeyOf(r);
-          return pattern !== undefined && picomatch(pattern, { dot: true, bash: true })(key);
-        });
-      if (s.NotResource !== undefined) return !matches(s.NotResource);
-      return matches(s.Resource);
-    });
-  };
-  // Puts and multipart completions without If-None-Match; the parts themselves carry no header.
-  const CREATE_ONLY_CONDITION = {
-    Null: { 's3:if-none-match': 'true' },
-    Bool: { 's3:ObjectCreationOperation': 'true' },
-  };
-
   it('refuses PutObject without If-None-Match on modules and numbered manifests', () => {
     for (const key of [
       'modules/sha256/0a1b2c.wasm',
       'manifests/1.json',
       'manifests/42.json',
       'manifests/1000000.json',
+      'manifests/v2/index/1.json',
+      'manifests/v2/index/42.json',
+      `manifests/v2/nodes/sha256/${'0a'.repeat(32)}.json`,
     ]) {
-      expect(deniedWithoutIfNoneMatch(key), key).toBe(true);
+      expect(deniedWithoutIfNoneMatch(storage, key), key).toBe(true);
     }
   });
 
-  it('still lets the publisher replace latest.json and keys.json, and every function write its state notes', () => {
+  it('still lets the publisher replace the v2 index, latest.json and keys.json, and every function write its state notes', () => {
     for (const key of [
+      'manifests/v2/index.json',
       'manifests/latest.json',
       'keys.json',
       'state/deliveries/ghcr/ab12',
@@ -201,7 +162,7 @@ describe('the mirror bucket policy', () => {
       'state/rejected/ab12.json',
       'state/tags/ab12.json',
     ]) {
-      expect(deniedWithoutIfNoneMatch(key), key).toBe(false);
+      expect(deniedWithoutIfNoneMatch(storage, key), key).toBe(false);
     }
   });
 });

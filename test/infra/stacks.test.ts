@@ -101,6 +101,7 @@ describe('storage stack', () => {
       CachePolicyId: unknown;
     }[];
     expect(behaviors.map((b) => b.PathPattern)).toEqual([
+      'manifests/v2/index.json',
       'manifests/latest.json',
       'manifests/*',
       'modules/*',
@@ -142,6 +143,40 @@ describe('storage stack', () => {
         replace: 'Retain',
       });
     }
+  });
+
+  it('caches what each path holds: mutable manifests briefly, immutable ones and modules for a year, JSON compressed', () => {
+    const config = Object.values(storage.findResources('AWS::CloudFront::Distribution'))[0]!.Properties
+      .DistributionConfig;
+    const resources = storage.toJSON().Resources;
+    /** The behaviour CloudFront applies to a path: the first pattern in order that matches, else the default. */
+    const served = (path: string) => {
+      const b =
+        (config.CacheBehaviors as { PathPattern: string }[]).find((c) => cloudFrontMatch(c.PathPattern, path)) ??
+        config.DefaultCacheBehavior;
+      const policy = resources[b.CachePolicyId.Ref]?.Properties.CachePolicyConfig;
+      return {
+        ttl: policy?.DefaultTTL,
+        maxTtl: policy?.MaxTTL,
+        compress: b.Compress,
+        gzip: policy?.ParametersInCacheKeyAndForwardedToOrigin.EnableAcceptEncodingGzip,
+        brotli: policy?.ParametersInCacheKeyAndForwardedToOrigin.EnableAcceptEncodingBrotli,
+      };
+    };
+    const json = { compress: true, gzip: true, brotli: true };
+    const year = { ttl: 31_536_000, maxTtl: 31_536_000 };
+    expect(served('manifests/v2/index.json')).toEqual({ ttl: 30, maxTtl: 60, ...json });
+    expect(served('manifests/latest.json')).toEqual({ ttl: 30, maxTtl: 60, ...json });
+    expect(served('manifests/v2/index/17.json')).toEqual({ ...year, ...json });
+    expect(served(`manifests/v2/nodes/sha256/${'ab'.repeat(32)}.json`)).toEqual({ ...year, ...json });
+    expect(served('manifests/17.json')).toEqual({ ...year, ...json });
+    expect(served('keys.json')).toEqual({ ttl: 300, maxTtl: 300, ...json });
+    expect(served(`modules/sha256/${'ab'.repeat(32)}.wasm`)).toEqual({
+      ...year,
+      compress: false,
+      gzip: false,
+      brotli: false,
+    });
   });
 
   it('caches modules without Accept-Encoding in the key (they are served uncompressed)', () => {
@@ -461,7 +496,11 @@ describe('pipeline stack', () => {
     expect(mirror).toContain('/modules/*');
     expect(mirror).not.toContain('kms:');
     for (const p of policies) expect(p).not.toContain('kms:Sign');
-    for (const p of policies) expect(p).not.toMatch(/"s3:\*"|s3:GetObject\*|s3:DeleteObject/);
+    for (const p of policies) expect(p).not.toMatch(/"s3:\*"|s3:GetObject\*|s3:Delete\*/);
+    // Deleting is garbage collection, the publisher's alone (least-privilege.test.ts has the keys).
+    const deleting = policies.filter((p) => p.includes('s3:DeleteObject'));
+    expect(deleting).toHaveLength(1);
+    expect(deleting[0]).toContain('PublishSignerRolePolicy');
   });
 
   it('outputs the webhook base URL, the mirror URL and the key ARN', () => {
@@ -558,3 +597,9 @@ describe('deployment input', () => {
     expect(resignInterval(30 * 24 * 3600_000).toHumanString()).toBe('12 hours');
   });
 });
+
+/** CloudFront path patterns: `*` any run of characters (slashes included), `?` one; case-sensitive. */
+function cloudFrontMatch(pattern: string, path: string): boolean {
+  const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^/?${re}$`).test(path);
+}

@@ -9,10 +9,11 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 // @ts-expect-error: a plain .mjs script, without type declarations
-import { missingToolsMessage, TEST_TOOLS } from '../../bin/check-tools.mjs';
+import { missingToolsMessage, OPTIONAL_TEST_TOOLS, TEST_TOOLS } from '../../bin/check-tools.mjs';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const tools = TEST_TOOLS as { tool: string; pkg: string }[];
+const optional = (OPTIONAL_TEST_TOOLS as { tool: string }[]).map((t) => t.tool);
 
 /** Programs every machine that runs the tests has: Node itself and Debian's essential packages. */
 const BASE = new Set(['node', 'npm', 'npx', 'sh', 'bash', 'sync', 'tar', 'mount', 'umount']);
@@ -68,7 +69,7 @@ describe('the tools the tests need', () => {
   });
 
   it('lists every program the tests spawn', () => {
-    const listed = new Set(tools.map((t) => t.tool));
+    const listed = new Set([...tools.map((t) => t.tool), ...optional]);
     const unlisted = [...programsSpawned()].filter(([p]) => !listed.has(p) && !BASE.has(p));
     expect(unlisted, 'add them to TEST_TOOLS in bin/check-tools.mjs and to the README').toEqual([]);
     // And the list holds nothing the tests no longer run.
@@ -87,6 +88,7 @@ describe('the tools the tests need', () => {
       expect(readme, tool).toContain(`\`${tool}\``);
       expect(readme, pkg).toContain(pkg);
     }
+    for (const tool of optional) expect(readme, tool).toContain(`\`${tool}\``);
   });
 
   it('.ci/run installs every package', () => {

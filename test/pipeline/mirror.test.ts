@@ -3,7 +3,7 @@
  * the registry (the registry paths run for real in test/embedded and test/oci).
  */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -13,13 +13,23 @@ import { type MirrorConfig, parseConfig } from '../../shared/core/config.ts';
 import { type MirrorJob, storageKeys } from '../../shared/core/domain.ts';
 import { WasmMirrorError } from '../../shared/core/errors.ts';
 import { createMirror, createMirrorHandler, type MirrorDeps } from '../../shared/core/pipeline/mirror.ts';
+import { readOciNote } from '../../shared/core/pipeline/oci-view.ts';
 import { createPublisher } from '../../shared/core/pipeline/publish.ts';
-import type { PublishRequest, PulledModule, RegistryTarget, WasmPuller } from '../../shared/core/ports.ts';
+import type {
+  PublishRequest,
+  PulledModule,
+  PullOptions,
+  RegistryTarget,
+  WasmPuller,
+} from '../../shared/core/ports.ts';
 import { noMetrics, silentLogger, systemClock } from '../../shared/core/ports.ts';
 
 const digestOf = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
 const BYTES = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]);
 const HEX = createHash('sha256').update(BYTES).digest('hex');
+const PREIMAGES = new Map(['m1', 'm2'].map((s) => [digestOf(s), s]));
+const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const LAYER = 'application/vnd.module.wasm.content.layer.v1+wasm';
 
 class ScriptedPuller implements WasmPuller {
   pulls: RegistryTarget[] = [];
@@ -28,19 +38,42 @@ class ScriptedPuller implements WasmPuller {
   delayMs = 0;
   /** Runs while a pull is under way (a push landing in the registry meanwhile). */
   duringPull: (() => void) | undefined;
-  async pullToFile(target: RegistryTarget, dest: string): Promise<PulledModule> {
+  async pullToFile(target: RegistryTarget, dest: string, options: PullOptions = {}): Promise<PulledModule> {
     this.pulls.push(target);
     this.duringPull?.();
     await new Promise((r) => setTimeout(r, this.delayMs));
     if (this.failWith !== undefined) throw this.failWith;
     writeFileSync(dest, BYTES);
-    return {
+    const pulled: PulledModule = {
       ociDigest: target.reference,
       sha256: HEX,
       size: BYTES.length,
       format: 'wasm-artifact',
       kind: 'module',
     };
+    if (options.keepContent !== undefined) {
+      // The "manifest" is the text its digest was made from; the one layer is the module.
+      const manifest = new TextEncoder().encode(PREIMAGES.get(target.reference)!);
+      const layer = options.keepContent.stagePath(`sha256:${HEX}`);
+      writeFileSync(layer, BYTES);
+      pulled.content = [
+        {
+          digest: target.reference,
+          mediaType: MANIFEST,
+          size: manifest.length,
+          manifest: true,
+          body: manifest,
+        },
+        {
+          digest: `sha256:${HEX}`,
+          mediaType: LAYER,
+          size: BYTES.length,
+          manifest: false,
+          body: { path: layer, size: BYTES.length },
+        },
+      ];
+    }
+    return pulled;
   }
   async resolveDigest(target: RegistryTarget): Promise<string> {
     const d = this.tags.get(target.reference);
@@ -107,6 +140,34 @@ sources:
         }),
       },
     ]);
+  });
+
+  it('keeps the manifest and blobs the pull verified under their digests, and a note of what the digest reaches', async () => {
+    await createMirror(deps)(job());
+    const manifest = await deps.store.getBytes(storageKeys.blob(digestOf('m1').slice(7)), 1024);
+    expect(Buffer.from(manifest!.bytes).toString()).toBe('m1');
+    const layer = await deps.store.getBytes(storageKeys.blob(HEX), 1024);
+    expect(layer?.bytes).toEqual(BYTES);
+    const note = await readOciNote(deps.store, 'registry.example:5000/plugins/auth', digestOf('m1'));
+    expect(note?.content).toEqual([
+      { digest: digestOf('m1'), mediaType: MANIFEST, size: 2, manifest: true },
+      { digest: `sha256:${HEX}`, mediaType: LAYER, size: BYTES.length, manifest: false },
+    ]);
+    // Staged files are the mirror's to remove once stored.
+    expect(readdirSync(dir).filter((f) => f.startsWith('pull-'))).toEqual([]);
+  });
+
+  it('pulls a listed digest again when its upstream content was not kept (listed by an earlier version)', async () => {
+    const mirror = createMirror(deps);
+    await mirror(job());
+    const publish = createPublisher({ ...deps, signer: await loadOrCreateKey(join(dir, 'key')) });
+    await publish(sent);
+    await deps.store.delete(
+      storageKeys.digestNote('oci', 'registry.example:5000/plugins/auth', digestOf('m1')),
+    );
+    expect(await mirror(job())).toMatchObject({ status: 'mirrored', pulled: true });
+    expect(puller.pulls).toHaveLength(2);
+    expect(await mirror(job())).toMatchObject({ status: 'already-listed' });
   });
 
   it('skips a reference already listed, and lists another tag of the same digest without pulling', async () => {

@@ -157,7 +157,7 @@ export class MirrorFunction extends Construct {
 }
 
 const PREFIX_REASON =
-  'objects are content-addressed or numbered under one prefix of the storage layout; the grant is limited to that prefix and to GetObject/PutObject.';
+  'objects are content-addressed or numbered under one prefix of the storage layout; the grant is limited to that prefix and to the actions the function performs there.';
 
 /** The form cdk-nag prints an ARN in, to acknowledge that exact finding. */
 export function nagArn(arn: string): string {

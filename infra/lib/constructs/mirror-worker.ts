@@ -10,7 +10,7 @@ import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { ENV } from '../../../functions/config.ts';
-import { publishedPrefixes, statePrefixes } from '../../../shared/core/storage-keys.ts';
+import { contentPrefixes, publishedPrefixes, statePrefixes } from '../../../shared/core/storage-keys.ts';
 import { type Deployment, DeploymentError, secretsPrefix } from '../deployment.ts';
 import { ecrRepositories, repositoryArns } from '../ecr.ts';
 import { keepLogicalId } from '../logical-id.ts';
@@ -95,11 +95,18 @@ export class MirrorWorker extends Construct {
       [`${publishedPrefixes.modules}*`],
       'Modules are stored by sha256 under modules/sha256/',
     );
-    // What a digest extracted to, and what it was rejected for: no second pull of the same bytes.
+    // What a digest extracted to, what it was rejected for, and which kept upstream manifests and
+    // blobs it reaches: no second pull of the same bytes.
     this.function.grantObjects(
       ['s3:GetObject', 's3:PutObject'],
-      [`${statePrefixes.pulled}*`, `${statePrefixes.rejected}*`],
-      'Per-digest notes (what a manifest digest extracted to, or why it was rejected) keyed by a hash under state/',
+      [`${statePrefixes.pulled}*`, `${statePrefixes.rejected}*`, `${statePrefixes.oci}*`],
+      'Per-digest notes (what a manifest digest extracted to, why it was rejected, which kept content it reaches) keyed by a hash under state/',
+    );
+    // The upstream manifests and blobs a pull verified, kept byte for byte (create-only, by digest).
+    this.function.grantObjects(
+      ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
+      [`${contentPrefixes.blobs}*`],
+      'Upstream manifests and blobs a pull verified, stored by sha256 under blobs/sha256/',
     );
     queues.publishQueue.grantSendMessages(fn);
     queues.mirrorQueue.grantSendMessages(fn);

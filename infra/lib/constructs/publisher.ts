@@ -1,6 +1,8 @@
 /**
  * The publish function: folds mirror results from the publish FIFO queue into the next manifest
- * and signs it with the KMS key, under the signer role the storage stack keeps.
+ * (v2's index, its numbered copy and the nodes it pins; v1's documents while they are kept) and
+ * signs it with the KMS key, under the signer role the storage stack keeps. At the scheduled
+ * re-sign it also deletes module bytes that no manifest has listed for longer than one lives.
  */
 import { Duration } from 'aws-cdk-lib';
 import { type IRole, Role } from 'aws-cdk-lib/aws-iam';
@@ -51,7 +53,19 @@ export class Publisher extends Construct {
     this.function.grantObjects(
       ['s3:GetObject', 's3:PutObject'],
       [`${publishedPrefixes.manifests}*`],
-      'Manifests are written as manifests/<version>.json and latest.json',
+      'Manifests are written as manifests/v2/index.json, manifests/v2/index/<version>.json, manifests/v2/nodes/sha256/<hex>.json and v1 manifests/<version>.json and latest.json',
+    );
+    // Garbage collection: since when each module is unlisted, and the bytes once that is long
+    // enough ago. Listing modules/sha256/ and state/unlisted/ is the ListBucket every function has.
+    this.function.grantObjects(
+      ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'],
+      [`${statePrefixes.unlisted}*`],
+      'Notes of when each module stopped being listed, named by its sha256; the publisher alone reads and writes them',
+    );
+    this.function.grantObjects(
+      ['s3:DeleteObject'],
+      [`${publishedPrefixes.modules}*`],
+      'Module bytes no manifest has listed for longer than a manifest lives are deleted by sha256 under modules/sha256/',
     );
     // The newest observation of each tag, so a re-driven older record never moves a tag back.
     this.function.grantObjects(

@@ -35,7 +35,7 @@ import {
   redrive,
   restoreInterruptedRedrives,
 } from './disk-queue/dead-letters.ts';
-import { queueError, SEQ } from './disk-queue/layout.ts';
+import { describeError, queueError, SEQ } from './disk-queue/layout.ts';
 import { reclaim } from './disk-queue/leases.ts';
 import { expireDedupeIds, finishOrphanedSends, sendMessage } from './disk-queue/send.ts';
 import { Waker } from './disk-queue/time.ts';
@@ -76,6 +76,7 @@ export class DiskQueue<T> implements QueueProducer<T> {
   private initialized: Promise<void> | undefined;
   private lastHousekeeping = 0;
   private lastDeadLetterSweep = 0;
+  private deadLetterSweep: Promise<void> | undefined;
 
   constructor(options: DiskQueueOptions) {
     this.ctx = queueContext(options);
@@ -133,8 +134,9 @@ export class DiskQueue<T> implements QueueProducer<T> {
   }
 
   /** Stops polling and waits for running handlers to finish. */
-  stop(): Promise<void> {
-    return this.consumer.stop();
+  async stop(): Promise<void> {
+    await this.consumer.stop();
+    await this.deadLetterSweep;
   }
 
   get consuming(): boolean {
@@ -154,6 +156,7 @@ export class DiskQueue<T> implements QueueProducer<T> {
   async recover(): Promise<void> {
     await this.init();
     await this.housekeeping(true);
+    await this.deadLetterSweep;
   }
 
   private async housekeeping(force: boolean): Promise<void> {
@@ -165,9 +168,21 @@ export class DiskQueue<T> implements QueueProducer<T> {
     await expireDedupeIds(this.ctx, now);
     await restoreInterruptedRedrives(this.ctx, now);
     const sweepEvery = Math.min(DEAD_LETTER_SWEEP_MS, Math.max(1000, this.ctx.deadLetterRetentionMs / 10));
-    if (force || now - this.lastDeadLetterSweep >= sweepEvery) {
+    if ((force || now - this.lastDeadLetterSweep >= sweepEvery) && this.deadLetterSweep === undefined) {
       this.lastDeadLetterSweep = now;
-      await this.expireDeadLetters();
+      // In the background: a stat per dead letter, and thousands of them must not hold up claims.
+      this.deadLetterSweep = this.expireDeadLetters()
+        .then(
+          () => {},
+          (err: unknown) =>
+            this.ctx.logger.warn('queue could not expire dead letters', {
+              queue: this.name,
+              error: describeError(err),
+            }),
+        )
+        .finally(() => {
+          this.deadLetterSweep = undefined;
+        });
     }
   }
 

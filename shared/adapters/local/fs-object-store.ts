@@ -1,5 +1,5 @@
 /**
- * ObjectStore over a data directory laid out exactly as DESIGN.md's "Storage layout": the key is
+ * ObjectStore over a data directory laid out exactly as the published storage layout: the key is
  * the path relative to the root, so the directory can be served, copied or synced as it is.
  *
  * - Writes go to a temp file in the target directory, are fsynced, then renamed (put) or hard

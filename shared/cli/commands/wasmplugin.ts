@@ -1,12 +1,18 @@
 /** `wasm-mirror wasmplugin`: print an Istio WasmPlugin pinned to the mirror URL and the module's sha256. */
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { isCollection, isMap, isScalar, isSeq, parseDocument, stringify, visit } from 'yaml';
 import { readManifestSource } from '../../agent/index.ts';
+import { loadConfigFile } from '../../core/config.ts';
 import type { ManifestModule, ManifestPayload } from '../../core/domain.ts';
 import { WasmMirrorError } from '../../core/errors.ts';
+import { readCapped } from '../../core/io.ts';
 import { loadTrustedKeys, validatePayload, verifyManifest } from '../../core/manifest/index.ts';
+import { isIndexMediaType, MANIFEST_MEDIA_TYPES } from '../../core/oci/media-types.ts';
+import { isValidOciName } from '../../core/pipeline/oci-view.ts';
 import { decodeUtf8Strict, parseStrictJson, StrictJsonError } from '../../core/strict-json.ts';
+import { asDescriptor, istioIndexEntry, istioLoadsFormat } from '../../core/wasm/formats.ts';
 import { type CliIo, parseCommandArgs } from '../io.ts';
 import { readMirrorListing } from '../listing.ts';
 import { readKeys } from './verify.ts';
@@ -43,6 +49,9 @@ export const OPTIONS = {
   'plugin-config': { type: 'string' },
   'image-pull-policy': { type: 'string' },
   'resource-name': { type: 'string' },
+  oci: { type: 'boolean' },
+  source: { type: 'string' },
+  config: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -62,6 +71,17 @@ Where the proxy reads the module:
                           them after that. For two independent checks, use --mirror-url without
                           --local-dir: spec.sha256 comes from the verified manifest, and Istio
                           checks the bytes it downloads against it.
+  --oci                   with --mirror-url: url: oci://<mirror host>/<source id>/<repository>:<tag>,
+                          the mirror's read-only registry API, which serves only what the signed
+                          manifest lists. spec.sha256 is then what Istio compares for oci://: the
+                          image manifest's digest (for an index, that of the linux/amd64 or
+                          platform-less entry Istio loads), read from the mirror and checked
+                          against the verified manifest. Formats Istio's oci:// fetcher does not
+                          load are refused. For a plain-http mirror, list its host in
+                          istio-agent's WASM_INSECURE_REGISTRIES.
+  --source ID             with --oci: the config source the module came from (default: the one
+                          source in --config FILE or ./wasm-mirror.config.yaml whose registry is
+                          the module's host)
 
 Which manifest lists the module:
   --from-manifest FILE    the agent's DIR/manifest.json (a payload the agent verified), or a signed
@@ -122,6 +142,9 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   if (mirrorUrl !== undefined && !/^https?:\/\/[^/]/i.test(mirrorUrl)) {
     throw new WasmMirrorError('USAGE', '--mirror-url must be an http(s) URL');
   }
+  const oci = values.oci === true;
+  if (oci) checkOciFlags(mirrorUrl, localDir);
+  else if (values.source !== undefined) throw new WasmMirrorError('USAGE', '--source needs --oci');
   const rootNamespace = dnsLabel(values['root-namespace'] ?? DEFAULT_ROOT_NAMESPACE, '--root-namespace');
   const namespace = dnsLabel(values.namespace ?? rootNamespace, '--namespace');
   const placement = placementOf(values, namespace, rootNamespace);
@@ -167,8 +190,11 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   const m = pickModule(payload, name, tag);
   const file = `modules/sha256/${m.sha256}.wasm`;
   const remoteUrl = mirrorUrl === undefined ? undefined : `${mirrorUrl}/${file}`;
+  const pinned = oci
+    ? await ociPin(m, mirrorUrl!, values.source ?? (await sourceFromConfig(m.name, values.config)))
+    : undefined;
   // Istio strips "file://" and hands Envoy the rest verbatim, so the path is not percent-encoded.
-  const url = localDir !== undefined ? `file://${posix.join(localDir, file)}` : remoteUrl!;
+  const url = pinned?.url ?? (localDir !== undefined ? `file://${posix.join(localDir, file)}` : remoteUrl!);
   const doc = {
     apiVersion: 'extensions.istio.io/v1alpha1',
     kind: 'WasmPlugin',
@@ -184,7 +210,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     spec: {
       ...placement,
       url,
-      sha256: m.sha256,
+      sha256: pinned?.sha256 ?? m.sha256,
       // The URL names the content by hash, so a cached copy can never be stale.
       ...(localDir === undefined ? { imagePullPolicy: pullPolicy ?? 'IfNotPresent' } : {}),
       ...(phase !== undefined ? { phase } : {}),
@@ -196,7 +222,140 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   // YAML 1.1 quoting: kubectl reads YAML 1.1, where an unquoted `yes` or `on` is a boolean.
   io.stdout.write(stringify(doc, { lineWidth: 0, version: '1.1', aliasDuplicateObjects: false }));
   if (localDir !== undefined) io.stderr.write(localDirNote(url, remoteUrl));
+  if (oci && mirrorUrl!.toLowerCase().startsWith('http:')) {
+    io.stderr.write(
+      `note: Istio pulls oci:// over HTTPS; for this plain-http mirror, add ${new URL(mirrorUrl!).host} to istio-agent's WASM_INSECURE_REGISTRIES.\n`,
+    );
+  }
   return 0;
+}
+
+function checkOciFlags(mirrorUrl: string | undefined, localDir: string | undefined): void {
+  if (mirrorUrl === undefined || localDir !== undefined) {
+    throw new WasmMirrorError('USAGE', '--oci takes --mirror-url (the mirror serving /v2/), not --local-dir');
+  }
+  if (new URL(mirrorUrl).pathname !== '/') {
+    throw new WasmMirrorError(
+      'USAGE',
+      `--oci needs a --mirror-url without a path: an oci:// reference names a host, and the registry API lives at its /v2/ (got ${mirrorUrl})`,
+    );
+  }
+}
+
+/** `--source` when not given: the one configured source pulling from the module's registry. */
+async function sourceFromConfig(moduleName: string, configFile: string | undefined): Promise<string> {
+  const host = moduleName.slice(0, moduleName.indexOf('/'));
+  const file = configFile ?? 'wasm-mirror.config.yaml';
+  let ids: string[];
+  try {
+    ids = (await loadConfigFile(file)).sources.filter((s) => s.registry === host).map((s) => s.id);
+  } catch (err) {
+    if (configFile !== undefined) throw err;
+    ids = [];
+  }
+  if (ids.length === 1) return ids[0]!;
+  throw new WasmMirrorError(
+    'USAGE',
+    ids.length === 0
+      ? `--oci needs --source ID: the id of the mirror's config source for ${host} (no source for it in ${file})`
+      : `--oci needs --source ID: several sources pull from ${host} (${ids.join(', ')})`,
+  );
+}
+
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The oci:// reference and the digest Istio compares for it. Istio checks the digest of the image
+ * it loads (go-containerregistry's remote.Image: for an index, its linux/amd64 or platform-less
+ * entry), so the manifest is read from the mirror's own endpoint, checked against the digest the
+ * verified manifest lists, and an index is resolved the way the puller and Istio resolve it.
+ */
+async function ociPin(
+  m: ManifestModule,
+  mirrorUrl: string,
+  sourceId: string,
+): Promise<{ url: string; sha256: string }> {
+  if (!istioLoadsFormat(m.format)) {
+    throw new WasmMirrorError(
+      'UNSUPPORTED_FORMAT',
+      `${m.name}:${m.tag} is packaged as ${m.format}, which Istio's oci:// fetcher does not load; drop --oci: the https URL serves the module itself`,
+    );
+  }
+  const repository = m.name.slice(m.name.indexOf('/') + 1);
+  const ociName = `${sourceId}/${repository}`;
+  if (!isValidOciName(ociName)) {
+    throw new WasmMirrorError(
+      'USAGE',
+      `--source ${JSON.stringify(sourceId)} does not make a repository name`,
+    );
+  }
+  const reference = m.tag === '' ? m.ociDigest : m.tag;
+  const top = await fetchMirrorManifest(mirrorUrl, ociName, reference, m.ociDigest);
+  let digest = m.ociDigest;
+  for (let manifest = top, depth = 0; isIndexMediaType(manifest.mediaType); depth++) {
+    const entries = manifest.json.manifests;
+    if (depth === 4 || !Array.isArray(entries)) {
+      throw new WasmMirrorError(
+        'REGISTRY_PROTOCOL',
+        `index ${digest} from the mirror is not one Istio loads`,
+      );
+    }
+    const entry = istioIndexEntry(entries.map((e, i) => asDescriptor(e, `index entry ${i}`)));
+    if (entry === undefined) {
+      throw new WasmMirrorError('UNSUPPORTED_FORMAT', `index ${digest} has no entry Istio would load`);
+    }
+    digest = entry.digest;
+    manifest = await fetchMirrorManifest(mirrorUrl, ociName, digest, digest);
+  }
+  const host = new URL(mirrorUrl).host;
+  const ref = m.tag === '' ? `@${m.ociDigest}` : `:${m.tag}`;
+  return { url: `oci://${host}/${ociName}${ref}`, sha256: digest.slice('sha256:'.length) };
+}
+
+async function fetchMirrorManifest(
+  mirrorUrl: string,
+  ociName: string,
+  reference: string,
+  expected: string,
+): Promise<{ mediaType: string; json: { manifests?: unknown } }> {
+  const url = `${mirrorUrl}/v2/${ociName}/manifests/${reference}`;
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      headers: { accept: MANIFEST_MEDIA_TYPES.join(', ') },
+      signal: AbortSignal.timeout(30_000),
+    });
+  } catch (err) {
+    throw new WasmMirrorError('MIRROR_UNAVAILABLE', `GET ${url}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!res.ok || res.body === null) {
+    await res.body?.cancel().catch(() => {});
+    throw new WasmMirrorError(
+      res.status === 404 ? 'MANIFEST_UNKNOWN' : 'MIRROR_UNAVAILABLE',
+      `GET ${url}: ${res.status}${res.status === 404 ? ' (is --source the right source id, and does the mirror keep this entry for its registry API?)' : ''}`,
+    );
+  }
+  const bytes = await readCapped(
+    res.body as unknown as AsyncIterable<Uint8Array>,
+    MAX_MANIFEST_BYTES,
+    () => new WasmMirrorError('SIZE_EXCEEDED', `GET ${url}: manifest over ${MAX_MANIFEST_BYTES} bytes`),
+  );
+  const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+  if (actual !== expected) {
+    throw new WasmMirrorError(
+      'DIGEST_MISMATCH',
+      `GET ${url}: digest ${actual}, the signed manifest says ${expected}`,
+    );
+  }
+  const json = JSON.parse(Buffer.from(bytes).toString('utf8')) as {
+    mediaType?: unknown;
+    manifests?: unknown;
+  };
+  const mediaType =
+    typeof json.mediaType === 'string'
+      ? json.mediaType
+      : (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
+  return { mediaType, json };
 }
 
 function localDirNote(fileUrl: string, remoteUrl: string | undefined): string {

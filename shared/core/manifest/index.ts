@@ -30,12 +30,15 @@ export {
   decodeNode,
   depthFor,
   encodeNode,
+  envelopeWithNodes,
   FANOUT,
   INDEX_PAYLOAD_TYPE,
   INDEX_TYPE,
   type IndexPayload,
   indexKind,
+  inlineNodes,
   MAX_INDEX_BYTES,
+  MAX_INLINE_NODE_BYTES,
   type NodeLoader,
   nameHash,
   PAGE_TYPE,
@@ -48,6 +51,7 @@ export {
   validateIndexPayload,
   verifyIndex,
   walkEntries,
+  withInlineNodes,
 } from './v2.ts';
 export {
   DEFAULT_MAX_MANIFEST_BYTES,

@@ -20,6 +20,9 @@ export const FANOUT = 16;
 /** Entries per bin the depth aims for, on average. */
 export const BIN_TARGET = 16;
 export const MAX_DEPTH = 8;
+/** Inline nodes stay under this (canonical bytes, all together), so the index stays small. */
+export const MAX_INLINE_NODE_BYTES = 16 * 1024;
+const MAX_INLINE_NODES = 16;
 /** Decoded size caps: a page is 16 hashes; a bin holds what hashes into it. */
 export const MAX_PAGE_BYTES = 4 * 1024;
 export const MAX_BIN_BYTES = 4 * 1024 * 1024;
@@ -191,6 +194,51 @@ export function verifyIndex(bytes: Uint8Array, opts: VerifyOptions): VerifiedDoc
     ...opts,
     maxBytes: Math.min(opts.maxBytes ?? MAX_INDEX_BYTES, MAX_INDEX_BYTES),
   });
+}
+
+/**
+ * Small publishes carry the nodes they wrote beside the signature, in the index envelope's
+ * `nodes` field (DSSE consumers ignore fields they do not know): an agent one version behind then
+ * needs no request beyond the index. They are outside the signed payload on purpose: each is
+ * trusted only when its sha256 equals a pin reached from the signed root, exactly as a fetched
+ * node, so carrying them unsigned changes nothing, and as plain JSON they compress well.
+ */
+export function envelopeWithNodes(
+  envelopeBytes: Uint8Array,
+  nodes: ReadonlyMap<string, Uint8Array>,
+): Uint8Array {
+  let total = 0;
+  for (const bytes of nodes.values()) total += bytes.byteLength;
+  if (nodes.size === 0 || nodes.size > MAX_INLINE_NODES || total > MAX_INLINE_NODE_BYTES)
+    return envelopeBytes;
+  const envelope = JSON.parse(new TextDecoder().decode(envelopeBytes)) as Record<string, unknown>;
+  envelope.nodes = [...nodes.values()].map((bytes) => JSON.parse(new TextDecoder().decode(bytes)) as unknown);
+  return canonicalizeToBytes(envelope);
+}
+
+/** The nodes an index envelope carries, by the sha256 of their canonical bytes (none if unreadable). */
+export function inlineNodes(envelopeBytes: Uint8Array): Map<string, Uint8Array> {
+  const out = new Map<string, Uint8Array>();
+  let envelope: unknown;
+  try {
+    envelope = parseStrictJson(decodeUtf8Strict(envelopeBytes), { maxDepth: 12 });
+  } catch {
+    return out;
+  }
+  const nodes = (envelope as { nodes?: unknown } | null)?.nodes;
+  if (!Array.isArray(nodes) || nodes.length > MAX_INLINE_NODES) return out;
+  for (const node of nodes) {
+    if (!fieldChecks.isPlainObject(node)) continue;
+    const bytes = canonicalizeToBytes(node);
+    out.set(createHash('sha256').update(bytes).digest('hex'), bytes);
+  }
+  return out;
+}
+
+/** Nodes from the index envelope first, then from `load`. */
+export function withInlineNodes(envelopeBytes: Uint8Array, load: NodeLoader): NodeLoader {
+  const inline = inlineNodes(envelopeBytes);
+  return async (sha256) => inline.get(sha256) ?? (await load(sha256));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 /**
- * Manifest verification, in DESIGN.md's order and fail-closed: size, strict envelope,
+ * Manifest verification, in a fixed order and fail-closed: size, strict envelope,
  * payloadType, a signature by a trusted and currently valid key over the PAE, the schema of the
  * verified bytes (and nothing else), mirror name, time window, rollback. Each step has its own
  * error code so operators can tell an attack from a stale mirror.
@@ -74,6 +74,8 @@ export interface VerifiedDocument<T extends SignedPayload> {
   payloadBytes: Uint8Array;
   payloadSha256: string;
   envelope: DsseEnvelope;
+  /** The envelope as received (it may carry fields the signature does not cover, such as v2's inline nodes). */
+  bytes: Uint8Array;
   /** The trusted key whose signature verified. */
   keyid: string;
 }
@@ -148,7 +150,7 @@ export function verifySigned<T extends SignedPayload>(
       );
     }
   }
-  return { payload, payloadBytes: env.payload, payloadSha256, envelope: env.envelope, keyid };
+  return { payload, payloadBytes: env.payload, payloadSha256, envelope: env.envelope, bytes, keyid };
 }
 
 /**

@@ -1,13 +1,14 @@
 /**
  * The mirror job: resolve a reference on the source's registry, pull and validate the module,
- * store it under its sha256, and hand a record to the publisher. Idempotent, because queues
- * deliver at least once: storage is content-addressed and create-only, and a reference already
- * listed with the same digest is skipped.
+ * store it under its sha256, keep the upstream manifests and blobs the pull verified (so the
+ * mirror can serve the artifact itself as a registry), and hand a record to the publisher.
+ * Idempotent, because queues deliver at least once: storage is content-addressed and
+ * create-only, and a reference already listed with the same digest is skipped.
  */
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type MirrorJob, type ModuleRecord, SHA256_HEX } from '../domain.ts';
+import { type MirrorJob, type ModuleFacts, type ModuleRecord, SHA256_HEX } from '../domain.ts';
 import {
   type ErrorCode,
   isFilesystemError,
@@ -18,10 +19,11 @@ import {
 } from '../errors.ts';
 import { matchesAny } from '../glob.ts';
 import { metricNames } from '../metrics.ts';
-import type { DeliveryMeta, PulledModule, RegistryTarget } from '../ports.ts';
+import type { DeliveryMeta, PulledModule, RegistryTarget, VerifiedContent } from '../ports.ts';
 import type { SourceConfig } from '../sources/types.ts';
 import { type DigestNoteKind, storageKeys } from '../storage-keys.ts';
 import { type PipelineDeps, resolveCredentials } from './context.ts';
+import { ociNoteOf, writeOciNote } from './oci-view.ts';
 import { listedEntriesOf } from './state.ts';
 
 export type MirrorDeps = Pick<
@@ -49,11 +51,19 @@ export type MirrorOutcome =
   | { status: 'stale'; name: string; tag: string; ociDigest: string; current: string }
   | { status: 'rejected'; error: WasmMirrorError };
 
+/**
+ * A delivery, and the caller's deadline: every registry request the job makes is aborted when
+ * `signal` fires (a function that must answer before its own timeout), failing retryably.
+ */
+export interface MirrorRunMeta extends DeliveryMeta {
+  signal?: AbortSignal;
+}
+
 /** Queue handler: permanent failures are recorded and acknowledged; transient ones throw to be retried. */
 export function createMirrorHandler(
   deps: MirrorDeps,
   mirror: ReturnType<typeof createMirror> = createMirror(deps),
-): (job: MirrorJob, meta?: DeliveryMeta) => Promise<void> {
+): (job: MirrorJob, meta?: MirrorRunMeta) => Promise<void> {
   return async (job, meta) => {
     const outcome = await mirror(job, meta);
     if (outcome.status === 'rejected') {
@@ -65,7 +75,7 @@ export function createMirrorHandler(
 
 export function createMirror(
   deps: MirrorDeps,
-): (job: MirrorJob, meta?: DeliveryMeta) => Promise<MirrorOutcome> {
+): (job: MirrorJob, meta?: MirrorRunMeta) => Promise<MirrorOutcome> {
   // Concurrent jobs for the same repository and digest (a burst of deliveries) wait for the
   // first one, then find its result instead of pulling the same bytes again.
   const pulls = new Map<string, Promise<PulledModule>>();
@@ -73,7 +83,7 @@ export function createMirror(
     const started = performance.now();
     const log = { sourceId: job.sourceId, repository: job.repository, tag: job.tag, digest: job.digest };
     try {
-      const outcome = await mirrorOnce(deps, job, pulls);
+      const outcome = await mirrorOnce(deps, job, pulls, meta?.signal);
       const reason =
         outcome.status === 'mirrored' ? (outcome.pulled ? 'mirrored' : 'reused') : outcome.status;
       deps.metrics.count(metricNames.mirrorResults, { source: job.sourceId, reason });
@@ -122,7 +132,9 @@ async function mirrorOnce(
   deps: MirrorDeps,
   job: MirrorJob,
   pulls: Map<string, Promise<PulledModule>>,
+  signal: AbortSignal | undefined,
 ): Promise<MirrorOutcome> {
+  const request = signal === undefined ? {} : { signal };
   const source = checkJob(deps, job);
   const name = `${source.registry}/${job.repository}`;
   const tag = job.tag ?? '';
@@ -142,7 +154,7 @@ async function mirrorOnce(
   // When the registry last confirmed the tag at this digest: the publisher orders records by it.
   let observedAt: string;
   if (job.tag !== undefined) {
-    ociDigest = await deps.puller.resolveDigest({ ...target, reference: job.tag });
+    ociDigest = await deps.puller.resolveDigest({ ...target, reference: job.tag }, request);
     observedAt = deps.clock.now().toISOString();
     if (job.digest !== undefined && ociDigest !== job.digest) {
       return { status: 'stale', name, tag, ociDigest: job.digest, current: ociDigest };
@@ -154,7 +166,12 @@ async function mirrorOnce(
   const listed = (await listedEntriesOf(deps.store, name)).find(
     (m) => m.ociDigest === ociDigest && (m.tag === tag || tag === ''),
   );
-  if (listed !== undefined && (await deps.store.head(storageKeys.module(listed.sha256))) !== undefined) {
+  // Listed before its upstream content was kept (an earlier version): pulled again to keep it.
+  if (
+    listed !== undefined &&
+    (await deps.store.head(storageKeys.module(listed.sha256))) !== undefined &&
+    (await hasKeptContent(deps, name, ociDigest))
+  ) {
     if (tag !== '') {
       // Nothing to pull, but the publisher learns the tag was seen here now: a record about an
       // older observation (a late push of another digest, a re-driven message) must then lose.
@@ -178,7 +195,7 @@ async function mirrorOnce(
     const pullKey = `${name}@${ociDigest}`;
     let pull = pulls.get(pullKey);
     if (pull === undefined) {
-      pull = pullAndStore(deps, target, ociDigest);
+      pull = pullAndStore(deps, target, ociDigest, signal);
       pulledHere = true;
       pulls.set(pullKey, pull);
       pull.then(
@@ -195,7 +212,7 @@ async function mirrorOnce(
     // A pull takes time, and a newer push of the same tag may have been mirrored and published
     // meanwhile: ask again, so this (now older) record is never published after the newer one.
     if (job.tag !== undefined) {
-      const current = await deps.puller.resolveDigest({ ...target, reference: job.tag });
+      const current = await deps.puller.resolveDigest({ ...target, reference: job.tag }, request);
       if (current !== ociDigest) return { status: 'stale', name, tag, ociDigest, current };
       observedAt = deps.clock.now().toISOString();
     }
@@ -247,7 +264,13 @@ async function readPulledIndex(
     return undefined;
   }
   const module = await deps.store.head(storageKeys.module(entry.sha256));
-  return module !== undefined && module.size === entry.size ? (entry as PulledModule) : undefined;
+  if (module === undefined || module.size !== entry.size) return undefined;
+  return (await hasKeptContent(deps, name, ociDigest)) ? (entry as PulledModule) : undefined;
+}
+
+/** Whether intake kept the upstream content of this digest (its note is written last). */
+async function hasKeptContent(deps: MirrorDeps, name: string, ociDigest: string): Promise<boolean> {
+  return (await deps.store.head(storageKeys.digestNote('oci', name, ociDigest))) !== undefined;
 }
 
 /** Failures that depend only on the bytes behind a digest: the same digest fails the same way. */
@@ -298,31 +321,80 @@ async function pullAndStore(
   deps: MirrorDeps,
   target: RegistryTarget,
   ociDigest: string,
+  signal: AbortSignal | undefined,
 ): Promise<PulledModule> {
-  const staged = join(deps.scratchDir, `pull-${randomUUID()}.wasm`);
+  const id = randomUUID();
+  const staged = join(deps.scratchDir, `pull-${id}.wasm`);
+  let content: VerifiedContent[] | undefined;
   try {
     const pulled = await deps.puller.pullToFile({ ...target, reference: ociDigest }, staged, {
       maxModuleBytes: deps.config.mirror.maxModuleBytes,
+      ...(signal === undefined ? {} : { signal }),
+      // Beside the module in the scratch directory, named so a crash's leftovers are swept.
+      keepContent: { stagePath: (digest) => join(deps.scratchDir, `pull-${id}.${digest.slice(7)}.blob`) },
     });
+    content = pulled.content;
     if (pulled.ociDigest !== ociDigest) {
       throw new WasmMirrorError('DIGEST_MISMATCH', `registry served ${pulled.ociDigest} for ${ociDigest}`);
     }
-    await storeModule(deps, staged, pulled);
+    const { content: _kept, ...facts } = pulled;
+    await storeModule(deps, staged, facts);
     const name = `${target.registry}/${target.repository}`;
+    if (content !== undefined) await keepContent(deps, name, ociDigest, content);
     await deps.store.put(
       storageKeys.digestNote('pulled', name, ociDigest),
-      Buffer.from(JSON.stringify(pulled)),
+      Buffer.from(JSON.stringify(facts)),
       {
         contentType: 'application/json',
       },
     );
-    return pulled;
+    return facts;
   } finally {
     await rm(staged, { force: true });
+    for (const c of content ?? []) {
+      if (!(c.body instanceof Uint8Array)) await rm(c.body.path, { force: true });
+    }
   }
 }
 
-async function storeModule(deps: MirrorDeps, staged: string, pulled: PulledModule): Promise<boolean> {
+/**
+ * Stores what the pull verified under `blobs/sha256/<hex>`, exactly the upstream bytes with
+ * their media type, then the note of what this digest reaches: serving reads only the note, so
+ * it is written once every byte it names is in place. The store checks each sha256 again.
+ */
+async function keepContent(
+  deps: MirrorDeps,
+  name: string,
+  ociDigest: string,
+  content: VerifiedContent[],
+): Promise<void> {
+  if (content[0]?.digest !== ociDigest) {
+    throw new WasmMirrorError('INTERNAL', `kept content of ${ociDigest} does not start with its manifest`);
+  }
+  for (const c of content) {
+    const hex = c.digest.slice('sha256:'.length);
+    const key = storageKeys.blob(hex);
+    const existing = await deps.store.head(key);
+    if (existing !== undefined) {
+      if (existing.size === c.size) continue;
+      // Never served: a note must not point at bytes other than the digest's.
+      throw new WasmMirrorError('STORAGE_FAILURE', `stored ${key} is ${existing.size} bytes, not ${c.size}`);
+    }
+    try {
+      await deps.store.create(key, c.body, {
+        contentType: c.mediaType,
+        sha256: hex,
+        cacheControl: 'public, max-age=31536000, immutable',
+      });
+    } catch (err) {
+      // Content-addressed: whoever wrote it first wrote the same bytes.
+      if (!isWasmMirrorError(err, 'ALREADY_EXISTS')) throw err;
+    }
+  }
+  await writeOciNote(deps.store, ociNoteOf(name, ociDigest, content));
+}
+
+async function storeModule(deps: MirrorDeps, staged: string, pulled: ModuleFacts): Promise<boolean> {
   const key = storageKeys.module(pulled.sha256);
   if ((await deps.store.head(key)) !== undefined) return false;
   try {

@@ -20,6 +20,7 @@ import {
   binOf,
   buildTree,
   depthFor,
+  envelopeWithNodes,
   FANOUT,
   INDEX_PAYLOAD_TYPE,
   INDEX_TYPE,
@@ -125,8 +126,10 @@ export function createPublisher(
       // Nodes first: everything the index pins exists before anyone can read the index.
       await writeNodes(deps, tree.nodes);
       const signed = await signPayload(INDEX_PAYLOAD_TYPE, validateIndexPayload(payload), deps.signer);
+      // Small publishes carry their nodes beside the signature: one request brings an agent up to date.
+      const indexBytes = envelopeWithNodes(signed.bytes, tree.nodes);
       try {
-        await deps.store.create(v2Keys.indexVersion(payload.version), signed.bytes, {
+        await deps.store.create(v2Keys.indexVersion(payload.version), indexBytes, {
           contentType: 'application/json',
           cacheControl: IMMUTABLE,
         });
@@ -135,7 +138,7 @@ export function createPublisher(
         deps.logger.warn('manifest version already written, building on it', { version: payload.version });
         continue;
       }
-      await deps.store.put(v2Keys.index, signed.bytes, {
+      await deps.store.put(v2Keys.index, indexBytes, {
         contentType: 'application/json',
         cacheControl: LATEST_CACHE,
       });
@@ -374,7 +377,7 @@ export function mergeRecords(
   return { modules, changed };
 }
 
-/** Second precision, as in DESIGN.md's example (`2026-01-10T12:00:00Z`). */
+/** Second precision (`2026-01-10T12:00:00Z`): the signed times need no more. */
 export const isoSeconds = (d: Date): string => `${d.toISOString().slice(0, 19)}Z`;
 
 /**

@@ -6,16 +6,26 @@
  * entry) → magic, size cap, sha256 and section walk → temp file → engine validation (never
  * instantiated) → rename. Nothing holds the whole module in memory while it downloads, and a
  * failed pull leaves no file behind.
+ *
+ * Asked to keep what it verified (PullOptions.keepContent), it hands back the manifests it read
+ * and stages every blob of the image: the layers it reads anyway are written aside while they
+ * stream (a raw module layer is the module file itself), and only the config and any layer it
+ * had no reason to read are fetched, each checked against its digest.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { type FileHandle, open, rename, rm } from 'node:fs/promises';
+import { copyFile, type FileHandle, link, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isFilesystemError, storageFailure, toWasmMirrorError, WasmMirrorError } from '../errors.ts';
 import { writeAll } from '../io.ts';
-import { RegistryClient, type RegistryClientOptions, type RepositoryTarget } from '../oci/client.ts';
+import {
+  type FetchedManifest,
+  RegistryClient,
+  type RegistryClientOptions,
+  type RepositoryTarget,
+} from '../oci/client.ts';
 import { type Descriptor, isImageManifestMediaType, isIndexMediaType } from '../oci/media-types.ts';
 import { assertTagOrDigest, isValidRegistryHost } from '../oci/reference.ts';
-import type { PulledModule, PullOptions, RegistryTarget, WasmPuller } from '../ports.ts';
+import type { PulledModule, PullOptions, RegistryTarget, VerifiedContent, WasmPuller } from '../ports.ts';
 import {
   asDescriptor,
   COMPAT_ENTRY,
@@ -54,6 +64,11 @@ export interface ResolvedWasm {
    * plugin.wasm (never more than two, and only the first can be a compat layer).
    */
   candidates: WasmLayer[];
+  /** The manifests read on the way, in order: the reference's, then each index's chosen child. */
+  manifests: FetchedManifest[];
+  /** The image's config and layers, as its manifest lists them. */
+  config: Descriptor;
+  layers: Descriptor[];
 }
 
 export class OciWasmPuller implements WasmPuller {
@@ -80,10 +95,29 @@ export class OciWasmPuller implements WasmPuller {
       target,
       options.signal === undefined ? {} : { signal: options.signal },
     );
+    const keeper =
+      options.keepContent === undefined ? undefined : new ContentKeeper(options.keepContent.stagePath);
+    try {
+      const pulled = await this.#pullCandidates(repo, resolved, destPath, options, keeper);
+      if (keeper !== undefined) pulled.content = await this.#keepImage(repo, resolved, keeper, options);
+      return pulled;
+    } catch (err) {
+      await keeper?.discard();
+      throw err;
+    }
+  }
+
+  async #pullCandidates(
+    repo: RepositoryTarget,
+    resolved: ResolvedWasm,
+    destPath: string,
+    options: PullOptions,
+    keeper: ContentKeeper | undefined,
+  ): Promise<PulledModule> {
     const misses: string[] = [];
     for (const candidate of resolved.candidates) {
       try {
-        return await this.#pullLayer(repo, resolved.ociDigest, candidate, destPath, options);
+        return await this.#pullLayer(repo, resolved.ociDigest, candidate, destPath, options, keeper);
       } catch (err) {
         // Istio moves on to the next packaging when a compat layer is unreadable; so does the mirror.
         if (!(err instanceof NotCompatLayer)) throw err;
@@ -94,6 +128,62 @@ export class OciWasmPuller implements WasmPuller {
       'UNSUPPORTED_FORMAT',
       `no Wasm module in image ${resolved.imageDigest}: ${misses.join('; ')}`,
     );
+  }
+
+  /**
+   * Everything a registry client needs to pull the image again, each digest once: the manifests
+   * read on the way, the config, every layer. Layers read for the module are staged already;
+   * the rest are fetched now, capped together at the layer cap (a Wasm image is a module and
+   * a small config, so anything larger is not what the mirror keeps).
+   */
+  async #keepImage(
+    repo: RepositoryTarget,
+    resolved: ResolvedWasm,
+    keeper: ContentKeeper,
+    options: PullOptions,
+  ): Promise<VerifiedContent[]> {
+    const content: VerifiedContent[] = [];
+    const seen = new Set<string>();
+    for (const m of resolved.manifests) {
+      if (seen.has(m.digest)) continue;
+      seen.add(m.digest);
+      content.push({
+        digest: m.digest,
+        mediaType: m.mediaType,
+        size: m.bytes.length,
+        manifest: true,
+        body: m.bytes,
+      });
+    }
+    const blobs = [resolved.config, ...resolved.layers].filter((d) => {
+      if (seen.has(d.digest)) return false;
+      seen.add(d.digest);
+      return true;
+    });
+    const maxModule = options.maxModuleBytes ?? this.#maxModuleBytes;
+    const cap = this.#maxLayerBytes ?? 2 * maxModule;
+    const missing = blobs.filter((d) => keeper.staged(d.digest) === undefined);
+    const extra = missing.reduce((sum, d) => sum + d.size, 0);
+    if (extra > cap) {
+      throw new WasmMirrorError(
+        'SIZE_EXCEEDED',
+        `image ${resolved.imageDigest} holds ${extra} bytes besides the module's layer, over the ${cap}-byte cap`,
+      );
+    }
+    for (const d of missing) {
+      await keeper.fetch(d.digest, this.client.blob(repo, d, blobOptions(options, cap)));
+    }
+    for (const d of blobs) {
+      const path = keeper.staged(d.digest)!;
+      content.push({
+        digest: d.digest,
+        mediaType: contentMediaType(d.mediaType),
+        size: d.size,
+        manifest: false,
+        body: { path, size: d.size },
+      });
+    }
+    return content;
   }
 
   async resolveDigest(target: RegistryTarget, options: { signal?: AbortSignal } = {}): Promise<string> {
@@ -111,6 +201,7 @@ export class OciWasmPuller implements WasmPuller {
   async resolve(target: RegistryTarget, options: { signal?: AbortSignal } = {}): Promise<ResolvedWasm> {
     const repo = repositoryOf(target);
     const top = await this.client.getManifest(repo, target.reference, options);
+    const manifests = [top];
     let manifest = top;
     for (let depth = 0; isIndexMediaType(manifest.mediaType); depth++) {
       if (depth === MAX_INDEX_DEPTH) {
@@ -129,6 +220,7 @@ export class OciWasmPuller implements WasmPuller {
         );
       }
       manifest = await this.#child(repo, entry, options);
+      manifests.push(manifest);
     }
     if (!isImageManifestMediaType(manifest.mediaType)) {
       throw new WasmMirrorError(
@@ -136,10 +228,16 @@ export class OciWasmPuller implements WasmPuller {
         `unsupported manifest media type ${manifest.mediaType}`,
       );
     }
+    const candidates = layerCandidates(manifest.json);
+    // layerCandidates has checked both shapes.
+    const layers = (manifest.json.layers as unknown[]).map((l, i) => asDescriptor(l, `layer ${i}`));
     return {
-      candidates: layerCandidates(manifest.json),
+      candidates,
       ociDigest: top.digest,
       imageDigest: manifest.digest,
+      manifests,
+      config: asDescriptor(manifest.json.config, 'manifest config'),
+      layers,
     };
   }
 
@@ -161,6 +259,7 @@ export class OciWasmPuller implements WasmPuller {
     candidate: WasmLayer,
     destPath: string,
     options: PullOptions,
+    keeper: ContentKeeper | undefined,
   ): Promise<PulledModule> {
     const maxModule = options.maxModuleBytes ?? this.#maxModuleBytes;
     const temp = join(dirname(destPath), `.${basename(destPath)}.${randomBytes(6).toString('hex')}.tmp`);
@@ -198,12 +297,16 @@ export class OciWasmPuller implements WasmPuller {
           throw storageFailure(`cannot write ${temp}`, err);
         });
       };
-      const blobOptions = {
-        ...(options.signal === undefined ? {} : { signal: options.signal }),
-        maxBytes: raw ? maxModule : (this.#maxLayerBytes ?? 2 * maxModule),
+      const blobCap = raw ? maxModule : (this.#maxLayerBytes ?? 2 * maxModule);
+      const fetched = this.client.blob(repo, candidate.layer, {
+        ...blobOptions(options, blobCap),
         ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
-      };
-      const blob = this.client.blob(repo, candidate.layer, blobOptions);
+      });
+      // A compat layer is kept as it streams; a raw layer is the module file, linked once checked.
+      const blob =
+        keeper === undefined || raw || keeper.staged(candidate.layer.digest) !== undefined
+          ? fetched
+          : keeper.tee(candidate.layer.digest, fetched);
       if (raw) {
         for await (const chunk of blob) await sink(chunk);
       } else {
@@ -228,6 +331,7 @@ export class OciWasmPuller implements WasmPuller {
       await rename(temp, destPath).catch((err: unknown) => {
         throw storageFailure(`cannot move the module to ${destPath}`, err);
       });
+      if (raw && keeper !== undefined) await keeper.adopt(candidate.layer.digest, destPath);
       const pulled: PulledModule = {
         ociDigest,
         sha256: hash === undefined ? candidate.layer.digest.slice('sha256:'.length) : hash.digest('hex'),
@@ -287,6 +391,114 @@ async function readCompatLayer(
     gzip.destroy();
   }
   if (miss !== undefined) throw miss;
+}
+
+function blobOptions(options: PullOptions, maxBytes: number): { signal?: AbortSignal; maxBytes: number } {
+  return options.signal === undefined ? { maxBytes } : { signal: options.signal, maxBytes };
+}
+
+/** RFC 6838 type/subtype: a descriptor's media type becomes a Content-Type header, so nothing else passes. */
+const MEDIA_TYPE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$/;
+
+function contentMediaType(mediaType: string): string {
+  return MEDIA_TYPE.test(mediaType) ? mediaType : 'application/octet-stream';
+}
+
+/**
+ * The blobs a pull keeps, staged at the caller's paths. A file is left in place only once its
+ * blob has been read whole and its digest checked; anything cut short is removed at once, and
+ * `discard` removes the rest when the pull fails.
+ */
+class ContentKeeper {
+  readonly #stagePath: (digest: string) => string;
+  readonly #staged = new Map<string, string>();
+  readonly #partial = new Set<string>();
+
+  constructor(stagePath: (digest: string) => string) {
+    this.#stagePath = stagePath;
+  }
+
+  staged(digest: string): string | undefined {
+    return this.#staged.get(digest);
+  }
+
+  /** Passes the blob on unchanged, writing each chunk aside. */
+  async *tee(digest: string, blob: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array, void, undefined> {
+    const path = this.#stagePath(digest);
+    const fh = await this.#open(path);
+    let complete = false;
+    try {
+      const writer = new BatchedWriter(fh);
+      for await (const chunk of blob) {
+        await writer.write(chunk).catch((err: unknown) => {
+          throw storageFailure(`cannot write ${path}`, err);
+        });
+        yield chunk;
+      }
+      // The blob iterator ends only after its length and digest were checked.
+      await writer.flush().catch((err: unknown) => {
+        throw storageFailure(`cannot write ${path}`, err);
+      });
+      complete = true;
+    } finally {
+      await this.#close(fh, path, digest, complete);
+    }
+  }
+
+  /** Reads a blob nobody else needs straight into its staged file. */
+  async fetch(digest: string, blob: AsyncIterable<Uint8Array>): Promise<void> {
+    for await (const _ of this.tee(digest, blob)) {
+      // tee writes; nothing else to do per chunk.
+    }
+  }
+
+  /** A raw layer's bytes are the module file's: a second name for it, not a second copy. */
+  async adopt(digest: string, file: string): Promise<void> {
+    if (this.#staged.has(digest)) return;
+    const path = this.#stagePath(digest);
+    this.#partial.add(path);
+    try {
+      await link(file, path).catch(() => copyFile(file, path));
+    } catch (err) {
+      await rm(path, { force: true }).catch(() => {});
+      this.#partial.delete(path);
+      throw storageFailure(`cannot stage ${path}`, err);
+    }
+    this.#partial.delete(path);
+    this.#staged.set(digest, path);
+  }
+
+  async discard(): Promise<void> {
+    for (const path of [...this.#staged.values(), ...this.#partial])
+      await rm(path, { force: true }).catch(() => {});
+    this.#staged.clear();
+    this.#partial.clear();
+  }
+
+  async #open(path: string): Promise<FileHandle> {
+    this.#partial.add(path);
+    try {
+      return await open(path, 'wx', 0o644);
+    } catch (err) {
+      this.#partial.delete(path);
+      throw storageFailure(`cannot create ${path}`, err);
+    }
+  }
+
+  async #close(fh: FileHandle, path: string, digest: string, complete: boolean): Promise<void> {
+    let closed = true;
+    await fh.close().catch(() => {
+      closed = false;
+    });
+    if (complete && closed) {
+      this.#partial.delete(path);
+      this.#staged.set(digest, path);
+      return;
+    }
+    await rm(path, { force: true }).catch(() => {});
+    this.#partial.delete(path);
+    if (complete) throw storageFailure(`cannot write ${path}`, new Error('close failed'));
+  }
 }
 
 function repositoryOf(target: Omit<RegistryTarget, 'reference'>): RepositoryTarget {

@@ -102,7 +102,7 @@ export interface PageKey {
 }
 
 /** GET relative to the mirror's root: status and bytes; a network error is a status of 0. */
-export type Fetcher = (path: string) => Promise<{ status: number; bytes: Uint8Array }>;
+export type Fetcher = (path: string) => Promise<{ status: number; bytes: Uint8Array<ArrayBuffer> }>;
 
 export type MirrorView =
   | { state: 'verified'; keyid: string; facts: SignedFacts; modules: ModuleEntry[] }
@@ -139,14 +139,14 @@ export function toHex(bytes: ArrayBuffer | Uint8Array): string {
   return out;
 }
 
-export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  return toHex(await subtle().digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
+export async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  return toHex(await subtle().digest('SHA-256', bytes));
 }
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /** Strict base64: canonical padding only, so one envelope has one reading. */
-export function decodeBase64(text: string): Uint8Array | undefined {
+export function decodeBase64(text: string): Uint8Array<ArrayBuffer> | undefined {
   if (!BASE64.test(text)) return undefined;
   const binary = atob(text);
   const out = new Uint8Array(binary.length);
@@ -157,7 +157,7 @@ export function decodeBase64(text: string): Uint8Array | undefined {
 }
 
 /** `DSSEv1 <len(type)> <type> <len(body)> <body>`, lengths in bytes. */
-export function pae(payloadType: string, payload: Uint8Array): Uint8Array {
+export function pae(payloadType: string, payload: Uint8Array): Uint8Array<ArrayBuffer> {
   const type = encoder.encode(payloadType);
   const head = encoder.encode(`DSSEv1 ${type.length} `);
   const mid = encoder.encode(` ${payload.length} `);
@@ -174,7 +174,7 @@ export function pae(payloadType: string, payload: Uint8Array): Uint8Array {
  * to the r||s (IEEE P1363) form WebCrypto takes, each half left-padded to 32 bytes. Anything but
  * minimal, exact DER is refused.
  */
-export function derToRaw(der: Uint8Array): Uint8Array {
+export function derToRaw(der: Uint8Array): Uint8Array<ArrayBuffer> {
   let at = 0;
   const byte = (): number => {
     const b = der[at++];
@@ -261,13 +261,7 @@ export async function importKeys(bytes: Uint8Array): Promise<PageKey[]> {
     if (entry.keyid !== undefined && entry.keyid !== keyid) continue;
     let key: CryptoKey;
     try {
-      key = await subtle().importKey(
-        'spki',
-        spki as Uint8Array<ArrayBuffer>,
-        { name: 'ECDSA', namedCurve: 'P-256' },
-        false,
-        ['verify'],
-      );
+      key = await subtle().importKey('spki', spki, { name: 'ECDSA', namedCurve: 'P-256' }, false, ['verify']);
     } catch {
       continue;
     }
@@ -291,7 +285,11 @@ export async function verifyEnvelope(
 ): Promise<{ payload: Uint8Array; keyid: string }> {
   const doc = parseJson(bytes, 'the envelope', 'ENVELOPE_MALFORMED');
   if (!isObject(doc)) throw new VerifyError('ENVELOPE_MALFORMED', 'the envelope is not a JSON object');
-  if (typeof doc.payload !== 'string' || typeof doc.payloadType !== 'string' || !Array.isArray(doc.signatures))
+  if (
+    typeof doc.payload !== 'string' ||
+    typeof doc.payloadType !== 'string' ||
+    !Array.isArray(doc.signatures)
+  )
     throw new VerifyError('ENVELOPE_MALFORMED', 'the envelope lacks payload, payloadType or signatures');
   if (doc.payloadType !== payloadType) {
     throw new VerifyError(
@@ -299,7 +297,8 @@ export async function verifyEnvelope(
       `payloadType is ${JSON.stringify(doc.payloadType.slice(0, 100))}, expected ${payloadType}`,
     );
   }
-  if (doc.signatures.length === 0) throw new VerifyError('NO_SIGNATURES', 'the envelope carries no signatures');
+  if (doc.signatures.length === 0)
+    throw new VerifyError('NO_SIGNATURES', 'the envelope carries no signatures');
   if (doc.signatures.length > limits.maxSignatures)
     throw new VerifyError('ENVELOPE_MALFORMED', 'the envelope carries too many signatures');
   const payload = decodeBase64(doc.payload);
@@ -319,27 +318,24 @@ export async function verifyEnvelope(
         sawInvalidKey = k.keyid;
         continue;
       }
-      let raw: Uint8Array | undefined;
+      let raw: Uint8Array<ArrayBuffer> | undefined;
       try {
         raw = sig === undefined ? undefined : derToRaw(sig);
       } catch {
         raw = undefined;
       }
       const ok =
-        raw !== undefined &&
-        (await subtle().verify(
-          { name: 'ECDSA', hash: 'SHA-256' },
-          k.key,
-          raw as Uint8Array<ArrayBuffer>,
-          message as Uint8Array<ArrayBuffer>,
-        ));
+        raw !== undefined && (await subtle().verify({ name: 'ECDSA', hash: 'SHA-256' }, k.key, raw, message));
       if (ok) return { payload, keyid: k.keyid };
       sawBadSignature = true;
     }
   }
   if (sawBadSignature) throw new VerifyError('SIGNATURE_INVALID', 'no signature verifies under a listed key');
   if (sawInvalidKey !== undefined) {
-    throw new VerifyError('KEY_NOT_VALID', `key ${sawInvalidKey} is listed but not valid at ${now.toISOString()}`);
+    throw new VerifyError(
+      'KEY_NOT_VALID',
+      `key ${sawInvalidKey} is listed but not valid at ${now.toISOString()}`,
+    );
   }
   throw new VerifyError('UNKNOWN_KEY', 'no signature is by a key listed in keys.json');
 }
@@ -423,7 +419,7 @@ export async function readTree(
   let level: Job[] = root.flatMap((pin, i) => (pin === null ? [] : [{ pin, prefix: i.toString(16) }]));
   let read = 0;
   let known = level.length;
-  const limit = Math.max(1, options.concurrency ?? 16);
+  const limit = Math.max(1, options.concurrency ?? 32);
   while (level.length > 0) {
     const next: Job[] = [];
     const bins: ModuleEntry[][] = new Array(level.length);
@@ -446,7 +442,7 @@ export async function readTree(
           bins[index] = node.modules;
         }
         read++;
-        options.onProgress?.(read, known + next.length);
+        if (!failed) options.onProgress?.(read, known + next.length);
       }
     };
     await Promise.all(Array.from({ length: Math.min(limit, level.length) }, worker));
@@ -464,17 +460,24 @@ async function readNode(job: Job, depth: number, fetcher: Fetcher): Promise<Node
   const { pin, prefix } = job;
   const isBin = prefix.length === depth;
   const res = await fetcher(paths.node(pin));
-  if (res.status === 404) throw new VerifyError('NODE_MISSING', `node ${prefix} (${pin}) is pinned but missing`);
+  if (res.status === 404)
+    throw new VerifyError('NODE_MISSING', `node ${prefix} (${pin}) is pinned but missing`);
   if (res.status !== 200) throw new VerifyError('FETCH_FAILED', `node ${prefix}: HTTP ${res.status}`);
   const cap = isBin ? limits.binBytes : limits.pageBytes;
   if (res.bytes.length > cap) throw new VerifyError('NODE_INVALID', `node ${prefix} is over ${cap} bytes`);
   const actual = await sha256Hex(res.bytes);
   if (actual !== pin) {
-    throw new VerifyError('NODE_HASH_MISMATCH', `node ${prefix} has sha256 ${actual}, the signed index pins ${pin}`);
+    throw new VerifyError(
+      'NODE_HASH_MISMATCH',
+      `node ${prefix} has sha256 ${actual}, the signed index pins ${pin}`,
+    );
   }
   const doc = parseJson(res.bytes, `node ${prefix}`, 'NODE_INVALID');
   if (!isObject(doc) || doc.prefix !== prefix)
-    throw new VerifyError('NODE_INVALID', `node for ${prefix} says it is ${isObject(doc) ? String(doc.prefix) : '?'}`);
+    throw new VerifyError(
+      'NODE_INVALID',
+      `node for ${prefix} says it is ${isObject(doc) ? String(doc.prefix) : '?'}`,
+    );
   const keys = Object.keys(doc).sort().join(',');
   if (!isBin) {
     if (doc.type !== PAGE_TYPE || keys !== 'children,prefix,type')
@@ -520,9 +523,11 @@ export async function loadMirror(fetcher: Fetcher, options: LoadOptions): Promis
       res = await fetcher(paths.latest);
     }
     if (res.status === 404) return { state: 'missing' };
-    if (res.status !== 200) throw new VerifyError('FETCH_FAILED', `the manifest could not be read (HTTP ${res.status})`);
+    if (res.status !== 200)
+      throw new VerifyError('FETCH_FAILED', `the manifest could not be read (HTTP ${res.status})`);
     const cap = format === 'v2' ? limits.indexBytes : limits.manifestBytes;
-    if (res.bytes.length > cap) throw new VerifyError('ENVELOPE_MALFORMED', `the manifest is over ${cap} bytes`);
+    if (res.bytes.length > cap)
+      throw new VerifyError('ENVELOPE_MALFORMED', `the manifest is over ${cap} bytes`);
 
     const verified = await verifyEnvelope(
       res.bytes,
@@ -543,7 +548,8 @@ export async function loadMirror(fetcher: Fetcher, options: LoadOptions): Promis
     }
     if (doc.type !== INDEX_TYPE) throw schema('not a v2 index');
     if (!count(doc.entries)) throw schema('the index has no valid entry count');
-    if (!count(doc.depth) || doc.depth < 1 || doc.depth > limits.maxDepth) throw schema('the index has a bad depth');
+    if (!count(doc.depth) || doc.depth < 1 || doc.depth > limits.maxDepth)
+      throw schema('the index has a bad depth');
     facts = signedFacts(doc, 'v2', doc.entries);
     const root = pins(doc.root, 'the index root', 'SCHEMA_ERROR');
     const modules = await readTree(root, doc.depth, fetcher, options);
@@ -556,7 +562,9 @@ export async function loadMirror(fetcher: Fetcher, options: LoadOptions): Promis
     return { state: 'verified', keyid, facts, modules };
   } catch (err) {
     const e =
-      err instanceof VerifyError ? err : new VerifyError('FETCH_FAILED', err instanceof Error ? err.message : String(err));
+      err instanceof VerifyError
+        ? err
+        : new VerifyError('FETCH_FAILED', err instanceof Error ? err.message : String(err));
     return {
       state: 'failed',
       code: e.code,

@@ -62,26 +62,24 @@ describe('DiskQueue dead letters', () => {
   });
 
   it('expires dead letters after the configured retention, swept while consuming', async () => {
-    // Prepare
-    // Housekeeping runs every 30 s: the two first ones are swept 60 s after they died, when the
-    // third is 30 s old.
-    const q = await makeDeadLetters(2, { deadLetterRetentionMs: 45_000 });
-    await time.advance(30_000);
-    const consumer = open({ deadLetterRetentionMs: 45_000, maxAttempts: 1 });
-    await consumer.send({ n: 99 });
-    consumer.start(async () => {
-      throw new Error('fails too');
-    });
-    let last: unknown;
-    await until(async () => { last = await q.depth(); return (last as { dead: number }).dead === 3; }, 'a third, younger dead letter').catch(async (e) => { const fs = await import('node:fs'); throw new Error(`${e} ${JSON.stringify(last)} ${JSON.stringify(fs.readdirSync(dir, { recursive: true }))} now=${time.nowMs()}`); });
+    // Prepare: three dead letters, two of them 40 s old and one 5 s old (their mtime is their death).
+    const q = await makeDeadLetters(3);
+    const [a, b, c] = await q.deadLetterIds();
+    const at = (ageMs: number) => new Date(time.nowMs() - ageMs);
+    for (const id of [a, b]) await utimes(join(dir, 'dead', `${id}.json`), at(40_000), at(40_000));
+    await utimes(join(dir, 'dead', `${c}.json`), at(5_000), at(5_000));
+    const consumer = open({ deadLetterRetentionMs: 45_000 });
 
-    // Act
-    await time.advance(31_000);
+    // Act: the sweep at start finds none older than 45 s; housekeeping 30 s later finds two.
+    consumer.start(async () => {});
+    await time.advance(1_000);
+    const afterStart = (await q.depth()).dead;
+    await time.advance(30_000);
     await until(async () => (await q.depth()).dead === 1, 'the two older ones to expire');
 
     // Assess
-    const left = await q.listDead();
-    expect(left.map((d) => d.body)).toEqual([{ n: 99 }]);
+    expect(afterStart).toBe(3);
+    expect(await q.deadLetterIds()).toEqual([c]);
   });
 
   it('keeps dead letters 14 days by default, and sweeps older ones when a consumer starts', async () => {

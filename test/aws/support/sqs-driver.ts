@@ -28,6 +28,10 @@ export interface PumpOptions {
   batchSize?: number;
   /** Make failed messages visible again at once instead of after the visibility timeout. */
   redeliverNow?: boolean;
+  /** The invocation's context (its remaining time, above all). @default a minute left */
+  context?: Context;
+  /** Puts the received records in the order a test needs (SQS standard queues keep none). */
+  arrange?: (records: SQSRecord[]) => SQSRecord[];
 }
 
 export async function pumpOnce(
@@ -47,10 +51,11 @@ export async function pumpOnce(
   );
   const messages = out.Messages ?? [];
   if (messages.length === 0) return { received: 0, deleted: 0, failed: [] };
-  const event: SQSEvent = { Records: messages.map((m) => toRecord(m, queue.arn)) };
+  const records = messages.map((m) => toRecord(m, queue.arn));
+  const event: SQSEvent = { Records: options.arrange ? options.arrange(records) : records };
   let failedIds: Set<string>;
   try {
-    const result = await handler(event, lambdaContext('driver'));
+    const result = await handler(event, options.context ?? lambdaContext('driver'));
     failedIds = new Set((result?.batchItemFailures ?? []).map((f) => f.itemIdentifier));
   } catch {
     failedIds = new Set(messages.map((m) => m.MessageId!));
@@ -119,7 +124,9 @@ function toRecord(m: Message, arn: string): SQSRecord {
   };
 }
 
-export function lambdaContext(functionName: string): Context {
+/** A Lambda context; `remainingMs` counts down from now, as the runtime's does. */
+export function lambdaContext(functionName: string, remainingMs = 60_000): Context {
+  const deadline = Date.now() + remainingMs;
   return {
     callbackWaitsForEmptyEventLoop: false,
     functionName,
@@ -129,7 +136,7 @@ export function lambdaContext(functionName: string): Context {
     awsRequestId: crypto.randomUUID(),
     logGroupName: `/aws/lambda/${functionName}`,
     logStreamName: 'test',
-    getRemainingTimeInMillis: () => 60_000,
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
     done: () => {},
     fail: () => {},
     succeed: () => {},

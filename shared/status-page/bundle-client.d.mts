@@ -1,0 +1,1 @@
+export function bundleStatusPageScript(esbuild: typeof import('esbuild')): Promise<string>;
