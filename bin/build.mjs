@@ -6,7 +6,6 @@
 // the build are noticed by bin/wasm-mirror.mjs, which then runs them directly.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { bundleStatusPageScript } from '../shared/status-page/bundle-client.mjs';
 import { newestSourceMtime } from './sources.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -32,6 +31,7 @@ try {
 }
 mkdirSync(`${root}/dist`, { recursive: true });
 // The status page's browser script, baked in so the bundle serves the page without esbuild.
+const { bundleStatusPageScript } = await import('../shared/status-page/bundle-client.mjs');
 const statusPageScript = await bundleStatusPageScript(esbuild);
 const result = await esbuild.build({
   entryPoints: [`${root}/shared/cli/main.ts`],

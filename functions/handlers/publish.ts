@@ -71,7 +71,10 @@ export function createPublishQueueHandler(runtime: AwsRuntime, options: PublishH
     } catch (err) {
       if (requests.length === 1) {
         logger.error('publish failed; the request stays queued', { error: toWasmMirrorError(err) });
-        return failFrom(entries, entries.findIndex((e) => e.request !== undefined));
+        return failFrom(
+          entries,
+          entries.findIndex((e) => e.request !== undefined),
+        );
       }
       logger.warn('publishing the batch failed; publishing its requests one at a time', {
         requests: requests.length,

@@ -20,7 +20,7 @@ import { toWasmMirrorError, WasmMirrorError } from '../core/errors.ts';
 import { v2Keys } from '../core/manifest/v2.ts';
 import { metricNames } from '../core/metrics.ts';
 import type { PipelineDeps } from '../core/pipeline/context.ts';
-import { readLatestManifest, readListingHead } from '../core/pipeline/state.ts';
+import { listAllEntries, readListingHead } from '../core/pipeline/state.ts';
 import type { Logger, PublishRequest, SecretSource } from '../core/ports.ts';
 import { systemClock } from '../core/ports.ts';
 import { storageKeys } from '../core/storage-keys.ts';
@@ -403,7 +403,8 @@ async function status(
   failures: FailureEntry[],
   activity: WebhookActivity,
 ): Promise<unknown> {
-  const latest = await readLatestManifest(deps.store);
+  const head = await readListingHead(deps.store);
+  const modules = head === undefined ? [] : await listAllEntries(deps.store);
   // Counts, and only the newest dead letters: the rest are paged at /status/dead-letters, so a
   // flood of dead letters cannot make this page (or the memory serving it) grow.
   const newest = await mirrorQueue.listDeadPage({ limit: STATUS_DEAD_LETTERS });
@@ -411,15 +412,15 @@ async function status(
     mirror: deps.config.mirror.name,
     keyid: await deps.signer.keyId(),
     manifest:
-      latest === undefined
+      head === undefined
         ? null
         : {
-            version: latest.payload.version,
-            issuedAt: latest.payload.issuedAt,
-            expiresAt: latest.payload.expiresAt,
-            modules: latest.payload.modules.length,
+            version: head.version,
+            issuedAt: head.issuedAt,
+            expiresAt: head.expiresAt,
+            modules: head.entries,
           },
-    modules: latest?.payload.modules ?? [],
+    modules,
     queues: { mirror: await mirrorQueue.depth(), publish: await publishQueue.depth() },
     recentFailures: failures,
     deadLetters: newest.items.map(deadLetterView),

@@ -60,7 +60,7 @@ describe('the Lambda bundles, built as cdk deploy uploads them', () => {
     const app = new App({ outdir: out, context: { ...cdkJson.context, config: EXAMPLE_CONFIG } });
     const { pipeline } = buildApp(app);
     const template = app.synth().getStackByName(pipeline.stackName).template as {
-      Resources: Record<string, { Type: string; Properties: Record<string, never> }>;
+      Resources: Record<string, { Type: string; Properties: unknown }>;
     };
     for (const [id, r] of Object.entries(template.Resources)) {
       if (r.Type !== 'AWS::Lambda::Function') continue;
@@ -204,10 +204,11 @@ describe('the Lambda bundles, built as cdk deploy uploads them', () => {
       ],
       { cwd: bundle.dir, env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
-    let output = '';
-    child.stdout.on('data', (c: Buffer) => void (output += c.toString()));
-    child.stderr.on('data', (c: Buffer) => void (output += c.toString()));
+    const printed: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => printed.push(c));
+    child.stderr.on('data', (c: Buffer) => printed.push(c));
     const code = await new Promise<number | null>((done) => child.on('close', done));
+    const output = Buffer.concat(printed).toString('utf8');
     try {
       if (code !== 0 || !existsSync(resultFile)) throw new Error(`${fn} bundle exited ${code}:\n${output}`);
       const outcome = JSON.parse(readFileSync(resultFile, 'utf8')) as { result?: unknown; error?: string };
@@ -234,6 +235,32 @@ describe('the Lambda bundles, built as cdk deploy uploads them', () => {
     }
   });
 
+  it('carries in each bundle only the clients its function uses', () => {
+    // Each client by a name its minified code still spells: a protocol target or an operation.
+    const clients = {
+      s3: 'AmazonS3',
+      sqs: 'AmazonSQS',
+      kms: 'TrentService',
+      secrets: 'GetSecretValue',
+      ecr: 'AmazonEC2ContainerRegistry_V20150921',
+      registry: 'www-authenticate',
+    };
+    const uses: Record<string, string[]> = {
+      webhook: ['s3', 'secrets', 'sqs'],
+      mirror: ['ecr', 'registry', 's3', 'secrets', 'sqs'],
+      publish: ['kms', 's3'],
+      keys: ['kms', 's3', 'sqs'],
+      canary: [],
+    };
+    for (const [fn, b] of bundles) {
+      const code = readFileSync(join(b.dir, 'index.mjs'), 'utf8');
+      const carried = Object.entries(clients).flatMap(([client, mark]) =>
+        code.includes(mark) ? [client] : [],
+      );
+      expect(carried.sort(), fn).toEqual(uses[fn]);
+    }
+  });
+
   it('keys, webhook, mirror, publish and canary each handle their event, end to end', async () => {
     // The deploy's custom resource: keys.json, then the startup re-sign on the publish queue.
     await invoke('keys', {
@@ -256,7 +283,12 @@ describe('the Lambda bundles, built as cdk deploy uploads them', () => {
       operator: 'robot$mesh+ci',
       event_data: {
         resources: [{ digest, tag: '1.3.0', resource_url: 'harbor.example.com/mesh/basic-auth:1.3.0' }],
-        repository: { name: 'basic-auth', namespace: 'mesh', repo_full_name: 'mesh/basic-auth', repo_type: 'private' },
+        repository: {
+          name: 'basic-auth',
+          namespace: 'mesh',
+          repo_full_name: 'mesh/basic-auth',
+          repo_type: 'private',
+        },
       },
     });
     const answer = (await invoke('webhook', {
@@ -273,7 +305,13 @@ describe('the Lambda bundles, built as cdk deploy uploads them', () => {
         apiId: 'api',
         domainName: 'api.example',
         domainPrefix: 'api',
-        http: { method: 'POST', path: '/hooks/harbor', protocol: 'HTTP/1.1', sourceIp: '192.0.2.1', userAgent: 'Harbor' },
+        http: {
+          method: 'POST',
+          path: '/hooks/harbor',
+          protocol: 'HTTP/1.1',
+          sourceIp: '192.0.2.1',
+          userAgent: 'Harbor',
+        },
         requestId: 'r',
         routeKey: 'POST /hooks/{sourceId}',
         stage: '$default',
@@ -283,7 +321,11 @@ describe('the Lambda bundles, built as cdk deploy uploads them', () => {
     })) as { statusCode: number };
     expect(answer.statusCode).toBe(202);
     const queued: unknown[] = [];
-    await drain(h.emu.sqs, h.mirrorQueue, async (e: SQSEvent) => void queued.push(...e.Records.map((r) => JSON.parse(r.body))));
+    await drain(
+      h.emu.sqs,
+      h.mirrorQueue,
+      async (e: SQSEvent) => void queued.push(...e.Records.map((r) => JSON.parse(r.body))),
+    );
     expect(queued).toEqual([
       expect.objectContaining({ sourceId: 'harbor', repository: 'mesh/basic-auth', tag: '1.3.0', digest }),
     ]);
@@ -298,7 +340,13 @@ describe('the Lambda bundles, built as cdk deploy uploads them', () => {
     await put(storageKeys.module(sha256), moduleBytes);
     await put(
       storageKeys.digestNote('pulled', name, digest),
-      JSON.stringify({ ociDigest: digest, sha256, size: moduleBytes.byteLength, format: 'wasm-artifact', kind: 'module' }),
+      JSON.stringify({
+        ociDigest: digest,
+        sha256,
+        size: moduleBytes.byteLength,
+        format: 'wasm-artifact',
+        kind: 'module',
+      }),
     );
     await put(storageKeys.digestNote('oci', name, digest), '{}');
     await h.emu.sqs.send(

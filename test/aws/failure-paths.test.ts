@@ -6,12 +6,12 @@
  * cannot be published holds back only the requests after it.
  */
 import { createHash } from 'node:crypto';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { KMSClient } from '@aws-sdk/client-kms';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import type { SQSEvent, SQSRecord } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { MIRROR_RESERVE_MS, createMirrorQueueHandler } from '../../functions/handlers/mirror.ts';
+import { createMirrorQueueHandler, MIRROR_RESERVE_MS } from '../../functions/handlers/mirror.ts';
 import { createPublishQueueHandler } from '../../functions/handlers/publish.ts';
 import { type MirrorConfig, parseConfig } from '../../shared/core/config.ts';
 import type { ModuleRecord } from '../../shared/core/domain.ts';
@@ -45,7 +45,10 @@ describe('failure paths that keep good work', () => {
       const path = new URL(req.url ?? '/', 'http://x').pathname;
       const bytes = trickling.get(path);
       if (req.method !== 'GET' || bytes === undefined) return undefined;
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length) });
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'content-length': String(bytes.length),
+      });
       let sent = 0;
       const timer = setInterval(() => {
         if (sent < bytes.length) res.write(bytes.subarray(sent, ++sent));
@@ -120,7 +123,9 @@ sources:
     await runtime.deps.mirrorQueue.send(job('plugins/fast', fast.digest));
     const repositoryOf = (r: SQSRecord) => (JSON.parse(r.body) as { repository: string }).repository;
     const slowFirst = (records: SQSRecord[]) =>
-      [...records].sort((a, b) => (repositoryOf(a) === 'plugins/slow' ? -1 : repositoryOf(b) === 'plugins/slow' ? 1 : 0));
+      [...records].sort((a, b) =>
+        repositoryOf(a) === 'plugins/slow' ? -1 : repositoryOf(b) === 'plugins/slow' ? 1 : 0,
+      );
 
     const started = Date.now();
     const round = await pumpOnce(h.emu.sqs, h.mirrorQueue, handler, {
@@ -150,7 +155,10 @@ sources:
 
   it('mirror: a reconcile cut short by the deadline is handed back, and what it queued stays queued', async () => {
     const listed = putArtifact('plugins/listed', '2.0', proxyWasmModule({ marker: 'listed' }));
-    trickling.set('/v2/plugins/stalled/tags/list', new TextEncoder().encode(`{"tags":[${' '.repeat(1000)}]}`));
+    trickling.set(
+      '/v2/plugins/stalled/tags/list',
+      new TextEncoder().encode(`{"tags":[${' '.repeat(1000)}]}`),
+    );
     const runtime = await h.runtime('mirror', config);
     const handler = createMirrorQueueHandler(runtime, { minStartMs: MIN_START_MS });
     await runtime.deps.mirrorQueue.send({ kind: 'reconcile', sourceId: 'rec' } as never);

@@ -13,11 +13,11 @@ import type { Template } from 'aws-cdk-lib/assertions';
 import { Template as Templates } from 'aws-cdk-lib/assertions';
 import type { APIGatewayProxyEventV2, CloudFormationCustomResourceCreateEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { FunctionRole } from '../../functions/config.ts';
 import { createKeysResourceHandler } from '../../functions/handlers/keys.ts';
 import { createMirrorQueueHandler } from '../../functions/handlers/mirror.ts';
 import { createPublishQueueHandler } from '../../functions/handlers/publish.ts';
 import { createWebhookHandler } from '../../functions/handlers/webhook.ts';
-import type { FunctionRole } from '../../functions/config.ts';
 import { parseConfig } from '../../shared/core/config.ts';
 import {
   actionsOf,
@@ -27,8 +27,8 @@ import {
   statementsOf,
   synthApp,
 } from '../infra/helpers.ts';
-import { distributionEnvelope } from '../support/mirror.ts';
 import { type FakeRegistry, MEDIA, proxyWasmModule, startFakeRegistry } from '../support/index.ts';
+import { distributionEnvelope } from '../support/mirror.ts';
 import { type AwsHarness, startAwsHarness } from './support/aws-harness.ts';
 import { TEST_CREDENTIALS, TEST_REGION } from './support/fauxqs.ts';
 import { drain, lambdaContext, pumpOnce } from './support/sqs-driver.ts';
@@ -136,7 +136,10 @@ sources:
       ServiceToken: 'x',
       ResourceProperties: { ServiceToken: 'x' },
     } as CloudFormationCustomResourceCreateEvent;
-    await createKeysResourceHandler(await runtimeFor('keys'), async () => {})(keysEvent, lambdaContext('keys'));
+    await createKeysResourceHandler(await runtimeFor('keys'), async () => {})(
+      keysEvent,
+      lambdaContext('keys'),
+    );
 
     // A push: the registry's webhook, the mirror's pull, the publish.
     const bytes = proxyWasmModule({ marker: 'storage access' });
@@ -194,9 +197,9 @@ sources:
       );
     expect(seen('publish', 'PutObjectCommand', /^manifests\/v2\/index\.json$/, false)).toBe(true);
     expect(seen('publish', 'PutObjectCommand', /^manifests\/v2\/index\/\d+\.json$/, true)).toBe(true);
-    expect(seen('publish', 'PutObjectCommand', /^manifests\/v2\/nodes\/sha256\/[0-9a-f]{64}\.json$/, true)).toBe(
-      true,
-    );
+    expect(
+      seen('publish', 'PutObjectCommand', /^manifests\/v2\/nodes\/sha256\/[0-9a-f]{64}\.json$/, true),
+    ).toBe(true);
     expect(seen('publish', 'PutObjectCommand', /^manifests\/latest\.json$/, false)).toBe(true);
     expect(seen('publish', 'ListObjectsV2Command', /^modules\/sha256\/$/)).toBe(true);
     expect(seen('publish', 'PutObjectCommand', new RegExp(`^state/unlisted/${stray}$`))).toBe(true);
@@ -227,7 +230,8 @@ sources:
               }),
             );
       if (!allowed) refused.push(`${what}: not granted to its role`);
-      const completesAnObject = r.command === 'PutObjectCommand' || r.command === 'CompleteMultipartUploadCommand';
+      const completesAnObject =
+        r.command === 'PutObjectCommand' || r.command === 'CompleteMultipartUploadCommand';
       if (completesAnObject && !r.ifNoneMatch && deniedWithoutIfNoneMatch(storage, r.key ?? '')) {
         refused.push(`${what}: replaced without If-None-Match where the bucket policy allows only creation`);
       }

@@ -220,7 +220,10 @@ describe('the canary', () => {
 
   it('does not fall back to v1 when the served index fails or cannot be fetched', async () => {
     await serveMirror();
-    served.set('/manifests/v2/index.json', { status: 200, body: new TextEncoder().encode('{"not":"signed"}') });
+    served.set('/manifests/v2/index.json', {
+      status: 200,
+      body: new TextEncoder().encode('{"not":"signed"}'),
+    });
     const bad = await runCanary(new Date(T0.getTime() + 1000));
     expect(bad.error).toMatchObject({ code: 'ENVELOPE_MALFORMED' });
     expect(servedAge(bad.emf)).toEqual([]);

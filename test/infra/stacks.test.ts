@@ -152,8 +152,9 @@ describe('storage stack', () => {
     /** The behaviour CloudFront applies to a path: the first pattern in order that matches, else the default. */
     const served = (path: string) => {
       const b =
-        (config.CacheBehaviors as { PathPattern: string }[]).find((c) => cloudFrontMatch(c.PathPattern, path)) ??
-        config.DefaultCacheBehavior;
+        (config.CacheBehaviors as { PathPattern: string }[]).find((c) =>
+          cloudFrontMatch(c.PathPattern, path),
+        ) ?? config.DefaultCacheBehavior;
       const policy = resources[b.CachePolicyId.Ref]?.Properties.CachePolicyConfig;
       return {
         ttl: policy?.DefaultTTL,
@@ -600,6 +601,9 @@ describe('deployment input', () => {
 
 /** CloudFront path patterns: `*` any run of characters (slashes included), `?` one; case-sensitive. */
 function cloudFrontMatch(pattern: string, path: string): boolean {
-  const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const re = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^/?${re}$`).test(path);
 }

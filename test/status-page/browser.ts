@@ -25,6 +25,7 @@ export function chromiumPath(): string {
     'the status page tests need chromium on PATH: apt-get install -y chromium (Debian package chromium)',
   );
 }
+export const INSECURE_HOST = 'mirror.invalid';
 export const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url));
 
 export interface TestBrowser {
@@ -49,6 +50,8 @@ export async function openBrowser(): Promise<TestBrowser> {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      // A name for 127.0.0.1 that is not "localhost": a plain-http page there gets no WebCrypto.
+      `--host-resolver-rules=MAP ${INSECURE_HOST} 127.0.0.1`,
     ],
   });
   return {

@@ -6,7 +6,7 @@
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { v2Keys } from '../../shared/core/manifest/index.ts';
-import { openBrowser, screenshot, type TestBrowser, verdict } from './browser.ts';
+import { INSECURE_HOST, openBrowser, screenshot, type TestBrowser, verdict } from './browser.ts';
 import { type StaticMirror, startStaticMirror, syntheticEntries, tamperEnvelope } from './static-mirror.ts';
 
 const ENTRIES = 5000;
@@ -200,6 +200,25 @@ describe('tampering in a small static mirror', () => {
     expect(state).toBe('failed');
     expect(await page.textContent('#signature')).toContain('UNKNOWN_KEY');
     await page.close();
+  });
+});
+
+describe('a page without WebCrypto', () => {
+  it('says the signature cannot be checked, over plain http to a name other than localhost', async () => {
+    const mirror = await startStaticMirror({ entries: syntheticEntries(4) });
+    try {
+      const page = await browser.newPage();
+      await page.goto(mirror.url.replace('127.0.0.1', INSECURE_HOST) + '/');
+      expect(await page.evaluate(() => window.isSecureContext)).toBe(false);
+      expect(await verdict(page)).toBe('failed');
+      expect(await page.textContent('#signature')).toContain(
+        'The signature cannot be checked in this browser',
+      );
+      expect(await page.locator('#modules tbody tr[data-i]').count()).toBe(0);
+      await page.close();
+    } finally {
+      await mirror.stop();
+    }
   });
 });
 

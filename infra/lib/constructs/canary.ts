@@ -1,7 +1,8 @@
 /**
- * The canary: a scheduled function that reads keys.json and manifests/latest.json through
- * CloudFront as an agent does, verifies the manifest and publishes the served manifest's age
- * (functions/handlers/canary.ts). PipelineAlarms alarms on that age and on the canary's errors.
+ * The canary: a scheduled function that reads keys.json and the signed index
+ * manifests/v2/index.json (v1's latest.json on a mirror without one) through CloudFront as an
+ * agent does, verifies it and publishes the served manifest's age (functions/handlers/canary.ts).
+ * PipelineAlarms alarms on that age and on the canary's errors.
  */
 import { Duration } from 'aws-cdk-lib';
 import { Metric } from 'aws-cdk-lib/aws-cloudwatch';

@@ -165,10 +165,15 @@ export function renderEmbedded(body: StatusBody, base: URL, now: Date): void {
   const dead = list(body.deadLetters).map(obj);
   const page = obj(body.deadLettersPage);
   const total = num(page.total);
-  document.getElementById('dead-count')!.textContent =
+  const deadCount = document.getElementById('dead-count')!;
+  deadCount.textContent =
     total > dead.length
-      ? `The newest ${dead.length} of ${total} dead letters. The rest: wasm-mirror dead-letters list.`
+      ? `The newest ${dead.length} of ${total} dead letters. Inspect, redrive or purge them with wasm-mirror dead-letters. `
       : `${dead.length} dead letter${dead.length === 1 ? '' : 's'}. Inspect, redrive or purge them with wasm-mirror dead-letters.`;
+  // Only the server's own paging path is linked, relative to the page.
+  if (typeof page.next === 'string' && /^\/status\/dead-letters\?/.test(page.next)) {
+    deadCount.append(el('a', { href: new URL(page.next.slice(1), base).href }, 'The next page, as JSON'));
+  }
   document.getElementById('dead-letters')!.replaceChildren(
     ...(dead.length === 0
       ? [emptyRow('No dead letters.')]

@@ -7,6 +7,7 @@
 import { announce, copyText, el, formatBytes, formatTime, relativeTime } from './dom.ts';
 import { renderEmbedded, type StatusBody } from './embedded.ts';
 import {
+  type FailureCode,
   type Fetcher,
   loadMirror,
   type MirrorView,
@@ -57,6 +58,8 @@ function pinnedKeyid(): string | undefined {
 function showSignature(view: MirrorView | { state: 'pending'; progress: string }, pinned?: string): void {
   const box = $('signature');
   box.dataset.state = view.state;
+  // Progress lines are not read out one by one: only the verdict is.
+  box.setAttribute('aria-busy', String(view.state === 'pending'));
   const detail = (text: string) => el('p', {}, text);
   switch (view.state) {
     case 'pending':
@@ -77,20 +80,21 @@ function showSignature(view: MirrorView | { state: 'pending'; progress: string }
       return;
     }
     case 'failed': {
-      const title = SIGNATURE_FAILURES.has(view.code)
-        ? 'Signature does not verify'
-        : view.code.startsWith('NODE_')
-          ? 'The manifest tree does not match its signed index'
-          : view.code === 'SCHEMA_ERROR'
-            ? 'The signed manifest is malformed'
-            : 'The manifest could not be read';
       box.replaceChildren(
-        title,
+        failureTitle(view.code),
         detail(`${view.code}: ${view.message}`),
         detail('Nothing is listed: only a verified manifest is shown.'),
       );
     }
   }
+}
+
+function failureTitle(code: FailureCode): string {
+  if (SIGNATURE_FAILURES.has(code)) return 'Signature does not verify';
+  if (code === 'CRYPTO_UNAVAILABLE') return 'The signature cannot be checked in this browser';
+  if (code.startsWith('NODE_')) return 'The manifest tree does not match its signed index';
+  if (code === 'SCHEMA_ERROR') return 'The signed manifest is malformed';
+  return 'The manifest could not be read';
 }
 
 function showFacts(facts: SignedFacts | undefined, keyid: string | undefined, now: Date): void {

@@ -61,6 +61,7 @@ export interface SignedFacts {
 }
 
 export type FailureCode =
+  | 'CRYPTO_UNAVAILABLE'
   | 'KEYS_UNAVAILABLE'
   | 'ENVELOPE_MALFORMED'
   | 'PAYLOAD_TYPE_MISMATCH'
@@ -125,8 +126,8 @@ function subtle(): SubtleCrypto {
   const s = globalThis.crypto?.subtle;
   if (s === undefined) {
     throw new VerifyError(
-      'KEYS_UNAVAILABLE',
-      'this browser offers WebCrypto only to pages loaded over HTTPS or from localhost, so nothing here can be verified',
+      'CRYPTO_UNAVAILABLE',
+      'this browser offers WebCrypto only to pages loaded over HTTPS or from localhost: open the page that way',
     );
   }
   return s;
