@@ -9,11 +9,11 @@
  * layer). Both servers send the same bytes from files on the same disk; the mirror also checks
  * the signed listing and the manifest's digest on each manifest request.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 import { largeWasm, pushWasm, startHarness } from '../test/support/index.ts';
 import { waitForManifest } from '../test/support/mirror.ts';
 
@@ -24,14 +24,19 @@ const median = (xs: number[]) => {
   return s[Math.floor(s.length / 2)] ?? Number.NaN;
 };
 
-/** Wall time of one `skopeo copy` into a fresh dir (removed afterwards). */
-function copyMs(source: string, work: string): number {
+const execFileAsync = promisify(execFile);
+
+/**
+ * Wall time of one `skopeo copy` into a fresh dir (removed afterwards). Asynchronous: the mirror
+ * answers from this same process.
+ */
+async function copyMs(source: string, work: string): Promise<number> {
   const dir = mkdtempSync(join(work, 'copy-'));
   const started = process.hrtime.bigint();
-  execFileSync(
+  await execFileAsync(
     'skopeo',
     ['--insecure-policy', 'copy', '--quiet', '--src-tls-verify=false', source, `dir:${dir}/out`],
-    { env: { ...process.env, HOME: work }, stdio: ['ignore', 'ignore', 'pipe'] },
+    { env: { ...process.env, HOME: work } },
   );
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   rmSync(dir, { recursive: true, force: true });
@@ -73,18 +78,18 @@ async function main(): Promise<void> {
       const fromRegistry = `docker://${harness.registry.host}/${repository}:v1`;
       const fromMirror = `docker://${mirrorHost}/local/${repository}:v1`;
       // One of each first, untimed: page cache and connections warm for both.
-      copyMs(fromRegistry, work);
-      copyMs(fromMirror, work);
+      await copyMs(fromRegistry, work);
+      await copyMs(fromMirror, work);
       const registry: number[] = [];
       const mirror: number[] = [];
       for (let run = 0; run < runs; run++) {
         // Alternating order, so neither side always runs on a cooler machine.
         if (run % 2 === 0) {
-          registry.push(copyMs(fromRegistry, work));
-          mirror.push(copyMs(fromMirror, work));
+          registry.push(await copyMs(fromRegistry, work));
+          mirror.push(await copyMs(fromMirror, work));
         } else {
-          mirror.push(copyMs(fromMirror, work));
-          registry.push(copyMs(fromRegistry, work));
+          mirror.push(await copyMs(fromMirror, work));
+          registry.push(await copyMs(fromRegistry, work));
         }
       }
       const r = median(registry);

@@ -109,7 +109,7 @@ export async function composeRuntime(
       ...(env.region ? { region: env.region } : {}),
       ...(env.endpointUrl ? { endpoint: env.endpointUrl } : {}),
     },
-    traced: (client) => powertools.tracer.captureAWSv3Client(client as never) as typeof client,
+    traced: (client) => powertools.tracer.captureAWSv3Client(client),
   };
   const ports = role(context);
   // Every function with a role reads or writes the bucket.

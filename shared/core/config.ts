@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
+import * as z from 'zod';
 import { parseDuration } from './duration.ts';
 import { WasmMirrorError } from './errors.ts';
 import { type RetentionPolicy, SOURCE_TYPES, type SourceConfig } from './sources/types.ts';

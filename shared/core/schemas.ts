@@ -3,7 +3,7 @@
  * the mirror put on the queues is checked against these before a use case sees it, in both
  * runtimes. Types stay declared in domain.ts and ports.ts; `satisfies` keeps the two in step.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { SHA256_DIGEST, SHA256_HEX } from './domain.ts';
 
 const shortText = z.string().min(1).max(1024);
