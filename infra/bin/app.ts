@@ -5,12 +5,15 @@
  */
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
+import { statusPageHtml } from '../../shared/status-page/page.ts';
 import { buildApp } from '../lib/app.ts';
 import { DeploymentError } from '../lib/deployment.ts';
 
 const app = new App();
+// Built before the stacks: bundling the page's script is asynchronous, constructs are not.
+const html = await statusPageHtml();
 try {
-  buildApp(app);
+  buildApp(app, { statusPageHtml: html });
 } catch (err) {
   if (!(err instanceof DeploymentError)) throw err;
   process.stderr.write(`wasm-mirror: ${err.message}\n`);

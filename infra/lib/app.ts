@@ -8,8 +8,16 @@ export interface WasmMirrorStacks {
   pipeline: PipelineStack;
 }
 
+export interface BuildOptions {
+  /**
+   * The status page document (`await statusPageHtml()`), written as index.html. Built by the
+   * caller because building it is asynchronous and stacks are not; without it no page is written.
+   */
+  readonly statusPageHtml?: string;
+}
+
 /** Stack names carry the mirror name so one account can host several mirrors. */
-export function buildApp(app: App): WasmMirrorStacks {
+export function buildApp(app: App, options: BuildOptions = {}): WasmMirrorStacks {
   const deployment = loadDeployment(app.node);
   const name = deployment.config.mirror.name;
   const env = { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION };
@@ -21,6 +29,7 @@ export function buildApp(app: App): WasmMirrorStacks {
   const pipeline = new PipelineStack(app, `WasmMirror-${name}-Pipeline`, {
     deployment,
     storage,
+    statusPageHtml: options.statusPageHtml,
     env,
     description: `Wasm Mirror ${name}: webhook API, queues, functions, alarms`,
   });

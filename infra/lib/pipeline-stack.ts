@@ -1,8 +1,9 @@
 /**
  * The stateless pipeline: HTTP API → webhook function → mirror queue → mirror function → publish
  * FIFO queue → publish function (KMS) → bucket, plus the ECR rule, the re-sign schedule, the
- * keys.json custom resource, the canary, the alarms and the dashboard. Safe to destroy and redeploy; state lives in the
- * storage stack. Each construct grants its own functions what they use.
+ * keys.json custom resource, the status page (index.html), the canary, the alarms and the
+ * dashboard. Safe to destroy and redeploy; state lives in the storage stack. Each construct grants
+ * its own functions what they use.
  */
 import { Aws, CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import { Bucket } from 'aws-cdk-lib/aws-s3';
@@ -15,6 +16,7 @@ import { MIRROR_TIMEOUT, MirrorWorker } from './constructs/mirror-worker.ts';
 import { PipelineAlarms } from './constructs/pipeline-alarms.ts';
 import { PUBLISH_TIMEOUT, Publisher } from './constructs/publisher.ts';
 import { Schedules } from './constructs/schedules.ts';
+import { StatusPage } from './constructs/status-page.ts';
 import { WebhookApi } from './constructs/webhook-api.ts';
 import type { Deployment } from './deployment.ts';
 import { mirrorBucketName } from './deployment.ts';
@@ -23,6 +25,8 @@ import type { StorageStack } from './storage-stack.ts';
 export interface PipelineStackProps extends StackProps {
   readonly deployment: Deployment;
   readonly storage: StorageStack;
+  /** The status page document, written as index.html; without it no page is written. */
+  readonly statusPageHtml?: string;
 }
 
 export class PipelineStack extends Stack {
@@ -31,6 +35,7 @@ export class PipelineStack extends Stack {
   readonly mirror: MirrorWorker;
   readonly publisher: Publisher;
   readonly keysJson: KeysJson;
+  readonly statusPage: StatusPage | undefined;
   readonly schedules: Schedules;
   readonly canary: Canary;
   readonly alarms: PipelineAlarms;
@@ -72,6 +77,10 @@ export class PipelineStack extends Stack {
       signingKey: storage.signingKey,
       signingKeys: storage.signingKeys,
     });
+    this.statusPage =
+      props.statusPageHtml === undefined
+        ? undefined
+        : new StatusPage(this, 'StatusPage', { bucket, html: props.statusPageHtml });
     this.schedules = new Schedules(this, 'Schedules', { deployment, queues: this.queues });
     const mirrorUrl = `https://${storage.distribution.distributionDomainName}`;
     this.canary = new Canary(this, 'Canary', { deployment, mirrorUrl });

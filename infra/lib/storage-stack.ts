@@ -307,8 +307,10 @@ export class StorageStack extends Stack {
       enableAcceptEncodingGzip: false,
       enableAcceptEncodingBrotli: false,
     });
+    // Shared by keys.json and the status page rather than one more policy: CloudFront allows 20
+    // custom cache policies per account, and every mirror (in every region) takes its own.
     const keys = new CachePolicy(this, 'KeysCache', {
-      comment: 'keys.json changes only when a key is added.',
+      comment: 'keys.json (changes when a key is added) and the status page (changes on a deploy).',
       defaultTtl: Duration.minutes(5),
       minTtl: Duration.seconds(0),
       maxTtl: Duration.minutes(5),
@@ -316,12 +318,11 @@ export class StorageStack extends Stack {
       enableAcceptEncodingGzip: true,
       enableAcceptEncodingBrotli: true,
     });
-    // Only the three published paths are served; anything else in the bucket (state/) is a 404.
+    // Only the published paths and the status page are served; anything else in the bucket
+    // (state/, blobs/) is a 404, and so is /status, which only the embedded server has.
     const notFound = new CfFunction(this, 'NotFound', {
-      comment: 'Answers 404 for paths outside manifests/, modules/ and keys.json',
-      code: FunctionCode.fromInline(
-        "function handler(event) { return { statusCode: 404, statusDescription: 'Not Found' }; }",
-      ),
+      comment: `Serves / as ${STATUS_PAGE_KEY}; 404 outside it, manifests/, modules/ and keys.json`,
+      code: FunctionCode.fromInline(VIEWER_REQUEST_CODE),
     });
     const base = {
       origin,
@@ -336,9 +337,13 @@ export class StorageStack extends Stack {
       ...(logging
         ? { enableLogging: true, logBucket: this.logsBucket, logFilePrefix: CLOUDFRONT_LOG_PREFIX }
         : {}),
+      // CloudFront picks the behaviour before the function rewrites the path, so `/` is fetched
+      // (as index.html) under this one, the only request that reaches the bucket through it.
+      // Hence the page's cache policy and compression here too.
       defaultBehavior: {
         ...base,
-        cachePolicy: CachePolicy.CACHING_DISABLED,
+        cachePolicy: keys,
+        compress: true,
         functionAssociations: [{ function: notFound, eventType: FunctionEventType.VIEWER_REQUEST }],
       },
       // CloudFront takes the first pattern that matches, in this order.
@@ -352,6 +357,8 @@ export class StorageStack extends Stack {
         // Module bytes go out exactly as stored; agents check their sha256.
         [`${publishedPrefixes.modules}*`]: { ...base, cachePolicy: modules, compress: false },
         [storageKeys.keys]: { ...base, cachePolicy: keys, compress: true },
+        // The page carries its own CSP in a meta element (script and style by hash).
+        [STATUS_PAGE_KEY]: { ...base, cachePolicy: keys, compress: true },
       },
     });
     Validations.of(distribution).acknowledge(
@@ -414,12 +421,34 @@ export class StorageStack extends Stack {
 
 const CLOUDFRONT_LOG_PREFIX = 'cloudfront/';
 
+/** The status page (shared/status-page), a static object at the bucket root, served at `/`. */
+export const STATUS_PAGE_KEY = 'index.html';
+
+/**
+ * The default behaviour's viewer-request function (CloudFront Functions, cloudfront-js-1.0, so
+ * ES5): `/` becomes the status page and everything else is a 404. The page and the published
+ * layout pass through unchanged, though their own behaviours catch them first, so the function
+ * stays right whichever behaviour it is attached to.
+ */
+export const VIEWER_REQUEST_CODE = `function handler(event) {
+  var request = event.request;
+  var uri = request.uri;
+  if (uri === '/') {
+    request.uri = '/${STATUS_PAGE_KEY}';
+    return request;
+  }
+  if (uri === '/${STATUS_PAGE_KEY}' || uri === '/${storageKeys.keys}') return request;
+  if (uri.indexOf('/${publishedPrefixes.manifests}') === 0) return request;
+  if (uri.indexOf('/${publishedPrefixes.modules}') === 0) return request;
+  return { statusCode: 404, statusDescription: 'Not Found' };
+}`;
+
 /**
  * Create-only holds in storage, not only in code: a PutObject (or CompleteMultipartUpload) without
  * If-None-Match is refused everywhere except the few keys that are meant to be replaced
- * (manifests/v2/index.json, latest.json, keys.json, the pipeline's state/ notes). So modules/,
- * every numbered manifest and index version and every v2 node can be written once and never
- * overwritten, whoever holds write access. The parts of a multipart
+ * (manifests/v2/index.json, latest.json, keys.json, index.html, the pipeline's state/ notes). So
+ * modules/, every numbered manifest and index version and every v2 node can be written once and
+ * never overwritten, whoever holds write access. The parts of a multipart
  * upload carry no conditional header and are let through by s3:ObjectCreationOperation (false
  * for CreateMultipartUpload and UploadPart); the completion carries If-None-Match and is checked.
  * CopyObject into these keys no longer works, which nothing here uses.
@@ -429,6 +458,8 @@ function createOnlyStatement(bucket: Bucket): PolicyStatement {
     v2Keys.index,
     storageKeys.latestManifest,
     storageKeys.keys,
+    // Unsigned and read by people, not agents; every deploy writes the page it was built with.
+    STATUS_PAGE_KEY,
     ...Object.values(statePrefixes).map((prefix) => `${prefix}*`),
   ];
   return new PolicyStatement({

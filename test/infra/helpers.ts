@@ -6,15 +6,20 @@ import type { Template } from 'aws-cdk-lib/assertions';
 import picomatch from 'picomatch';
 import { buildApp, type WasmMirrorStacks } from '../../infra/lib/app.ts';
 import { EXAMPLE_CONFIG } from '../../infra/lib/deployment.ts';
+import { statusPageHtml } from '../../shared/status-page/page.ts';
+
+/** The page `cdk synth` uploads as index.html, built once per test file. */
+export const STATUS_PAGE_HTML = await statusPageHtml();
 
 /**
  * The app as `npm run synth` builds it: the example config unless the context names another (pass
- * `config: undefined` for none). Bundling is skipped (`aws:cdk:bundling-stacks: []`) because
- * templates, not bundles, are under test here; `cdk synth` and the bench bundle for real.
+ * `config: undefined` for none), with the status page. Bundling is skipped
+ * (`aws:cdk:bundling-stacks: []`) because templates, not bundles, are under test here; `cdk synth`
+ * and the bench bundle for real.
  */
 export function synthApp(context: Record<string, unknown> = {}): { app: App } & WasmMirrorStacks {
   const app = new App({ context: { 'aws:cdk:bundling-stacks': [], config: EXAMPLE_CONFIG, ...context } });
-  return { app, ...buildApp(app) };
+  return { app, ...buildApp(app, { statusPageHtml: STATUS_PAGE_HTML }) };
 }
 
 export function writeConfig(text: string): string {
@@ -41,6 +46,7 @@ export const FUNCTION_ROLES = {
   publish: /PublisherRole/,
   keys: /^KeysFunctionRole/,
   canary: /^CanaryFunctionRole/,
+  statusPage: /^StatusPageRole/,
 };
 
 /** The statements of every IAM policy attached to a role whose logical ID matches `role`. */

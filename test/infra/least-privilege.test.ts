@@ -67,7 +67,7 @@ describe('per-tag observation notes', () => {
     expect(objectGrants(pipeline, FUNCTION_ROLES.publish)).toMatchObject({
       'state/tags/*': ['s3:GetObject', 's3:PutObject'],
     });
-    for (const other of ['webhook', 'mirror', 'keys', 'canary'] as const) {
+    for (const other of ['webhook', 'mirror', 'keys', 'canary', 'statusPage'] as const) {
       for (const key of Object.keys(objectGrants(pipeline, FUNCTION_ROLES[other]))) {
         expect(overlap(key, 'state/tags/x.json'), `${other} may touch ${key}`).toBe(false);
       }
@@ -86,7 +86,7 @@ describe('the publish function', () => {
   });
 
   it('is the only function that may delete anything in the bucket', () => {
-    for (const other of ['webhook', 'mirror', 'keys', 'canary'] as const) {
+    for (const other of ['webhook', 'mirror', 'keys', 'canary', 'statusPage'] as const) {
       for (const [key, actions] of Object.entries(objectGrants(pipeline, FUNCTION_ROLES[other]))) {
         expect(actions, `${other} on ${key}`).not.toContain('s3:DeleteObject');
       }

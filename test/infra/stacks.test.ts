@@ -11,6 +11,9 @@ import { synthApp, writeConfig } from './helpers.ts';
 let storage: Template;
 let pipeline: Template;
 
+/** The logical ID prefix of the singleton function behind every AwsCustomResource. */
+const SDK_CALL_FUNCTION = 'AWS679f53fac002430cb0da5b7982bd2287';
+
 beforeAll(() => {
   const stacks = synthApp();
   storage = Template.fromStack(stacks.storage);
@@ -88,7 +91,7 @@ describe('storage stack', () => {
     storage.resourceCountIs('AWS::CloudFront::CloudFrontOriginAccessIdentity', 0);
   });
 
-  it('serves only manifests/, modules/ and keys.json over HTTPS, latest.json with a short cache', () => {
+  it('serves only manifests/, modules/, keys.json and the status page over HTTPS, latest.json with a short cache', () => {
     const dist = Object.values(storage.findResources('AWS::CloudFront::Distribution'))[0]!;
     const config = dist.Properties.DistributionConfig;
     // The origin signs with the stack's own Origin Access Control, not merely some id.
@@ -106,6 +109,7 @@ describe('storage stack', () => {
       'manifests/*',
       'modules/*',
       'keys.json',
+      'index.html',
     ]);
     for (const b of [...behaviors, config.DefaultCacheBehavior])
       expect(b.ViewerProtocolPolicy).toBe('redirect-to-https');
@@ -172,6 +176,9 @@ describe('storage stack', () => {
     expect(served(`manifests/v2/nodes/sha256/${'ab'.repeat(32)}.json`)).toEqual({ ...year, ...json });
     expect(served('manifests/17.json')).toEqual({ ...year, ...json });
     expect(served('keys.json')).toEqual({ ttl: 300, maxTtl: 300, ...json });
+    expect(served('index.html')).toEqual({ ttl: 300, maxTtl: 300, ...json });
+    // `/` is rewritten to index.html after CloudFront chose the default behaviour.
+    expect(served('/')).toEqual({ ttl: 300, maxTtl: 300, ...json });
     expect(served(`modules/sha256/${'ab'.repeat(32)}.wasm`)).toEqual({
       ...year,
       compress: false,
@@ -324,7 +331,12 @@ describe('pipeline stack', () => {
   });
 
   it('runs every function on ARM64 with tracing, JSON-free defaults and a bounded log group', () => {
-    const fns = Object.values(pipeline.findResources('AWS::Lambda::Function'));
+    const all = Object.entries(pipeline.findResources('AWS::Lambda::Function'));
+    // CDK's own SDK-call function writes the status page (status-page.test.ts); the rest are ours.
+    const sdkCall = all.filter(([id]) => id.startsWith(SDK_CALL_FUNCTION));
+    expect(sdkCall).toHaveLength(1);
+    expect(sdkCall[0]![1].Properties.LoggingConfig).toEqual({ LogGroup: { Ref: expect.any(String) } });
+    const fns = all.filter(([id]) => !id.startsWith(SDK_CALL_FUNCTION)).map(([, f]) => f);
     // webhook, mirror, publish, keys.json, canary
     expect(fns).toHaveLength(5);
     for (const f of fns) {
