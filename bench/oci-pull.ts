@@ -6,15 +6,16 @@
  *   npx tsx bench/oci-pull.ts [--size-mib 100] [--runs 5]
  *
  * Shapes: a Wasm artifact (the module is the layer) and a Docker compat image (a gzipped tar
- * layer). Both servers send the same bytes from files on the same disk; the mirror also checks
- * the signed listing and the manifest's digest on each manifest request.
+ * layer). Each server runs in its own process as users run it (`docker-registry serve`,
+ * `wasm-mirror serve`), sending the same bytes from files on the same disk; the mirror also
+ * checks the signed listing and the manifest's digest on each manifest request.
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { largeWasm, pushWasm, startHarness } from '../test/support/index.ts';
+import { freePort, killChild, largeWasm, pushWasm, startRegistry } from '../test/support/index.ts';
 import { waitForManifest } from '../test/support/mirror.ts';
 
 const MiB = 1024 * 1024;
@@ -25,6 +26,40 @@ const median = (xs: number[]) => {
 };
 
 const execFileAsync = promisify(execFile);
+const CLI = join(import.meta.dirname, '..', 'bin', 'wasm-mirror.mjs');
+
+/** `wasm-mirror serve` on a fresh data directory, mirroring `registryHost`'s bench/** repositories. */
+async function startMirror(
+  registryHost: string,
+  work: string,
+): Promise<{ url: string; child: ChildProcess; config: string; data: string }> {
+  const config = join(work, 'wasm-mirror.config.yaml');
+  const data = join(work, 'data');
+  writeFileSync(
+    config,
+    `mirror: { name: bench }\nsources:\n  - { id: local, type: distribution, registry: "${registryHost}", insecure: true, repositories: ["bench/**"], webhookSecretEnv: HOOK_TOKEN }\n`,
+  );
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [CLI, 'serve', '--port', String(port), '--host', '127.0.0.1', '--data', data, '--config', config],
+    {
+      env: { ...process.env, HOOK_TOKEN: 'bench-hook-token-0123456789' },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
+  const url = `http://127.0.0.1:${port}`;
+  for (const deadline = Date.now() + 60_000; ; ) {
+    if (child.exitCode !== null) throw new Error(`wasm-mirror serve exited (${child.exitCode})`);
+    const up = await fetch(`${url}/v2/`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (up) return { url, child, config, data };
+    if (Date.now() > deadline) throw new Error('wasm-mirror serve did not start');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 /**
  * Wall time of one `skopeo copy` into a fresh dir (removed afterwards). Asynchronous: the mirror
@@ -52,30 +87,33 @@ async function main(): Promise<void> {
   });
   const size = Number(values['size-mib']) * MiB;
   const runs = Number(values.runs);
-  const harness = await startHarness({
-    mirrorName: 'bench',
-    sources: `  - { id: local, type: distribution, registry: "{registry}", insecure: true, repositories: ["bench/**"], webhookSecretEnv: HOOK_TOKEN }`,
-  });
   const work = mkdtempSync(join(tmpdir(), 'wm-bench-oci-'));
-  const mirrorHost = new URL(harness.mirror.url).host;
+  const registryServer = await startRegistry();
+  let mirrorServer: Awaited<ReturnType<typeof startMirror>> | undefined;
   const rows: string[] = [];
   try {
+    mirrorServer = await startMirror(registryServer.host, work);
+    const mirrorHost = new URL(mirrorServer.url).host;
     const shapes = [
       { shape: 'artifact', format: 'wasm-artifact' as const },
       { shape: 'compat', format: 'compat-docker' as const },
     ];
     for (const [i, { shape, format }] of shapes.entries()) {
       const repository = `bench/${shape}`;
-      await pushWasm(harness.registry.host, `${repository}:v1`, largeWasm(size), format);
-      await harness.mirror.deps.mirrorQueue.send({
-        sourceId: 'local',
-        registry: harness.registry.host,
-        repository,
-        tag: 'v1',
-        receivedAt: new Date().toISOString(),
-      });
-      await waitForManifest(harness.mirror.url, (p) => p.modules.length === i + 1, 300_000);
-      const fromRegistry = `docker://${harness.registry.host}/${repository}:v1`;
+      await pushWasm(registryServer.host, `${repository}:v1`, largeWasm(size), format);
+      // Beside the running server, which publishes what this stores.
+      await execFileAsync(process.execPath, [
+        CLI,
+        'mirror',
+        `${registryServer.host}/${repository}:v1`,
+        '--plain-http',
+        '--data',
+        mirrorServer.data,
+        '--config',
+        mirrorServer.config,
+      ]);
+      await waitForManifest(mirrorServer.url, (p) => p.modules.length === i + 1, 300_000);
+      const fromRegistry = `docker://${registryServer.host}/${repository}:v1`;
       const fromMirror = `docker://${mirrorHost}/local/${repository}:v1`;
       // One of each first, untimed: page cache and connections warm for both.
       await copyMs(fromRegistry, work);
@@ -97,11 +135,14 @@ async function main(): Promise<void> {
       rows.push(
         `${shape.padEnd(9)} ${(size / MiB).toFixed(1).padStart(6)} MiB ${r.toFixed(0).padStart(8)} ms ${m
           .toFixed(0)
-          .padStart(8)} ms ${(m / r).toFixed(2).padStart(6)}   registry [${registry.map((x) => x.toFixed(0)).join(', ')}] mirror [${mirror.map((x) => x.toFixed(0)).join(', ')}]`,
+          .padStart(
+            8,
+          )} ms ${(m / r).toFixed(2).padStart(6)}   registry [${registry.map((x) => x.toFixed(0)).join(', ')}] mirror [${mirror.map((x) => x.toFixed(0)).join(', ')}]`,
       );
     }
   } finally {
-    await harness.stop();
+    if (mirrorServer !== undefined) await killChild(mirrorServer.child);
+    await registryServer.stop();
     rmSync(work, { recursive: true, force: true });
   }
   process.stdout.write(

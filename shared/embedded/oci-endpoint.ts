@@ -10,8 +10,10 @@
  * refused before any routing, and every write method is 405.
  */
 import { createHash } from 'node:crypto';
+import { type FileHandle, open } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
+import { FsObjectStore } from '../adapters/local/fs-object-store.ts';
 import type { MirrorConfig } from '../core/config.ts';
 import { SHA256_DIGEST } from '../core/domain.ts';
 import { toWasmMirrorError } from '../core/errors.ts';
@@ -242,6 +244,19 @@ async function serveBlob(
     res.end();
     return;
   }
+  const first = range?.start ?? 0;
+  const last = range?.end ?? info.size - 1;
+  if (store instanceof FsObjectStore) {
+    const handle = await openIfExists(store.pathOf(key));
+    if (handle === undefined) return sendUnknown(res, { found: false, code: 'BLOB_UNKNOWN' }, name);
+    res.writeHead(status, headers);
+    try {
+      await sendFileRange(handle, first, last, res);
+    } finally {
+      await handle.close().catch(() => {});
+    }
+    return;
+  }
   const stream = await store.getStream(key, range);
   if (stream === undefined) return sendUnknown(res, { found: false, code: 'BLOB_UNKNOWN' }, name);
   res.writeHead(status, headers);
@@ -251,6 +266,44 @@ async function serveBlob(
   } catch (err) {
     if (!res.destroyed) throw err;
   }
+}
+
+async function openIfExists(path: string): Promise<FileHandle | undefined> {
+  try {
+    return await open(path, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** Two reused buffers: a layer is hundreds of chunks, and a fresh buffer each is mostly garbage collection. */
+const SEND_CHUNK = 1024 * 1024;
+
+/**
+ * Sends bytes `first`..`last` of a file: one buffer is read while the other is being written, and
+ * a buffer is read into again only once the socket has taken it. Stops when the client goes away.
+ */
+async function sendFileRange(
+  handle: FileHandle,
+  first: number,
+  last: number,
+  res: ServerResponse,
+): Promise<void> {
+  const buffers = [Buffer.allocUnsafeSlow(SEND_CHUNK), Buffer.allocUnsafeSlow(SEND_CHUNK)];
+  const written: Promise<boolean>[] = [Promise.resolve(true), Promise.resolve(true)];
+  const closed = new Promise<boolean>((resolve) => res.once('close', () => resolve(false)));
+  let position = first;
+  for (let i = 0; position <= last; i ^= 1) {
+    if (!(await Promise.race([written[i]!, closed]))) return;
+    const buffer = buffers[i]!;
+    const { bytesRead } = await handle.read(buffer, 0, Math.min(SEND_CHUNK, last - position + 1), position);
+    if (bytesRead === 0) throw new Error(`file ended at byte ${position} of ${last + 1}`);
+    position += bytesRead;
+    written[i] = new Promise((resolve) => res.write(buffer.subarray(0, bytesRead), (err) => resolve(!err)));
+  }
+  await Promise.race([Promise.all(written), closed]);
+  if (!res.destroyed) res.end();
 }
 
 /** Only sha256 content is kept: another algorithm is unknown here, a malformed digest is invalid. */

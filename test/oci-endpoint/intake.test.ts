@@ -168,6 +168,8 @@ describe('puller: keeping the verified content', () => {
     });
     await expect(pull('plugins/c')).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
     expect(staged()).toEqual([]);
+    // The module was fine, but it is not handed over without the content asked for.
+    expect(existsSync(join(dir, 'module.wasm'))).toBe(false);
   });
 
   it('leaves no staged file when the module is refused', async () => {
@@ -195,5 +197,6 @@ describe('puller: keeping the verified content', () => {
     await expect(pull('plugins/big', puller)).rejects.toMatchObject({ code: 'SIZE_EXCEEDED' });
     expect(blobGets().some((r) => r.path.endsWith(sha256Hex(big)))).toBe(false);
     expect(staged()).toEqual([]);
+    expect(existsSync(join(dir, 'module.wasm'))).toBe(false);
   });
 });

@@ -5,11 +5,19 @@
  * manifest lists. What the signed manifest does not list is the spec's error, never bytes.
  */
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storageKeys } from '../../shared/core/storage-keys.ts';
-import { type Harness, type PushFormat, proxyWasmModule, pushWasm, startHarness } from '../support/index.ts';
+import {
+  type Harness,
+  largeWasm,
+  type PushFormat,
+  proxyWasmModule,
+  pushWasm,
+  startHarness,
+} from '../support/index.ts';
 import { waitForManifest } from '../support/mirror.ts';
 import {
   errorCode,
@@ -17,7 +25,6 @@ import {
   type PullThroughCache,
   queueMirror,
   rawRequest,
-  readDirManifest,
   sha256Hex,
   skopeo,
   skopeoCopy,
@@ -263,12 +270,49 @@ describe('read-only registry API', () => {
       expect(beyond.status).toBe(416);
     });
 
+    it('streams a layer of several MiB whole and in ranges across chunk boundaries, and survives a client that leaves', async () => {
+      const module = largeWasm(3 * 1024 * 1024 + 123);
+      await pushWasm(harness.registry.host, 'plugins/large:1.0', module, 'wasm-artifact');
+      await queueMirror(harness, 'plugins/large', '1.0');
+      await waitForManifest(
+        harness.mirror.url,
+        (p) => p.modules.some((m) => m.name.endsWith('/plugins/large')),
+        60_000,
+      );
+      const path = `/v2/local/plugins/large/blobs/sha256:${sha256Hex(module)}`;
+      const whole = await get(path);
+      expect(whole.status).toBe(200);
+      expect(sha256Hex(whole.body)).toBe(sha256Hex(module));
+      for (const [a, b] of [
+        [1048570, 1048590],
+        [0, 2097152],
+        [3 * 1024 * 1024, module.length - 1],
+      ] as const) {
+        const part = await get(path, { range: `bytes=${a}-${b}` });
+        expect(part.status).toBe(206);
+        expect(part.body.equals(Buffer.from(module.subarray(a, b + 1))), `${a}-${b}`).toBe(true);
+      }
+      // A client that hangs up after the first bytes.
+      await new Promise<void>((resolve, reject) => {
+        const url = new URL(harness.mirror.url);
+        const req = request({ host: url.hostname, port: url.port, path }, (res) => {
+          res.once('data', () => {
+            req.destroy();
+            resolve();
+          });
+        });
+        req.on('error', (err) => (req.destroyed ? resolve() : reject(err)));
+        req.end();
+      });
+      expect(sha256Hex((await get(path)).body)).toBe(sha256Hex(module));
+    });
+
     it('pages tags with n and last, pointing at the next page with a Link header', async () => {
       await pushWasm(harness.registry.host, 'plugins/compat:1.1', at('plugins/compat').module, 'compat-oci');
       await pushWasm(harness.registry.host, 'plugins/compat:1.2', at('plugins/compat').module, 'compat-oci');
       await queueMirror(harness, 'plugins/compat', '1.1');
       await queueMirror(harness, 'plugins/compat', '1.2');
-      await waitForManifest(harness.mirror.url, (p) => p.modules.length === PLUGINS.length + 2, 60_000);
+      await waitForManifest(harness.mirror.url, (p) => p.modules.length === PLUGINS.length + 3, 60_000);
       const all = await get('/v2/local/plugins/compat/tags/list');
       expect(JSON.parse(all.body.toString('utf8'))).toEqual({
         name: 'local/plugins/compat',

@@ -97,13 +97,21 @@ export class OciWasmPuller implements WasmPuller {
     );
     const keeper =
       options.keepContent === undefined ? undefined : new ContentKeeper(options.keepContent.stagePath);
+    const pulled = await this.#pullCandidates(repo, resolved, destPath, options, keeper).catch(
+      async (err: unknown) => {
+        await keeper?.discard();
+        throw err;
+      },
+    );
+    if (keeper === undefined) return pulled;
     try {
-      const pulled = await this.#pullCandidates(repo, resolved, destPath, options, keeper);
-      if (keeper !== undefined) pulled.content = await this.#keepImage(repo, resolved, keeper, options);
+      pulled.content = await this.#keepImage(repo, resolved, keeper, options);
       return pulled;
     } catch (err) {
-      await keeper?.discard();
-      throw err;
+      // All or nothing: the module is not handed over without the content asked for.
+      await keeper.discard();
+      await rm(destPath, { force: true }).catch(() => {});
+      throw isFilesystemError(err) ? storageFailure(`staging content for ${destPath}`, err) : err;
     }
   }
 
