@@ -15,31 +15,33 @@ import { join } from 'node:path';
 import { eventFlood, malformedTargets, slowBodyFlood, statusWithDeadLetters } from './faults/abuse-cases.ts';
 import { agentDiskFull, stalledDownload } from './faults/agent-cases.ts';
 import type { CaseResult, FaultCase } from './faults/case.ts';
-import { bundleIsFresh, ROOT, Scope } from './faults/harness.ts';
+import { killStragglers, MirrorServer, ROOT, Scope, starts } from './faults/harness.ts';
 import {
   concurrentMirrorCommands,
   crashLeftovers,
   diskFullDuringPulls,
+  eventBeforeTag,
   killDuringBurst,
   registryFlapping,
 } from './faults/pipeline-cases.ts';
 import { emptyLockFile, healthzExpired, lostSigningKey } from './faults/startup-cases.ts';
 
 const CASES: { name: string; run: FaultCase; timeoutMs: number }[] = [
-  { name: 'disk full during pulls (tmpfs)', run: diskFullDuringPulls, timeoutMs: 150_000 },
-  { name: 'two mirror commands, no server', run: concurrentMirrorCommands, timeoutMs: 90_000 },
+  { name: 'disk full during pulls (tmpfs)', run: diskFullDuringPulls, timeoutMs: 180_000 },
+  { name: 'push event before its tag exists', run: eventBeforeTag, timeoutMs: 60_000 },
+  { name: 'two mirror commands, no server', run: concurrentMirrorCommands, timeoutMs: 120_000 },
   { name: 'delivery of 3,000 events, x20', run: eventFlood, timeoutMs: 90_000 },
-  { name: '500 unauthenticated slow bodies', run: slowBodyFlood, timeoutMs: 60_000 },
+  { name: '500 unauthenticated slow bodies', run: slowBodyFlood, timeoutMs: 90_000 },
   { name: '/status, 50,000 dead letters', run: statusWithDeadLetters, timeoutMs: 90_000 },
   { name: 'malformed request targets', run: malformedTargets, timeoutMs: 30_000 },
-  { name: 'lost signing key', run: lostSigningKey, timeoutMs: 60_000 },
-  { name: 'stalled module download (agent)', run: stalledDownload, timeoutMs: 60_000 },
+  { name: 'lost signing key', run: lostSigningKey, timeoutMs: 150_000 },
+  { name: 'stalled module download (agent)', run: stalledDownload, timeoutMs: 150_000 },
   { name: '/healthz, expired manifest', run: healthzExpired, timeoutMs: 30_000 },
   { name: 'empty lock file', run: emptyLockFile, timeoutMs: 45_000 },
-  { name: 'crash leftovers swept', run: crashLeftovers, timeoutMs: 90_000 },
+  { name: 'crash leftovers swept', run: crashLeftovers, timeoutMs: 150_000 },
   { name: 'kill -9 during a burst of pushes', run: killDuringBurst, timeoutMs: 150_000 },
-  { name: 'registry flapping', run: registryFlapping, timeoutMs: 150_000 },
-  { name: 'disk-full agent directory', run: agentDiskFull, timeoutMs: 60_000 },
+  { name: 'registry flapping', run: registryFlapping, timeoutMs: 180_000 },
+  { name: 'disk-full agent directory', run: agentDiskFull, timeoutMs: 150_000 },
 ];
 
 interface Row {
@@ -50,7 +52,19 @@ interface Row {
   seconds: number;
 }
 
+/** Rebuilds dist/ if a source changed since: the server and the CLI then run as users run them. */
+function buildIfStale(): void {
+  spawnSync(process.execPath, [join(ROOT, 'bin', 'build.mjs'), '--if-stale'], {
+    cwd: ROOT,
+    stdio: 'inherit',
+  });
+}
+
 async function runCase(c: (typeof CASES)[number]): Promise<Row> {
+  // Sources edited during a run would otherwise make later cases run them under tsx (more RSS).
+  buildIfStale();
+  const before = { ...starts };
+  const firstServer = MirrorServer.all.length;
   const scope = new Scope();
   const failures: string[] = [];
   const notes: string[] = [];
@@ -83,6 +97,16 @@ async function runCase(c: (typeof CASES)[number]): Promise<Row> {
   } finally {
     clearTimeout(timer);
     await scope.close();
+  }
+  if (failures.length > 0) {
+    const logged = MirrorServer.all.slice(firstServer).flatMap((s) => s.errorSummary());
+    if (logged.length > 0) notes.push(`server errors logged: ${logged.join('; ')}`);
+  }
+  const fromSources = starts.fromSources - before.fromSources;
+  if (fromSources > 0) {
+    notes.push(
+      `${fromSources} of ${starts.total - before.total} processes ran the TypeScript sources (dist/ went stale): RSS includes tsx`,
+    );
   }
   return {
     name: c.name,
@@ -128,11 +152,6 @@ function table(rows: Row[]): string {
 async function main(argv: string[]): Promise<number> {
   const tools = spawnSync(process.execPath, [join(ROOT, 'bin', 'check-tools.mjs')], { stdio: 'inherit' });
   if (tools.status !== 0) return 1;
-  // The server runs as users run it: from the bundle (rebuilt here if the sources changed).
-  spawnSync(process.execPath, [join(ROOT, 'bin', 'build.mjs'), '--if-stale'], {
-    cwd: ROOT,
-    stdio: 'inherit',
-  });
   const wanted = argv.filter((a) => !a.startsWith('-')).map((a) => a.toLowerCase());
   const selected = CASES.filter(
     (c) => wanted.length === 0 || wanted.some((w) => c.name.toLowerCase().includes(w)),
@@ -143,9 +162,8 @@ async function main(argv: string[]): Promise<number> {
     );
     return 2;
   }
-  const stale = !bundleIsFresh();
   process.stdout.write(
-    `fault suite: ${selected.length} cases, server run as \`node bin/wasm-mirror.mjs serve\` (${stale ? 'from the TypeScript sources: dist/ is stale' : 'bundle'})\n`,
+    `fault suite: ${selected.length} cases; the server runs as \`node bin/wasm-mirror.mjs serve\`, from the bundle (dist/, rebuilt when stale)\n`,
   );
   const rows: Row[] = [];
   const started = performance.now();
@@ -169,9 +187,15 @@ async function main(argv: string[]): Promise<number> {
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     // Stop what the open cases started (by pid) and unmount their disks before leaving.
-    void Scope.closeAll().finally(() => process.exit(130));
+    void Scope.closeAll().finally(() => {
+      killStragglers();
+      process.exit(130);
+    });
   });
 }
 
-// Exits explicitly: a case that timed out may still hold a socket or a timer.
-process.exit(await main(process.argv.slice(2)));
+// Exits explicitly: a case that timed out may still hold a socket or a timer, or a child.
+const code = await main(process.argv.slice(2));
+const stragglers = killStragglers();
+if (stragglers > 0) process.stderr.write(`killed ${stragglers} process(es) a timed-out case left running\n`);
+process.exit(code);

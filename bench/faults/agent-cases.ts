@@ -114,13 +114,13 @@ export async function stalledDownload({ scope, check, note }: CaseContext): Prom
   for (let i = 0; i < 2; i++) {
     pushed.push(await push(registry.host, `plugins/stall-${i}:1.0`, largeWasm(200 * 1024 + i)));
   }
-  await settle(read, pushed, 30_000);
+  await settle(read, pushed, 20_000);
   const first = await sync();
   const before = snapshot(dir);
 
   const third = largeWasm(300 * 1024);
   pushed.push(await push(registry.host, 'plugins/stall-2:1.0', third));
-  await settle(read, pushed, 30_000);
+  await settle(read, pushed, 20_000);
   proxy.stalled.set(`/modules/sha256/${pushed[2]!.sha256}.wasm`, third.length);
   const stalled = await sync(['--stall-timeout', '2s']);
   const during = snapshot(dir);
@@ -186,13 +186,13 @@ export async function agentDiskFull({ scope, check, note }: CaseContext): Promis
       ),
     );
   }
-  await settle(read, pushed, 30_000);
+  await settle(read, pushed, 20_000);
   const first = await sync();
   const before = snapshot(dir);
 
   for (let i = 2; i < 4; i++)
     pushed.push(await push(registry.host, `plugins/adisk-${i}:1.0`, largeWasm(2 * MiB + i)));
-  await settle(read, pushed, 30_000);
+  await settle(read, pushed, 20_000);
   disk.fill(64 * 1024);
   const full = await sync();
   const during = snapshot(dir);

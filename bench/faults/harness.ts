@@ -1,12 +1,14 @@
 /**
  * What every fault case starts and stops: the embedded server as a child process (so its peak RSS
  * is its own), a CNCF Distribution registry that can be killed and restarted on the same port and
- * storage, CLI runs with their peak RSS, and a scope that stops all of it by pid and removes its
- * directories, whatever happens to the case.
+ * storage, the relay its notifications go through, CLI runs with their peak RSS, and a scope that
+ * stops all of it by pid and removes its directories, whatever happens to the case.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,13 +36,21 @@ export function procKiB(pid: number | undefined, field: 'VmHWM' | 'VmRSS'): numb
 export class Scope {
   private static readonly open = new Set<Scope>();
   private readonly cleanups: (() => unknown)[] = [];
+  private closed = false;
 
   constructor() {
     Scope.open.add(this);
   }
 
+  /** Registers a cleanup; on a scope already closed (a case that ran past its time) it runs now. */
   defer(cleanup: () => unknown): void {
-    this.cleanups.push(cleanup);
+    if (!this.closed) {
+      this.cleanups.push(cleanup);
+      return;
+    }
+    Promise.resolve()
+      .then(cleanup)
+      .catch(() => undefined);
   }
 
   tempDir(name: string): string {
@@ -50,6 +60,7 @@ export class Scope {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     Scope.open.delete(this);
     for (const cleanup of this.cleanups.splice(0).reverse()) {
       try {
@@ -63,6 +74,26 @@ export class Scope {
   static async closeAll(): Promise<void> {
     for (const scope of [...Scope.open]) await scope.close();
   }
+}
+
+/** Every child this process started and that has not exited yet. */
+const live = new Set<ChildProcess>();
+
+/** Spawns a child and keeps track of it until it exits. */
+function track(child: ChildProcess): ChildProcess {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  return child;
+}
+
+/**
+ * Last resort before the suite exits: kills (by pid) any child still running, such as one a case
+ * started after it ran past its time and its scope was closed.
+ */
+export function killStragglers(): number {
+  const n = live.size;
+  for (const child of live) child.kill('SIGKILL');
+  return n;
 }
 
 /** Sends `signal` to a child by its pid and waits for it to exit (SIGKILL after `graceMs`). */
@@ -93,6 +124,14 @@ export async function until<T>(
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(everyMs);
   }
+}
+
+/** Processes started through bin/wasm-mirror.mjs, and those of them that ran the TypeScript sources. */
+export const starts = { total: 0, fromSources: 0 };
+
+function countStart(): void {
+  starts.total++;
+  if (!bundleIsFresh()) starts.fromSources++;
 }
 
 /** Is dist/ at least as new as every source? Otherwise bin/wasm-mirror.mjs runs the sources under tsx. */
@@ -147,14 +186,14 @@ export interface ServeOptions {
  * stop: a kill -9 forgets its counters).
  */
 export class MirrorServer {
+  /** Every server started in this run, so a failed case can show what its servers logged. */
+  static readonly all: MirrorServer[] = [];
   readonly url: string;
   readonly configPath: string;
   child: ChildProcess | undefined;
   stderr = '';
   peakKiB = 0;
   starts = 0;
-  /** Runs that started from the TypeScript sources because dist/ was stale. */
-  fromSources = 0;
   private acceptedBefore = 0;
   private acceptedNow = 0;
 
@@ -162,6 +201,7 @@ export class MirrorServer {
     scope: Scope,
     readonly options: ServeOptions & { port: number },
   ) {
+    MirrorServer.all.push(this);
     this.url = `http://127.0.0.1:${options.port}`;
     this.configPath = `${options.dataDir.replace(/\/+$/, '')}.config.yaml`;
     writeFileSync(this.configPath, options.config);
@@ -179,23 +219,25 @@ export class MirrorServer {
 
   /** Spawns the server; resolves once it answers HTTP, or with its exit code if it exits first. */
   async start(timeoutMs = 30_000): Promise<{ exitCode: number | null } | undefined> {
-    if (!bundleIsFresh()) this.fromSources++;
+    countStart();
     this.starts++;
     this.acceptedBefore += this.acceptedNow;
     this.acceptedNow = 0;
-    const child = spawn(
-      process.execPath,
-      [
-        BIN,
-        'serve',
-        '--data',
-        this.options.dataDir,
-        '--config',
-        this.configPath,
-        '--port',
-        String(this.options.port),
-      ],
-      { env: { ...process.env, ...this.options.env }, stdio: ['ignore', 'ignore', 'pipe'] },
+    const child = track(
+      spawn(
+        process.execPath,
+        [
+          BIN,
+          'serve',
+          '--data',
+          this.options.dataDir,
+          '--config',
+          this.configPath,
+          '--port',
+          String(this.options.port),
+        ],
+        { env: { ...process.env, ...this.options.env }, stdio: ['ignore', 'ignore', 'pipe'] },
+      ),
     );
     this.child = child;
     child.stderr?.on('data', (d: Buffer) => {
@@ -245,10 +287,16 @@ export class MirrorServer {
     return text;
   }
 
-  /** Webhook deliveries accepted (jobs queued) over every run so far. */
+  /**
+   * Webhook deliveries accepted over every run so far: its counters summed over runs, or the
+   * delivery markers it keeps on disk (one per accepted delivery id), whichever is higher. Both
+   * can only miss some: counters die with a kill -9 after the last scrape; a marker is written
+   * just after the delivery's jobs are queued, so a kill in between skips it.
+   */
   async accepted(): Promise<number> {
     await this.metrics().catch(() => undefined);
-    return this.acceptedBefore + this.acceptedNow;
+    const markers = filesUnder(join(this.options.dataDir, 'state', 'deliveries')).length;
+    return Math.max(this.acceptedBefore + this.acceptedNow, markers);
   }
 
   async stop(): Promise<void> {
@@ -268,6 +316,21 @@ export class MirrorServer {
   /** Error lines the server logged (JSON lines with level error). */
   errorLines(): string[] {
     return this.stderr.split('\n').filter((l) => l.includes('"level":"error"'));
+  }
+
+  /** Its error lines counted by message and code, e.g. `mirror rejected MANIFEST_UNKNOWN x2`. */
+  errorSummary(): string[] {
+    const counts = new Map<string, number>();
+    for (const line of this.errorLines()) {
+      try {
+        const { msg, code } = JSON.parse(line) as { msg?: string; code?: string };
+        const key = `${msg ?? '?'}${code === undefined ? '' : ` ${code}`}`;
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+      } catch {
+        // a line cut by the stderr cap
+      }
+    }
+    return [...counts].map(([key, n]) => `${key} x${n}`);
   }
 }
 
@@ -333,9 +396,9 @@ export class FlappingRegistry {
 
   async start(): Promise<void> {
     let stderr = '';
-    const child = spawn('docker-registry', ['serve', this.configPath], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const child = track(
+      spawn('docker-registry', ['serve', this.configPath], { stdio: ['ignore', 'ignore', 'pipe'] }),
+    );
     child.stderr?.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString('utf8')).slice(-4000);
     });
@@ -375,10 +438,13 @@ export async function runCli(
   options: { timeoutMs?: number; cwd?: string } = {},
 ): Promise<CliRun> {
   const started = performance.now();
-  const child = spawn(process.execPath, [BIN, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
-  });
+  countStart();
+  const child = track(
+    spawn(process.execPath, [BIN, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    }),
+  );
   let stdout = '';
   let stderr = '';
   let peakKiB = 0;
@@ -406,5 +472,98 @@ export function filesUnder(dir: string, match: (name: string) => boolean = () =>
       .map((e) => join(e.parentPath, e.name).slice(dir.length + 1));
   } catch {
     return [];
+  }
+}
+
+const MANIFEST_TYPES = [
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+].join(', ');
+
+/**
+ * Between the registry and the server: forwards each notification as it came, once the registry
+ * serves every tag it names (for at most 2 s). A Distribution registry sends a push's event before
+ * it writes the tag (distribution/distribution#2625), and the mirror loses a push whose tag it
+ * asks for in between; the case "push event before its tag exists" measures that on its own, and
+ * this keeps it out of the cases measuring other faults. An unreachable server is a 502 to the
+ * registry, which retries.
+ */
+export class NotificationRelay {
+  /** Where the registry is, once it has started. */
+  registryUrl = '';
+
+  private constructor(readonly url: string) {}
+
+  static async start(scope: Scope, target: string): Promise<NotificationRelay> {
+    let relay: NotificationRelay | undefined;
+    const server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        void (async () => {
+          await relay?.tagsServed(body);
+          try {
+            const headers: Record<string, string> = {};
+            for (const name of ['authorization', 'content-type']) {
+              const value = req.headers[name];
+              if (typeof value === 'string') headers[name] = value;
+            }
+            const up = await fetch(`${target}${req.url ?? '/'}`, {
+              method: req.method ?? 'POST',
+              headers,
+              body,
+              signal: AbortSignal.timeout(10_000),
+            });
+            const answer = Buffer.from(await up.arrayBuffer());
+            res.writeHead(up.status, { 'content-type': up.headers.get('content-type') ?? 'text/plain' });
+            res.end(answer);
+          } catch {
+            res.writeHead(502).end();
+          }
+        })();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    scope.defer(
+      () =>
+        new Promise<void>((resolve) => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
+    );
+    relay = new NotificationRelay(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    return relay;
+  }
+
+  private async tagsServed(body: Buffer): Promise<void> {
+    let events: { action?: string; target?: { repository?: string; tag?: string } }[] = [];
+    try {
+      events = (JSON.parse(body.toString('utf8')) as { events?: typeof events }).events ?? [];
+    } catch {
+      return;
+    }
+    await Promise.all(
+      events
+        .filter((e) => e.action === 'push' && e.target?.repository && e.target.tag)
+        .map((e) =>
+          until(
+            `tag ${e.target!.tag}`,
+            async () => {
+              const url = `${this.registryUrl}/v2/${e.target!.repository}/manifests/${e.target!.tag}`;
+              const res = await fetch(url, {
+                method: 'HEAD',
+                headers: { accept: MANIFEST_TYPES },
+                signal: AbortSignal.timeout(1000),
+              });
+              return res.status === 200 ? true : undefined;
+            },
+            2_000,
+            20,
+          ).catch(() => undefined),
+        ),
+    );
   }
 }

@@ -3,8 +3,9 @@
  * every signature and pin checked against the keys the mirror published first), and the tally of
  * a case: pushes listed, lost and duplicated.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PUBLIC_KEY_FILE } from '../../shared/adapters/local/signer.ts';
 import { readMirrorListing, readVerifiedListing } from '../../shared/cli/listing.ts';
 import type { ManifestModule } from '../../shared/core/domain.ts';
 import { loadTrustedKeys, type TrustedKey } from '../../shared/core/manifest/index.ts';
@@ -66,10 +67,15 @@ export function listingOver(mirrorUrl: string, trustedKeys: TrustedKey[], mirror
   return async () => (await readMirrorListing(mirrorUrl, { trustedKeys, mirrorName })).payload.modules;
 }
 
-/** Reads the verified listing from a data directory (no server), with the keys.json it holds. */
+/**
+ * Reads the verified listing from a data directory (no server), with the keys.json it holds, or
+ * its public key file where only `wasm-mirror mirror` has run (the server writes keys.json).
+ */
 export function listingIn(dataDir: string, mirrorName: string): ListingReader {
   return async () => {
-    const trustedKeys = loadTrustedKeys(readFileSync(join(dataDir, 'keys.json'), 'utf8'));
+    const keys = [join(dataDir, 'keys.json'), join(dataDir, 'private', PUBLIC_KEY_FILE)].find(existsSync);
+    if (keys === undefined) throw new Error(`no keys in ${dataDir}`);
+    const trustedKeys = loadTrustedKeys(readFileSync(keys, 'utf8'));
     const index = join(dataDir, 'manifests', 'v2', 'index.json');
     const listing = await readVerifiedListing(index, new Uint8Array(readFileSync(index)), {
       trustedKeys,

@@ -29,7 +29,7 @@ export async function lostSigningKey({ scope, check, note }: CaseContext): Promi
       ),
     );
   }
-  await settle(read, pushed, 30_000);
+  await settle(read, pushed, 20_000);
   await server.stop();
 
   const keyFile = join(dataDir, 'private', PRIVATE_KEY_FILE);

@@ -191,6 +191,26 @@ sources:
     expect(await createMirror(deps)(digestOnly)).toMatchObject({ status: 'mirrored', record: { tag: '' } });
   });
 
+  it('retries a push event that arrives before its tag is written, instead of dropping it', async () => {
+    // Prepare: the registry notified the push (tag and digest) before writing the tag.
+    puller.tags.delete('1.0');
+    const permanent: string[] = [];
+    const handle = createMirrorHandler({
+      ...deps,
+      onPermanentFailure: (_job, e) => void permanent.push(e.code),
+    });
+
+    // Act
+    const early = await handle(job()).catch((e: WasmMirrorError) => e);
+    puller.tags.set('1.0', digestOf('m1'));
+    await handle(job());
+
+    // Assess
+    expect(early).toMatchObject({ code: 'MANIFEST_UNKNOWN', retryable: true });
+    expect(permanent).toEqual([]);
+    expect(sent).toHaveLength(1);
+  });
+
   it('drops its record when the tag moved while it was pulling', async () => {
     puller.duringPull = () => puller.tags.set('1.0', digestOf('m2'));
     const outcome = await createMirror(deps)(job());

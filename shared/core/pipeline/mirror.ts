@@ -154,7 +154,7 @@ async function mirrorOnce(
   // When the registry last confirmed the tag at this digest: the publisher orders records by it.
   let observedAt: string;
   if (job.tag !== undefined) {
-    ociDigest = await deps.puller.resolveDigest({ ...target, reference: job.tag }, request);
+    ociDigest = await resolveTag(deps, { ...target, reference: job.tag }, request, job);
     observedAt = deps.clock.now().toISOString();
     if (job.digest !== undefined && ociDigest !== job.digest) {
       return { status: 'stale', name, tag, ociDigest: job.digest, current: ociDigest };
@@ -437,4 +437,31 @@ function checkJob(deps: MirrorDeps, job: MirrorJob): SourceConfig {
     throw new WasmMirrorError('INVALID_REFERENCE', 'job has neither a tag nor a digest');
   }
   return source;
+}
+
+/**
+ * What a tag points at now. A push event can arrive before the registry has written the tag
+ * (CNCF Distribution notifies from the manifest store, before its handler writes the tag): for a
+ * job that names the pushed digest, an unknown tag is retried rather than taken as final; after
+ * its retries the job ends in the dead-letter area, never dropped.
+ */
+async function resolveTag(
+  deps: MirrorDeps,
+  target: RegistryTarget,
+  request: Parameters<MirrorDeps['puller']['resolveDigest']>[1],
+  job: MirrorJob,
+): Promise<string> {
+  try {
+    return await deps.puller.resolveDigest(target, request);
+  } catch (err) {
+    if (job.digest === undefined || !isWasmMirrorError(err, 'MANIFEST_UNKNOWN')) throw err;
+    throw new WasmMirrorError(
+      'MANIFEST_UNKNOWN',
+      `${(err as Error).message} (the push event may have come before the tag was written; retrying)`,
+      {
+        cause: err,
+        retryable: true,
+      },
+    );
+  }
 }
