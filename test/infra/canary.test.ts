@@ -137,12 +137,14 @@ async function runCanary(
     POWERTOOLS_SERVICE_NAME: 'wasm-mirror',
     POWERTOOLS_LOG_LEVEL: 'SILENT',
   });
+  const logger = new Logger({ serviceName: env.serviceName, logLevel: env.logLevel });
   const powertools = {
-    logger: new Logger({ serviceName: env.serviceName, logLevel: env.logLevel }),
+    logger,
     metrics: new Metrics({
       namespace: env.metricsNamespace,
       serviceName: env.serviceName,
       defaultDimensions: { mirror: env.mirrorName },
+      logger,
     }),
     tracer: new Tracer({ serviceName: env.serviceName, enabled: false }),
   };
