@@ -182,7 +182,7 @@ export async function slowBodyFlood({ scope, check, note }: CaseContext): Promis
   );
   check(keptMiB < 100, `RSS after the flood within 100 MiB of before (${keptMiB.toFixed(0)} MiB)`);
   note(
-    `RSS before ${(beforeKiB / 1024).toFixed(0)} MiB, after ${(afterKiB / 1024).toFixed(0)} MiB; answers ${JSON.stringify(statuses)} (0: closed unanswered); refused ${JSON.stringify(metricBy(metrics, 'wasm_mirror_http_requests_refused_total', 'reason'))}; genuine listed in ${(t.ms / 1000).toFixed(1)} s`,
+    `RSS before ${(beforeKiB / 1024).toFixed(0)} MiB, after ${(afterKiB / 1024).toFixed(0)} MiB; client saw ${JSON.stringify(statuses)} (0: no answer read before the socket closed); server counted deliveries ${JSON.stringify(metricBy(metrics, 'wasm_mirror_webhooks_total', 'outcome'))}, refused unread ${JSON.stringify(metricBy(metrics, 'wasm_mirror_http_requests_refused_total', 'reason'))}; genuine listed in ${(t.ms / 1000).toFixed(1)} s`,
   );
   return { accepted: await server.accepted(), tally: t, peakKiB: server.peakKiB };
 }

@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import { freePort } from '../../test/support/registry.ts';
-import { FlappingRegistry, MirrorServer, NotificationRelay, type Scope, TOKEN } from './harness.ts';
+import { FlappingRegistry, MirrorServer, type Scope, TOKEN } from './harness.ts';
 import type { Tally } from './listing.ts';
 
 export interface CaseContext {
@@ -34,9 +34,8 @@ export interface Rig {
 }
 
 /**
- * A registry notifying `/hooks/local` of every manifest push (through the relay that holds a
- * notification until its tag is served), and a server (not started yet) whose source `local`
- * pulls `plugins/**` from it.
+ * A registry notifying `/hooks/local` of every manifest push, and a server (not started yet)
+ * whose source `local` pulls `plugins/**` from it.
  */
 export async function rig(
   scope: Scope,
@@ -44,9 +43,10 @@ export async function rig(
   options: { dataDir?: string; source?: string; extraSources?: string; mirror?: string } = {},
 ): Promise<Rig> {
   const port = await freePort();
-  const relay = await NotificationRelay.start(scope, `http://127.0.0.1:${port}`);
-  const registry = await FlappingRegistry.start(scope, { url: `${relay.url}/hooks/local`, token: TOKEN });
-  relay.registryUrl = registry.url;
+  const registry = await FlappingRegistry.start(scope, {
+    url: `http://127.0.0.1:${port}/hooks/local`,
+    token: TOKEN,
+  });
   const dataDir = options.dataDir ?? join(scope.tempDir(mirrorName), 'data');
   const mirror = options.mirror === undefined ? '' : `, ${options.mirror}`;
   const source = options.source ?? 'repositories: ["plugins/**"]';

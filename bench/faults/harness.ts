@@ -1,14 +1,12 @@
 /**
  * What every fault case starts and stops: the embedded server as a child process (so its peak RSS
  * is its own), a CNCF Distribution registry that can be killed and restarted on the same port and
- * storage, the relay its notifications go through, CLI runs with their peak RSS, and a scope that
- * stops all of it by pid and removes its directories, whatever happens to the case.
+ * storage, CLI runs with their peak RSS, and a scope that stops all of it by pid and removes its
+ * directories, whatever happens to the case.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -472,98 +470,5 @@ export function filesUnder(dir: string, match: (name: string) => boolean = () =>
       .map((e) => join(e.parentPath, e.name).slice(dir.length + 1));
   } catch {
     return [];
-  }
-}
-
-const MANIFEST_TYPES = [
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-].join(', ');
-
-/**
- * Between the registry and the server: forwards each notification as it came, once the registry
- * serves every tag it names (for at most 2 s). A Distribution registry sends a push's event before
- * it writes the tag (distribution/distribution#2625), and the mirror loses a push whose tag it
- * asks for in between; the case "push event before its tag exists" measures that on its own, and
- * this keeps it out of the cases measuring other faults. An unreachable server is a 502 to the
- * registry, which retries.
- */
-export class NotificationRelay {
-  /** Where the registry is, once it has started. */
-  registryUrl = '';
-
-  private constructor(readonly url: string) {}
-
-  static async start(scope: Scope, target: string): Promise<NotificationRelay> {
-    let relay: NotificationRelay | undefined;
-    const server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const body = Buffer.concat(chunks);
-        void (async () => {
-          await relay?.tagsServed(body);
-          try {
-            const headers: Record<string, string> = {};
-            for (const name of ['authorization', 'content-type']) {
-              const value = req.headers[name];
-              if (typeof value === 'string') headers[name] = value;
-            }
-            const up = await fetch(`${target}${req.url ?? '/'}`, {
-              method: req.method ?? 'POST',
-              headers,
-              body,
-              signal: AbortSignal.timeout(10_000),
-            });
-            const answer = Buffer.from(await up.arrayBuffer());
-            res.writeHead(up.status, { 'content-type': up.headers.get('content-type') ?? 'text/plain' });
-            res.end(answer);
-          } catch {
-            res.writeHead(502).end();
-          }
-        })();
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    scope.defer(
-      () =>
-        new Promise<void>((resolve) => {
-          server.closeAllConnections();
-          server.close(() => resolve());
-        }),
-    );
-    relay = new NotificationRelay(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
-    return relay;
-  }
-
-  private async tagsServed(body: Buffer): Promise<void> {
-    let events: { action?: string; target?: { repository?: string; tag?: string } }[] = [];
-    try {
-      events = (JSON.parse(body.toString('utf8')) as { events?: typeof events }).events ?? [];
-    } catch {
-      return;
-    }
-    await Promise.all(
-      events
-        .filter((e) => e.action === 'push' && e.target?.repository && e.target.tag)
-        .map((e) =>
-          until(
-            `tag ${e.target!.tag}`,
-            async () => {
-              const url = `${this.registryUrl}/v2/${e.target!.repository}/manifests/${e.target!.tag}`;
-              const res = await fetch(url, {
-                method: 'HEAD',
-                headers: { accept: MANIFEST_TYPES },
-                signal: AbortSignal.timeout(1000),
-              });
-              return res.status === 200 ? true : undefined;
-            },
-            2_000,
-            20,
-          ).catch(() => undefined),
-        ),
-    );
   }
 }

@@ -127,7 +127,10 @@ export async function eventBeforeTag({ scope, check, note }: CaseContext): Promi
     statuses.every((s) => s === 202),
     `every event accepted (${statuses.join(',')})`,
   );
-  note(`mirror results ${JSON.stringify(results)}`);
+  check((results.MANIFEST_UNKNOWN ?? 0) >= 1, 'jobs met the tag before it existed (MANIFEST_UNKNOWN)');
+  note(
+    `mirror results ${JSON.stringify(results)}; all listed ${(t.ms / 1000).toFixed(1)} s after the last tag`,
+  );
   server.rssKiB();
   return { accepted: await server.accepted(), tally: t, peakKiB: server.peakKiB };
 }
