@@ -26,7 +26,11 @@ import type {
 } from '../core/pipeline/receive.ts';
 import type { ByteRange, Logger, Metrics, ObjectStore } from '../core/ports.ts';
 import { noMetrics } from '../core/ports.ts';
+import { acceptsGzip, etagMatches, parseRange } from '../platform/http.ts';
 import { PROMETHEUS_CONTENT_TYPE } from '../platform/telemetry.ts';
+
+export { parseRange } from '../platform/http.ts';
+
 import { serveStatusPage } from '../status-page/page.ts';
 import { isOciTarget, type OciEndpoint } from './oci-endpoint.ts';
 
@@ -309,15 +313,6 @@ let gzipCacheBytes = 0;
 
 const gzipAsync = promisify(gzip);
 
-function acceptsGzip(header: string | undefined): boolean {
-  if (header === undefined) return false;
-  return header.split(',').some((part) => {
-    const [coding, ...params] = part.trim().toLowerCase().split(';');
-    const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
-    return (coding === 'gzip' || coding === '*') && (q === undefined || Number(q.slice(2)) > 0);
-  });
-}
-
 async function serveGzipped(
   store: ObjectStore,
   key: string,
@@ -360,31 +355,6 @@ function cacheControlFor(key: string): string {
   if (key === storageKeys.latestManifest || key === v2Keys.index) return 'public, max-age=30';
   if (key === storageKeys.keys) return 'public, max-age=300';
   return 'public, max-age=31536000, immutable';
-}
-
-function etagMatches(header: string | undefined, etag: string): boolean {
-  if (header === undefined) return false;
-  if (header.trim() === '*') return true;
-  const strip = (t: string) => t.trim().replace(/^W\//, '');
-  return header.split(',').some((t) => strip(t) === strip(etag));
-}
-
-/** One `bytes=` range (the form agents and Envoy use); multi-range requests get the whole body. */
-export function parseRange(header: string, size: number): ByteRange | undefined | 'unsatisfiable' {
-  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-  if (match === null) return undefined;
-  const [, a, b] = match;
-  if (a === '' && b === '') return undefined;
-  if (a === '') {
-    const suffix = Number(b);
-    if (suffix === 0) return 'unsatisfiable';
-    return size === 0 ? 'unsatisfiable' : { start: Math.max(0, size - suffix), end: size - 1 };
-  }
-  const start = Number(a);
-  if (start >= size) return 'unsatisfiable';
-  const end = b === '' ? size - 1 : Math.min(Number(b), size - 1);
-  if (end < start) return 'unsatisfiable';
-  return { start, end };
 }
 
 async function handleWebhook(

@@ -20,6 +20,7 @@ import { toWasmMirrorError } from '../core/errors.ts';
 import { isValidOciName, type KeptContent, type OciLookup, OciView } from '../core/pipeline/oci-view.ts';
 import type { ByteRange, Logger, ObjectStore } from '../core/ports.ts';
 import { storageKeys } from '../core/storage-keys.ts';
+import { etagMatches, parseRange } from '../platform/http.ts';
 
 export type OciEndpoint = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
@@ -322,30 +323,6 @@ function contentHeaders(kept: KeptContent, immutable: boolean): Record<string, s
     'cache-control': immutable ? 'public, max-age=31536000, immutable' : 'no-cache',
     'x-content-type-options': 'nosniff',
   };
-}
-
-/** One `bytes=` range, as the embedded server's module route reads it; other forms get the whole body. */
-export function parseRange(header: string, size: number): ByteRange | undefined | 'unsatisfiable' {
-  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-  if (match === null) return undefined;
-  const [, a, b] = match;
-  if (a === '' && b === '') return undefined;
-  if (a === '') {
-    const suffix = Number(b);
-    if (suffix === 0 || size === 0) return 'unsatisfiable';
-    return { start: Math.max(0, size - suffix), end: size - 1 };
-  }
-  const start = Number(a);
-  if (start >= size) return 'unsatisfiable';
-  const end = b === '' ? size - 1 : Math.min(Number(b), size - 1);
-  if (end < start) return 'unsatisfiable';
-  return { start, end };
-}
-
-function etagMatches(header: string | undefined, etag: string): boolean {
-  if (header === undefined) return false;
-  if (header.trim() === '*') return true;
-  return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
 }
 
 function sendUnknown(res: ServerResponse, lookup: OciLookup<unknown> & { found: false }, name: string): void {
