@@ -23,6 +23,7 @@ import {
   type ObjectStore,
   type PublishRequest,
   type QueueProducer,
+  type RegistryObjectWriter,
   type SecretSource,
   type Signer,
   systemClock,
@@ -69,6 +70,8 @@ export interface RolePorts {
   signerFor?: (keyId: string) => Signer;
   secrets?: SecretSource;
   registryCredentials?: PipelineDeps['registryCredentials'];
+  /** Writes the registry view CloudFront serves at `/v2/` (the publish function's alone). */
+  registry?: (bucket: { client: S3Client; name: string }) => RegistryObjectWriter;
 }
 
 export interface RoleContext {
@@ -131,6 +134,7 @@ export async function composeRuntime(
     metrics: powertoolsMetrics(powertools.metrics),
     scratchDir: env.scratchDir,
     ...(ports.registryCredentials ? { registryCredentials: ports.registryCredentials } : {}),
+    ...(ports.registry ? { registry: ports.registry({ client: s3, name: env.bucketName }) } : {}),
   };
   const app = createMirrorApp(deps, {
     onPermanentFailure: (job, error) => {

@@ -16,7 +16,7 @@ import { MIRROR_TIMEOUT, MirrorWorker } from './constructs/mirror-worker.ts';
 import { PipelineAlarms } from './constructs/pipeline-alarms.ts';
 import { PUBLISH_TIMEOUT, Publisher } from './constructs/publisher.ts';
 import { Schedules } from './constructs/schedules.ts';
-import { StatusPage } from './constructs/status-page.ts';
+import { SiteObjects } from './constructs/site-objects.ts';
 import { WebhookApi } from './constructs/webhook-api.ts';
 import type { Deployment } from './deployment.ts';
 import { mirrorBucketName } from './deployment.ts';
@@ -35,7 +35,7 @@ export class PipelineStack extends Stack {
   readonly mirror: MirrorWorker;
   readonly publisher: Publisher;
   readonly keysJson: KeysJson;
-  readonly statusPage: StatusPage | undefined;
+  readonly siteObjects: SiteObjects;
   readonly schedules: Schedules;
   readonly canary: Canary;
   readonly alarms: PipelineAlarms;
@@ -77,10 +77,10 @@ export class PipelineStack extends Stack {
       signingKey: storage.signingKey,
       signingKeys: storage.signingKeys,
     });
-    this.statusPage =
-      props.statusPageHtml === undefined
-        ? undefined
-        : new StatusPage(this, 'StatusPage', { bucket, html: props.statusPageHtml });
+    this.siteObjects = new SiteObjects(this, 'SiteObjects', {
+      bucket,
+      ...(props.statusPageHtml === undefined ? {} : { html: props.statusPageHtml }),
+    });
     this.schedules = new Schedules(this, 'Schedules', { deployment, queues: this.queues });
     const mirrorUrl = `https://${storage.distribution.distributionDomainName}`;
     this.canary = new Canary(this, 'Canary', { deployment, mirrorUrl });

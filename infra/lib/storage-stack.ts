@@ -49,7 +49,13 @@ import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { RegionInfo } from 'aws-cdk-lib/region-info';
 import type { Construct } from 'constructs';
 import { v2Keys } from '../../shared/core/manifest/v2.ts';
-import { publishedPrefixes, statePrefixes, storageKeys } from '../../shared/core/storage-keys.ts';
+import {
+  publishedPrefixes,
+  registryKeys,
+  statePrefixes,
+  storageKeys,
+} from '../../shared/core/storage-keys.ts';
+import { registryRequestCode, registryResponseCode } from './cloudfront-functions.ts';
 import type { Deployment } from './deployment.ts';
 import { mirrorBucketName, publishFunctionName, secretNames, secretsPrefix } from './deployment.ts';
 import { keepLogicalId } from './logical-id.ts';
@@ -145,7 +151,10 @@ export class StorageStack extends Stack {
       targetKey: this.signingKey,
     });
 
-    this.distribution = this.createDistribution(props.deployment.cloudFrontLogging);
+    this.distribution = this.createDistribution(
+      props.deployment.cloudFrontLogging,
+      config.sources.map((s) => s.id),
+    );
 
     const prefix = secretsPrefix(config);
     const names = secretNames(config);
@@ -272,7 +281,7 @@ export class StorageStack extends Stack {
     });
   }
 
-  private createDistribution(logging: boolean): Distribution {
+  private createDistribution(logging: boolean, sourceIds: string[]): Distribution {
     // Origin access control names are unique per account across regions (CloudFront is global),
     // so the name carries the region; the ID is the one CDK gave the OAC it created before.
     const originAccessControl = new S3OriginAccessControl(this, 'OriginAccessControl', {
@@ -289,6 +298,8 @@ export class StorageStack extends Stack {
       enableAcceptEncodingGzip: true,
       enableAcceptEncodingBrotli: true,
     });
+    // Also the registry API's: a tag follows the signed manifest within a minute, and a digest no
+    // listed entry reaches any more stops being served as soon (CloudFront revalidates with S3).
     const latest = new CachePolicy(this, 'LatestManifestCache', {
       comment: 'manifests/v2/index.json and latest.json change on every publish; agents poll them.',
       defaultTtl: Duration.seconds(30),
@@ -319,7 +330,8 @@ export class StorageStack extends Stack {
       enableAcceptEncodingBrotli: true,
     });
     // Only the published paths and the status page are served; anything else in the bucket
-    // (state/, blobs/) is a 404, and so is /status, which only the embedded server has.
+    // (state/, blobs/, and registry/ except through /v2/) is a 404, and so is /status, which
+    // only the embedded server has.
     const notFound = new CfFunction(this, 'NotFound', {
       comment: `Serves / as ${STATUS_PAGE_KEY}; 404 outside it, manifests/, modules/ and keys.json`,
       code: FunctionCode.fromInline(VIEWER_REQUEST_CODE),
@@ -330,6 +342,16 @@ export class StorageStack extends Stack {
       allowedMethods: AllowedMethods.ALLOW_GET_HEAD,
       responseHeadersPolicy: ResponseHeadersPolicy.SECURITY_HEADERS,
     };
+    // The read-only registry API: one function maps /v2/… to registry/ objects (and answers
+    // /v2/, writes and malformed paths itself), the other sets the registry's headers.
+    const registryRequest = new CfFunction(this, 'RegistryRequest', {
+      comment: 'Maps /v2/<source>/<repository>/… to registry/ objects; 405 for writes',
+      code: FunctionCode.fromInline(registryRequestCode(sourceIds)),
+    });
+    const registryResponse = new CfFunction(this, 'RegistryResponse', {
+      comment: 'Docker-Content-Digest and Link from registry/ object metadata',
+      code: FunctionCode.fromInline(registryResponseCode()),
+    });
     const distribution = new Distribution(this, 'MirrorCdn', {
       comment: `Wasm Mirror ${this.stackName}`,
       httpVersion: HttpVersion.HTTP2_AND_3,
@@ -359,7 +381,27 @@ export class StorageStack extends Stack {
         [storageKeys.keys]: { ...base, cachePolicy: keys, compress: true },
         // The page carries its own CSP in a meta element (script and style by hash).
         [STATUS_PAGE_KEY]: { ...base, cachePolicy: keys, compress: true },
+        // Every method reaches the function, which answers all but GET and HEAD with 405 itself.
+        // Served exactly as stored: digests are of these bytes, and blobs take byte ranges.
+        'v2*': {
+          ...base,
+          allowedMethods: AllowedMethods.ALLOW_ALL,
+          cachePolicy: latest,
+          compress: false,
+          functionAssociations: [
+            { function: registryRequest, eventType: FunctionEventType.VIEWER_REQUEST },
+            { function: registryResponse, eventType: FunctionEventType.VIEWER_RESPONSE },
+          ],
+        },
       },
+      // A key the bucket does not hold is a 403 from S3 (CloudFront may not list it): answered
+      // as what it is, a 404, with a registry error document, for /v2/ and the published paths.
+      errorResponses: [403, 404].map((httpStatus) => ({
+        httpStatus,
+        responseHttpStatus: 404,
+        responsePagePath: `/${registryKeys.notFound}`,
+        ttl: Duration.seconds(10),
+      })),
     });
     Validations.of(distribution).acknowledge(
       {
@@ -426,9 +468,10 @@ export const STATUS_PAGE_KEY = 'index.html';
 
 /**
  * The default behaviour's viewer-request function (CloudFront Functions, cloudfront-js-1.0, so
- * ES5): `/` becomes the status page and everything else is a 404. The page and the published
- * layout pass through unchanged, though their own behaviours catch them first, so the function
- * stays right whichever behaviour it is attached to.
+ * ES5): `/` becomes the status page and everything else is a 404. The page, the published
+ * layout and the error document CloudFront answers missing keys with pass through unchanged,
+ * though their own behaviours catch most of them first, so the function stays right whichever
+ * behaviour it is attached to.
  */
 export const VIEWER_REQUEST_CODE = `function handler(event) {
   var request = event.request;
@@ -438,6 +481,7 @@ export const VIEWER_REQUEST_CODE = `function handler(event) {
     return request;
   }
   if (uri === '/${STATUS_PAGE_KEY}' || uri === '/${storageKeys.keys}') return request;
+  if (uri === '/${registryKeys.notFound}') return request;
   if (uri.indexOf('/${publishedPrefixes.manifests}') === 0) return request;
   if (uri.indexOf('/${publishedPrefixes.modules}') === 0) return request;
   return { statusCode: 404, statusDescription: 'Not Found' };
@@ -446,12 +490,13 @@ export const VIEWER_REQUEST_CODE = `function handler(event) {
 /**
  * Create-only holds in storage, not only in code: a PutObject (or CompleteMultipartUpload) without
  * If-None-Match is refused everywhere except the few keys that are meant to be replaced
- * (manifests/v2/index.json, latest.json, keys.json, index.html, the pipeline's state/ notes). So
+ * (manifests/v2/index.json, latest.json, keys.json, index.html, the error document, the
+ * registry view under registry/, the pipeline's state/ notes). So
  * modules/, every numbered manifest and index version and every v2 node can be written once and
  * never overwritten, whoever holds write access. The parts of a multipart
  * upload carry no conditional header and are let through by s3:ObjectCreationOperation (false
  * for CreateMultipartUpload and UploadPart); the completion carries If-None-Match and is checked.
- * CopyObject into these keys no longer works, which nothing here uses.
+ * CopyObject into these keys no longer works; only the registry view, which is replaceable, uses it.
  */
 function createOnlyStatement(bucket: Bucket): PolicyStatement {
   const replaceable = [
@@ -460,6 +505,11 @@ function createOnlyStatement(bucket: Bucket): PolicyStatement {
     storageKeys.keys,
     // Unsigned and read by people, not agents; every deploy writes the page it was built with.
     STATUS_PAGE_KEY,
+    registryKeys.notFound,
+    // The registry view is derived from each signed manifest and follows it: a tag's object is
+    // replaced when the tag moves. Only the publish function may write it, and clients check
+    // every manifest and blob against its digest.
+    `${registryKeys.prefix}*`,
     ...Object.values(statePrefixes).map((prefix) => `${prefix}*`),
   ];
   return new PolicyStatement({

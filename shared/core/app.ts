@@ -14,6 +14,7 @@ import { createMirror, createMirrorHandler, type MirrorOutcome } from './pipelin
 import { createPublisher, type PublishOutcome, writeKeysJson } from './pipeline/publish.ts';
 import { createWebhookReceiver, type WebhookEndpoint } from './pipeline/receive.ts';
 import { type ReconcileResult, reconcileSource } from './pipeline/reconcile.ts';
+import { sweepRegistryView, syncPending } from './pipeline/registry-view.ts';
 import { listedTags, readListingHead } from './pipeline/state.ts';
 import type { DeliveryMeta, PublishRequest } from './ports.ts';
 
@@ -66,8 +67,15 @@ export function createMirrorApp(deps: PipelineDeps, options: MirrorAppOptions = 
       }
       const outcome = await publisher(requests);
       if (outcome.published) lastPublishedAt = deps.clock.now().getTime();
+      const scheduled = requests.some((r) => r.kind === 'resign' && r.reason === 'schedule');
+      const { registry } = deps;
+      if (registry !== undefined) {
+        // Every run, published or not: names an earlier run marked and did not finish are done here.
+        await syncPending({ ...deps, registry });
+        if (scheduled) await sweepRegistryView({ ...deps, registry });
+      }
       // The scheduled pass: retention ran over every name; now the bytes nobody can need go.
-      if (requests.some((r) => r.kind === 'resign' && r.reason === 'schedule')) await collectGarbage(deps);
+      if (scheduled) await collectGarbage(deps);
       recordManifestGauges(deps.metrics, outcome, deps.clock.now());
       return outcome;
     },

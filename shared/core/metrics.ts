@@ -19,6 +19,8 @@ export const metricNames = {
   manifestsPublished: 'manifests_published_total',
   /** Module bytes deleted after retention unlisted them and every manifest listing them expired. */
   modulesDeleted: 'modules_deleted_total',
+  /** Kept upstream manifests and blobs deleted once no listed entry had reached them for as long. */
+  blobsDeleted: 'blobs_deleted_total',
   /** Records dropped because their tag was observed later at another digest. */
   publishRecordsStale: 'publish_records_stale_total',
   publishRequestsMalformed: 'publish_requests_malformed',

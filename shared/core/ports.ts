@@ -54,6 +54,27 @@ export interface ObjectStore {
   delete(key: string): Promise<void>;
 }
 
+/**
+ * Writes the registry view (`registry/…`, see storage-keys.ts) with the headers a CDN serves each
+ * object with. Only where a CDN serves `/v2/` from storage (AWS: S3 user metadata, server-side
+ * copies); the embedded server answers `/v2/` from the kept content directly and has none.
+ */
+export interface RegistryObjectWriter {
+  /** Create or replace `key` with `bytes`, or with a server-side copy of the object `copyFrom`. */
+  write(
+    key: string,
+    source: { bytes: Uint8Array } | { copyFrom: string },
+    options: RegistryObjectOptions,
+  ): Promise<void>;
+}
+
+export interface RegistryObjectOptions {
+  contentType: string;
+  cacheControl: string;
+  /** User metadata (`x-amz-meta-<name>`): names from `registryMetadata`, ASCII values. */
+  metadata: Readonly<Record<string, string>>;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Queues. Producers send; each runtime drives consumers (SQS event source mapping or the
 // embedded poller) and calls the same handler. A handler that throws gets the message retried

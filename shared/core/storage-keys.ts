@@ -35,6 +35,14 @@ export const storageKeys = {
   /** `state/<kind>/<sha256(name@digest)>.json`. */
   digestNote: (kind: DigestNoteKind, name: string, ociDigest: string) =>
     `state/${kind}/${sha256Hex(`${name}@${ociDigest}`)}.json`,
+  /** `state/unlisted-oci/<note hash>`: since when no listed entry has this `oci` note (and, once it is being deleted, its blobs). */
+  unlistedOciNote: (noteHash: string) => `${statePrefixes.unlistedOci}${noteHash}`,
+  /** `state/oci-refs/<blob hex>/`: the markers of one kept blob, listed to find who still needs it. */
+  blobRefs: (blobHex: string) => `${statePrefixes.ociRefs}${blobHex}/`,
+  /** `state/oci-refs/<blob hex>/<note hash>`: the `oci` note `state/oci/<note hash>.json` reaches this blob. */
+  blobRef: (blobHex: string, noteHash: string) => `${statePrefixes.ociRefs}${blobHex}/${noteHash}`,
+  /** `state/oci-refs/<blob hex>/created`: stored by an intake that writes references, so every note reaching it has one. */
+  blobCreated: (blobHex: string) => `${statePrefixes.ociRefs}${blobHex}/created`,
 } as const;
 
 /** Key prefixes, for listings, grants and lifecycle rules. */
@@ -45,6 +53,14 @@ export const statePrefixes = {
   oci: 'state/oci/',
   tags: 'state/tags/',
   unlisted: 'state/unlisted/',
+  /** `state/unlisted-oci/<note hash>`: since when an `oci` note is unlisted (its blobs may go after a grace period). */
+  unlistedOci: 'state/unlisted-oci/',
+  /** `state/oci-refs/<blob hex>/…`: which `oci` notes reach a kept blob, so deleting it reads no note per listed entry. */
+  ociRefs: 'state/oci-refs/',
+  /** `state/registry/<sha256(ociName)>.json`: which `registry/` objects a name has (the publisher's alone). */
+  registry: 'state/registry/',
+  /** `state/registry-pending/<sha256(name)>`: a name whose `registry/` objects may lag the signed manifest. */
+  registryPending: 'state/registry-pending/',
 } as const;
 
 export const publishedPrefixes = {
@@ -55,4 +71,35 @@ export const publishedPrefixes = {
 /** Upstream content kept at intake: never served as it is, only through the registry API's checks. */
 export const contentPrefixes = {
   blobs: 'blobs/sha256/',
+} as const;
+
+/**
+ * The registry view served by CloudFront (AWS): the answers to `/v2/<ociName>/…` as objects,
+ * written by the publisher from each signed manifest, so no code runs on the read path. A
+ * CloudFront Function maps a request path to one of these keys and a second one turns their
+ * metadata into the registry's headers. `<ociName>` is `<sourceId>/<repository>`; keys of two
+ * names never collide, since a tag or digest holds no `/` and the fixed segments differ.
+ */
+export const registryKeys = {
+  prefix: 'registry/',
+  /** A listed tag's manifest (replaced when the tag moves) or a reachable manifest by digest. */
+  manifest: (ociName: string, reference: string) => `registry/${ociName}/manifests/${reference}`,
+  /** A blob (config or layer) a listed entry reaches, by digest (`sha256:<hex>`). */
+  blob: (ociName: string, digest: string) => `registry/${ociName}/blobs/${digest}`,
+  /** `{"name","tags"}` with every listed tag: `tags/list` without `n` or `last`. */
+  tagList: (ociName: string) => `registry/${ociName}/tags/list`,
+  /** One-tag pages for `n`/`last` requests: the first tag, and the tag after each listed tag. */
+  firstTagPage: (ociName: string) => `registry/${ociName}/tags/page/first`,
+  tagPageAfter: (ociName: string, tag: string) => `registry/${ociName}/tags/page/after/${tag}`,
+  /** The body CloudFront answers a missing object with (404, a registry error document). */
+  notFound: 'errors/not-found.json',
+} as const;
+
+/**
+ * User metadata on `registry/` objects (`x-amz-meta-<name>` in S3): the manifest or blob digest
+ * (sent as `Docker-Content-Digest`) and, on a tag page, the `last` of the next page.
+ */
+export const registryMetadata = {
+  digest: 'docker-content-digest',
+  nextLast: 'next-last',
 } as const;

@@ -9,6 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { Template as Templates } from 'aws-cdk-lib/assertions';
 import type { APIGatewayProxyEventV2, CloudFormationCustomResourceCreateEvent } from 'aws-lambda';
@@ -54,6 +55,8 @@ const ACTION: Record<string, string> = {
   AbortMultipartUploadCommand: 's3:AbortMultipartUpload',
   DeleteObjectCommand: 's3:DeleteObject',
   ListObjectsV2Command: 's3:ListBucket',
+  CopyObjectCommand: 's3:PutObject',
+  'CopyObjectCommand(source)': 's3:GetObject',
 };
 
 /** IAM resource patterns: `*` any run of characters, `?` one. */
@@ -83,14 +86,31 @@ describe('S3 requests the functions make, against the grants and bucket policy t
     });
     client.middlewareStack.add(
       (next, context) => async (args) => {
-        const input = args.input as { Key?: string; Prefix?: string; IfNoneMatch?: string };
+        const input = args.input as {
+          Key?: string;
+          Prefix?: string;
+          IfNoneMatch?: string;
+          CopySource?: string;
+        };
+        const command = context.commandName ?? '?';
         requests.push({
           fn,
-          command: context.commandName ?? '?',
+          command,
           key: input.Key,
           prefix: input.Prefix,
           ifNoneMatch: input.IfNoneMatch !== undefined,
         });
+        // A copy is authorized as a read of its source (`<bucket>/<key>`) and a write of its key.
+        if (input.CopySource !== undefined) {
+          const source = decodeURIComponent(input.CopySource.slice(input.CopySource.indexOf('/') + 1));
+          requests.push({
+            fn,
+            command: 'CopyObjectCommand(source)',
+            key: source,
+            prefix: undefined,
+            ifNoneMatch: false,
+          });
+        }
         return next(args);
       },
       { step: 'initialize', name: 'record' },
@@ -119,7 +139,7 @@ describe('S3 requests the functions make, against the grants and bucket policy t
     const config = parseConfig(`
 mirror: { name: access-mesh, manifestTtl: 48h, publishInterval: 0s, gcGrace: 1h }
 sources:
-  - { id: local, type: distribution, registry: "${fake.host}", insecure: true, repositories: ["plugins/**"], webhookSecretEnv: HOOK_TOKEN }
+  - { id: local, type: distribution, registry: "${fake.host}", insecure: true, repositories: ["plugins/**"], webhookSecretEnv: HOOK_TOKEN, retention: { keepTags: 1 } }
 `);
     let now = new Date();
     const clock = { now: () => now };
@@ -172,6 +192,30 @@ sources:
     const published = await drain(h.emu.sqs, h.publishQueue, publish);
     expect(published.flatMap((r) => r.failed)).toEqual([]);
 
+    // A newer tag: retention (keepTags 1) unlists 1.0, whose kept content goes after the grace.
+    now = new Date(now.getTime() + 60_000);
+    const newer = fake.putImage('plugins/filter', '2.0', {
+      config: { mediaType: MEDIA.wasmArtifactConfig, bytes: new TextEncoder().encode('{"v":2}') },
+      layers: [
+        { mediaType: MEDIA.wasmArtifactLayer, bytes: proxyWasmModule({ marker: 'storage access 2' }) },
+      ],
+    });
+    await h.emu.sqs.send(
+      new SendMessageCommand({
+        QueueUrl: h.mirrorQueue.url,
+        MessageBody: JSON.stringify({
+          sourceId: 'local',
+          registry: fake.host,
+          repository: 'plugins/filter',
+          tag: '2.0',
+          digest: newer.digest,
+          receivedAt: now.toISOString(),
+        }),
+      }),
+    );
+    expect(await pumpOnce(h.emu.sqs, h.mirrorQueue, mirror)).toMatchObject({ received: 1, failed: [] });
+    expect((await drain(h.emu.sqs, h.publishQueue, publish)).flatMap((r) => r.failed)).toEqual([]);
+
     // Bytes no manifest lists: the scheduled re-sign notes them, and deletes them once they have
     // been unlisted for longer than a manifest lives (48 h) plus the grace period.
     const stray = createHash('sha256').update('stray module').digest('hex');
@@ -208,6 +252,22 @@ sources:
     expect(seen('mirror', 'PutObjectCommand', /^modules\/sha256\/[0-9a-f]{64}\.wasm$/, true)).toBe(true);
     expect(seen('webhook', 'PutObjectCommand', /^state\/deliveries\//)).toBe(true);
     expect(seen('keys', 'PutObjectCommand', /^keys\.json$/, false)).toBe(true);
+    // Kept content of the unlisted tag: noted, then deleted with its note and reference markers.
+    expect(seen('publish', 'PutObjectCommand', /^state\/unlisted-oci\//)).toBe(true);
+    expect(seen('publish', 'DeleteObjectCommand', /^blobs\/sha256\/[0-9a-f]{64}$/)).toBe(true);
+    expect(seen('publish', 'DeleteObjectCommand', /^state\/oci\//)).toBe(true);
+    expect(seen('publish', 'DeleteObjectCommand', /^state\/oci-refs\//)).toBe(true);
+    expect(
+      seen('publish', 'DeleteObjectCommand', /^registry\/local\/plugins\/filter\/manifests\/1\.0$/),
+    ).toBe(true);
+    // The registry view: tags replaced in place, blobs copied from the kept content.
+    expect(
+      seen('publish', 'PutObjectCommand', /^registry\/local\/plugins\/[a-z]+\/manifests\/1\.0$/, false),
+    ).toBe(true);
+    expect(
+      seen('publish', 'CopyObjectCommand', /^registry\/local\/plugins\/[a-z]+\/blobs\/sha256:[0-9a-f]{64}$/),
+    ).toBe(true);
+    expect(seen('publish', 'CopyObjectCommand(source)', /^blobs\/sha256\/[0-9a-f]{64}$/)).toBe(true);
 
     const refused: string[] = [];
     for (const r of requests) {
@@ -231,7 +291,9 @@ sources:
             );
       if (!allowed) refused.push(`${what}: not granted to its role`);
       const completesAnObject =
-        r.command === 'PutObjectCommand' || r.command === 'CompleteMultipartUploadCommand';
+        r.command === 'PutObjectCommand' ||
+        r.command === 'CompleteMultipartUploadCommand' ||
+        r.command === 'CopyObjectCommand';
       if (completesAnObject && !r.ifNoneMatch && deniedWithoutIfNoneMatch(storage, r.key ?? '')) {
         refused.push(`${what}: replaced without If-None-Match where the bucket policy allows only creation`);
       }

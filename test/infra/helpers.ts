@@ -46,7 +46,7 @@ export const FUNCTION_ROLES = {
   publish: /PublisherRole/,
   keys: /^KeysFunctionRole/,
   canary: /^CanaryFunctionRole/,
-  statusPage: /^StatusPageRole/,
+  siteObjects: /^SiteObjectsRole/,
 };
 
 /** The statements of every IAM policy attached to a role whose logical ID matches `role`. */

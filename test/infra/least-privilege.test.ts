@@ -67,7 +67,7 @@ describe('per-tag observation notes', () => {
     expect(objectGrants(pipeline, FUNCTION_ROLES.publish)).toMatchObject({
       'state/tags/*': ['s3:GetObject', 's3:PutObject'],
     });
-    for (const other of ['webhook', 'mirror', 'keys', 'canary', 'statusPage'] as const) {
+    for (const other of ['webhook', 'mirror', 'keys', 'canary', 'siteObjects'] as const) {
       for (const key of Object.keys(objectGrants(pipeline, FUNCTION_ROLES[other]))) {
         expect(overlap(key, 'state/tags/x.json'), `${other} may touch ${key}`).toBe(false);
       }
@@ -76,17 +76,24 @@ describe('per-tag observation notes', () => {
 });
 
 describe('the publish function', () => {
-  it('reads and writes the manifests, v2 included, and deletes only unlisted module bytes and their notes', () => {
+  it('reads and writes the manifests, v2 included, writes the registry view, and deletes only unlisted content and its notes', () => {
     expect(objectGrants(pipeline, FUNCTION_ROLES.publish)).toEqual({
+      'blobs/sha256/*': ['s3:DeleteObject', 's3:GetObject'],
       'manifests/*': ['s3:GetObject', 's3:PutObject'],
       'modules/*': ['s3:DeleteObject'],
+      'registry/*': ['s3:DeleteObject', 's3:PutObject'],
+      'state/oci-refs/*': ['s3:DeleteObject'],
+      'state/oci/*': ['s3:DeleteObject', 's3:GetObject'],
+      'state/registry-pending/*': ['s3:DeleteObject', 's3:GetObject', 's3:PutObject'],
+      'state/registry/*': ['s3:DeleteObject', 's3:GetObject', 's3:PutObject'],
       'state/tags/*': ['s3:GetObject', 's3:PutObject'],
+      'state/unlisted-oci/*': ['s3:DeleteObject', 's3:GetObject', 's3:PutObject'],
       'state/unlisted/*': ['s3:DeleteObject', 's3:GetObject', 's3:PutObject'],
     });
   });
 
   it('is the only function that may delete anything in the bucket', () => {
-    for (const other of ['webhook', 'mirror', 'keys', 'canary', 'statusPage'] as const) {
+    for (const other of ['webhook', 'mirror', 'keys', 'canary', 'siteObjects'] as const) {
       for (const [key, actions] of Object.entries(objectGrants(pipeline, FUNCTION_ROLES[other]))) {
         expect(actions, `${other} on ${key}`).not.toContain('s3:DeleteObject');
       }

@@ -91,7 +91,7 @@ describe('storage stack', () => {
     storage.resourceCountIs('AWS::CloudFront::CloudFrontOriginAccessIdentity', 0);
   });
 
-  it('serves only manifests/, modules/, keys.json and the status page over HTTPS, latest.json with a short cache', () => {
+  it('serves only manifests/, modules/, keys.json, the status page and the registry API over HTTPS, latest.json with a short cache', () => {
     const dist = Object.values(storage.findResources('AWS::CloudFront::Distribution'))[0]!;
     const config = dist.Properties.DistributionConfig;
     // The origin signs with the stack's own Origin Access Control, not merely some id.
@@ -110,6 +110,7 @@ describe('storage stack', () => {
       'modules/*',
       'keys.json',
       'index.html',
+      'v2*',
     ]);
     for (const b of [...behaviors, config.DefaultCacheBehavior])
       expect(b.ViewerProtocolPolicy).toBe('redirect-to-https');

@@ -84,12 +84,17 @@ describe('index.html in the bucket', () => {
     expect(props.ServiceTimeout).toBe('300');
   });
 
-  it('is written by a role that may put that one key and write its own log group, nothing else', () => {
-    expect(objectGrants(pipeline, FUNCTION_ROLES.statusPage)).toEqual({ 'index.html': ['s3:PutObject'] });
-    const actions = statementsOf(pipeline, FUNCTION_ROLES.statusPage).flatMap(actionsOf).sort();
+  it('is written by a role that may put that key and the error document, and write its own log group, nothing else', () => {
+    expect(objectGrants(pipeline, FUNCTION_ROLES.siteObjects)).toEqual({
+      'index.html': ['s3:PutObject'],
+      'errors/not-found.json': ['s3:PutObject'],
+    });
+    const actions = [
+      ...new Set(statementsOf(pipeline, FUNCTION_ROLES.siteObjects).flatMap(actionsOf)),
+    ].sort();
     expect(actions).toEqual(['logs:CreateLogStream', 'logs:PutLogEvents', 's3:PutObject']);
     const [roleId, role] = Object.entries(pipeline.findResources('AWS::IAM::Role')).find(([id]) =>
-      FUNCTION_ROLES.statusPage.test(id),
+      FUNCTION_ROLES.siteObjects.test(id),
     )!;
     expect(role.Properties.ManagedPolicyArns).toBeUndefined();
     // That role is the one the custom resource's function runs as.

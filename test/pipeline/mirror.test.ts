@@ -13,7 +13,7 @@ import { type MirrorConfig, parseConfig } from '../../shared/core/config.ts';
 import { type MirrorJob, storageKeys } from '../../shared/core/domain.ts';
 import { WasmMirrorError } from '../../shared/core/errors.ts';
 import { createMirror, createMirrorHandler, type MirrorDeps } from '../../shared/core/pipeline/mirror.ts';
-import { readOciNote } from '../../shared/core/pipeline/oci-view.ts';
+import { ociNoteHash, readOciNote } from '../../shared/core/pipeline/oci-view.ts';
 import { createPublisher } from '../../shared/core/pipeline/publish.ts';
 import type {
   PublishRequest,
@@ -155,6 +155,32 @@ sources:
     ]);
     // Staged files are the mirror's to remove once stored.
     expect(readdirSync(dir).filter((f) => f.startsWith('pull-'))).toEqual([]);
+  });
+
+  it('marks every kept blob with a reference to its note, and as stored with references only when it stored it', async () => {
+    // Prepare: the layer was kept before references existed; a second digest shares it.
+    await deps.store.put(storageKeys.blob(HEX), BYTES, { contentType: LAYER });
+    puller.tags.set('2.0', digestOf('m2'));
+    const name = 'registry.example:5000/plugins/auth';
+    const [m1, m2] = [ociNoteHash(name, digestOf('m1')), ociNoteHash(name, digestOf('m2'))];
+    const manifestHex = digestOf('m1').slice(7);
+    const markers = async (hex: string) => {
+      const keys: string[] = [];
+      for await (const o of deps.store.list(storageKeys.blobRefs(hex))) keys.push(o.key);
+      return keys;
+    };
+
+    // Act
+    const mirror = createMirror(deps);
+    await mirror(job());
+    await mirror(job({ tag: '2.0', digest: digestOf('m2') }));
+
+    // Assess
+    expect(storageKeys.digestNote('oci', name, digestOf('m1'))).toBe(`state/oci/${m1}.json`);
+    expect(await markers(manifestHex)).toEqual(
+      [storageKeys.blobRef(manifestHex, m1), storageKeys.blobCreated(manifestHex)].sort(),
+    );
+    expect(await markers(HEX)).toEqual([storageKeys.blobRef(HEX, m1), storageKeys.blobRef(HEX, m2)].sort());
   });
 
   it('pulls a listed digest again when its upstream content was not kept (listed by an earlier version)', async () => {

@@ -108,6 +108,12 @@ export class MirrorWorker extends Construct {
       [`${contentPrefixes.blobs}*`],
       'Upstream manifests and blobs a pull verified, stored by sha256 under blobs/sha256/',
     );
+    // Which notes reach each kept blob, so garbage collection finds a blob's users by one listing.
+    this.function.grantObjects(
+      ['s3:PutObject'],
+      [`${statePrefixes.ociRefs}*`],
+      'Empty reference markers from each kept blob to the notes that reach it, keyed by sha256 and note hash under state/oci-refs/',
+    );
     queues.publishQueue.grantSendMessages(fn);
     queues.mirrorQueue.grantSendMessages(fn);
     // Pull credentials by name, as the webhook reads its secrets; webhook secrets are not the mirror's.

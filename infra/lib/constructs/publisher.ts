@@ -1,8 +1,9 @@
 /**
  * The publish function: folds mirror results from the publish FIFO queue into the next manifest
  * (v2's index, its numbered copy and the nodes it pins; v1's documents while they are kept) and
- * signs it with the KMS key, under the signer role the storage stack keeps. At the scheduled
- * re-sign it also deletes module bytes that no manifest has listed for longer than one lives.
+ * signs it with the KMS key, under the signer role the storage stack keeps. It brings the
+ * registry view (`registry/`, served at `/v2/`) in line with each version, and at the scheduled
+ * re-sign deletes module bytes that no manifest has listed for longer than one lives.
  */
 import { Duration } from 'aws-cdk-lib';
 import { type IRole, Role } from 'aws-cdk-lib/aws-iam';
@@ -12,7 +13,12 @@ import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { ENV } from '../../../functions/config.ts';
-import { publishedPrefixes, statePrefixes } from '../../../shared/core/storage-keys.ts';
+import {
+  contentPrefixes,
+  publishedPrefixes,
+  registryKeys,
+  statePrefixes,
+} from '../../../shared/core/storage-keys.ts';
 import { type Deployment, publishFunctionName } from '../deployment.ts';
 import { keepLogicalId } from '../logical-id.ts';
 import { MirrorFunction } from './mirror-function.ts';
@@ -72,6 +78,36 @@ export class Publisher extends Construct {
       ['s3:GetObject', 's3:PutObject'],
       [`${statePrefixes.tags}*`],
       'Per-tag observation notes, named by a hash of name and tag; the publisher alone reads and writes them',
+    );
+    // The registry view CloudFront serves at /v2/: written from each signed manifest, out of the
+    // content intake kept (read, and the source of server-side copies) and the notes saying what
+    // each listed entry reaches, with the publisher's own bookkeeping of what exists.
+    this.function.grantObjects(
+      ['s3:PutObject', 's3:DeleteObject'],
+      [`${registryKeys.prefix}*`],
+      'The registry view, registry/<source>/<repository>/{manifests,blobs,tags}/..., derived from each signed manifest',
+    );
+    // Garbage collection of kept content: blobs no listed entry has reached for longer than a
+    // manifest lives go, with their notes and reference markers.
+    this.function.grantObjects(
+      ['s3:GetObject', 's3:DeleteObject'],
+      [`${contentPrefixes.blobs}*`, `${statePrefixes.oci}*`],
+      'Kept upstream manifests and blobs by sha256, and the notes naming what each mirrored digest reaches',
+    );
+    this.function.grantObjects(
+      ['s3:DeleteObject'],
+      [`${statePrefixes.ociRefs}*`],
+      'Markers of which notes reference each kept blob, named by the blob and note hashes',
+    );
+    this.function.grantObjects(
+      ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'],
+      [`${statePrefixes.unlistedOci}*`],
+      'Notes of when each kept-content note stopped being listed; the publisher alone reads and writes them',
+    );
+    this.function.grantObjects(
+      ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'],
+      [`${statePrefixes.registry}*`, `${statePrefixes.registryPending}*`],
+      'Which registry view objects each name has, and the names a publish has yet to bring in line',
     );
     // No KMS grant: kms:Sign and kms:GetPublicKey come from the key policy itself.
     this.function.fn.addEventSource(

@@ -13,6 +13,7 @@ import type {
   PublishRequest,
   QueueProducer,
   RegistryCredentials,
+  RegistryObjectWriter,
   SecretSource,
   Signer,
   WasmPuller,
@@ -37,6 +38,11 @@ export interface PipelineDeps {
    * (in AWS: an ECR authorization token for ECR registries).
    */
   registryCredentials?: (source: SourceConfig) => Promise<RegistryCredentials | undefined>;
+  /**
+   * Where a CDN serves `/v2/` from storage (AWS), the publisher writes the registry view with
+   * this after each version; without it (embedded) `/v2/` is answered from kept content.
+   */
+  registry?: RegistryObjectWriter;
 }
 
 /** The username and password a source names by secret, if it names any. */

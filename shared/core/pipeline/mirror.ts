@@ -23,7 +23,7 @@ import type { DeliveryMeta, PulledModule, RegistryTarget, VerifiedContent } from
 import type { SourceConfig } from '../sources/types.ts';
 import { type DigestNoteKind, storageKeys } from '../storage-keys.ts';
 import { type PipelineDeps, resolveCredentials } from './context.ts';
-import { ociNoteOf, writeOciNote } from './oci-view.ts';
+import { ociNoteHash, ociNoteOf, writeOciNote } from './oci-view.ts';
 import { listedEntriesOf } from './state.ts';
 
 export type MirrorDeps = Pick<
@@ -361,6 +361,10 @@ async function pullAndStore(
  * Stores what the pull verified under `blobs/sha256/<hex>`, exactly the upstream bytes with
  * their media type, then the note of what this digest reaches: serving reads only the note, so
  * it is written once every byte it names is in place. The store checks each sha256 again.
+ *
+ * Each blob's reference marker (`state/oci-refs/<hex>/<note hash>`) comes before the blob is
+ * relied on: garbage collection deletes a blob only when it finds no reference still needed, so
+ * a collection that lists the markers from then on sees this use.
  */
 async function keepContent(
   deps: MirrorDeps,
@@ -371,15 +375,22 @@ async function keepContent(
   if (content[0]?.digest !== ociDigest) {
     throw new WasmMirrorError('INTERNAL', `kept content of ${ociDigest} does not start with its manifest`);
   }
+  const noteHash = ociNoteHash(name, ociDigest);
+  const marker = { contentType: 'application/octet-stream' };
   for (const c of content) {
     const hex = c.digest.slice('sha256:'.length);
     const key = storageKeys.blob(hex);
+    // Replaced rather than create-only: its time tells garbage collection this use is recent.
+    await deps.store.put(storageKeys.blobRef(hex, noteHash), new Uint8Array(), marker);
     const existing = await deps.store.head(key);
     if (existing !== undefined) {
       if (existing.size === c.size) continue;
       // Never served: a note must not point at bytes other than the digest's.
       throw new WasmMirrorError('STORAGE_FAILURE', `stored ${key} is ${existing.size} bytes, not ${c.size}`);
     }
+    // Only a blob stored with this marker may be deleted: notes kept before references existed
+    // may reach an older one without saying so.
+    await deps.store.put(storageKeys.blobCreated(hex), new Uint8Array(), marker);
     try {
       await deps.store.create(key, c.body, {
         contentType: c.mediaType,

@@ -15,7 +15,7 @@ import { v2Keys } from '../manifest/v2.ts';
 import { isValidRepository, isValidTag } from '../oci/reference.ts';
 import type { ObjectStore, VerifiedContent } from '../ports.ts';
 import type { SourceConfig } from '../sources/types.ts';
-import { storageKeys } from '../storage-keys.ts';
+import { statePrefixes, storageKeys } from '../storage-keys.ts';
 import { listedEntriesOf } from './state.ts';
 
 export const OCI_NOTE_TYPE = 'wasm-mirror.oci-content/v1';
@@ -68,13 +68,24 @@ export async function writeOciNote(store: ObjectStore, note: OciNote): Promise<v
   }
 }
 
+/** The hex in a note's key (`state/oci/<hex>.json`): how reference markers and garbage collection name a note. */
+export function ociNoteHash(name: string, digest: string): string {
+  return storageKeys.digestNote('oci', name, digest).slice(statePrefixes.oci.length, -'.json'.length);
+}
+
 /** The note for a listed digest; undefined when intake kept nothing for it (or wrote it differently). */
 export async function readOciNote(
   store: ObjectStore,
   name: string,
   digest: string,
 ): Promise<OciNote | undefined> {
-  const found = await store.getBytes(storageKeys.digestNote('oci', name, digest), MAX_NOTE_BYTES);
+  const note = await readOciNoteAt(store, storageKeys.digestNote('oci', name, digest));
+  return note?.name === name && note.digest === digest ? note : undefined;
+}
+
+/** The note stored under `key`, whichever digest it is about; undefined when absent or malformed. */
+export async function readOciNoteAt(store: ObjectStore, key: string): Promise<OciNote | undefined> {
+  const found = await store.getBytes(key, MAX_NOTE_BYTES);
   if (found === undefined) return undefined;
   let note: Partial<OciNote>;
   try {
@@ -84,8 +95,8 @@ export async function readOciNote(
   }
   const valid =
     note.type === OCI_NOTE_TYPE &&
-    note.name === name &&
-    note.digest === digest &&
+    typeof note.name === 'string' &&
+    typeof note.digest === 'string' &&
     Array.isArray(note.content) &&
     note.content.every(
       (c) =>
@@ -97,7 +108,7 @@ export async function readOciNote(
         Number.isSafeInteger(c.size) &&
         typeof c.manifest === 'boolean',
     ) &&
-    note.content[0]?.digest === digest;
+    note.content[0]?.digest === note.digest;
   return valid ? (note as OciNote) : undefined;
 }
 

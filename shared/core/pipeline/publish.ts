@@ -36,6 +36,7 @@ import { metricNames } from '../metrics.ts';
 import type { PublishRequest } from '../ports.ts';
 import type { PipelineDeps } from './context.ts';
 import { admitNewest } from './observations.ts';
+import { changedNames, markPending } from './registry-view.ts';
 import { applyRetention, retentionFor } from './retention.ts';
 import {
   entryKey,
@@ -49,7 +50,7 @@ import {
 
 export type PublisherDeps = Pick<
   PipelineDeps,
-  'config' | 'store' | 'signer' | 'clock' | 'logger' | 'metrics'
+  'config' | 'store' | 'signer' | 'clock' | 'logger' | 'metrics' | 'registry'
 >;
 
 /** The manifest in force after a publish run, whether this run wrote it or left it as it was. */
@@ -94,7 +95,7 @@ export function createPublisher(
       const now = deps.clock.now();
       const editor = editorFor(base);
       const fullPass = requests.some((r) => r.kind === 'resign' && r.reason !== 'startup');
-      const changed = await applyRecords(editor, records, deps.config, now, fullPass);
+      const { changed, names } = await applyRecords(editor, records, deps.config, now, fullPass);
       let tree = await editor.commit();
       let depth = base.depth;
       if (depthFor(tree.entries, depth) > depth || base.fromV1) {
@@ -123,6 +124,8 @@ export function createPublisher(
         depth,
         root: tree.root,
       };
+      // The registry view follows this version; marked first, so a stop after the index is finished later.
+      if (deps.registry !== undefined) await markPending(deps.store, names);
       // Nodes first: everything the index pins exists before anyone can read the index.
       await writeNodes(deps, tree.nodes);
       const signed = await signPayload(INDEX_PAYLOAD_TYPE, validateIndexPayload(payload), deps.signer);
@@ -223,7 +226,7 @@ async function readBase(deps: PublisherDeps): Promise<Base> {
 
 /**
  * Folds records into the bins they fall in and applies retention to the names they touch (to
- * every name, on a full pass); true when any bin changed.
+ * every name, on a full pass); says whether any bin changed and which names' entries did.
  */
 async function applyRecords(
   editor: TreeEditor,
@@ -231,7 +234,7 @@ async function applyRecords(
   config: PublisherDeps['config'],
   now: Date,
   fullPass: boolean,
-): Promise<boolean> {
+): Promise<{ changed: boolean; names: Set<string> }> {
   const byBin = new Map<string, ModuleRecord[]>();
   for (const r of records) {
     const prefix = binOf(r.name, editor.depth);
@@ -240,8 +243,10 @@ async function applyRecords(
   if (fullPass)
     for (const prefix of await editor.binPrefixes()) if (!byBin.has(prefix)) byBin.set(prefix, []);
   let changed = false;
+  const changedNamesAll = new Set<string>();
   for (const [prefix, binRecords] of byBin) {
-    const merged = mergeRecords(await editor.bin(prefix), binRecords);
+    const before = await editor.bin(prefix);
+    const merged = mergeRecords(before, binRecords);
     const names = fullPass
       ? new Set(merged.modules.map((m) => m.name))
       : new Set(binRecords.map((r) => r.name));
@@ -249,8 +254,9 @@ async function applyRecords(
     if (!merged.changed && kept.length === merged.modules.length) continue;
     editor.setBin(prefix, kept);
     changed = true;
+    for (const name of changedNames(before, kept)) changedNamesAll.add(name);
   }
-  return changed;
+  return { changed, names: changedNamesAll };
 }
 
 /** A bin's entries after retention for the given names (other names untouched). */

@@ -1,0 +1,318 @@
+/**
+ * The registry view: the read-only OCI API written out as objects (`registry/…`), so a CDN can
+ * serve `/v2/` straight from storage. It is derived, never trusted on its own: for each name it
+ * holds exactly what the newest signed manifest lists (a tag's manifest, the manifests and blobs
+ * a listed entry reaches, the tag list), copied from the content intake verified and kept.
+ *
+ * The publisher keeps it in step. Before a version that changes a name is written, the name is
+ * marked pending (`state/registry-pending/`); after the version is written its objects are
+ * brought in line and the mark removed, so a publish that stops half way is finished by the
+ * next one. Per name, a state note records which keys exist with what content, written before
+ * and after each change so that it always names at least every object that may exist: whatever
+ * is no longer wanted can be found and deleted. A scheduled sweep walks a slice of names each
+ * time, which also fills in names listed before the view existed.
+ */
+import { createHash } from 'node:crypto';
+import type { MirrorConfig } from '../config.ts';
+import type { ManifestModule } from '../domain.ts';
+import { matchesAny } from '../glob.ts';
+import { readBin } from '../manifest/v2.ts';
+import type { Logger, ObjectStore, RegistryObjectWriter } from '../ports.ts';
+import { registryKeys, registryMetadata, statePrefixes, storageKeys } from '../storage-keys.ts';
+import { isValidOciName, type KeptContent, type OciNote, readOciNote } from './oci-view.ts';
+import { listedEntriesOf, readIndex, storeNodeLoader } from './state.ts';
+
+export interface RegistryViewDeps {
+  store: ObjectStore;
+  registry: RegistryObjectWriter;
+  config: Pick<MirrorConfig, 'sources'>;
+  logger: Logger;
+}
+
+export interface RegistrySyncResult {
+  names: number;
+  written: number;
+  deleted: number;
+}
+
+const NOTE_TYPE = 'wasm-mirror.registry-view/v1';
+/** A tag (and the tag list) may point elsewhere after the next publish; CDNs keep them as briefly as the index. */
+const MUTABLE_CACHE = 'public, max-age=30';
+const IMMUTABLE_CACHE = 'public, max-age=31536000, immutable';
+/** Far above a Wasm image's manifest; the puller caps what it accepts at 4 MiB too. */
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+const MAX_STATE_BYTES = 16 * 1024 * 1024;
+/** In the note: an object that may exist but whose content is not known (a write was under way). */
+const UNKNOWN = '?';
+/** Names whose objects are compared at once (each costs a few small reads). */
+const CONCURRENCY = 8;
+
+const hashOf = (text: string): string => createHash('sha256').update(text).digest('hex');
+const pendingKey = (name: string) => `${statePrefixes.registryPending}${hashOf(name)}`;
+const stateKey = (ociName: string) => `${statePrefixes.registry}${hashOf(ociName)}.json`;
+const SWEEP_KEY = `${statePrefixes.registry}sweep.json`;
+
+/** The `/v2/` names that serve a manifest entry name (one per source whose registry and allow-list take it). */
+export function ociNamesOf(config: Pick<MirrorConfig, 'sources'>, name: string): string[] {
+  const out: string[] = [];
+  for (const source of config.sources) {
+    if (!name.startsWith(`${source.registry}/`)) continue;
+    const repository = name.slice(source.registry.length + 1);
+    const ociName = `${source.id}/${repository}`;
+    if (matchesAny(source.repositories, repository) && isValidOciName(ociName)) out.push(ociName);
+  }
+  return out;
+}
+
+/** Marks names whose objects must follow the version about to be written. */
+export async function markPending(store: ObjectStore, names: Iterable<string>): Promise<void> {
+  for (const name of names) {
+    await store.put(pendingKey(name), Buffer.from(name), { contentType: 'text/plain' });
+  }
+}
+
+/** Brings every pending name's objects in line with the newest signed manifest, then unmarks it. */
+export async function syncPending(deps: RegistryViewDeps): Promise<RegistrySyncResult> {
+  const names: { key: string; name: string }[] = [];
+  for await (const marker of deps.store.list(statePrefixes.registryPending)) {
+    const found = await deps.store.getBytes(marker.key, 4096);
+    if (found === undefined) continue;
+    names.push({ key: marker.key, name: Buffer.from(found.bytes).toString('utf8') });
+  }
+  const total: RegistrySyncResult = { names: 0, written: 0, deleted: 0 };
+  await forEachLimited(names, CONCURRENCY, async ({ key, name }) => {
+    add(total, await syncName(deps, name, await listedEntriesOf(deps.store, name)));
+    await deps.store.delete(key);
+  });
+  if (total.written + total.deleted > 0) deps.logger.info('registry view updated', { ...total });
+  return total;
+}
+
+/**
+ * Compares the next slice of names (bins in prefix order, from where the last sweep stopped)
+ * with their objects and repairs what differs: a name listed before the view existed, an object
+ * deleted by hand, a lost state note. Stops after `maxNames` names; the next sweep goes on.
+ */
+export async function sweepRegistryView(deps: RegistryViewDeps, maxNames = 200): Promise<RegistrySyncResult> {
+  const index = await readIndex(deps.store);
+  const total: RegistrySyncResult = { names: 0, written: 0, deleted: 0 };
+  if (index === undefined) return total;
+  const { root, depth } = index.payload;
+  const bins = 16 ** depth;
+  const saved = await readJson<{ next?: unknown }>(deps.store, SWEEP_KEY, 4096);
+  const from =
+    typeof saved?.next === 'string' && saved.next.length === depth ? Number.parseInt(saved.next, 16) : 0;
+  const load = storeNodeLoader(deps.store);
+  let bin = Number.isSafeInteger(from) && from < bins ? from : 0;
+  const byName = new Map<string, ManifestModule[]>();
+  for (let visited = 0; visited < bins && byName.size < maxNames; visited++) {
+    const prefix = bin.toString(16).padStart(depth, '0');
+    for (const m of await readBin(root, depth, prefix, load)) {
+      byName.set(m.name, [...(byName.get(m.name) ?? []), m]);
+    }
+    bin = (bin + 1) % bins;
+  }
+  await forEachLimited([...byName], CONCURRENCY, async ([name, entries]) => {
+    add(total, await syncName(deps, name, entries));
+  });
+  await deps.store.put(
+    SWEEP_KEY,
+    Buffer.from(JSON.stringify({ next: bin.toString(16).padStart(depth, '0') })),
+    { contentType: 'application/json' },
+  );
+  if (total.written + total.deleted > 0) deps.logger.info('registry view repaired', { ...total });
+  return total;
+}
+
+/** The names whose listed entries differ between two versions of a bin. */
+export function changedNames(
+  before: readonly ManifestModule[],
+  after: readonly ManifestModule[],
+): Set<string> {
+  const shape = (list: readonly ManifestModule[]) => {
+    const byName = new Map<string, string[]>();
+    for (const m of list) byName.set(m.name, [...(byName.get(m.name) ?? []), `${m.tag}@${m.ociDigest}`]);
+    return new Map([...byName].map(([n, parts]) => [n, parts.sort().join('\n')]));
+  };
+  const a = shape(before);
+  const b = shape(after);
+  const names = new Set<string>();
+  for (const [name, value] of a) if (b.get(name) !== value) names.add(name);
+  for (const name of b.keys()) if (!a.has(name)) names.add(name);
+  return names;
+}
+
+/** One entry name's objects, for every `/v2/` name that serves it, made to match `entries`. */
+export async function syncName(
+  deps: RegistryViewDeps,
+  name: string,
+  entries: readonly ManifestModule[],
+): Promise<RegistrySyncResult> {
+  const result: RegistrySyncResult = { names: 0, written: 0, deleted: 0 };
+  const served: { entry: ManifestModule; note: OciNote }[] = [];
+  for (const entry of entries) {
+    if (entry.name !== name) continue;
+    const note = await readOciNote(deps.store, name, entry.ociDigest);
+    if (note !== undefined) served.push({ entry, note });
+  }
+  for (const ociName of ociNamesOf(deps.config, name)) {
+    const r = await syncObjects(deps, ociName, desiredObjects(deps, ociName, served));
+    add(result, { ...r, names: 1 });
+  }
+  return result;
+}
+
+interface Desired {
+  /** What the object holds: a digest, or a hash of the body. Equal fingerprints need no write. */
+  fingerprint: string;
+  write(): Promise<void>;
+}
+
+/** What `/v2/<ociName>/…` should answer, as objects. */
+function desiredObjects(
+  deps: RegistryViewDeps,
+  ociName: string,
+  served: readonly { entry: ManifestModule; note: OciNote }[],
+): Map<string, Desired> {
+  const desired = new Map<string, Desired>();
+  for (const { note } of served) {
+    for (const content of note.content) {
+      const key = content.manifest
+        ? registryKeys.manifest(ociName, content.digest)
+        : registryKeys.blob(ociName, content.digest);
+      desired.set(key, { fingerprint: content.digest, write: () => writeContent(deps, key, content, true) });
+    }
+  }
+  const tags = new Map<string, KeptContent>();
+  for (const { entry, note } of served) if (entry.tag !== '') tags.set(entry.tag, note.content[0]!);
+  for (const [tag, top] of tags) {
+    const key = registryKeys.manifest(ociName, tag);
+    desired.set(key, { fingerprint: top.digest, write: () => writeContent(deps, key, top, false) });
+  }
+  if (served.length === 0) return desired;
+  // Code-unit order, as the embedded endpoint lists them.
+  const sorted = [...tags.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const document = (key: string, list: string[], nextLast?: string) => {
+    const body = Buffer.from(JSON.stringify({ name: ociName, tags: list }));
+    const metadata: Record<string, string> =
+      nextLast === undefined ? {} : { [registryMetadata.nextLast]: nextLast };
+    desired.set(key, {
+      fingerprint: hashOf(`${body.toString('utf8')}\n${nextLast ?? ''}`),
+      write: () =>
+        deps.registry.write(
+          key,
+          { bytes: body },
+          { contentType: 'application/json', cacheControl: MUTABLE_CACHE, metadata },
+        ),
+    });
+  };
+  document(registryKeys.tagList(ociName), sorted);
+  // Page i holds the one tag after `last` = sorted[i - 1]; it links on while tags remain.
+  const page = (i: number) => {
+    const tag = sorted[i];
+    return tag === undefined ? [] : [tag];
+  };
+  const nextOf = (i: number) => (i + 1 < sorted.length ? sorted[i] : undefined);
+  document(registryKeys.firstTagPage(ociName), page(0), nextOf(0));
+  sorted.forEach((tag, i) => {
+    document(registryKeys.tagPageAfter(ociName, tag), page(i + 1), nextOf(i + 1));
+  });
+  return desired;
+}
+
+/**
+ * A kept manifest or blob under a `/v2/` key, from `blobs/sha256/<hex>`. Manifests are read and
+ * checked against their digest (they are small, and a tag answers with them); blobs are copied
+ * inside storage, and clients check them against the manifest's descriptor.
+ */
+async function writeContent(
+  deps: RegistryViewDeps,
+  key: string,
+  content: KeptContent,
+  byDigest: boolean,
+): Promise<void> {
+  const options = {
+    contentType: content.mediaType,
+    cacheControl: byDigest ? IMMUTABLE_CACHE : MUTABLE_CACHE,
+    metadata: { [registryMetadata.digest]: content.digest },
+  };
+  const kept = storageKeys.blob(content.digest.slice('sha256:'.length));
+  if (!content.manifest) return deps.registry.write(key, { copyFrom: kept }, options);
+  const found = await deps.store.getBytes(kept, MAX_MANIFEST_BYTES);
+  if (found === undefined) throw new Error(`kept manifest ${content.digest} is missing (${kept})`);
+  const actual = `sha256:${createHash('sha256').update(found.bytes).digest('hex')}`;
+  if (actual !== content.digest) throw new Error(`kept manifest ${content.digest} has digest ${actual}`);
+  await deps.registry.write(key, { bytes: found.bytes }, options);
+}
+
+interface StateNote {
+  type: typeof NOTE_TYPE;
+  ociName: string;
+  objects: Record<string, string>;
+}
+
+/**
+ * Writes what differs and deletes what is no longer wanted. The note is widened first (every key
+ * about to be written, marked unknown) and narrowed last, so a stop at any point leaves a note
+ * that names every object that may exist, and the next run finishes the job.
+ */
+async function syncObjects(
+  deps: RegistryViewDeps,
+  ociName: string,
+  desired: Map<string, Desired>,
+): Promise<{ written: number; deleted: number }> {
+  const key = stateKey(ociName);
+  const note = await readJson<Partial<StateNote>>(deps.store, key, MAX_STATE_BYTES);
+  const had: Record<string, string> =
+    note?.type === NOTE_TYPE &&
+    note.ociName === ociName &&
+    typeof note.objects === 'object' &&
+    note.objects !== null
+      ? note.objects
+      : {};
+  const toWrite = [...desired].filter(([k, d]) => had[k] !== d.fingerprint);
+  const toDelete = Object.keys(had).filter((k) => !desired.has(k));
+  if (toWrite.length === 0 && toDelete.length === 0) return { written: 0, deleted: 0 };
+  const save = (objects: Record<string, string>) =>
+    deps.store.put(key, Buffer.from(JSON.stringify({ type: NOTE_TYPE, ociName, objects })), {
+      contentType: 'application/json',
+    });
+  if (toWrite.length > 0) {
+    const widened = { ...had };
+    for (const [k] of toWrite) widened[k] = UNKNOWN;
+    await save(widened);
+  }
+  // Digest objects before the tags and lists that lead to them; deletions the other way round.
+  const order = (k: string) => (/\/(manifests|blobs)\/sha256:[0-9a-f]{64}$/.test(k) ? 0 : 1);
+  toWrite.sort(([a], [b]) => order(a) - order(b));
+  toDelete.sort((a, b) => order(b) - order(a));
+  for (const [, d] of toWrite) await d.write();
+  for (const k of toDelete) await deps.store.delete(k);
+  if (desired.size === 0) await deps.store.delete(key);
+  else await save(Object.fromEntries([...desired].map(([k, d]) => [k, d.fingerprint])));
+  return { written: toWrite.length, deleted: toDelete.length };
+}
+
+async function readJson<T>(store: ObjectStore, key: string, maxBytes: number): Promise<T | undefined> {
+  const found = await store.getBytes(key, maxBytes);
+  if (found === undefined) return undefined;
+  try {
+    return JSON.parse(Buffer.from(found.bytes).toString('utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+function add(total: RegistrySyncResult, r: RegistrySyncResult): void {
+  total.names += r.names;
+  total.written += r.written;
+  total.deleted += r.deleted;
+}
+
+async function forEachLimited<T>(items: readonly T[], limit: number, run: (item: T) => Promise<void>) {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await run(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
