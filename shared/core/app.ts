@@ -14,7 +14,7 @@ import { createMirror, createMirrorHandler, type MirrorOutcome } from './pipelin
 import { createPublisher, type PublishOutcome, writeKeysJson } from './pipeline/publish.ts';
 import { createWebhookReceiver, type WebhookEndpoint } from './pipeline/receive.ts';
 import { type ReconcileResult, reconcileSource } from './pipeline/reconcile.ts';
-import { sweepRegistryView, syncPending } from './pipeline/registry-view.ts';
+import { NoteCache, sweepRegistryView, syncPending } from './pipeline/registry-view.ts';
 import { listedTags, readListingHead } from './pipeline/state.ts';
 import type { DeliveryMeta, PublishRequest } from './ports.ts';
 
@@ -50,6 +50,7 @@ export function createMirrorApp(deps: PipelineDeps, options: MirrorAppOptions = 
   // Per source, per process: a tag the mirror rejected is not queued again by every reconcile run.
   const lastQueued = new Map<string, Map<string, string>>();
   let lastPublishedAt: number | undefined;
+  const notes = new NoteCache();
 
   return {
     deps,
@@ -71,8 +72,8 @@ export function createMirrorApp(deps: PipelineDeps, options: MirrorAppOptions = 
       const { registry } = deps;
       if (registry !== undefined) {
         // Every run, published or not: names an earlier run marked and did not finish are done here.
-        await syncPending({ ...deps, registry });
-        if (scheduled) await sweepRegistryView({ ...deps, registry });
+        await syncPending({ ...deps, registry, notes });
+        if (scheduled) await sweepRegistryView({ ...deps, registry, notes });
       }
       // The scheduled pass: retention ran over every name; now the bytes nobody can need go.
       if (scheduled) await collectGarbage(deps);

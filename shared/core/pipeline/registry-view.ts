@@ -27,6 +27,30 @@ export interface RegistryViewDeps {
   registry: RegistryObjectWriter;
   config: Pick<MirrorConfig, 'sources'>;
   logger: Logger;
+  /**
+   * Notes already read, by `name@digest`: a note never changes once written, so a process that
+   * publishes again (a warm Lambda container) reads each one once.
+   */
+  notes?: NoteCache;
+}
+
+/** A bounded map of notes; the oldest goes first when full. */
+export class NoteCache {
+  readonly #notes = new Map<string, OciNote>();
+  constructor(readonly max = 10_000) {}
+
+  async read(store: ObjectStore, name: string, digest: string): Promise<OciNote | undefined> {
+    const key = `${name}@${digest}`;
+    const cached = this.#notes.get(key);
+    if (cached !== undefined) return cached;
+    const note = await readOciNote(store, name, digest);
+    // Only notes that exist: a missing one may be written by the next intake.
+    if (note !== undefined) {
+      if (this.#notes.size >= this.max) this.#notes.delete(this.#notes.keys().next().value!);
+      this.#notes.set(key, note);
+    }
+    return note;
+  }
 }
 
 export interface RegistrySyncResult {
@@ -152,7 +176,10 @@ export async function syncName(
   const served: { entry: ManifestModule; note: OciNote }[] = [];
   for (const entry of entries) {
     if (entry.name !== name) continue;
-    const note = await readOciNote(deps.store, name, entry.ociDigest);
+    const note =
+      deps.notes === undefined
+        ? await readOciNote(deps.store, name, entry.ociDigest)
+        : await deps.notes.read(deps.store, name, entry.ociDigest);
     if (note !== undefined) served.push({ entry, note });
   }
   for (const ociName of ociNamesOf(deps.config, name)) {
