@@ -6,15 +6,18 @@
  * registry: upstream digests and bytes, the listed module inside, and the spec's errors for
  * what the signed manifest does not list.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { parse } from 'yaml';
 import { createMirrorQueueHandler } from '../../functions/handlers/mirror.ts';
 import { createPublishQueueHandler } from '../../functions/handlers/publish.ts';
 import { REGISTRY_NOT_FOUND_BODY } from '../../infra/lib/constructs/site-objects.ts';
+import type { CliIo } from '../../shared/cli/io.ts';
+import { main } from '../../shared/cli/main.ts';
 import { type MirrorConfig, parseConfig } from '../../shared/core/config.ts';
 import type { MirrorJob } from '../../shared/core/domain.ts';
 import { registryKeys } from '../../shared/core/storage-keys.ts';
@@ -22,6 +25,7 @@ import {
   errorCode,
   moduleFromDir,
   rawRequest,
+  readDirManifest,
   sha256Hex,
   skopeo,
   skopeoCopy,
@@ -253,6 +257,48 @@ sources:
     await expect(
       skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${cdn.host}/local/plugins/artifact:9.9`]),
     ).rejects.toThrow(/manifest unknown/i);
+  });
+
+  it('renders an oci:// WasmPlugin for the CloudFront host, pinned to what skopeo copies from it', async () => {
+    // Prepare: agents and the CLI pin the KMS key out of band.
+    const keys = join(work, 'trusted-keys.pem');
+    writeFileSync(keys, h.kms.publicKey.export({ type: 'spki', format: 'pem' }) as string);
+    let out = '';
+    let err = '';
+    const io: CliIo = {
+      stdout: { write: (s: string) => (out += s) },
+      stderr: { write: (s: string) => (err += s) },
+      stdin: (async function* () {})(),
+      env: {},
+    };
+    // Act
+    const code = await main(
+      [
+        'wasmplugin',
+        `${registry.host}/plugins/indexed:1.0`,
+        '--mirror-url',
+        cdn.url,
+        '--trusted-keys',
+        keys,
+        '--mirror-name',
+        'aws-registry-mesh',
+        '--selector',
+        'app=web',
+        '--oci',
+        '--source',
+        'local',
+      ],
+      io,
+    );
+    const dir = join(work, 'wasmplugin-indexed');
+    await skopeoCopy(cdn.host, 'local/plugins/indexed:1.0', dir);
+    // Assess
+    expect(code, err).toBe(0);
+    const spec = (parse(out) as { spec: { url: string; sha256: string } }).spec;
+    expect(spec.url).toBe(`oci://${cdn.host}/local/plugins/indexed:1.0`);
+    // An index is pinned to the image Istio loads from it, which skopeo resolves too.
+    expect(spec.sha256).toBe(sha256Hex(readDirManifest(dir).bytes));
+    expect(spec.sha256).not.toBe(pushed.get('plugins/indexed')!.digest.slice(7));
   });
 
   it('writes only under registry/ and keeps its bookkeeping in state/', async () => {

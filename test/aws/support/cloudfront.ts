@@ -1,6 +1,6 @@
 /**
- * The mirror's CloudFront distribution, as far as `/v2/` needs it, on 127.0.0.1: a stand-in (no
- * CloudFront emulator exists) that runs the real function code from the stack with the event
+ * The mirror's CloudFront distribution on 127.0.0.1: a stand-in (no CloudFront emulator exists)
+ * that runs the real function code from the stack (`/v2*`'s two, the default behaviour's) with the event
  * shape CloudFront Functions pass, reads the object from the S3 emulator as the S3 origin would
  * (Range, HEAD), answers a missing key with the error document as a 404 (the distribution's
  * error responses), and runs the viewer-response function only below 400, as CloudFront does.
@@ -76,9 +76,9 @@ export async function startCloudFrontStandIn(options: {
     const registry = request.uri.startsWith('/v2');
     const out = (registry ? registryRequest : defaultRequest)(event('viewer-request', request));
     if ('statusCode' in out) return send(res, out, request.method);
-    if (!registry || !['GET', 'HEAD'].includes(out.method)) {
-      // Only the registry behaviour is stood in for; the others are tested on the template.
-      return send(res, { statusCode: 501, statusDescription: 'Not Implemented' }, request.method);
+    if (!['GET', 'HEAD'].includes(out.method)) {
+      // A function that let a write through: CloudFront would forward it; the stand-in says so.
+      return send(res, { statusCode: 501, statusDescription: 'Write Forwarded' }, request.method);
     }
     const key = decodeURIComponent(out.uri.slice(1));
     const response = await fromOrigin(key, out, request.method === 'HEAD');
@@ -87,7 +87,11 @@ export async function startCloudFrontStandIn(options: {
       const document = (await fromOrigin(registryKeys.notFound, out, false)) ?? { statusCode: 404 };
       return send(res, { ...document, statusCode: 404 }, request.method);
     }
-    return send(res, registryResponse(event('viewer-response', out, response)) as CfResponse, request.method);
+    // Only the registry behaviour has a viewer-response function.
+    const answer = registry
+      ? (registryResponse(event('viewer-response', out, response)) as CfResponse)
+      : response;
+    return send(res, answer, request.method);
   };
 
   const fromOrigin = async (
