@@ -3,10 +3,11 @@
  * manifests/v2/index.json, through CloudFront the way an agent does, verifies it (signature by a
  * key keys.json lists, mirror name, time window) and publishes how old the served manifest is as
  * `served_manifest_age_seconds`. A mirror that has not published v2 yet (index.json absent) is
- * checked through its v1 manifests/latest.json instead. The publisher's own age metric says what
- * was written; this says what agents are served. Any failure throws: the invocation fails and no
- * age is published, so both the canary's error alarm and its age alarm (missing data breaches)
- * fire.
+ * checked through its v1 manifests/latest.json instead. It also asks the registry API's base
+ * (`/v2/`) and expects the registry's answer, which only the `/v2*` behaviour's function gives.
+ * The publisher's own age metric says what was written; this says what agents are served. Any
+ * failure throws: the invocation fails and no age is published, so both the canary's error alarm
+ * and its age alarm (missing data breaches) fire.
  */
 import type { Context, ScheduledEvent } from 'aws-lambda';
 import { WasmMirrorError } from '../../shared/core/errors.ts';
@@ -146,7 +147,25 @@ export function createCanaryCheck(
     }
   }
 
+  /** `/v2/` as a registry answers it: 200 and the API version, so `oci://` clients can pull. */
+  async function checkRegistryApi(): Promise<void> {
+    const url = `${env.mirrorUrl}/v2/`;
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const res = await fetchUrl(url, { signal: deadline }).catch((err: unknown) => {
+      throw new WasmMirrorError('MIRROR_UNAVAILABLE', `${url}: ${(err as Error).message}`, { cause: err });
+    });
+    await res.body?.cancel();
+    const version = res.headers.get('docker-distribution-api-version');
+    if (res.status !== 200 || version !== 'registry/2.0') {
+      throw new WasmMirrorError(
+        'MIRROR_UNAVAILABLE',
+        `${url}: HTTP ${res.status}, Docker-Distribution-API-Version ${version ?? 'absent'}; the registry API is not served`,
+      );
+    }
+  }
+
   return async () => {
+    await checkRegistryApi();
     const trustedKeys = loadTrustedKeys(
       new TextDecoder().decode(await get(storageKeys.keys, MAX_KEYS_JSON_BYTES)),
     );

@@ -24,10 +24,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/lib/app.ts';
 import { EXAMPLE_CONFIG } from '../../infra/lib/deployment.ts';
 import { REPO_ROOT } from '../../infra/lib/paths.ts';
+import { loadConfigFile } from '../../shared/core/config.ts';
 import { loadTrustedKeys, verifyIndex } from '../../shared/core/manifest/index.ts';
 import { storageKeys } from '../../shared/core/storage-keys.ts';
 import { proxyWasmModule } from '../support/wasm.ts';
 import { type AwsHarness, startAwsHarness } from './support/aws-harness.ts';
+import { type CloudFrontStandIn, startCloudFrontStandIn } from './support/cloudfront.ts';
 import { TEST_CREDENTIALS, TEST_REGION } from './support/fauxqs.ts';
 import { drain, pumpOnce } from './support/sqs-driver.ts';
 
@@ -49,6 +51,7 @@ describe('the Lambda bundles, built as cdk deploy uploads them', () => {
   let h: AwsHarness;
   let mirrorUrl: string;
   let servers: Server[] = [];
+  let cdn: CloudFrontStandIn | undefined;
   const responses: unknown[] = [];
   let responseUrl: string;
 
@@ -88,17 +91,11 @@ describe('the Lambda bundles, built as cdk deploy uploads them', () => {
       },
       { secretsPrefix: `wasm-mirror/${MIRROR}/` },
     );
-    // CloudFront in front of the bucket, as the canary sees it: an absent key is a 403.
-    const cdn = createServer((req, res) => {
-      const key = decodeURIComponent((req.url ?? '/').slice(1));
-      h.s3
-        .send(new GetObjectCommand({ Bucket: h.bucket, Key: key }))
-        .then(async (o) => {
-          const body = await o.Body!.transformToByteArray();
-          res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.byteLength });
-          res.end(body);
-        })
-        .catch(() => res.writeHead(403).end());
+    // CloudFront in front of the bucket, running the distribution's functions, as the canary sees it.
+    cdn = await startCloudFrontStandIn({
+      s3: h.s3,
+      bucket: h.bucket,
+      sourceIds: (await loadConfigFile(EXAMPLE_CONFIG)).sources.map((s) => s.id),
     });
     // CloudFormation's pre-signed response URL.
     const cloudFormation = createServer((req, res) => {
@@ -109,13 +106,14 @@ describe('the Lambda bundles, built as cdk deploy uploads them', () => {
         res.writeHead(200).end();
       });
     });
-    servers = [cdn, cloudFormation];
+    servers = [cloudFormation];
     for (const s of servers) await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-    mirrorUrl = `http://127.0.0.1:${(cdn.address() as AddressInfo).port}`;
+    mirrorUrl = cdn.url;
     responseUrl = `http://127.0.0.1:${(cloudFormation.address() as AddressInfo).port}/response?sig=x`;
   }, 900_000);
 
   afterAll(async () => {
+    await cdn?.stop();
     for (const s of servers) {
       s.closeAllConnections();
       await new Promise<void>((resolve) => s.close(() => resolve()));

@@ -35,6 +35,7 @@ import { moduleEntry, newSigner, payloadOf, T0 } from '../manifest/helpers.ts';
 interface Served {
   status: number;
   body: Uint8Array;
+  headers?: Record<string, string>;
   gzip?: boolean;
   /** Never answer (a stalled edge). */
   hang?: boolean;
@@ -54,6 +55,7 @@ beforeAll(async () => {
       'content-type': 'application/json',
       'content-length': body.byteLength,
       ...(gzip ? { 'content-encoding': 'gzip' } : {}),
+      ...entry.headers,
     });
     res.end(body);
   });
@@ -108,6 +110,11 @@ async function serveMirror(
     options.signWith ?? signer,
   );
   served.clear();
+  served.set('/v2/', {
+    status: 200,
+    body: new TextEncoder().encode('{}'),
+    headers: { 'docker-distribution-api-version': 'registry/2.0' },
+  });
   served.set('/keys.json', { status: 200, body: options.keys ?? (await keysJson(signer)), gzip: true });
   served.set('/manifests/latest.json', { status: 200, body: signed.bytes, gzip: true });
   served.set(
@@ -250,6 +257,21 @@ describe('the canary', () => {
     const late = await runCanary(new Date(T0.getTime() + 49 * 3600_000));
     expect(late.error).toMatchObject({ code: 'MANIFEST_EXPIRED' });
     expect(servedAge(late.emf)).toEqual([]);
+  });
+
+  it('fails, publishing no age, when CloudFront does not answer /v2/ as a registry', async () => {
+    // Prepare: the default behaviour's 404, as when the /v2* behaviour or its function is missing.
+    await serveMirror();
+    served.set('/v2/', { status: 404, body: new Uint8Array() });
+    // Act
+    const missing = await runCanary(new Date(T0.getTime() + 1000));
+    served.set('/v2/', { status: 200, body: new TextEncoder().encode('{}') });
+    const noVersion = await runCanary(new Date(T0.getTime() + 1000));
+    // Assess
+    expect(missing.error).toMatchObject({ code: 'MIRROR_UNAVAILABLE' });
+    expect(missing.error!.message).toContain('/v2/: HTTP 404');
+    expect(noVersion.error!.message).toContain('Docker-Distribution-API-Version absent');
+    expect(servedAge([...missing.emf, ...noVersion.emf])).toEqual([]);
   });
 
   it('fails when CloudFront does not serve latest.json or keys.json', async () => {

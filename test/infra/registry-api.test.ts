@@ -56,6 +56,12 @@ describe('the /v2* behaviour', () => {
     expect(Object.keys(byEvent).sort()).toEqual(['viewer-request', 'viewer-response']);
     expect(functionCode(byEvent['viewer-request']!)).toBe(registryRequestCode(sourceIds));
     expect(functionCode(byEvent['viewer-response']!)).toBe(registryResponseCode());
+    // ES5 code (cloudfront-functions.test.ts parses it as such) for the runtime that runs ES5.
+    for (const id of Object.values(byEvent)) {
+      const config = storage.toJSON().Resources[id].Properties.FunctionConfig;
+      expect(config.Runtime).toBe('cloudfront-js-1.0');
+      expect(config.Comment.length).toBeLessThanOrEqual(128);
+    }
     expect(sourceIds.length).toBeGreaterThan(0);
     for (const id of sourceIds)
       expect(functionCode(byEvent['viewer-request']!)).toContain(JSON.stringify(id));
