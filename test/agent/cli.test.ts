@@ -4,11 +4,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { LocalKeySigner } from '../../shared/adapters/local/signer.ts';
-import type { CliIo } from '../../shared/cli/io.ts';
-import { main } from '../../shared/cli/main.ts';
 import type { ManifestModule } from '../../shared/core/domain.ts';
 import { renderKeysJson, spkiToPem } from '../../shared/core/manifest/index.ts';
 import { newSigner } from '../manifest/helpers.ts';
+import { runCli } from '../support/index.ts';
 import { TestMirror, wasmBytes } from './mirror-server.ts';
 
 let mirror: TestMirror;
@@ -18,18 +17,7 @@ let work: string;
 let pemFile: string;
 let keysJsonFile: string;
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: CliIo = {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    stdin: (async function* () {})(),
-    env: {},
-  };
-  const code = await main(argv, io);
-  return { code, out, err };
-}
+const cli = (...argv: string[]) => runCli(argv);
 
 beforeAll(async () => {
   mirror = await new TestMirror().start();

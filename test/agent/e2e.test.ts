@@ -8,28 +8,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import type { CliIo } from '../../shared/cli/io.ts';
-import { main } from '../../shared/cli/main.ts';
 import { parseConfig } from '../../shared/core/config.ts';
 import { silentLogger } from '../../shared/core/ports.ts';
 import { type EmbeddedMirror, startEmbedded } from '../../shared/embedded/runtime.ts';
-import { freePort, pushWasm, startRegistry, type TestRegistry } from '../support/index.ts';
+import { freePort, pushWasm, runCli, startRegistry, type TestRegistry } from '../support/index.ts';
 import { sha256Of, waitForManifest } from '../support/mirror.ts';
 import { proxyWasmModule } from '../support/wasm.ts';
 
 const TOKEN = 'agent-e2e-hook-token-0123456789';
 
-async function cli(...argv: string[]) {
-  let out = '';
-  let err = '';
-  const io: CliIo = {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    stdin: (async function* () {})(),
-    env: {},
-  };
-  return { code: await main(argv, io), out, err };
-}
+const cli = (...argv: string[]) => runCli(argv);
 
 describe('registry push → embedded mirror → agent directory', () => {
   let registry: TestRegistry;

@@ -3,8 +3,7 @@ import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { parseListenAddress } from '../../shared/agent/index.ts';
-import type { CliIo } from '../../shared/cli/io.ts';
-import { main } from '../../shared/cli/main.ts';
+import { runCli } from '../support/index.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const K8S = join(ROOT, 'infra', 'kubernetes');
@@ -105,14 +104,8 @@ function checkHardened(objs: Obj[], workload: Obj): void {
 
 /** The flags `wasm-mirror agent --help` lists. */
 async function agentFlags(): Promise<Set<string>> {
-  let out = '';
-  const io: CliIo = {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: () => {} },
-    stdin: (async function* () {})(),
-    env: {},
-  };
-  expect(await main(['agent', '--help'], io)).toBe(0);
+  const { code, out } = await runCli(['agent', '--help']);
+  expect(code).toBe(0);
   return new Set(out.match(/--[a-z-]+/g));
 }
 

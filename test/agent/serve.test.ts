@@ -21,12 +21,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalKeySigner } from '../../shared/adapters/local/signer.ts';
 import { startServing, WasmMirrorAgent } from '../../shared/agent/index.ts';
 import { parseListenAddress, startMetricsServer } from '../../shared/agent/metrics-server.ts';
-import type { CliIo } from '../../shared/cli/io.ts';
-import { main } from '../../shared/cli/main.ts';
 import type { ManifestModule } from '../../shared/core/domain.ts';
 import { renderKeysJson, type TrustedKey, v2Keys } from '../../shared/core/manifest/index.ts';
 import { acceptsGzip, parseRange } from '../../shared/platform/http.ts';
 import { newSigner, T0, trusted } from '../manifest/helpers.ts';
+import { runCli } from '../support/index.ts';
 import { codeOf, fixedClock, snapshot } from './agent-helpers.ts';
 import { type PublishedIndex, signIndex, TestMirror, wasmBytes } from './mirror-server.ts';
 
@@ -393,17 +392,7 @@ describe('an agent serving what it holds', () => {
 });
 
 describe('wasm-mirror agent --serve', () => {
-  async function cli(...argv: string[]) {
-    let out = '';
-    let err = '';
-    const io: CliIo = {
-      stdout: { write: (s: string) => (out += s) },
-      stderr: { write: (s: string) => (err += s) },
-      stdin: (async function* () {})(),
-      env: {},
-    };
-    return { code: await main(argv, io), out, err };
-  }
+  const cli = (...argv: string[]) => runCli(argv);
 
   it('refuses --serve with --once', async () => {
     const r = await cli(

@@ -16,8 +16,6 @@ import { parse } from 'yaml';
 import { createMirrorQueueHandler } from '../../functions/handlers/mirror.ts';
 import { createPublishQueueHandler } from '../../functions/handlers/publish.ts';
 import { REGISTRY_NOT_FOUND_BODY } from '../../infra/lib/constructs/site-objects.ts';
-import type { CliIo } from '../../shared/cli/io.ts';
-import { main } from '../../shared/cli/main.ts';
 import { type MirrorConfig, parseConfig } from '../../shared/core/config.ts';
 import type { MirrorJob } from '../../shared/core/domain.ts';
 import { registryKeys } from '../../shared/core/storage-keys.ts';
@@ -30,7 +28,7 @@ import {
   skopeo,
   skopeoCopy,
 } from '../oci-endpoint/support.ts';
-import { type PushFormat, pushWasm, startRegistry, type TestRegistry } from '../support/index.ts';
+import { type PushFormat, pushWasm, runCli, startRegistry, type TestRegistry } from '../support/index.ts';
 import { proxyWasmModule } from '../support/wasm.ts';
 import { type AwsHarness, startAwsHarness } from './support/aws-harness.ts';
 import { type CloudFrontStandIn, startCloudFrontStandIn } from './support/cloudfront.ts';
@@ -263,33 +261,22 @@ sources:
     // Prepare: agents and the CLI pin the KMS key out of band.
     const keys = join(work, 'trusted-keys.pem');
     writeFileSync(keys, h.kms.publicKey.export({ type: 'spki', format: 'pem' }) as string);
-    let out = '';
-    let err = '';
-    const io: CliIo = {
-      stdout: { write: (s: string) => (out += s) },
-      stderr: { write: (s: string) => (err += s) },
-      stdin: (async function* () {})(),
-      env: {},
-    };
     // Act
-    const code = await main(
-      [
-        'wasmplugin',
-        `${registry.host}/plugins/indexed:1.0`,
-        '--mirror-url',
-        cdn.url,
-        '--trusted-keys',
-        keys,
-        '--mirror-name',
-        'aws-registry-mesh',
-        '--selector',
-        'app=web',
-        '--oci',
-        '--source',
-        'local',
-      ],
-      io,
-    );
+    const { code, out, err } = await runCli([
+      'wasmplugin',
+      `${registry.host}/plugins/indexed:1.0`,
+      '--mirror-url',
+      cdn.url,
+      '--trusted-keys',
+      keys,
+      '--mirror-name',
+      'aws-registry-mesh',
+      '--selector',
+      'app=web',
+      '--oci',
+      '--source',
+      'local',
+    ]);
     const dir = join(work, 'wasmplugin-indexed');
     await skopeoCopy(cdn.host, 'local/plugins/indexed:1.0', dir);
     // Assess

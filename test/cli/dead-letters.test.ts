@@ -1,13 +1,6 @@
-/**
- * `wasm-mirror dead-letters` as an operator runs it: on a data directory with no server (list,
- * page, show, purge, redrive, and the errors with their codes), and beside a running server on
- * the same directory, whose consumer picks a redriven job up.
- */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DiskQueue } from '../../shared/adapters/local/disk-queue.ts';
 import { parseConfig } from '../../shared/core/config.ts';
@@ -16,23 +9,12 @@ import { WasmMirrorError } from '../../shared/core/errors.ts';
 import { silentLogger } from '../../shared/core/ports.ts';
 import type { OciWasmPuller } from '../../shared/core/wasm/puller.ts';
 import { dataPaths, startEmbedded } from '../../shared/embedded/runtime.ts';
+import { runBin } from '../support/cli.ts';
 import { pushWasm, startRegistry, type TestRegistry } from '../support/index.ts';
 import { sha256Of, waitForManifest } from '../support/mirror.ts';
 import { proxyWasmModule } from '../support/wasm.ts';
 
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'wasm-mirror.mjs');
-
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args], {
-      encoding: 'utf8',
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const cli = runBin;
 
 function job(repository: string, registry = 'registry.example'): MirrorJob {
   return { sourceId: 'local', registry, repository, tag: '1.0', receivedAt: new Date().toISOString() };

@@ -10,33 +10,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsObjectStore } from '../../shared/adapters/local/fs-object-store.ts';
 import { loadOrCreateKey } from '../../shared/adapters/local/signer.ts';
-import type { CliIo } from '../../shared/cli/io.ts';
-import { main } from '../../shared/cli/main.ts';
 import { parseConfig } from '../../shared/core/config.ts';
 import { storageKeys } from '../../shared/core/domain.ts';
 import { writeKeysJson } from '../../shared/core/pipeline/publish.ts';
-import { freePort, pushWasm, startRegistry, type TestRegistry } from '../support/index.ts';
+import { freePort, pushWasm, runCli, startRegistry, type TestRegistry } from '../support/index.ts';
 import { proxyWasmModule } from '../support/wasm.ts';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'wasm-mirror.mjs');
-
-function memoryIo(env: Record<string, string> = {}) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = {
-    stdout: { write: (s: string) => out.push(s), isTTY: false },
-    stderr: { write: (s: string) => err.push(s), isTTY: false },
-    stdin: (async function* () {})(),
-    env,
-  };
-  return { io, stdout: () => out.join(''), stderr: () => err.join('') };
-}
-
-async function cli(argv: string[], env: Record<string, string> = {}) {
-  const t = memoryIo(env);
-  const code = await main(argv, t.io);
-  return { code, stdout: t.stdout(), stderr: t.stderr() };
-}
 
 describe('errors that say the fix', () => {
   let dir: string;
@@ -48,12 +28,10 @@ describe('errors that say the fix', () => {
   it('a YAML syntax error gives the file, line and column, and shows the line', async () => {
     const file = join(dir, 'bad.yaml');
     writeFileSync(file, 'mirror:\n  name: prod-mesh\n  name: again\nsources: []\n');
-    const r = await cli(['serve', '--config', file, '--data', join(dir, 'data-yaml'), '--port', '0']);
+    const r = await runCli(['serve', '--config', file, '--data', join(dir, 'data-yaml'), '--port', '0']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(
-      `wasm-mirror serve: CONFIG_INVALID: ${file}: line 3, column 3: not valid YAML`,
-    );
-    expect(r.stderr).toContain('  3 |   name: again\n    |   ^\n');
+    expect(r.err).toContain(`wasm-mirror serve: CONFIG_INVALID: ${file}: line 3, column 3: not valid YAML`);
+    expect(r.err).toContain('  3 |   name: again\n    |   ^\n');
 
     // Tab indentation, a classic: the caret sits under the tab.
     expect(() => parseConfig('mirror:\n\tname: x\n', 'wasm-mirror.config.yaml')).toThrow(
@@ -62,16 +40,16 @@ describe('errors that say the fix', () => {
   });
 
   it('an unknown option names itself, the likely intended one, and points at --help', async () => {
-    const r = await cli(['pull', 'r.io/a:b', '-o', join(dir, 'x.wasm'), '--plain-htp']);
+    const r = await runCli(['pull', 'r.io/a:b', '-o', join(dir, 'x.wasm'), '--plain-htp']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toBe(
+    expect(r.err).toBe(
       "wasm-mirror pull: USAGE: unknown option '--plain-htp' (did you mean --plain-http?)\n" +
         "Run 'wasm-mirror pull --help' for its options.\n",
     );
-    const serve = await cli(['serve', '--prot', '9000']);
-    expect(serve.stderr).toContain("unknown option '--prot' (did you mean --port?)");
-    const far = await cli(['keygen', '--frobnicate']);
-    expect(far.stderr).toBe(
+    const serve = await runCli(['serve', '--prot', '9000']);
+    expect(serve.err).toContain("unknown option '--prot' (did you mean --port?)");
+    const far = await runCli(['keygen', '--frobnicate']);
+    expect(far.err).toBe(
       "wasm-mirror keygen: USAGE: unknown option '--frobnicate'\nRun 'wasm-mirror keygen --help' for its options.\n",
     );
   });
@@ -91,7 +69,7 @@ describe('errors that say the fix', () => {
         '',
       ].join('\n'),
     );
-    const r = await cli([
+    const r = await runCli([
       'mirror',
       '127.0.0.1:5999/other/filter:1.0',
       '--config',
@@ -100,10 +78,10 @@ describe('errors that say the fix', () => {
       join(dir, 'data-allow'),
     ]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(
+    expect(r.err).toContain(
       `REGISTRY_NOT_ALLOWED: repository other/filter is not in source 'local''s allow-list (repositories: "plugins/**", "team-a/*")`,
     );
-    expect(r.stderr).toContain("add a glob that matches it to that source's repositories");
+    expect(r.err).toContain("add a glob that matches it to that source's repositories");
   });
 
   it('keys.json follows a mirror renamed in the config, keeping its keys', async () => {
@@ -150,12 +128,10 @@ describe('errors that say the fix', () => {
 
     it('plain http registry pulled without --plain-http: suggests --plain-http, at once', async () => {
       const started = Date.now();
-      const r = await cli(['pull', `${plainHost}/plugins/filter:1.0`, '-o', join(dir, 'p.wasm')]);
+      const r = await runCli(['pull', `${plainHost}/plugins/filter:1.0`, '-o', join(dir, 'p.wasm')]);
       expect(r.code).toBe(1);
-      expect(r.stderr).toContain(
-        `REGISTRY_UNAVAILABLE: ${plainHost} answered an https request in plain http`,
-      );
-      expect(r.stderr).toContain('pass --plain-http (or set insecure: true on its source in the config)');
+      expect(r.err).toContain(`REGISTRY_UNAVAILABLE: ${plainHost} answered an https request in plain http`);
+      expect(r.err).toContain('pass --plain-http (or set insecure: true on its source in the config)');
       // Retrying cannot change the server's protocol: one connection, no backoff.
       expect(connections).toBe(1);
       expect(Date.now() - started).toBeLessThan(2000);
@@ -163,7 +139,7 @@ describe('errors that say the fix', () => {
 
     it('connection refused names the host and port', async () => {
       const port = await freePort();
-      const r = await cli([
+      const r = await runCli([
         'pull',
         `127.0.0.1:${port}/plugins/filter:1.0`,
         '-o',
@@ -171,11 +147,11 @@ describe('errors that say the fix', () => {
         '--plain-http',
       ]);
       expect(r.code).toBe(1);
-      expect(r.stderr).toContain(`cannot connect to 127.0.0.1:${port}: connection refused (ECONNREFUSED)`);
+      expect(r.err).toContain(`cannot connect to 127.0.0.1:${port}: connection refused (ECONNREFUSED)`);
     });
 
     it('a missing tag keeps the tag in the message', async () => {
-      const r = await cli([
+      const r = await runCli([
         'pull',
         `${registry.host}/plugins/filter:9.9`,
         '-o',
@@ -183,18 +159,18 @@ describe('errors that say the fix', () => {
         '--plain-http',
       ]);
       expect(r.code).toBe(1);
-      expect(r.stderr).toContain(
+      expect(r.err).toContain(
         `MANIFEST_UNKNOWN: ${registry.host}/plugins/filter:9.9: tag 9.9 not found in ${registry.host}/plugins/filter (404 MANIFEST_UNKNOWN`,
       );
       // A repository that does not exist: this registry answers MANIFEST_UNKNOWN too, with the tag kept.
-      const repo = await cli([
+      const repo = await runCli([
         'pull',
         `${registry.host}/plugins/nothing:1.0`,
         '-o',
         join(dir, 't.wasm'),
         '--plain-http',
       ]);
-      expect(repo.stderr).toContain(`${registry.host}/plugins/nothing:1.0: `);
+      expect(repo.err).toContain(`${registry.host}/plugins/nothing:1.0: `);
     });
   });
 

@@ -1,33 +1,16 @@
-/**
- * `wasm-mirror mirror <ref>` as a user runs it: alone on a data directory (it publishes itself),
- * and beside a running server on the same directory (the server publishes its result).
- */
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../shared/core/config.ts';
 import { silentLogger } from '../../shared/core/ports.ts';
 import { startEmbedded } from '../../shared/embedded/runtime.ts';
+import { runBin } from '../support/cli.ts';
 import { pushWasm, startRegistry, type TestRegistry } from '../support/index.ts';
 import { fetchManifest, sha256Of, waitForManifest } from '../support/mirror.ts';
 import { proxyWasmModule } from '../support/wasm.ts';
 
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'wasm-mirror.mjs');
-
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [BIN, ...args], {
-      encoding: 'utf8',
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const cli = runBin;
 
 /** `wasm-mirror mirror <ref> --plain-http --data DIR --json`, as the tests run it against the local registry. */
 const mirrorJson = (ref: string, data: string) =>

@@ -10,9 +10,14 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CliIo } from '../../shared/cli/io.ts';
-import { main } from '../../shared/cli/main.ts';
-import { freePort, MEDIA, proxyWasmModule, startRegistry, type TestRegistry } from '../support/index.ts';
+import {
+  freePort,
+  MEDIA,
+  proxyWasmModule,
+  runCli,
+  startRegistry,
+  type TestRegistry,
+} from '../support/index.ts';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'wasm-mirror.mjs');
 
@@ -417,17 +422,6 @@ describe('wasm-mirror push errors and usage', () => {
     expect(overview.stdout).toMatch(/^ +push +\S/m);
   });
 
-  function memoryIo() {
-    const err: string[] = [];
-    const io: CliIo = {
-      stdout: { write: () => true },
-      stderr: { write: (s: string) => err.push(s) },
-      stdin: (async function* () {})(),
-      env: {},
-    };
-    return { io, stderr: () => err.join('') };
-  }
-
   it.each([
     [['push']],
     [['push', 'filter.wasm']],
@@ -438,14 +432,11 @@ describe('wasm-mirror push errors and usage', () => {
     [['push', 'filter.wasm', 'r.io/a:1', '--password-stdin']],
     [['push', 'filter.wasm', 'r.io/a:1', '--password', 'secret']],
   ])('exits 2 on usage errors: %j', async (argv) => {
-    // Prepare
-    const t = memoryIo();
-
     // Act
-    const code = await main(argv, t.io);
+    const r = await runCli(argv);
 
     // Assess
-    expect(code).toBe(2);
-    expect(t.stderr()).toMatch(/^wasm-mirror push: USAGE: /);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/^wasm-mirror push: USAGE: /);
   });
 });

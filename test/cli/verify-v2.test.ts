@@ -8,28 +8,17 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsObjectStore } from '../../shared/adapters/local/fs-object-store.ts';
 import { loadOrCreateKey } from '../../shared/adapters/local/signer.ts';
-import type { CliIo } from '../../shared/cli/io.ts';
-import { main } from '../../shared/cli/main.ts';
 import { parseConfig } from '../../shared/core/config.ts';
 import { spkiToPem } from '../../shared/core/manifest/index.ts';
 import { createPublisher } from '../../shared/core/pipeline/publish.ts';
 import { noMetrics, silentLogger } from '../../shared/core/ports.ts';
+import { runCli } from '../support/index.ts';
 
 let work: string;
 let data: string;
 let keys: string;
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: CliIo = {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    stdin: (async function* () {})(),
-    env: {},
-  };
-  return { code: await main(argv, io), out, err };
-}
+const cli = (...argv: string[]) => runCli(argv);
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'wm-verify-v2-'));

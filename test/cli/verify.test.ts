@@ -3,27 +3,16 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CliIo } from '../../shared/cli/io.ts';
-import { main } from '../../shared/cli/main.ts';
 import { signManifest, spkiToPem } from '../../shared/core/manifest/index.ts';
 import { moduleEntry, newSigner, payloadOf } from '../manifest/helpers.ts';
+import { runCli } from '../support/index.ts';
 
 let work: string;
 let keys: string;
 let envelope: string;
 let payload: string;
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: CliIo = {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    stdin: (async function* () {})(),
-    env: {},
-  };
-  return { code: await main(argv, io), out, err };
-}
+const cli = (...argv: string[]) => runCli(argv);
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'wm-verify-'));

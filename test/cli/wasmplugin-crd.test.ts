@@ -9,9 +9,8 @@ import { join } from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import type { CliIo } from '../../shared/cli/io.ts';
-import { main } from '../../shared/cli/main.ts';
 import { buildPayload } from '../../shared/core/manifest/index.ts';
+import { runCli } from '../support/index.ts';
 
 type Schema = Record<string, unknown> & {
   properties?: Record<string, Schema>;
@@ -161,17 +160,7 @@ const HEX = 'c'.repeat(64);
 let work: string;
 let manifest: string;
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: CliIo = {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    stdin: (async function* () {})(),
-    env: {},
-  };
-  return { code: await main(argv, io), out, err };
-}
+const cli = (...argv: string[]) => runCli(argv);
 
 beforeAll(() => {
   validate = compile();

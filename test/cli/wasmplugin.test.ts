@@ -9,9 +9,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { OPTIONS } from '../../shared/cli/commands/wasmplugin.ts';
-import type { CliIo } from '../../shared/cli/io.ts';
-import { main } from '../../shared/cli/main.ts';
 import { buildPayload } from '../../shared/core/manifest/index.ts';
+import { runCli } from '../support/index.ts';
 
 const MIRROR = 'https://mirror.example.com';
 const HEX = 'b'.repeat(64);
@@ -20,18 +19,7 @@ const MODULE = 'ghcr.io/acme/basic-auth:1.12.0';
 let work: string;
 let manifest: string;
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: CliIo = {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    stdin: (async function* () {})(),
-    env: {},
-  };
-  const code = await main(argv, io);
-  return { code, out, err };
-}
+const cli = (...argv: string[]) => runCli(argv);
 
 /** `wasmplugin MODULE --from-manifest <agent manifest.json> ...args`. */
 const render = (...args: string[]) => cli('wasmplugin', MODULE, '--from-manifest', manifest, ...args);

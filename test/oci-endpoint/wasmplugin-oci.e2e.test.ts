@@ -8,24 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import type { CliIo } from '../../shared/cli/io.ts';
-import { main } from '../../shared/cli/main.ts';
-import { type Harness, proxyWasmModule, pushWasm, startHarness } from '../support/index.ts';
+import { type Harness, proxyWasmModule, pushWasm, runCli, startHarness } from '../support/index.ts';
 import { waitForManifest } from '../support/mirror.ts';
 import { queueMirror, readDirManifest, sha256Hex, skopeoCopy } from './support.ts';
 
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: CliIo = {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    stdin: (async function* () {})(),
-    env: {},
-  };
-  const code = await main(argv, io);
-  return { code, out, err };
-}
+const cli = (...argv: string[]) => runCli(argv);
 
 interface Rendered {
   metadata: { annotations: Record<string, string> };

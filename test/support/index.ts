@@ -1,4 +1,5 @@
-/** Test helpers shared by every suite: real and fake registries, Wasm fixtures, tar and push tools. */
+/** Test helpers shared by every suite: real and fake registries, Wasm fixtures, tar and push tools, the in-process CLI. */
+export * from './cli.ts';
 export * from './fake-registry.ts';
 export * from './harness.ts';
 export * from './push.ts';

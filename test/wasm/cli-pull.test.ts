@@ -6,27 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CliIo } from '../../shared/cli/io.ts';
-import { main } from '../../shared/cli/main.ts';
-import { proxyWasmModule, pushWasm, startRegistry, type TestRegistry } from '../support/index.ts';
+import { proxyWasmModule, pushWasm, runCli, startRegistry, type TestRegistry } from '../support/index.ts';
 
 const execFileAsync = promisify(execFile);
 const module = proxyWasmModule({ marker: 'cli' });
 const hex = createHash('sha256').update(module).digest('hex');
-
-function memoryIo(opts: { stdin?: string; tty?: boolean } = {}) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const io: CliIo = {
-    stdout: { write: (s: string) => out.push(s), isTTY: false },
-    stderr: { write: (s: string) => err.push(s), isTTY: opts.tty ?? false },
-    stdin: (async function* () {
-      if (opts.stdin !== undefined) yield opts.stdin;
-    })(),
-    env: {},
-  };
-  return { io, stdout: () => out.join(''), stderr: () => err.join('') };
-}
 
 describe('wasm-mirror pull', () => {
   let reg: TestRegistry;
@@ -47,8 +31,7 @@ describe('wasm-mirror pull', () => {
 
   it('pulls with credentials from stdin and prints JSON', async () => {
     const out = join(dir, 'a.wasm');
-    const t = memoryIo({ stdin: `${reg.password}\n` });
-    const code = await main(
+    const t = await runCli(
       [
         'pull',
         `oci://${reg.host}/plugins/cli:v1`,
@@ -60,11 +43,11 @@ describe('wasm-mirror pull', () => {
         '--password-stdin',
         '--json',
       ],
-      t.io,
+      { stdin: `${reg.password}\n` },
     );
-    expect(t.stderr()).toBe('');
-    expect(code).toBe(0);
-    expect(JSON.parse(t.stdout())).toEqual({
+    expect(t.err).toBe('');
+    expect(t.code).toBe(0);
+    expect(JSON.parse(t.out)).toEqual({
       reference: `${reg.host}/plugins/cli:v1`,
       file: out,
       ociDigest: digest,
@@ -78,16 +61,19 @@ describe('wasm-mirror pull', () => {
   });
 
   it('prints a readable summary and shows progress only on a terminal', async () => {
-    const t = memoryIo({ stdin: reg.password!, tty: true });
     const args = ['pull', `${reg.host}/plugins/cli@${digest}`, '-o', join(dir, 'b.wasm'), '--plain-http'];
-    expect(await main([...args, '-u', reg.username!, '--password-stdin'], t.io)).toBe(0);
-    expect(t.stdout()).toContain(`sha256:   ${hex}\n`);
-    expect(t.stdout()).toContain(`manifest: ${digest}\n`);
-    expect(t.stdout()).toContain('abi:      proxy_abi_version_0_2_1\n');
-    expect(t.stderr()).toContain('pulling ');
-    const quiet = memoryIo({ stdin: reg.password! });
-    expect(await main([...args, '-u', reg.username!, '--password-stdin'], quiet.io)).toBe(0);
-    expect(quiet.stderr()).toBe('');
+    const t = await runCli([...args, '-u', reg.username!, '--password-stdin'], {
+      stdin: reg.password!,
+      tty: true,
+    });
+    expect(t.code).toBe(0);
+    expect(t.out).toContain(`sha256:   ${hex}\n`);
+    expect(t.out).toContain(`manifest: ${digest}\n`);
+    expect(t.out).toContain('abi:      proxy_abi_version_0_2_1\n');
+    expect(t.err).toContain('pulling ');
+    const quiet = await runCli([...args, '-u', reg.username!, '--password-stdin'], { stdin: reg.password! });
+    expect(quiet.code).toBe(0);
+    expect(quiet.err).toBe('');
   });
 
   it.each([
@@ -98,21 +84,20 @@ describe('wasm-mirror pull', () => {
     [['pull', 'r.io/a:b', '-o', 'x', '--username', 'u']],
     [['pull', 'r.io/a:b', '-o', 'x', '--password-stdin']],
   ])('exits 2 on usage errors: %j', async (argv) => {
-    const t = memoryIo();
-    expect(await main(argv, t.io)).toBe(2);
-    expect(t.stderr()).toMatch(/^wasm-mirror pull: USAGE: /);
+    const t = await runCli(argv);
+    expect(t.code).toBe(2);
+    expect(t.err).toMatch(/^wasm-mirror pull: USAGE: /);
   });
 
   it('exits 1 with the error code on failures', async () => {
-    const t = memoryIo();
     const out = join(dir, 'c.wasm');
-    expect(await main(['pull', `${reg.host}/plugins/cli:v1`, '-o', out, '--plain-http'], t.io)).toBe(1);
-    expect(t.stderr()).toMatch(/^wasm-mirror pull: UNAUTHORIZED: /);
-    const bad = memoryIo();
-    expect(await main(['pull', 'r.io/Bad:x', '-o', out], bad.io)).toBe(1);
-    expect(bad.stderr()).toMatch(/^wasm-mirror pull: INVALID_REFERENCE: /);
+    const t = await runCli(['pull', `${reg.host}/plugins/cli:v1`, '-o', out, '--plain-http']);
+    expect(t.code).toBe(1);
+    expect(t.err).toMatch(/^wasm-mirror pull: UNAUTHORIZED: /);
+    const bad = await runCli(['pull', 'r.io/Bad:x', '-o', out]);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/^wasm-mirror pull: INVALID_REFERENCE: /);
     expect(existsSync(out)).toBe(false);
-    const nowhere = memoryIo({ stdin: reg.password! });
     const args = [
       'pull',
       `${reg.host}/plugins/cli:v1`,
@@ -120,8 +105,11 @@ describe('wasm-mirror pull', () => {
       join(dir, 'no/such/dir/x.wasm'),
       '--plain-http',
     ];
-    expect(await main([...args, '-u', reg.username!, '--password-stdin'], nowhere.io)).toBe(1);
-    expect(nowhere.stderr()).toMatch(/^wasm-mirror pull: STORAGE_FAILURE: /);
+    const nowhere = await runCli([...args, '-u', reg.username!, '--password-stdin'], {
+      stdin: reg.password!,
+    });
+    expect(nowhere.code).toBe(1);
+    expect(nowhere.err).toMatch(/^wasm-mirror pull: STORAGE_FAILURE: /);
   });
 
   it('works through the installed bin', async () => {
