@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { gzip as gzipCallback } from 'node:zlib';
-import { acceptsGzip, etagMatches, parseRange } from '../platform/http.ts';
+import { acceptsGzip, answerRange, etagMatches } from '../platform/http.ts';
 import { parseListenAddress } from './metrics-server.ts';
 
 const gzip = promisify(gzipCallback);
@@ -171,22 +171,10 @@ async function serveModule(
     'x-content-type-options': 'nosniff',
   };
   if (etagMatches(req.headers['if-none-match'], etag)) return void res.writeHead(304, headers).end();
-  let range: { start: number; end: number } | undefined;
-  const ifRange = req.headers['if-range'];
-  // If-Range with another validator means "send the whole thing".
-  if (req.headers.range !== undefined && (ifRange === undefined || ifRange === etag)) {
-    const parsed = parseRange(req.headers.range, size);
-    if (parsed === 'unsatisfiable') {
-      res.writeHead(416, { ...headers, 'content-range': `bytes */${size}` }).end();
-      return;
-    }
-    range = parsed;
-  }
-  if (range !== undefined) {
-    headers['content-range'] = `bytes ${range.start}-${range.end}/${size}`;
-    headers['content-length'] = range.end - range.start + 1;
-  } else headers['content-length'] = size;
-  res.writeHead(range === undefined ? 200 : 206, headers);
+  const answer = answerRange(req.headers, size, etag);
+  if (answer.status === 416) return void res.writeHead(416, { ...headers, ...answer.headers }).end();
+  const { range } = answer;
+  res.writeHead(answer.status, { ...headers, ...answer.headers });
   if (headOnly || size === 0) return void res.end();
   const stream = file.createReadStream({
     start: range?.start ?? 0,

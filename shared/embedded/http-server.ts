@@ -26,7 +26,7 @@ import type {
 } from '../core/pipeline/receive.ts';
 import type { ByteRange, Logger, Metrics, ObjectStore } from '../core/ports.ts';
 import { noMetrics } from '../core/ports.ts';
-import { acceptsGzip, etagMatches, parseRange } from '../platform/http.ts';
+import { acceptsGzip, answerRange, etagMatches } from '../platform/http.ts';
 import { PROMETHEUS_CONTENT_TYPE } from '../platform/telemetry.ts';
 
 export { parseRange } from '../platform/http.ts';
@@ -257,28 +257,16 @@ async function serveObject(
     res.end();
     return;
   }
-  let range: ByteRange | undefined;
-  const rangeHeader = req.headers.range;
-  // If-Range with a different validator means "send the whole thing".
-  const ifRange = req.headers['if-range'];
-  if (rangeHeader !== undefined && (ifRange === undefined || ifRange === info.etag)) {
-    const parsed = parseRange(rangeHeader, info.size);
-    if (parsed === 'unsatisfiable') {
-      res.writeHead(416, { ...headers, 'content-range': `bytes */${info.size}` });
-      res.end();
-      return;
-    }
-    range = parsed;
+  const answer = answerRange(req.headers, info.size, info.etag);
+  if (answer.status === 416) {
+    res.writeHead(416, { ...headers, ...answer.headers });
+    res.end();
+    return;
   }
-  if (range !== undefined) {
-    const end = range.end ?? info.size - 1;
-    headers['content-range'] = `bytes ${range.start}-${end}/${info.size}`;
-    headers['content-length'] = end - range.start + 1;
-  } else {
-    headers['content-length'] = info.size;
-  }
+  const range: ByteRange | undefined = answer.range;
+  Object.assign(headers, answer.headers);
   if (headOnly) {
-    res.writeHead(range === undefined ? 200 : 206, headers);
+    res.writeHead(answer.status, headers);
     res.end();
     return;
   }
@@ -289,7 +277,7 @@ async function serveObject(
     discard(stream.body);
     return serveObject(store, key, req, res, headOnly);
   }
-  res.writeHead(range === undefined ? 200 : 206, headers);
+  res.writeHead(answer.status, headers);
   try {
     // pipeline() handles backpressure and, when the client goes away, destroys the source.
     await pipeline(stream.body, res);

@@ -20,7 +20,7 @@ import { toWasmMirrorError } from '../core/errors.ts';
 import { isValidOciName, type KeptContent, type OciLookup, OciView } from '../core/pipeline/oci-view.ts';
 import type { ByteRange, Logger, ObjectStore } from '../core/ports.ts';
 import { storageKeys } from '../core/storage-keys.ts';
-import { etagMatches, parseRange } from '../platform/http.ts';
+import { answerRange, etagMatches } from '../platform/http.ts';
 
 export type OciEndpoint = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 
@@ -220,26 +220,15 @@ async function serveBlob(
     res.end();
     return;
   }
-  let range: ByteRange | undefined;
-  const rangeHeader = req.headers.range;
-  const ifRange = req.headers['if-range'];
-  if (rangeHeader !== undefined && (ifRange === undefined || ifRange === `"${kept.digest}"`)) {
-    const parsed = parseRange(rangeHeader, info.size);
-    if (parsed === 'unsatisfiable') {
-      res.writeHead(416, { ...API_VERSION, 'content-range': `bytes */${info.size}` });
-      res.end();
-      return;
-    }
-    range = parsed;
+  const answer = answerRange(req.headers, info.size, `"${kept.digest}"`);
+  if (answer.status === 416) {
+    res.writeHead(416, { ...API_VERSION, ...answer.headers });
+    res.end();
+    return;
   }
-  if (range !== undefined) {
-    const end = range.end ?? info.size - 1;
-    headers['content-range'] = `bytes ${range.start}-${end}/${info.size}`;
-    headers['content-length'] = end - range.start + 1;
-  } else {
-    headers['content-length'] = info.size;
-  }
-  const status = range === undefined ? 200 : 206;
+  const range: ByteRange | undefined = answer.range;
+  Object.assign(headers, answer.headers);
+  const { status } = answer;
   if (head) {
     res.writeHead(status, headers);
     res.end();

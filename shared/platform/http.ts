@@ -47,3 +47,38 @@ export function acceptsGzip(header: string | undefined): boolean {
   }
   return false;
 }
+
+/** What a GET of a body of `size` bytes, whose validator is `etag`, answers for its Range headers. */
+export type RangeAnswer =
+  | {
+      status: 200 | 206;
+      range: { start: number; end: number } | undefined;
+      headers: Record<string, string | number>;
+    }
+  | { status: 416; headers: Record<string, string> };
+
+/**
+ * Reads Range and If-Range (an If-Range naming another validator means "send the whole thing")
+ * and says the status, the range to send and the Content-Range and Content-Length to send it with.
+ */
+export function answerRange(
+  request: { range?: string | undefined; 'if-range'?: string | undefined },
+  size: number,
+  etag: string,
+): RangeAnswer {
+  const ifRange = request['if-range'];
+  const parsed =
+    request.range !== undefined && (ifRange === undefined || ifRange === etag)
+      ? parseRange(request.range, size)
+      : undefined;
+  if (parsed === 'unsatisfiable') return { status: 416, headers: { 'content-range': `bytes */${size}` } };
+  if (parsed === undefined) return { status: 200, range: undefined, headers: { 'content-length': size } };
+  return {
+    status: 206,
+    range: parsed,
+    headers: {
+      'content-range': `bytes ${parsed.start}-${parsed.end}/${size}`,
+      'content-length': parsed.end - parsed.start + 1,
+    },
+  };
+}

@@ -19,6 +19,7 @@ import {
   parseRange,
   redactUrl,
 } from '../../shared/embedded/http-server.ts';
+import { answerRange } from '../../shared/platform/http.ts';
 import { sha256Of } from '../support/mirror.ts';
 
 describe('mirror HTTP server', () => {
@@ -120,6 +121,26 @@ describe('mirror HTTP server', () => {
     expect(parseRange('bytes=5-2', 10)).toBe('unsatisfiable');
     expect(parseRange('bytes=0-1,4-5', 10)).toBeUndefined();
     expect(parseRange('items=0-1', 10)).toBeUndefined();
+  });
+
+  it('answers Range and If-Range with a status and the headers to send (every server shares this)', () => {
+    expect(answerRange({ range: 'bytes=2-5' }, 10, '"v1"')).toEqual({
+      status: 206,
+      range: { start: 2, end: 5 },
+      headers: { 'content-range': 'bytes 2-5/10', 'content-length': 4 },
+    });
+    // An If-Range naming another version: the whole body, as it is now.
+    expect(answerRange({ range: 'bytes=2-5', 'if-range': '"v0"' }, 10, '"v1"')).toEqual({
+      status: 200,
+      range: undefined,
+      headers: { 'content-length': 10 },
+    });
+    expect(answerRange({ range: 'bytes=2-5', 'if-range': '"v1"' }, 10, '"v1"').status).toBe(206);
+    expect(answerRange({ range: 'bytes=10-' }, 10, '"v1"')).toEqual({
+      status: 416,
+      headers: { 'content-range': 'bytes */10' },
+    });
+    expect(answerRange({}, 10, '"v1"')).toMatchObject({ status: 200, headers: { 'content-length': 10 } });
   });
 
   it('serves ranges, 416 past the end, HEAD without a body', async () => {
