@@ -40,7 +40,8 @@ try {
     >;
   };
   const functions = Object.entries(template.Resources)
-    .filter(([, r]) => r.Type === 'AWS::Lambda::Function')
+    // Not CDK's deploy-time SDK-call provider (status page, error document): ours only.
+    .filter(([id, r]) => r.Type === 'AWS::Lambda::Function' && !id.startsWith('AWS679f53fac'))
     .map(([id, r]) => ({
       name: id.replace(/Function[0-9A-F]{8}$/, '').toLowerCase(),
       asset: r.Properties.Code!.S3Key!.replace(/\.zip$/, ''),
