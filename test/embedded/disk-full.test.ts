@@ -2,9 +2,7 @@
  * Nothing is lost when the disk fills during pulls. The embedded mirror's data directory sits on a
  * small real tmpfs (mounted for the test; the test environment runs as root): the disk is filled,
  * pushes are delivered while module pulls fail with ENOSPC, the space is freed, and every module
- * must end up listed. Where mounting is not permitted, the same run uses a puller whose staging
- * fails the way it did on a real full disk (an ENOSPC wrapped as INTERNAL) until space is
- * "freed"; that variant checks the mirror's classification only.
+ * must end up listed. Where mounting is not permitted the test fails and says so.
  *
  * Also: an error nobody classified, even one already wrapped as a permanent INTERNAL, is retried
  * and ends in the dead-letter area instead of being acknowledged.
@@ -18,7 +16,7 @@ import { WasmMirrorError } from '../../shared/core/errors.ts';
 import { silentLogger } from '../../shared/core/ports.ts';
 import { OciWasmPuller } from '../../shared/core/wasm/puller.ts';
 import { type EmbeddedMirror, startEmbedded } from '../../shared/embedded/runtime.ts';
-import { mountSmallDisk, type SmallDisk } from '../adapters/local/fixtures/small-disk.ts';
+import { requireSmallDisk } from '../adapters/local/fixtures/small-disk.ts';
 import { largeWasm, pushWasm, startRegistry, type TestRegistry } from '../support/index.ts';
 import {
   DISTRIBUTION_EVENTS_V1,
@@ -103,9 +101,8 @@ describe('embedded mirror on a full disk', () => {
 
   it('pulls that hit ENOSPC are retried, and every module is listed once space is freed', async () => {
     // Prepare
-    const disk: SmallDisk | undefined = mountSmallDisk(16 * 1024 * 1024);
-    const root = disk?.dir ?? mkdtempSync(join(tmpdir(), 'wm-disk-full-'));
-    const dataDir = join(root, 'data');
+    const disk = requireSmallDisk(16 * 1024 * 1024);
+    const dataDir = join(disk.dir, 'data');
     mkdirSync(dataDir);
     const mirror = await startEmbedded({
       config: config(registry.host),
@@ -115,25 +112,10 @@ describe('embedded mirror on a full disk', () => {
       logger: silentLogger,
       retry: { maxAttempts: 10, backoffBaseMs: 100 },
     });
-    let full = true;
     try {
       await waitForManifest(mirror.url, () => true);
-      if (disk !== undefined) {
-        // Room for queue messages and notes (a few KiB each), none for a 600 KiB module.
-        disk.fill(256 * 1024);
-      } else {
-        const puller = mirror.deps.puller as OciWasmPuller;
-        const pull = puller.pullToFile.bind(puller);
-        puller.pullToFile = async (...args) => {
-          if (!full) return pull(...args);
-          const enospc = Object.assign(new Error('ENOSPC: no space left on device, write'), {
-            code: 'ENOSPC',
-            errno: -28,
-            syscall: 'write',
-          });
-          throw new WasmMirrorError('INTERNAL', enospc.message, { cause: enospc });
-        };
-      }
+      // Room for queue messages and notes (a few KiB each), none for a 600 KiB module.
+      disk.fill(256 * 1024);
 
       // Act
       const statuses: number[] = [];
@@ -147,8 +129,7 @@ describe('embedded mirror on a full disk', () => {
         const tried = Object.values(results).reduce((a, b) => a + b, 0);
         return tried >= MODULES ? results : undefined;
       }, 'every job to be tried once');
-      full = false;
-      disk?.free();
+      disk.free();
       const listed = await waitForManifest(
         mirror.url,
         (p) => digests.every((d) => p.modules.some((m) => m.ociDigest === d)),
@@ -171,15 +152,13 @@ describe('embedded mirror on a full disk', () => {
       expect(status.deadLetters).toEqual([]);
     } finally {
       await mirror.stop();
-      if (disk !== undefined) disk.unmount();
-      else rmSync(root, { recursive: true, force: true });
+      disk.unmount();
     }
   });
 
   it('the puller reports a full staging disk as a retryable STORAGE_FAILURE and leaves no file', async () => {
     // Prepare
-    const disk = mountSmallDisk(2 * 1024 * 1024);
-    if (disk === undefined) return;
+    const disk = requireSmallDisk(2 * 1024 * 1024);
     try {
       disk.fill(128 * 1024);
       const puller = new OciWasmPuller();

@@ -105,16 +105,16 @@ describe('crash safety across processes', () => {
   });
 
   it('kill -9 of a consumer at random instants loses no message and doubles no effect', async () => {
+    // Prepare
     const queue = new DiskQueue<{ n: number }>({ dir: queueDir });
     for (let n = 0; n < 60; n++) await queue.send({ n }, { dedupeId: `n-${n}` });
-    // Another process sends while the consumer runs, overlapping ids 50..59 (dropped as duplicates).
+    // Act: another process sends while the consumer runs, overlapping ids 50..59 (dropped as duplicates).
     const sender = run(WRITER, ['send', queueDir, '50', '30']);
-
     const kills = await killRepeatedly(queueDir, storeDir, 'single', 3);
     expect((await sender.exited).code, sender.output()).toBe(0);
     // The sender may have finished after the last worker drained: drain once more.
     if ((await queue.depth()).ready > 0) await killRepeatedly(queueDir, storeDir, 'single', 0);
-
+    // Assess
     const store = new FsObjectStore({ root: storeDir });
     const effects = await keys(store, 'effects/');
     expect(effects).toHaveLength(80);
@@ -128,11 +128,12 @@ describe('crash safety across processes', () => {
   });
 
   it('kill -9 during batched, create-only publishes leaves every version intact and lists every message', async () => {
+    // Prepare
     const queue = new DiskQueue<{ n: number }>({ dir: queueDir });
     for (let n = 0; n < 50; n++) await queue.send({ n });
-
+    // Act
     await killRepeatedly(queueDir, storeDir, 'batch', 4);
-
+    // Assess
     const store = new FsObjectStore({ root: storeDir });
     const versions = (await keys(store, 'versions/'))
       .map((k) => /^versions\/(\d+)\.json$/.exec(k)?.[1])
@@ -155,8 +156,10 @@ describe('crash safety across processes', () => {
   });
 
   it('concurrent create from several processes: exactly one wins each key', async () => {
+    // Prepare
     const contested = Array.from({ length: 20 }, (_, i) => `manifests/${i + 1}.json`);
     const startAt = String(Date.now() + 2500);
+    // Act
     const writers = ['a', 'b', 'c'].map((id) => run(WRITER, ['create', storeDir, startAt, id, ...contested]));
     const results = await Promise.all(
       writers.map(async (w) => {
@@ -164,6 +167,7 @@ describe('crash safety across processes', () => {
         return w.output();
       }),
     );
+    // Assess
     const store = new FsObjectStore({ root: storeDir });
     for (const key of contested) {
       const winners = ['a', 'b', 'c'].filter((_, i) => results[i]!.includes(`won ${key}\n`));

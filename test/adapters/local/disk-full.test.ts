@@ -5,24 +5,25 @@
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DiskQueue } from '../../../shared/adapters/local/disk-queue.ts';
 import { FsObjectStore } from '../../../shared/adapters/local/fs-object-store.ts';
 import { waitFor } from '../../contract/queue.contract.ts';
-import { mountSmallDisk, type SmallDisk } from './fixtures/small-disk.ts';
+import { requireSmallDisk, type SmallDisk } from './fixtures/small-disk.ts';
 
-const disk = mountSmallDisk(4 * 1024 * 1024);
-
-describe.skipIf(disk === undefined)('local adapters on a full disk (a 4 MiB tmpfs)', () => {
-  const small = disk as SmallDisk;
+describe('local adapters on a full disk (a 4 MiB tmpfs)', () => {
+  let small: SmallDisk;
   let n = 0;
   let dir: string;
 
+  beforeAll(() => {
+    small = requireSmallDisk(4 * 1024 * 1024);
+  });
   beforeEach(() => {
     small.free();
     dir = join(small.dir, `case-${n++}`);
   });
-  afterAll(() => small.unmount());
+  afterAll(() => small?.unmount());
 
   it('object store: a write that finds no space is a retryable STORAGE_FAILURE, then succeeds', async () => {
     // Prepare

@@ -63,6 +63,7 @@ function writeOtherPrivateKey(path: string): void {
 
 describe('a first start', () => {
   it('creates the key (PEM, 0600) and its public half on an empty data directory, then reuses it', async () => {
+    // Act / Assess
     const first = await loadOrCreateKey(keyDir);
     expect(statSync(keyFile).mode & 0o777).toBe(0o600);
     expect(readFileSync(keyFile, 'utf8')).toMatch(/^-----BEGIN PRIVATE KEY-----\n/);
@@ -73,9 +74,12 @@ describe('a first start', () => {
   });
 
   it('writes a missing public half back from the private key', async () => {
+    // Prepare
     const signer = await loadOrCreateKey(keyDir);
     unlinkSync(pubFile);
+    // Act
     await loadOrCreateKey(keyDir, { published: { keyids: [await signer.keyId()] } });
+    // Assess
     expect(publicKeyIdIn(pubFile)).toBe(await signer.keyId());
   });
 });
@@ -88,7 +92,9 @@ describe('a lost key', () => {
   });
 
   it('is refused with KEY_MISSING when manifests were published, naming the key file and the fix', async () => {
+    // Act
     const r = await refusal(loadOrCreateKey(keyDir, { published: { keyids: [await old.keyId()] } }));
+    // Assess
     expect(r.code).toBe('KEY_MISSING');
     expect(r.message).toContain(keyFile);
     expect(r.message).toContain(await old.keyId());
@@ -98,6 +104,7 @@ describe('a lost key', () => {
   });
 
   it('is refused when the published manifest cannot tell its signer, or only the public file remains', async () => {
+    // Act / Assess
     expect((await refusal(loadOrCreateKey(keyDir, { published: { keyids: [] } }))).code).toBe('KEY_MISSING');
     const onlyPublic = await refusal(loadOrCreateKey(keyDir));
     expect(onlyPublic.code).toBe('KEY_MISSING');
@@ -106,10 +113,12 @@ describe('a lost key', () => {
   });
 
   it('is replaced by a new key only when a rotation is asked for, with the public file in step', async () => {
+    // Act
     const rotated = await loadOrCreateKey(keyDir, {
       published: { keyids: [await old.keyId()] },
       rotate: true,
     });
+    // Assess
     expect(await rotated.keyId()).not.toBe(await old.keyId());
     expect(statSync(keyFile).mode & 0o777).toBe(0o600);
     expect(publicKeyIdIn(pubFile)).toBe(await rotated.keyId());
@@ -119,10 +128,12 @@ describe('a lost key', () => {
 
 describe('a replaced key', () => {
   it('is refused with KEY_MISMATCH when it did not sign the published manifests, unless rotating', async () => {
+    // Prepare
     const old = await loadOrCreateKey(keyDir);
     writeOtherPrivateKey(keyFile);
     rmSync(pubFile); // even with no stale public file to give it away
     const published = { keyids: [await old.keyId()] };
+    // Act / Assess
     const r = await refusal(loadOrCreateKey(keyDir, { published }));
     expect(r.code).toBe('KEY_MISMATCH');
     expect(r.message).toContain(keyFile);
@@ -133,17 +144,21 @@ describe('a replaced key', () => {
   });
 
   it('is accepted when any signature on the published manifest is by it', async () => {
+    // Prepare
     const signer = await loadOrCreateKey(keyDir);
     const published = { keyids: ['00'.repeat(32), await signer.keyId()] };
+    // Act / Assess
     expect(await (await loadOrCreateKey(keyDir, { published })).keyId()).toBe(await signer.keyId());
   });
 });
 
 describe('the public key file', () => {
   it('is refused with KEY_MISMATCH when it does not match the private key, and rewritten only when rotating', async () => {
+    // Prepare
     const signer = await loadOrCreateKey(keyDir);
     const stranger = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
     writeFileSync(pubFile, stranger.export({ format: 'pem', type: 'spki' }));
+    // Act / Assess
     const r = await refusal(loadOrCreateKey(keyDir));
     expect(r.code).toBe('KEY_MISMATCH');
     expect(r.message).toContain(pubFile);
@@ -153,17 +168,21 @@ describe('the public key file', () => {
   });
 
   it('is refused when it is not a public key at all', async () => {
+    // Prepare
     await loadOrCreateKey(keyDir);
     writeFileSync(pubFile, 'not a key\n');
+    // Act / Assess
     expect((await refusal(loadOrCreateKey(keyDir))).code).toBe('KEY_MISMATCH');
   });
 });
 
 describe('publishedKeyIds', () => {
   it('reads the keyids off the newest manifest, and tells "none published" from "unreadable"', async () => {
+    // Prepare
     const root = join(dir, 'data');
     mkdirSync(root);
     const store = await FsObjectStore.open({ root });
+    // Act / Assess
     expect(await publishedKeyIds(store)).toBeUndefined();
     const signer = await loadOrCreateKey(keyDir);
     const signed = await signManifest(payloadOf([]), signer);
@@ -176,6 +195,7 @@ describe('publishedKeyIds', () => {
   });
 
   it('falls back to the highest version when latest.json is gone', async () => {
+    // Prepare
     const root = join(dir, 'data');
     mkdirSync(root);
     const store = await FsObjectStore.open({ root });
@@ -188,6 +208,7 @@ describe('publishedKeyIds', () => {
       const signed = await signManifest(payloadOf([], { version }), by);
       await store.create(storageKeys.manifest(version), signed.bytes, { contentType: 'application/json' });
     }
+    // Act / Assess
     expect(await publishedKeyIds(store)).toEqual({ keyids: [await signer.keyId()] });
   });
 });
