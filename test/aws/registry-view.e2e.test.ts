@@ -2,9 +2,9 @@
  * The read-only registry API on AWS, end to end: the Debian docker-registry holds the plugins;
  * the mirror and publish Lambda handlers run from fauxqs SQS and write to the fauxqs bucket; the
  * publisher writes the registry view; and `/v2/` is served by the distribution's own CloudFront
- * Function code over that bucket (test/aws/support/cloudfront.ts). skopeo reads it like any
- * registry: upstream digests and bytes, the listed module inside, and the spec's errors for
- * what the signed manifest does not list.
+ * Function code over that bucket (test/aws/support/cloudfront.ts). skopeo, and the Debian
+ * docker-registry as a pull-through cache, read it like any registry: upstream digests and bytes,
+ * the listed module inside, and the spec's errors for what the signed manifest does not list.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,6 +27,7 @@ import {
   sha256Hex,
   skopeo,
   skopeoCopy,
+  startPullThroughCache,
 } from '../oci-endpoint/support.ts';
 import { type PushFormat, pushWasm, runCli, startRegistry, type TestRegistry } from '../support/index.ts';
 import { proxyWasmModule } from '../support/wasm.ts';
@@ -286,6 +287,23 @@ sources:
     // An index is pinned to the image Istio loads from it, which skopeo resolves too.
     expect(spec.sha256).toBe(sha256Hex(readDirManifest(dir).bytes));
     expect(spec.sha256).not.toBe(pushed.get('plugins/indexed')!.digest.slice(7));
+  });
+
+  it('serves a Distribution registry set up as a pull-through cache of the CloudFront URL', async () => {
+    // Prepare
+    const cache = await startPullThroughCache(cdn.url);
+    try {
+      const dir = join(work, 'through-cache');
+      // Act
+      await skopeoCopy(cache.host, 'local/plugins/artifact:1.0', dir);
+      const unlisted = await rawRequest(cache.url, 'GET', '/v2/local/plugins/artifact/manifests/9.9');
+      // Assess
+      expect(sha256Hex(moduleFromDir(dir))).toBe(sha256Hex(pushed.get('plugins/artifact')!.module));
+      expect(`sha256:${sha256Hex(readDirManifest(dir).bytes)}`).toBe(pushed.get('plugins/artifact')!.digest);
+      expect(unlisted.status).toBe(404);
+    } finally {
+      await cache.stop();
+    }
   });
 
   it('writes only under registry/ and keeps its bookkeeping in state/', async () => {
