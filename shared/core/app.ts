@@ -6,7 +6,7 @@
 import { sleep } from './backoff.ts';
 import type { MirrorJob } from './domain.ts';
 import { WasmMirrorError } from './errors.ts';
-import { recordManifestGauges } from './metrics.ts';
+import { metricNames, recordManifestGauges } from './metrics.ts';
 import type { PipelineDeps } from './pipeline/context.ts';
 import { resolveCredentials } from './pipeline/context.ts';
 import { collectGarbage } from './pipeline/garbage.ts';
@@ -72,8 +72,19 @@ export function createMirrorApp(deps: PipelineDeps, options: MirrorAppOptions = 
       const { registry } = deps;
       if (registry !== undefined) {
         // Every run, published or not: names an earlier run marked and did not finish are done here.
-        await syncPending({ ...deps, registry, notes });
-        if (scheduled) await sweepRegistryView({ ...deps, registry, notes });
+        // Never fails the publish: the view follows the signed manifest, marks keep what is left.
+        const view = { ...deps, registry, notes };
+        let failed: number;
+        try {
+          const synced = await syncPending(view);
+          failed = synced.failed + (scheduled ? (await sweepRegistryView(view)).failed : 0);
+        } catch (err) {
+          deps.logger.error('registry view not updated; retried on the next publish', {
+            error: err instanceof Error ? err.message : String(err),
+          });
+          failed = 1;
+        }
+        if (failed > 0) deps.metrics.count(metricNames.registryViewFailures, {}, failed);
       }
       // The scheduled pass: retention ran over every name; now the bytes nobody can need go.
       if (scheduled) await collectGarbage(deps);

@@ -21,6 +21,8 @@ export const metricNames = {
   modulesDeleted: 'modules_deleted_total',
   /** Kept upstream manifests and blobs deleted once no listed entry had reached them for as long. */
   blobsDeleted: 'blobs_deleted_total',
+  /** Names whose registry view (AWS `/v2/`) could not follow a publish this run; retried on the next. */
+  registryViewFailures: 'registry_view_failures_total',
   /** Records dropped because their tag was observed later at another digest. */
   publishRecordsStale: 'publish_records_stale_total',
   publishRequestsMalformed: 'publish_requests_malformed',

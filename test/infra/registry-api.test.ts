@@ -137,6 +137,25 @@ describe('a key the bucket does not hold', () => {
   });
 });
 
+describe('an alarm', () => {
+  it('fires when the registry view lags the signed manifest two quarter-hours running', () => {
+    // Act
+    const alarm = Object.values(pipeline.findResources('AWS::CloudWatch::Alarm')).find(
+      (a) => a.Properties.MetricName === 'registry_view_failures_total',
+    );
+    // Assess
+    expect(alarm?.Properties).toMatchObject({
+      Statistic: 'Sum',
+      Period: 900,
+      EvaluationPeriods: 2,
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      TreatMissingData: 'notBreaching',
+    });
+    expect(alarm?.Properties.AlarmActions).toHaveLength(1);
+  });
+});
+
 describe('the registry view in the bucket', () => {
   it('is replaceable under the create-only policy, and nothing else under its name is', () => {
     expect(deniedWithoutIfNoneMatch(storage, 'registry/local/plugins/x/manifests/1.0')).toBe(false);

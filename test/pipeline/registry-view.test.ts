@@ -12,8 +12,10 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FsObjectStore } from '../../shared/adapters/local/fs-object-store.ts';
 import { loadOrCreateKey } from '../../shared/adapters/local/signer.ts';
+import { createMirrorApp } from '../../shared/core/app.ts';
 import { type MirrorConfig, parseConfig } from '../../shared/core/config.ts';
 import type { ModuleRecord } from '../../shared/core/domain.ts';
+import type { PipelineDeps } from '../../shared/core/pipeline/context.ts';
 import { ociNoteOf, writeOciNote } from '../../shared/core/pipeline/oci-view.ts';
 import { createPublisher } from '../../shared/core/pipeline/publish.ts';
 import {
@@ -229,7 +231,7 @@ sources:
     const first = await intake('plugins/a', '1.0', 'first');
     writer.failAt = 2;
     await publish([first]);
-    await expect(syncPending(deps())).rejects.toThrow('storage went away');
+    expect(await syncPending(deps())).toMatchObject({ failed: 1 });
     expect(await listed(store, statePrefixes.registryPending)).toHaveLength(1);
     // Meanwhile the tag moves on, so part of what the stopped run wrote is no longer wanted.
     const second = await intake('plugins/a', '1.0', 'second');
@@ -280,16 +282,26 @@ sources:
     expect(ociNamesOf(config, 'q.io/plugins/a')).toEqual([]);
   });
 
-  it('refuses a kept manifest whose bytes are not its digest', async () => {
+  it('refuses a kept manifest whose bytes are not its digest, and still serves every other name', async () => {
     // Prepare
     const entry = await intake('plugins/a', '1.0', 'tampered');
+    const other = await intake('plugins/b', '1.0', 'fine');
     await store.put(storageKeys.blob(entry.ociDigest.slice(7)), Buffer.from('{"not":"it"}'), {
       contentType: 'application/json',
     });
-    await publish([entry]);
-    // Act / Assess
-    await expect(syncPending(deps())).rejects.toThrow(/has digest sha256:/);
-    expect(await viewKeys()).not.toContain(registryKeys.manifest('local/plugins/a', '1.0'));
+    const errors: string[] = [];
+    const logger = { ...silentLogger, error: (message: string) => void errors.push(message) };
+    await publish([entry, other]);
+    // Act
+    const result = await syncPending({ ...deps(), logger });
+    // Assess
+    expect(result).toMatchObject({ names: 1, failed: 1 });
+    expect(errors).toEqual(['registry view of a name could not be brought in line; retried later']);
+    const keys = await viewKeys();
+    expect(keys).not.toContain(registryKeys.manifest('local/plugins/a', '1.0'));
+    expect(keys).toContain(registryKeys.manifest('local/plugins/b', '1.0'));
+    // The failed name keeps its mark: the next run tries again.
+    expect(await listed(store, statePrefixes.registryPending)).toHaveLength(1);
   });
 
   it('fills in names listed before the view existed, a slice per sweep, and goes round again', async () => {
@@ -310,6 +322,43 @@ sources:
     // Everything in place: a full round writes and deletes nothing.
     expect(again).toMatchObject({ written: 0, deleted: 0 });
     expect(again.names).toBe(3);
+  });
+
+  it('never fails a publish: a view that cannot be written is counted, and caught up later', async () => {
+    // Prepare: storage refuses to list the pending marks, as during an S3 outage of one prefix.
+    const counted: { name: string; value: number }[] = [];
+    const failing: ObjectStore = {
+      ...store,
+      head: (k) => store.head(k),
+      getBytes: (k, m) => store.getBytes(k, m),
+      getStream: (k, r) => store.getStream(k, r),
+      put: (k, b, o) => store.put(k, b, o),
+      create: (k, b, o) => store.create(k, b, o),
+      delete: (k) => store.delete(k),
+      list: (prefix) => {
+        if (prefix === statePrefixes.registryPending) throw new Error('SlowDown');
+        return store.list(prefix);
+      },
+    };
+    const app = createMirrorApp({
+      ...({} as PipelineDeps),
+      config,
+      store: failing,
+      signer,
+      clock,
+      logger: silentLogger,
+      metrics: { ...noMetrics, count: (name, _labels, value = 1) => void counted.push({ name, value }) },
+      registry: writer,
+    });
+    const entry = await intake('plugins/a', '1.0', 'outage');
+    // Act
+    const outcome = await app.publish([{ kind: 'record', record: entry }]);
+    const caughtUp = await syncPending(deps());
+    // Assess
+    expect(outcome).toMatchObject({ published: true, modules: 1 });
+    expect(counted).toContainEqual({ name: 'registry_view_failures_total', value: 1 });
+    expect(caughtUp.names).toBe(1);
+    expect(await viewKeys()).toContain(registryKeys.manifest('local/plugins/a', '1.0'));
   });
 
   it('names the names whose entries changed between two versions of a bin', () => {

@@ -19,6 +19,7 @@ import { type ITopic, Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { Queue } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { metricNames } from '../../../shared/core/metrics.ts';
 import type { Deployment } from '../deployment.ts';
 import type { Canary } from './canary.ts';
 import type { MirrorFunction } from './mirror-function.ts';
@@ -160,6 +161,24 @@ export class PipelineAlarms extends Construct {
         threshold: ageThreshold,
         comparisonOperator: ComparisonOperator.GREATER_THAN_THRESHOLD,
         treatMissingData: TreatMissingData.BREACHING,
+      },
+    );
+    this.alarm(
+      'RegistryViewAlarm',
+      new Metric({
+        namespace: deployment.metricsNamespace,
+        metricName: metricNames.registryViewFailures,
+        dimensionsMap: { service: 'wasm-mirror', mirror: config.mirror.name },
+        statistic: 'Sum',
+        period: Duration.minutes(15),
+      }),
+      {
+        alarmDescription:
+          "The registry API (/v2/) lags the signed manifest for some repositories, half an hour running: the publish function's log says which and why ('registry view of a name could not be brought in line').",
+        threshold: 1,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        // Each publish retries; one failed run is not worth a page, two periods in a row are.
+        evaluationPeriods: 2,
       },
     );
     this.alarm('ServedManifestAgeAlarm', props.canary.servedManifestAge(Duration.minutes(15)), {

@@ -57,6 +57,8 @@ export interface RegistrySyncResult {
   names: number;
   written: number;
   deleted: number;
+  /** Names whose objects could not be brought in line this time (logged; retried next run). */
+  failed: number;
 }
 
 const NOTE_TYPE = 'wasm-mirror.registry-view/v1';
@@ -95,7 +97,11 @@ export async function markPending(store: ObjectStore, names: Iterable<string>): 
   }
 }
 
-/** Brings every pending name's objects in line with the newest signed manifest, then unmarks it. */
+/**
+ * Brings every pending name's objects in line with the newest signed manifest, then unmarks it.
+ * A name that fails keeps its mark for the next run and is counted, never thrown: the registry
+ * view follows the signed manifest and must not hold back the publishes agents depend on.
+ */
 export async function syncPending(deps: RegistryViewDeps): Promise<RegistrySyncResult> {
   const names: { key: string; name: string }[] = [];
   for await (const marker of deps.store.list(statePrefixes.registryPending)) {
@@ -103,14 +109,35 @@ export async function syncPending(deps: RegistryViewDeps): Promise<RegistrySyncR
     if (found === undefined) continue;
     names.push({ key: marker.key, name: Buffer.from(found.bytes).toString('utf8') });
   }
-  const total: RegistrySyncResult = { names: 0, written: 0, deleted: 0 };
+  const total = emptyResult();
   await forEachLimited(names, CONCURRENCY, async ({ key, name }) => {
-    add(total, await syncName(deps, name, await listedEntriesOf(deps.store, name)));
-    await deps.store.delete(key);
+    const result = await syncIsolated(deps, name, async () => listedEntriesOf(deps.store, name));
+    add(total, result);
+    if (result.failed === 0) await deps.store.delete(key);
   });
-  if (total.written + total.deleted > 0) deps.logger.info('registry view updated', { ...total });
+  if (total.written + total.deleted + total.failed > 0)
+    deps.logger.info('registry view updated', { ...total });
   return total;
 }
+
+/** One name's sync with its failure caught, logged and counted. */
+async function syncIsolated(
+  deps: RegistryViewDeps,
+  name: string,
+  entries: () => Promise<readonly ManifestModule[]>,
+): Promise<RegistrySyncResult> {
+  try {
+    return await syncName(deps, name, await entries());
+  } catch (err) {
+    deps.logger.error('registry view of a name could not be brought in line; retried later', {
+      name,
+      error: err instanceof Error ? err.message : String(err),
+    });
+    return { ...emptyResult(), failed: 1 };
+  }
+}
+
+const emptyResult = (): RegistrySyncResult => ({ names: 0, written: 0, deleted: 0, failed: 0 });
 
 /**
  * Compares the next slice of names (bins in prefix order, from where the last sweep stopped)
@@ -119,7 +146,7 @@ export async function syncPending(deps: RegistryViewDeps): Promise<RegistrySyncR
  */
 export async function sweepRegistryView(deps: RegistryViewDeps, maxNames = 200): Promise<RegistrySyncResult> {
   const index = await readIndex(deps.store);
-  const total: RegistrySyncResult = { names: 0, written: 0, deleted: 0 };
+  const total = emptyResult();
   if (index === undefined) return total;
   const { root, depth } = index.payload;
   const bins = 16 ** depth;
@@ -137,14 +164,15 @@ export async function sweepRegistryView(deps: RegistryViewDeps, maxNames = 200):
     bin = (bin + 1) % bins;
   }
   await forEachLimited([...byName], CONCURRENCY, async ([name, entries]) => {
-    add(total, await syncName(deps, name, entries));
+    add(total, await syncIsolated(deps, name, async () => entries));
   });
   await deps.store.put(
     SWEEP_KEY,
     Buffer.from(JSON.stringify({ next: bin.toString(16).padStart(depth, '0') })),
     { contentType: 'application/json' },
   );
-  if (total.written + total.deleted > 0) deps.logger.info('registry view repaired', { ...total });
+  if (total.written + total.deleted + total.failed > 0)
+    deps.logger.info('registry view repaired', { ...total });
   return total;
 }
 
@@ -172,7 +200,7 @@ export async function syncName(
   name: string,
   entries: readonly ManifestModule[],
 ): Promise<RegistrySyncResult> {
-  const result: RegistrySyncResult = { names: 0, written: 0, deleted: 0 };
+  const result = emptyResult();
   const served: { entry: ManifestModule; note: OciNote }[] = [];
   for (const entry of entries) {
     if (entry.name !== name) continue;
@@ -184,7 +212,7 @@ export async function syncName(
   }
   for (const ociName of ociNamesOf(deps.config, name)) {
     const r = await syncObjects(deps, ociName, desiredObjects(deps, ociName, served));
-    add(result, { ...r, names: 1 });
+    add(result, { ...r, names: 1, failed: 0 });
   }
   return result;
 }
@@ -334,6 +362,7 @@ function add(total: RegistrySyncResult, r: RegistrySyncResult): void {
   total.names += r.names;
   total.written += r.written;
   total.deleted += r.deleted;
+  total.failed += r.failed;
 }
 
 async function forEachLimited<T>(items: readonly T[], limit: number, run: (item: T) => Promise<void>) {
