@@ -81,11 +81,13 @@ async function firstStart(): Promise<string> {
 
 describe('the embedded signing key across restarts', () => {
   it('refuses to start when the key that signed the manifests was deleted; keys.json stays as it was', async () => {
+    // Prepare
     const keyid = await firstStart();
     const keysBefore = readFileSync(keysJson, 'utf8');
     unlinkSync(keyFile);
-
+    // Act
     const r = await refusedWith(start());
+    // Assess
     expect(r.code).toBe('KEY_MISSING');
     expect(r.message).toContain(keyFile);
     expect(r.message).toContain(keyid);
@@ -96,30 +98,35 @@ describe('the embedded signing key across restarts', () => {
   });
 
   it('rotates to a new key only when asked: keys.json lists both, the public file follows, new manifests use it', async () => {
+    // Prepare
     const old = await firstStart();
     unlinkSync(keyFile);
-
+    // Act
     const mirror = await start({ rotateKey: true });
     const next = await mirror.deps.signer.keyId();
+    // Assess
     expect(next).not.toBe(old);
     expect(listedKeyIds()).toEqual([old, next]);
     expect(publicFileKeyId()).toBe(next);
+    // Act / Assess: new manifests are signed with the new key.
     await mirror.deps.publishQueue.send({ kind: 'resign', reason: 'manual' });
     const latest = await waitForManifest(mirror.url, (p) => p.version >= 2);
     const trustedKeys = loadTrustedKeys(readFileSync(keysJson, 'utf8'));
     expect(verifyManifest(latest.bytes, { trustedKeys, now: new Date() }).keyid).toBe(next);
     await stop(mirror);
-
-    // Once rotated, an ordinary restart keeps the new key.
+    // Act / Assess: once rotated, an ordinary restart keeps the new key.
     const again = await start();
     expect(await again.deps.signer.keyId()).toBe(next);
   });
 
   it('refuses a key file replaced by another key', async () => {
+    // Prepare
     const old = await firstStart();
     writeFileSync(keyFile, generateKeyPairPem().privateKeyPem, { mode: 0o600 });
     unlinkSync(pubFile);
+    // Act
     const r = await refusedWith(start());
+    // Assess
     expect(r.code).toBe('KEY_MISMATCH');
     expect(r.message).toContain(keyFile);
     expect(r.message).toContain(old);
@@ -127,10 +134,13 @@ describe('the embedded signing key across restarts', () => {
   });
 
   it('refuses a public key file that does not match the private key', async () => {
+    // Prepare
     await firstStart();
     const stranger = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
     writeFileSync(pubFile, stranger.export({ format: 'pem', type: 'spki' }));
+    // Act
     const r = await refusedWith(start());
+    // Assess
     expect(r.code).toBe('KEY_MISMATCH');
     expect(r.message).toContain(pubFile);
   });
@@ -151,21 +161,25 @@ describe('wasm-mirror serve and the signing key', () => {
   };
 
   it('documents --rotate-key and exits 1 with KEY_MISSING when the key is gone', async () => {
+    // Act / Assess: the help documents the option.
     const help = io();
     expect(await main(['serve', '--help'], help.io)).toBe(0);
     expect(help.out.stdout).toMatch(/^ {2}--rotate-key {2}\S.*$/m);
-
+    // Prepare: the key is gone.
     await firstStart();
     unlinkSync(keyFile);
     const failed = io();
+    // Act / Assess
     expect(await main(['serve', '--data', dir, '--port', '0'], failed.io)).toBe(1);
     expect(failed.out.stderr).toContain('KEY_MISSING');
     expect(failed.out.stderr).toContain(keyFile);
   });
 
   it('starts with --rotate-key after the key was lost', async () => {
+    // Prepare
     const old = await firstStart();
     unlinkSync(keyFile);
+    // Act
     const child = spawn(process.execPath, [BIN, 'serve', '--rotate-key', '--data', dir, '--port', '0'], {
       stdio: ['ignore', 'pipe', 'pipe'],
       cwd: dir,
@@ -182,6 +196,7 @@ describe('wasm-mirror serve and the signing key', () => {
     } finally {
       child.kill('SIGTERM');
     }
+    // Assess
     expect(await exited).toBe(0);
     expect(listedKeyIds()).toHaveLength(2);
     expect(listedKeyIds()[0]).toBe(old);

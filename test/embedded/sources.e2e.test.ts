@@ -255,12 +255,14 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
     });
 
     it('mirrors a signed registry_package delivery; refuses forged ones; a replayed delivery id does nothing', async () => {
+      // Prepare
       const [module, forged, other] = await Promise.all([
         push('ghcr/basic-auth', '1.12.0', 'github registry_package'),
         push('ghcr/forged', '6.6.6', 'github forged'),
         push('ghcr/second-body', '1.0.0', 'github same id other body'),
       ]);
 
+      // Act / Assess: forged deliveries are refused, and counted as such.
       const forgedBody = githubDelivery('registry_package', forged);
       const before = await metrics();
       await expectRefused(
@@ -318,7 +320,7 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
         counter(afterForgeries, 'wasm_mirror_webhooks_total', { source: 'github', outcome: 'accepted' }),
       ).toBe(counter(before, 'wasm_mirror_webhooks_total', { source: 'github', outcome: 'accepted' }));
 
-      // The genuine delivery.
+      // Act / Assess: the genuine delivery.
       const body = githubDelivery('registry_package', module);
       const headers = githubHeaders('registry_package', body);
       const first = await postJson(HOOK, body, headers);
@@ -327,7 +329,7 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
       const mirrored = await expectMirrored(module);
       await expectNeverMirrored(forged);
 
-      // GitHub redelivers with the same X-GitHub-Delivery: acknowledged, nothing done twice.
+      // Act / Assess: GitHub redelivers with the same X-GitHub-Delivery; acknowledged, nothing done twice.
       const settled = await metrics();
       const mirroredBefore = counter(settled, 'wasm_mirror_mirror_results_total', {
         source: 'github',
@@ -348,6 +350,7 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
       expect(sameId.status).toBe(200);
       expect(sameId.body).toMatchObject({ duplicate: true, accepted: 0 });
 
+      // Assess: once the queues settle, nothing was mirrored a second time.
       await queuesSettled();
       const afterReplay = await metrics();
       expect(
@@ -365,12 +368,14 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
     });
 
     it('mirrors the tagged index of a multi-arch `package` push and ignores its untagged platform event', async () => {
+      // Prepare
       const module = await push('ghcr/multi-arch', '2.0.0', 'github multi-arch index', 'index');
       const index = JSON.parse((await registryManifest(module.repository, module.digest)).text) as {
         manifests: { digest: string }[];
       };
       const platformDigest = index.manifests[0]!.digest;
 
+      // Act / Assess: the untagged platform event is ignored.
       const untagged = githubDelivery('package', {
         repository: module.repository,
         tag: '',
@@ -381,6 +386,7 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
       expect(ignored.body.accepted).toBe(0);
       expect(ignored.body.ignored?.map((i) => i.reason)).toEqual(['untagged']);
 
+      // Act / Assess: the tagged index is mirrored.
       const tagged = githubDelivery('package', module);
       const accepted = await postJson(HOOK, tagged, githubHeaders('package', tagged));
       expect(accepted.status).toBe(202);
@@ -419,12 +425,14 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
     };
 
     it('mirrors binary-mode and structured-mode zotregistry.image.updated events; refuses forged ones', async () => {
+      // Prepare
       const [binaryModule, structuredModule, forged] = await Promise.all([
         push('zot/basic-auth', '1.4.0', 'cloudevents binary'),
         push('zot/jwt-filter', '2.0.0', 'cloudevents structured', 'cncf-wasm'),
         push('zot/forged', '6.6.6', 'cloudevents forged'),
       ]);
 
+      // Act / Assess: forged events are refused, and counted as such.
       const forgedBinary = JSON.stringify(await zotData(forged));
       const forgedStructured = await structured(forged);
       const structuredType = { 'Content-Type': 'application/cloudevents+json' };
@@ -458,7 +466,7 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
         counter(afterForgeries, 'wasm_mirror_webhooks_total', { source: 'ce', outcome: 'accepted' }),
       ).toBe(counter(before, 'wasm_mirror_webhooks_total', { source: 'ce', outcome: 'accepted' }));
 
-      // Binary mode: attributes in ce-* headers, the body is the event data.
+      // Act / Assess: binary mode, attributes in ce-* headers and the event data as the body.
       const binaryBody = JSON.stringify(await zotData(binaryModule));
       const binHeaders = binaryHeaders();
       const binary = await postJson(HOOK, binaryBody, binHeaders);
@@ -472,12 +480,13 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
       expect(structuredRes.status).toBe(202);
       expect(structuredRes.body.accepted).toBe(1);
 
+      // Assess
       const manifest = await expectMirrored(binaryModule, structuredModule);
       const byName = new Map(manifest.payload.modules.map((e) => [e.name, e]));
       expect(byName.get(name('zot/jwt-filter'))!.format).toBe('cncf-wasm');
       await expectNeverMirrored(forged);
 
-      // The same event (source + id) again is a replay.
+      // Act / Assess: the same event (source + id) again is a replay.
       const settled = await metrics();
       const replay = await postJson(HOOK, binaryBody, binHeaders);
       expect(replay.status).toBe(200);
@@ -514,12 +523,14 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
     };
 
     it('mirrors a PUSH_ARTIFACT event, tagged and digest-only; refuses forged ones', async () => {
+      // Prepare
       const [module, digestOnly, forged] = await Promise.all([
         push('harbor/basic-auth', '1.3.0', 'harbor tagged'),
         push('harbor/rate-limit', 'build-17', 'harbor digest only', 'compat-oci'),
         push('harbor/forged', '6.6.6', 'harbor forged'),
       ]);
 
+      // Act / Assess: forged events are refused.
       const forgedBody = harborPush(forged);
       const before = await metrics();
       const json = { 'Content-Type': 'application/json', 'User-Agent': 'Harbor' };
@@ -552,6 +563,7 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
         counter(before, 'wasm_mirror_webhooks_total', { source: 'harbor', outcome: 'unauthenticated' }) + 4,
       );
 
+      // Act / Assess: the genuine events, tagged and digest-only.
       const tagged = await postJson(HOOK, harborPush(module), {
         ...json,
         Authorization: SECRETS.HARBOR_HOOK_AUTH,
@@ -566,6 +578,7 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
       expect(untagged.status).toBe(202);
       expect(untagged.body.accepted).toBe(1);
 
+      // Assess
       const manifest = await expectMirrored(module, { ...digestOnly, tag: '' });
       expect(manifest.payload.modules.find((e) => e.name === name(digestOnly.repository))!.format).toBe(
         'compat-image',
@@ -603,6 +616,7 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
     const json = { 'Content-Type': 'application/json' };
 
     it('quay: mirrors every updated tag; refuses a wrong or missing path token', async () => {
+      // Prepare
       const [release, forged] = await Promise.all([
         push('quay/basic-auth', '1.5.0', 'quay release'),
         push('quay/forged', '6.6.6', 'quay forged'),
@@ -616,6 +630,7 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
       );
       expect(latestDigest).toBe(release.digest);
 
+      // Act / Assess: forged deliveries are refused.
       const forgedBody = quayPush(forged.repository, [forged.tag]);
       const before = await metrics();
       await expectRefused(`/hooks/quay/${SECRETS.QUAY_HOOK_TOKEN}x`, forgedBody, json, 'wrong path token');
@@ -639,6 +654,7 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
         counter(before, 'wasm_mirror_webhooks_total', { source: 'quay', outcome: 'unauthenticated' }) + 4,
       );
 
+      // Act / Assess: the genuine push, with both tags.
       const res = await postJson(
         `/hooks/quay/${SECRETS.QUAY_HOOK_TOKEN}`,
         quayPush(release.repository, ['1.5.0', 'latest']),
@@ -652,11 +668,13 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
     });
 
     it('dockerhub: mirrors the pushed tag; refuses a wrong or missing path token', async () => {
+      // Prepare
       const [module, forged] = await Promise.all([
         push('hub/basic-auth', '1.6.0', 'dockerhub push', 'compat-docker'),
         push('hub/forged', '6.6.6', 'dockerhub forged'),
       ]);
 
+      // Act / Assess: forged deliveries are refused.
       const forgedBody = hubPush(forged.repository, forged.tag);
       const before = await metrics();
       await expectRefused(
@@ -679,6 +697,7 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
         counter(before, 'wasm_mirror_webhooks_total', { source: 'hub', outcome: 'unauthenticated' }) + 3,
       );
 
+      // Act / Assess: the genuine push.
       const res = await postJson(
         `/hooks/hub/${SECRETS.HUB_HOOK_TOKEN}`,
         hubPush(module.repository, module.tag),
@@ -695,7 +714,9 @@ describe('embedded mirror: GitHub, CloudEvents, Harbor, Quay and Docker Hub deli
   });
 
   it('counts one stored module per genuine push and nothing for any forgery', async () => {
+    // Act
     const text = await metrics();
+    // Assess
     for (const [source, stored] of [
       ['github', 2],
       ['ce', 2],

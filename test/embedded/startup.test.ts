@@ -11,6 +11,7 @@ let dir: string;
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 it('leaves nothing running when it cannot start, and the data directory free', async () => {
+  // Prepare: the port is taken.
   dir = mkdtempSync(join(tmpdir(), 'wm-startup-'));
   const taken = createServer();
   await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
@@ -18,6 +19,7 @@ it('leaves nothing running when it cannot start, and the data directory free', a
   const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
   const before = timers();
   try {
+    // Act / Assess
     await expect(
       startEmbedded({ config: defaultConfig(), dataDir: dir, port, env: {}, logger: silentLogger }),
     ).rejects.toThrow(/EADDRINUSE/);

@@ -22,6 +22,7 @@ let dir: string;
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 it('prunes only delivery markers older than their time to live', async () => {
+  // Prepare
   dir = mkdtempSync(join(tmpdir(), 'wm-sweep-'));
   mkdirSync(join(dir, 'src'), { recursive: true });
   const old = join(dir, 'src', 'old');
@@ -30,6 +31,7 @@ it('prunes only delivery markers older than their time to live', async () => {
   writeFileSync(fresh, '');
   const eightDaysAgo = new Date(Date.now() - 8 * 24 * 3600_000);
   utimesSync(old, eightDaysAgo, eightDaysAgo);
+  // Act / Assess
   expect(await sweepOldFiles(dir, 7 * 24 * 3600_000)).toBe(1);
   expect(existsSync(old)).toBe(false);
   expect(existsSync(fresh)).toBe(true);
@@ -37,6 +39,7 @@ it('prunes only delivery markers older than their time to live', async () => {
 });
 
 it('removes crash leftovers past the grace period that no live operation owns, and nothing else', async () => {
+  // Prepare
   dir = mkdtempSync(join(tmpdir(), 'wm-leftovers-'));
   const minutesAgo = (minutes: number) => new Date(Date.now() - minutes * 60_000);
   const file = (relative: string, modified: Date) => {
@@ -72,21 +75,26 @@ it('removes crash leftovers past the grace period that no live operation owns, a
   kept.push(held);
   const fd = openSync(held, 'r');
   try {
+    // Act
     const removed = await sweepLeftovers(dir, {
       graceMs: 15 * 60_000,
       busySince: () => minutesAgo(25).getTime(),
     });
+    // Assess
     expect(removed).toBe(leftovers.length);
   } finally {
     closeSync(fd);
   }
   for (const path of leftovers) expect(existsSync(path), path).toBe(false);
   for (const path of kept) expect(existsSync(path), path).toBe(true);
+  // Act / Assess: a directory that does not exist.
   expect(await sweepLeftovers(join(dir, 'missing'), { graceMs: 0 })).toBe(0);
 });
 
 it('knows the start of the oldest operation still running', async () => {
+  // Prepare
   const operations = new LiveOperations();
+  // Act / Assess
   expect(operations.oldestStart()).toBeUndefined();
   let finishFirst!: () => void;
   const first = operations.run(() => new Promise<void>((r) => (finishFirst = r)));

@@ -27,14 +27,18 @@ const source = (fields: string) =>
 
 describe('deployment input', () => {
   it('refuses to synthesize without -c config, saying how to pass one', () => {
+    // Act
     const message = refusal({ config: undefined });
+    // Assess
     expect(message).toMatch(/^no mirror config given: pass one with `-c config=[^`]+`/);
     expect(message).not.toContain('\n');
     expect(refusal({ config: '' })).toMatch(/-c config=/);
   });
 
   it('names the key at fault, in one line', () => {
+    // Act
     const message = refusal({ config: writeConfig('mirror: { name: x, manifestTl: 4h }\n') });
+    // Assess
     expect(message).toMatch(/mirror\.manifestTl is not a known key/);
     expect(message).not.toContain('\n');
     expect(refusal({ config: join(tmpdir(), 'no-such-dir', 'mirror.yaml') })).toMatch(
@@ -46,6 +50,7 @@ describe('deployment input', () => {
   });
 
   it('refuses a source on this machine or with insecure: true, which Lambda cannot pull from', () => {
+    // Act / Assess
     for (const registry of [
       '127.0.0.1:5000',
       'localhost:5000',
@@ -67,6 +72,7 @@ describe('deployment input', () => {
   it('prints one line and exits 1 from the CDK app, without a stack trace', {
     timeout: 240_000,
   }, async () => {
+    // Prepare
     const run = (context: Record<string, unknown>) =>
       new Promise<{ status: number | null; lines: string[] }>((resolve) => {
         execFile(
@@ -98,7 +104,9 @@ describe('deployment input', () => {
       ],
       [{ config: source('registry: "127.0.0.1:5000", insecure: true') }, /sources\[0\]\.insecure is true/],
     ] as const;
+    // Act
     const results = await Promise.all(cases.map(([context]) => run(context)));
+    // Assess
     results.forEach(({ status, lines }, i) => {
       expect(status, lines.join('\n')).toBe(1);
       expect(lines).toHaveLength(1);

@@ -48,9 +48,11 @@ describe('the webhook function', () => {
   });
 
   it('writes nothing the mirror, the publisher or the keys function reads', () => {
+    // Act
     const written = Object.entries(objectGrants(pipeline, FUNCTION_ROLES.webhook))
       .filter(([, actions]) => actions.includes('s3:PutObject'))
       .map(([key]) => key);
+    // Assess
     expect(written.length).toBeGreaterThan(0);
     for (const reader of ['mirror', 'publish', 'keys'] as const) {
       const read = Object.entries(objectGrants(pipeline, FUNCTION_ROLES[reader]))
@@ -64,6 +66,7 @@ describe('the webhook function', () => {
 
 describe('per-tag observation notes', () => {
   it('are read and written by the publish function, and by no other function', () => {
+    // Assess
     expect(objectGrants(pipeline, FUNCTION_ROLES.publish)).toMatchObject({
       'state/tags/*': ['s3:GetObject', 's3:PutObject'],
     });
@@ -93,6 +96,7 @@ describe('the publish function', () => {
   });
 
   it('is the only function that may delete anything in the bucket', () => {
+    // Assess
     for (const other of ['webhook', 'mirror', 'keys', 'canary', 'siteObjects'] as const) {
       for (const [key, actions] of Object.entries(objectGrants(pipeline, FUNCTION_ROLES[other]))) {
         expect(actions, `${other} on ${key}`).not.toContain('s3:DeleteObject');
@@ -101,9 +105,11 @@ describe('the publish function', () => {
   });
 
   it('may list the bucket, to find unlisted modules and index versions', () => {
+    // Act
     const lists = statementsOf(pipeline, FUNCTION_ROLES.publish).filter(
       (s) => s.Effect === 'Allow' && actionsOf(s).includes('s3:ListBucket'),
     );
+    // Assess
     expect(lists).toHaveLength(1);
     expect(JSON.stringify(lists[0]!.Resource)).not.toContain('/');
   });
@@ -111,6 +117,7 @@ describe('the publish function', () => {
 
 describe('signing', () => {
   it('is denied to any caller of the signer role but the publish function, by its fixed name', () => {
+    // Act
     const name = publishFunctionName('prod-mesh');
     const role = Object.entries(storage.findResources('AWS::IAM::Role')).find(([id]) =>
       id.startsWith('PublisherRole'),
@@ -119,6 +126,7 @@ describe('signing', () => {
       (p) => p.PolicyDocument.Statement,
     );
     const deny = statements.find((s) => s.Effect === 'Deny' && actionsOf(s).includes('kms:Sign'))!;
+    // Assess
     expect(deny).toBeDefined();
     expect(deny.Resource).toBe('*');
     expect(Object.keys(deny.Condition!)).toEqual(['ArnNotLike']);
@@ -136,6 +144,7 @@ describe('signing', () => {
   });
 
   it('names the publish function within Lambda limits, distinctly per mirror', () => {
+    // Act / Assess
     for (const mirror of ['prod-mesh', 'a.b', 'a-b', 'x'.repeat(128), `${'x'.repeat(127)}y`]) {
       expect(publishFunctionName(mirror)).toMatch(/^[A-Za-z0-9_-]{1,64}$/);
     }
@@ -146,6 +155,7 @@ describe('signing', () => {
 
 describe('the mirror bucket policy', () => {
   it('refuses PutObject without If-None-Match on modules and numbered manifests', () => {
+    // Act / Assess
     for (const key of [
       'modules/sha256/0a1b2c.wasm',
       'manifests/1.json',
@@ -160,6 +170,7 @@ describe('the mirror bucket policy', () => {
   });
 
   it('still lets the publisher replace the v2 index, latest.json and keys.json, and every function write its state notes', () => {
+    // Act / Assess
     for (const key of [
       'manifests/v2/index.json',
       'manifests/latest.json',
@@ -182,8 +193,9 @@ describe('Amazon ECR', () => {
       .map((r) => JSON.stringify(r));
 
   it('grants pulls from the allow-listed repositories only', () => {
-    // The example config allows wasm/** in 123456789012.dkr.ecr.eu-west-1.amazonaws.com.
+    // Act: the example config allows wasm/** in 123456789012.dkr.ecr.eu-west-1.amazonaws.com.
     const resources = ecrResources(pipeline);
+    // Assess
     expect(resources.map((r) => r.replace(/^.*:ecr:/, ':ecr:').replace(/"\]\]\}$/, ''))).toEqual([
       ':ecr:eu-west-1:123456789012:repository/wasm',
       ':ecr:eu-west-1:123456789012:repository/wasm/*',
@@ -206,6 +218,7 @@ describe('Amazon ECR', () => {
   });
 
   it('turns each glob into name patterns for IAM and EventBridge, across registries', () => {
+    // Prepare
     const path = writeConfig(
       [
         'mirror: { name: ecr-globs }',
@@ -215,8 +228,10 @@ describe('Amazon ECR', () => {
         '',
       ].join('\n'),
     );
+    // Act
     const t = Template.fromStack(synthApp({ config: path }).pipeline);
     const resources = ecrResources(t).join(' ');
+    // Assess
     for (const arn of [
       ':ecr:us-east-1:111122223333:repository/team/filter',
       ':ecr:us-east-1:111122223333:repository/team/*/filter',
@@ -241,12 +256,13 @@ describe('Amazon ECR', () => {
   });
 
   it('maps ** to zero or more segments and keeps * and ?', () => {
+    // Act / Assess
     expect(repositoryNamePatterns('**')).toEqual(['*']);
     expect(repositoryNamePatterns('wasm/**')).toEqual(['wasm', 'wasm/*']);
     expect(repositoryNamePatterns('**/filter')).toEqual(['*/filter', 'filter']);
     expect(repositoryNamePatterns('a/**/b/**')).toEqual(['a/*/b', 'a/*/b/*', 'a/b', 'a/b/*']);
     expect(repositoryNamePatterns('acme/filter-?')).toEqual(['acme/filter-?']);
-    // Every name the glob matches is matched by one of its patterns (IAM `*` crosses `/`).
+    // Act / Assess: every name the glob matches is matched by one of its patterns (IAM `*` crosses `/`).
     const iamLike = (p: string) =>
       new RegExp(
         `^${p

@@ -62,10 +62,13 @@ describe('logical IDs of stateful resources', () => {
   });
 
   it('keeps them for any mirror name and config, as they do not depend on either', () => {
+    // Prepare
     const path = writeConfig(
       'mirror: { name: other }\nsources:\n  - { id: hub, type: dockerhub, registry: "docker.io", repositories: ["acme/filter"], webhookSecretEnv: HOOK }\n',
     );
+    // Act
     const { pipeline } = synthApp({ config: path, reserveConcurrency: 'false' });
+    // Assess
     expect(typesById(Template.fromStack(pipeline))).toMatchObject(PIPELINE_IDS);
   });
 

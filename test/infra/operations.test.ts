@@ -28,7 +28,9 @@ const functionBy = (t: Template, description: RegExp) =>
 
 describe('mirror concurrency on a fresh account', () => {
   it('bounds concurrency with the event source maximum and reserves none by default', () => {
+    // Act
     const [id, mirror] = functionBy(pipeline, /^Pulls/);
+    // Assess
     expect(mirror.Properties.ReservedConcurrentExecutions).toBeUndefined();
     pipeline.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
       FunctionName: { Ref: id },
@@ -40,6 +42,7 @@ describe('mirror concurrency on a fresh account', () => {
   });
 
   it('reserves concurrency only when asked, never below the event source maximum', () => {
+    // Act / Assess
     const reserved = (context: Record<string, unknown>) =>
       functionBy(Template.fromStack(synthApp(context).pipeline), /^Pulls/)[1].Properties
         .ReservedConcurrentExecutions;
@@ -67,6 +70,7 @@ describe('names unique per account across regions', () => {
   };
 
   it('puts the region into every explicit account-global name', () => {
+    // Act / Assess
     let named = 0;
     for (const t of [storage, pipeline]) {
       for (const [id, r] of resources(t)) {
@@ -86,7 +90,9 @@ describe('names unique per account across regions', () => {
   });
 
   it('keeps the origin access control at its logical ID while its name changes', () => {
+    // Act
     const oacs = resources(storage).filter(([, r]) => r.Type === 'AWS::CloudFront::OriginAccessControl');
+    // Assess
     expect(oacs).toHaveLength(1);
     const [id, oac] = oacs[0]!;
     expect(id).toBe('MirrorCdnOrigin1S3OriginAccessControl25DCD5F4');
@@ -102,7 +108,9 @@ describe('CloudFront standard logging', () => {
       .Logging;
 
   it('logs to the access-log bucket except in opt-in regions, where it cannot deliver', () => {
+    // Act
     const logging = loggingOf(storage);
+    // Assess
     expect(logging).toEqual({
       'Fn::If': [
         expect.any(String),
@@ -131,6 +139,7 @@ describe('CloudFront standard logging', () => {
 
 describe('the retry schedule of a mirror job', () => {
   it('retries a registry blip within minutes and reaches the dead-letter queue in about an hour', () => {
+    // Act
     const [, mirror] = functionBy(pipeline, /^Pulls/);
     const timeout = mirror.Properties.Timeout as number;
     const queue = resources(pipeline).find(
@@ -138,7 +147,7 @@ describe('the retry schedule of a mirror job', () => {
     )![1];
     const visibility = queue.Properties.VisibilityTimeout as number;
     const receives = queue.Properties.RedrivePolicy.maxReceiveCount as number;
-    // SQS's guidance for a Lambda consumer: at least six times the function timeout.
+    // Assess: SQS's guidance for a Lambda consumer is at least six times the function timeout.
     expect(visibility).toBeGreaterThanOrEqual(6 * timeout);
     expect(visibility).toBeLessThanOrEqual(15 * 60);
     expect(visibility * receives).toBeGreaterThanOrEqual(45 * 60);
@@ -150,7 +159,9 @@ describe('operators are told', () => {
   const alarms = () => resources(pipeline).filter(([, r]) => r.Type === 'AWS::CloudWatch::Alarm');
 
   it('creates an alarm topic and wires every alarm to it, on alarm and on recovery', () => {
+    // Act
     const topics = resources(pipeline).filter(([, r]) => r.Type === 'AWS::SNS::Topic');
+    // Assess
     expect(topics).toHaveLength(1);
     const [topicId] = topics[0]!;
     expect(alarms().length).toBeGreaterThan(10);
@@ -176,12 +187,13 @@ describe('operators are told', () => {
   });
 
   it('subscribes -c alarmEmail to the topic, and uses -c alarmTopicArn instead of a new topic', () => {
+    // Act / Assess: an address given is subscribed to the new topic.
     const withEmail = Template.fromStack(synthApp({ alarmEmail: 'ops@example.com' }).pipeline);
     withEmail.hasResourceProperties('AWS::SNS::Subscription', {
       Protocol: 'email',
       Endpoint: 'ops@example.com',
     });
-
+    // Act / Assess: a topic given is used instead of a new one.
     const arn = 'arn:aws:sns:eu-west-1:111122223333:pager';
     const withTopic = Template.fromStack(synthApp({ alarmTopicArn: arn }).pipeline);
     withTopic.resourceCountIs('AWS::SNS::Topic', 0);
@@ -192,10 +204,12 @@ describe('operators are told', () => {
   });
 
   it('alarms on the age of the oldest message in both queues and both dead-letter queues', () => {
+    // Act
     const aged = alarms()
       .filter(([, a]) => a.Properties.MetricName === 'ApproximateAgeOfOldestMessage')
       .map(([, a]) => a.Properties.Dimensions[0].Value['Fn::GetAtt'][0] as string)
       .sort();
+    // Assess
     expect(aged).toEqual([
       'MirrorDeadLettersF30BD67E',
       'MirrorQueue88F9F423',
@@ -205,7 +219,9 @@ describe('operators are told', () => {
   });
 
   it('alarms on mirror throttles, webhook 5xx and a surge of 401s', () => {
+    // Act
     const [mirrorId] = functionBy(pipeline, /^Pulls/);
+    // Assess
     pipeline.hasResourceProperties('AWS::CloudWatch::Alarm', {
       Namespace: 'AWS/Lambda',
       MetricName: 'Throttles',
@@ -244,7 +260,9 @@ describe('operators are told', () => {
   });
 
   it('draws one dashboard: deliveries, mirror outcomes, queue ages, manifest version and ages, CloudFront errors', () => {
+    // Act
     const dashboards = resources(pipeline).filter(([, r]) => r.Type === 'AWS::CloudWatch::Dashboard');
+    // Assess
     expect(dashboards).toHaveLength(1);
     const body = JSON.stringify(dashboards[0]![1].Properties.DashboardBody);
     for (const needle of [
@@ -273,7 +291,9 @@ describe('operators are told', () => {
 
 describe('the canary', () => {
   it('runs every five minutes against the CloudFront URL, with no bucket or key access', () => {
+    // Act
     const [id, canary] = functionBy(pipeline, /^Canary/);
+    // Assess
     expect(canary.Properties.Environment.Variables).toMatchObject({
       WASM_MIRROR_CANARY_URL: {
         'Fn::Join': ['', ['https://', { 'Fn::ImportValue': expect.stringMatching(/MirrorCdn.*DomainName/) }]],
@@ -300,7 +320,9 @@ describe('the canary', () => {
   });
 
   it('alarms when the served manifest is old or the canary publishes nothing', () => {
+    // Act
     const [canaryId] = functionBy(pipeline, /^Canary/);
+    // Assess
     pipeline.hasResourceProperties('AWS::CloudWatch::Alarm', {
       Namespace: 'WasmMirror',
       MetricName: 'served_manifest_age_seconds',

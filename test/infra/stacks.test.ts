@@ -51,7 +51,9 @@ describe('storage stack', () => {
   });
 
   it('denies every request without TLS, on both buckets', () => {
+    // Act
     const policies = storage.findResources('AWS::S3::BucketPolicy');
+    // Assess
     expect(Object.keys(policies)).toHaveLength(2);
     storage.allResourcesProperties('AWS::S3::BucketPolicy', {
       PolicyDocument: {
@@ -68,6 +70,7 @@ describe('storage stack', () => {
   });
 
   it('lets only CloudFront (this distribution, through OAC) read the mirror bucket', () => {
+    // Assess
     storage.hasResourceProperties('AWS::S3::BucketPolicy', {
       Bucket: { Ref: Match.stringLikeRegexp('^MirrorBucket') },
       PolicyDocument: {
@@ -92,9 +95,10 @@ describe('storage stack', () => {
   });
 
   it('serves only manifests/, modules/, keys.json, the status page and the registry API over HTTPS, latest.json with a short cache', () => {
+    // Act
     const dist = Object.values(storage.findResources('AWS::CloudFront::Distribution'))[0]!;
     const config = dist.Properties.DistributionConfig;
-    // The origin signs with the stack's own Origin Access Control, not merely some id.
+    // Assess: the origin signs with the stack's own Origin Access Control, not merely some id.
     const [oac] = Object.keys(storage.findResources('AWS::CloudFront::OriginAccessControl'));
     expect(config.Origins[0].OriginAccessControlId).toEqual({ 'Fn::GetAtt': [oac, 'Id'] });
     expect(config.Origins[0].S3OriginConfig.OriginAccessIdentity).toBe('');
@@ -126,11 +130,13 @@ describe('storage stack', () => {
   });
 
   it('retains every resource, not only the bucket and keys: CDN, bucket policies, publisher role, alias', () => {
+    // Act
     const resources = storage.toJSON().Resources as Record<
       string,
       { Type: string; DeletionPolicy?: string; UpdateReplacePolicy?: string }
     >;
     const types = new Set(Object.values(resources).map((r) => r.Type));
+    // Assess
     for (const type of [
       'AWS::CloudFront::Distribution',
       'AWS::CloudFront::OriginAccessControl',
@@ -151,6 +157,7 @@ describe('storage stack', () => {
   });
 
   it('caches what each path holds: mutable manifests briefly, immutable ones and modules for a year, JSON compressed', () => {
+    // Prepare
     const config = Object.values(storage.findResources('AWS::CloudFront::Distribution'))[0]!.Properties
       .DistributionConfig;
     const resources = storage.toJSON().Resources;
@@ -171,6 +178,7 @@ describe('storage stack', () => {
     };
     const json = { compress: true, gzip: true, brotli: true };
     const year = { ttl: 31_536_000, maxTtl: 31_536_000 };
+    // Act / Assess
     expect(served('manifests/v2/index.json')).toEqual({ ttl: 30, maxTtl: 60, ...json });
     expect(served('manifests/latest.json')).toEqual({ ttl: 30, maxTtl: 60, ...json });
     expect(served('manifests/v2/index/17.json')).toEqual({ ...year, ...json });
@@ -189,6 +197,7 @@ describe('storage stack', () => {
   });
 
   it('caches modules without Accept-Encoding in the key (they are served uncompressed)', () => {
+    // Act
     const dist = Object.values(storage.findResources('AWS::CloudFront::Distribution'))[0]!;
     const behaviors = dist.Properties.DistributionConfig.CacheBehaviors as {
       PathPattern: string;
@@ -196,6 +205,7 @@ describe('storage stack', () => {
       Compress: boolean;
     }[];
     const modules = behaviors.find((b) => b.PathPattern === 'modules/*')!;
+    // Assess
     expect(modules.Compress).toBe(false);
     const policy = storage.toJSON().Resources[modules.CachePolicyId.Ref];
     expect(policy.Properties.CachePolicyConfig.ParametersInCacheKeyAndForwardedToOrigin).toMatchObject({
@@ -208,8 +218,10 @@ describe('storage stack', () => {
   });
 
   it('has an ECC P-256 signing key whose policy lets only the publisher sign digests with ECDSA_SHA_256', () => {
+    // Act
     const keys = storage.findResources('AWS::KMS::Key');
     const [key] = Object.values(keys);
+    // Assess
     expect(key).toMatchObject({
       DeletionPolicy: 'Retain',
       Properties: { KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY' },
@@ -243,6 +255,7 @@ describe('storage stack', () => {
   });
 
   it('creates a retained Secrets Manager secret per secret name in the config', () => {
+    // Assess
     for (const name of [
       'GHCR_WEBHOOK_SECRET',
       'HARBOR_WEBHOOK_SECRET',
@@ -270,6 +283,7 @@ describe('pipeline stack', () => {
   });
 
   it('makes the publish queue FIFO with a FIFO dead-letter queue', () => {
+    // Assess
     pipeline.hasResourceProperties('AWS::SQS::Queue', {
       FifoQueue: true,
       ContentBasedDeduplication: true,
@@ -285,7 +299,9 @@ describe('pipeline stack', () => {
   });
 
   it('enforces TLS on every queue', () => {
+    // Act
     const policies = Object.values(pipeline.findResources('AWS::SQS::QueuePolicy'));
+    // Assess
     expect(policies.length).toBe(4);
     for (const p of policies) {
       expect(JSON.stringify(p.Properties.PolicyDocument)).toContain('"aws:SecureTransport":"false"');
@@ -293,6 +309,7 @@ describe('pipeline stack', () => {
   });
 
   it('bounds mirror concurrency and reports partial batch failures', () => {
+    // Assess
     pipeline.hasResourceProperties('AWS::Lambda::Function', {
       Description: Match.stringLikeRegexp('^Pulls'),
       ReservedConcurrentExecutions: Match.absent(),
@@ -311,16 +328,19 @@ describe('pipeline stack', () => {
   });
 
   it('sizes the mirror function for one module at a time: 2048 MB, /tmp of two modules plus a margin', () => {
+    // Act
     const mirrorFn = (t: Template) =>
       Object.values(t.findResources('AWS::Lambda::Function')).find((f) =>
         /^Pulls/.test(f.Properties.Description),
       )!.Properties;
     const defaults = mirrorFn(pipeline);
+    // Assess
     expect(defaults.MemorySize).toBe(2048);
     // Default cap 256 MiB.
     expect(defaults.EphemeralStorage.Size).toBeGreaterThanOrEqual(2 * 256 + 256);
     expect(mirrorScratchMiB(256 * 1024 * 1024)).toBe(defaults.EphemeralStorage.Size);
 
+    // Act / Assess: a larger maxModuleSize.
     const big = writeConfig(
       'mirror: { name: big, maxModuleSize: 1GiB }\nsources:\n  - { id: local, type: distribution, registry: "registry.internal:5000", repositories: ["**"], webhookSecretEnv: HOOK }\n',
     );
@@ -332,8 +352,9 @@ describe('pipeline stack', () => {
   });
 
   it('runs every function on ARM64 with tracing, JSON-free defaults and a bounded log group', () => {
+    // Act
     const all = Object.entries(pipeline.findResources('AWS::Lambda::Function'));
-    // CDK's own SDK-call function writes the status page (status-page.test.ts); the rest are ours.
+    // Assess: CDK's own SDK-call function writes the status page (status-page.test.ts); the rest are ours.
     const sdkCall = all.filter(([id]) => id.startsWith(SDK_CALL_FUNCTION));
     expect(sdkCall).toHaveLength(1);
     expect(sdkCall[0]![1].Properties.LoggingConfig).toEqual({ LogGroup: { Ref: expect.any(String) } });
@@ -362,6 +383,7 @@ describe('pipeline stack', () => {
   });
 
   it('routes POST /hooks/{sourceId} and /hooks/{sourceId}/{token} to the webhook function, throttled, logged without paths', () => {
+    // Assess
     pipeline.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: 'POST /hooks/{sourceId}' });
     pipeline.hasResourceProperties('AWS::ApiGatewayV2::Route', {
       RouteKey: 'POST /hooks/{sourceId}/{token}',
@@ -377,6 +399,7 @@ describe('pipeline stack', () => {
   });
 
   it('sends ECR push events and the re-sign schedule to the queues', () => {
+    // Assess
     pipeline.hasResourceProperties('AWS::Events::Rule', {
       EventPattern: {
         source: ['aws.ecr'],
@@ -406,9 +429,11 @@ describe('pipeline stack', () => {
   });
 
   it('lets the keys function queue the startup re-sign on the publish queue', () => {
+    // Act
     const keysFn = Object.values(pipeline.findResources('AWS::Lambda::Function')).find((f) =>
       /^Custom resource/.test(f.Properties.Description),
     )!;
+    // Assess
     expect(keysFn.Properties.Environment.Variables.WASM_MIRROR_PUBLISH_QUEUE_URL).toEqual({
       Ref: expect.stringMatching(/^PublishQueue/),
     });
@@ -422,8 +447,9 @@ describe('pipeline stack', () => {
   });
 
   it('reads secrets by name, never through a cross-stack export; webhook and mirror see only their own', () => {
+    // Act
     const template = JSON.stringify(pipeline.toJSON());
-    // The only imports left are the key, role and distribution, never a secret.
+    // Assess: the only imports left are the key, role and distribution, never a secret.
     const imports = [...template.matchAll(/"Fn::ImportValue":"([^"]+)"/g)].map((m) => m[1]!);
     for (const name of imports) expect(name).not.toMatch(/Secret|Webhook|Credential/);
     const policyOf = (role: RegExp) =>
@@ -447,6 +473,7 @@ describe('pipeline stack', () => {
   });
 
   it('scopes the ECR pull grant to the configured registries, -fips and .cn hosts included', () => {
+    // Prepare
     const path = writeConfig(
       [
         'mirror: { name: ecr-hosts }',
@@ -456,16 +483,20 @@ describe('pipeline stack', () => {
         '',
       ].join('\n'),
     );
+    // Act
     const policies = JSON.stringify(Template.fromStack(synthApp({ config: path }).pipeline).toJSON());
+    // Assess
     expect(policies).toContain(':ecr:us-east-1:111122223333:repository/*');
     expect(policies).toContain(':ecr:cn-north-1:444455556666:repository/*');
     expect(policies).toContain('ecr:GetAuthorizationToken');
   });
 
   it('alarms on dead letters, function errors and manifest age', () => {
+    // Act
     const alarms = Object.values(pipeline.findResources('AWS::CloudWatch::Alarm'));
-    // operations.test.ts covers the others: queue ages, throttles, webhook 5xx and 401s, the canary.
-    expect(alarms).toHaveLength(16);
+    // Assess: operations.test.ts covers the others: queue ages, throttles, webhook 5xx and 401s, the
+    // canary; registry-api.test.ts the registry view's.
+    expect(alarms).toHaveLength(17);
     pipeline.hasResourceProperties('AWS::CloudWatch::Alarm', {
       MetricName: 'ApproximateNumberOfMessagesVisible',
       Dimensions: [
@@ -498,9 +529,11 @@ describe('pipeline stack', () => {
   });
 
   it('grants each function only its prefix of the bucket, and the publisher no KMS by IAM', () => {
+    // Act
     const policies = Object.values(pipeline.findResources('AWS::IAM::Policy')).map((p) =>
       JSON.stringify(p.Properties),
     );
+    // Assess
     const webhook = policies.find((p) => p.includes('WebhookFunctionRole'))!;
     expect(webhook).toContain('/state/deliveries/*');
     expect(webhook).not.toContain('/state/*');
@@ -526,10 +559,13 @@ describe('pipeline stack', () => {
 
 describe('deployment input', () => {
   it('takes the config file from -c config=FILE', () => {
+    // Prepare
     const path = writeConfig(
       'mirror: { name: staging, manifestTtl: 4h }\nsources:\n  - { id: local, type: distribution, registry: "registry.internal:5000", repositories: ["**"], webhookSecretEnv: HOOK }\n',
     );
+    // Act
     const stacks = synthApp({ config: path, mirrorConcurrency: 3, reserveConcurrency: 'false' });
+    // Assess
     expect(stacks.pipeline.stackName).toBe('WasmMirror-staging-Pipeline');
     const t = Template.fromStack(stacks.pipeline);
     // No ecr source, no ECR rule: only the re-sign schedule and the canary's.
@@ -545,10 +581,13 @@ describe('deployment input', () => {
   });
 
   it('schedules a reconcile per source that asks for one, and lets the mirror queue its jobs', () => {
+    // Prepare
     const path = writeConfig(
       'mirror: { name: rec }\nsources:\n  - { id: hub, type: dockerhub, registry: "docker.io", repositories: ["acme/filter"], webhookSecretEnv: HOOK, reconcileInterval: 15m }\n',
     );
+    // Act
     const t = Template.fromStack(synthApp({ config: path }).pipeline);
+    // Assess
     t.hasResourceProperties('AWS::Events::Rule', {
       ScheduleExpression: 'rate(15 minutes)',
       Targets: [Match.objectLike({ Input: JSON.stringify({ kind: 'reconcile', sourceId: 'hub' }) })],
@@ -563,15 +602,18 @@ describe('deployment input', () => {
   });
 
   it('rotates keys in two steps: publish the next key, then sign with it; old keys stay', () => {
+    // Prepare
     const keyLogicalIds = (t: Template) => Object.keys(t.findResources('AWS::KMS::Key')).sort();
     const publishEnv = (t: Template, description: RegExp) =>
       Object.values(t.findResources('AWS::Lambda::Function')).find((f) =>
         description.test(f.Properties.Description),
       )!.Properties.Environment.Variables;
+    // Act: step 1 publishes the next key.
     const step1 = synthApp({ signingKeyGeneration: 2, activeSigningKeyGeneration: 1 });
     const storage1 = Template.fromStack(step1.storage);
     const pipeline1 = Template.fromStack(step1.pipeline);
     const [key1, key2] = keyLogicalIds(storage1);
+    // Assess
     expect([key1, key2]).toEqual([
       expect.stringMatching(/^SigningKey[0-9A-F]{8}$/),
       expect.stringMatching(/^SigningKeyV2/),
@@ -593,6 +635,7 @@ describe('deployment input', () => {
     expect(keyResources).toContain(key1!);
     expect(keyResources).toContain(key2!);
 
+    // Act / Assess: step 2 signs with the next key; both keys stay.
     const step2 = synthApp({ signingKeyGeneration: 2 });
     expect(keyLogicalIds(Template.fromStack(step2.storage))).toEqual([key1, key2]);
     expect(
@@ -606,6 +649,7 @@ describe('deployment input', () => {
   });
 
   it('re-signs a quarter of the re-sign window before expiry, within bounds', () => {
+    // Act / Assess
     expect(resignInterval(24 * 3600_000).toHumanString()).toBe('6 hours');
     expect(resignInterval(60_000).toHumanString()).toBe('5 minutes');
     expect(resignInterval(30 * 24 * 3600_000).toHumanString()).toBe('12 hours');

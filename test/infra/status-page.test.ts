@@ -59,7 +59,9 @@ const pageBehavior = () => distributionConfig().CacheBehaviors.find((b) => b.Pat
 
 describe('index.html in the bucket', () => {
   it('is written on create and update from the page built at synth, as HTML kept five minutes', () => {
+    // Act
     const resources = Object.values(pipeline.findResources('Custom::WasmMirrorStatusPage'));
+    // Assess
     expect(resources).toHaveLength(1);
     const props = resources[0]!.Properties;
     const create = sdkCall(props.Create)!;
@@ -85,6 +87,7 @@ describe('index.html in the bucket', () => {
   });
 
   it('is written by a role that may put that key and the error document, and write its own log group, nothing else', () => {
+    // Assess
     expect(objectGrants(pipeline, FUNCTION_ROLES.siteObjects)).toEqual({
       'index.html': ['s3:PutObject'],
       'errors/not-found.json': ['s3:PutObject'],
@@ -106,6 +109,7 @@ describe('index.html in the bucket', () => {
   });
 
   it('may be replaced without If-None-Match; keys beside it and under the layout may not', () => {
+    // Act / Assess
     expect(deniedWithoutIfNoneMatch(storage, 'index.html')).toBe(false);
     for (const key of ['index.html.bak', 'index.htm', 'manifests/index.html', 'modules/index.html']) {
       expect(deniedWithoutIfNoneMatch(storage, key), key).toBe(true);
@@ -115,8 +119,10 @@ describe('index.html in the bucket', () => {
 
 describe('the status page on CloudFront', () => {
   it('has an index.html behaviour: short cache, compressed, security headers, no function', () => {
+    // Act
     const page = pageBehavior();
     const policy = storage.toJSON().Resources[page.CachePolicyId.Ref].Properties.CachePolicyConfig;
+    // Assess
     expect(policy).toMatchObject({ DefaultTTL: 300, MaxTTL: 300, MinTTL: 0 });
     expect(policy.ParametersInCacheKeyAndForwardedToOrigin).toMatchObject({
       EnableAcceptEncodingGzip: true,
@@ -132,8 +138,10 @@ describe('the status page on CloudFront', () => {
   });
 
   it('serves / through the default behaviour, cached and compressed like the page, with the function', () => {
+    // Act
     const fallback = distributionConfig().DefaultCacheBehavior;
     const [fnId, fn] = Object.entries(storage.findResources('AWS::CloudFront::Function'))[0]!;
+    // Assess
     expect(fallback.FunctionAssociations).toEqual([
       { EventType: 'viewer-request', FunctionARN: { 'Fn::GetAtt': [fnId, 'FunctionARN'] } },
     ]);
@@ -191,6 +199,7 @@ describe('the viewer-request function', () => {
   const notFound = { statusCode: 404, statusDescription: 'Not Found' };
 
   it('rewrites / to /index.html and leaves the rest of the request as it came', () => {
+    // Act / Assess
     for (const method of ['GET', 'HEAD']) {
       expect(run('/', method)).toEqual({ ...viewerRequestEvent('/index.html', method).request });
     }
@@ -198,6 +207,7 @@ describe('the viewer-request function', () => {
   });
 
   it('lets /index.html and the published paths through untouched', () => {
+    // Act / Assess
     for (const uri of [
       '/index.html',
       '/keys.json',
@@ -213,6 +223,7 @@ describe('the viewer-request function', () => {
   });
 
   it('answers 404 for /status and everything else the embedded server or the bucket has', () => {
+    // Act / Assess
     for (const uri of [
       '/status',
       '/status/',

@@ -38,7 +38,7 @@ function codeOf(fn: () => unknown): string | undefined {
 
 describe('RFC 8785 canonical JSON', () => {
   it('sorts keys by UTF-16 code units and prints ECMAScript numbers', () => {
-    // RFC 8785 section 3.2.3's sorting example, in short.
+    // Prepare: RFC 8785 section 3.2.3's sorting example, in short.
     const value = {
       '\u20ac': 'Euro',
       '\r': 'CR',
@@ -47,7 +47,9 @@ describe('RFC 8785 canonical JSON', () => {
       '\ud83d\ude00': 'Smiley',
       '\u0080': 'Ctl',
     };
+    // Act
     const text = canonicalize(value);
+    // Assess
     const order = ['\\r', '1', '\u0080', '\u20ac', '\ud83d\ude00', '\ufb33'].map((k) =>
       text.indexOf(`"${k}"`),
     );
@@ -58,6 +60,7 @@ describe('RFC 8785 canonical JSON', () => {
   });
 
   it('refuses what JCS cannot represent', () => {
+    // Act / Assess
     expect(() => canonicalize({ a: undefined })).toThrow(/unsupported type undefined/);
     expect(() => canonicalize([Number.NaN])).toThrow(/finite/);
     expect(() => canonicalize({ d: new Date() })).toThrow(/plain object/);
@@ -67,6 +70,7 @@ describe('RFC 8785 canonical JSON', () => {
 
 describe('strict JSON and base64', () => {
   it('rejects duplicate keys, deep nesting, junk and lone surrogates', () => {
+    // Act / Assess
     expect(() => parseStrictJson('{"a":1,"a":2}')).toThrow(/duplicate key "a"/);
     expect(() => parseStrictJson('[[[1]]]', { maxDepth: 2 })).toThrow(/nesting/);
     expect(() => parseStrictJson('{"a":1} x')).toThrow(/after the JSON value/);
@@ -79,7 +83,9 @@ describe('strict JSON and base64', () => {
   });
 
   it('accepts standard and URL-safe base64, padded or not, and nothing else', () => {
+    // Prepare
     const bytes = Uint8Array.from([0xfb, 0xff, 0xbf, 0x01]);
+    // Act / Assess
     for (const text of ['+/+/AQ==', '+/+/AQ', '-_-_AQ==', '-_-_AQ'])
       expect(decodeBase64Strict(text)).toEqual(bytes);
     for (const junk of [
@@ -106,8 +112,10 @@ describe('DSSE', () => {
 
 describe('LocalKeySigner', () => {
   it('signs a message: a DER ECDSA signature over its SHA-256, of any length', async () => {
+    // Prepare
     const signer = newSigner();
     const spki = { key: Buffer.from(await signer.publicKeySpki()), format: 'der', type: 'spki' } as const;
+    // Act / Assess
     for (const message of [
       new Uint8Array(0),
       Buffer.from('DSSEv1 1 t 2 {}'),
@@ -121,8 +129,10 @@ describe('LocalKeySigner', () => {
   });
 
   it('signs a manifest that WebCrypto verifies over the PAE (r||s decoded from DER)', async () => {
+    // Prepare
     const signer = newSigner();
     const spki = await signer.publicKeySpki();
+    // Act / Assess
     for (let i = 0; i < 8; i++) {
       const { envelope } = await signManifest(payloadOf([], { version: i + 1 }), signer);
       expect(await webCryptoVerifies(envelope, spki)).toBe(true);
@@ -144,15 +154,19 @@ describe('LocalKeySigner', () => {
     afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
     it('creates the key 0600 on first start and reuses it', async () => {
+      // Act
       const a = await loadOrCreateKey(join(dir, 'data'));
       const b = await loadOrCreateKey(join(dir, 'data'));
+      // Assess
       expect(await a.keyId()).toBe(await b.keyId());
       expect(statSync(join(dir, 'data', 'signing-key.pem')).mode & 0o777).toBe(0o600);
     });
 
     it('agrees on one key when several processes start at once, and writes the public half', async () => {
+      // Act
       const signers = await Promise.all(Array.from({ length: 8 }, () => loadOrCreateKey(join(dir, 'race'))));
       const ids = new Set(await Promise.all(signers.map((x) => x.keyId())));
+      // Assess
       expect(ids.size).toBe(1);
       const pub = readFileSync(join(dir, 'race', 'signing-key.pub.pem'), 'utf8');
       expect(loadTrustedKeys(pub)[0]!.keyid).toBe([...ids][0]);
@@ -160,8 +174,11 @@ describe('LocalKeySigner', () => {
     });
 
     it('signs a manifest that `openssl dgst -sha256 -verify` accepts over the PAE', async () => {
+      // Prepare
       const signer = newSigner();
+      // Act
       const { envelope, payloadBytes } = await signManifest(payloadOf([]), signer);
+      // Assess
       const pem = spkiToPem(await signer.publicKeySpki());
       // The PAE is rebuilt independently of the code under test before openssl checks it.
       expect(opensslVerifies(envelope, pem)).toBe(true);
@@ -176,11 +193,14 @@ describe('LocalKeySigner', () => {
 
 describe('trusted keys', () => {
   it('reads PEM bundles and keys.json, recomputing keyids', async () => {
+    // Prepare
     const a = newSigner();
     const b = newSigner();
     const pem = spkiToPem(await a.publicKeySpki()) + spkiToPem(await b.publicKeySpki());
+    // Act / Assess: a PEM bundle.
     expect(loadTrustedKeys(pem).map((k) => k.keyid)).toEqual([await a.keyId(), await b.keyId()]);
 
+    // Act / Assess: keys.json, with validity dates.
     const json = renderKeysJson([
       { publicKey: await a.publicKeySpki(), notAfter: '2026-02-01T00:00:00Z' },
       { publicKey: await b.publicKeySpki(), notBefore: new Date('2026-01-01T00:00:00Z') },
@@ -189,13 +209,16 @@ describe('trusted keys', () => {
     expect(keys[0]!.notAfter?.toISOString()).toBe('2026-02-01T00:00:00.000Z');
     expect(keys[1]!.notBefore?.toISOString()).toBe('2026-01-01T00:00:00.000Z');
 
+    // Act / Assess: keys.json with a base64 DER key.
     const der = Buffer.from(await a.publicKeySpki()).toString('base64');
     expect(loadTrustedKeys(JSON.stringify({ keys: [{ publicKey: der }] }))[0]!.keyid).toBe(await a.keyId());
   });
 
   it('refuses a stated keyid that does not match, typos, private keys and other curves', async () => {
+    // Prepare
     const a = newSigner();
     const b = newSigner();
+    // Act / Assess
     const lie = JSON.stringify({
       keys: [{ keyid: await b.keyId(), publicKey: spkiToPem(await a.publicKeySpki()) }],
     });
@@ -220,15 +243,19 @@ describe('trusted keys', () => {
 
 describe('payload', () => {
   it('sorts modules and refuses repeats and bad fields', () => {
+    // Prepare
     const m = (name: string, tag: string) => moduleEntry(name, new TextEncoder().encode(name + tag), tag);
+    // Act
     const p = buildPayload({
       mirror: 'x',
       version: 1,
       issuedAt: T0,
       modules: [m('b', '1'), m('a', '2'), m('a', '1')],
     });
+    // Assess
     expect(p.modules.map((x) => `${x.name}:${x.tag}`)).toEqual(['a:1', 'a:2', 'b:1']);
     expect(p.expiresAt).toBe('2026-01-12T12:00:00.000Z');
+    // Act / Assess: repeats and bad fields.
     const build = (modules: ReturnType<typeof m>[]) => () =>
       buildPayload({ mirror: 'x', version: 1, modules });
     expect(codeOf(build([m('a', '1'), m('a', '1')]))).toBe('SCHEMA_ERROR');
@@ -257,7 +284,9 @@ describe('verifyManifest', () => {
   });
 
   it('accepts the good manifest and returns the payload parsed from the signed bytes', async () => {
+    // Act
     const v = verifyManifest(ctx.goodBytes, { trustedKeys: keys, now: NOW, mirrorName: 'prod-mesh' });
+    // Assess
     expect(v.payload).toEqual(ctx.good);
     expect(v.keyid).toBe(await ctx.signer.keyId());
     expect(new TextDecoder().decode(v.payloadBytes)).toBe(canonicalize(ctx.good));
@@ -268,23 +297,28 @@ describe('verifyManifest', () => {
   });
 
   it('accepts URL-safe unpadded base64', () => {
+    // Prepare
     const e = JSON.parse(new TextDecoder().decode(ctx.goodBytes));
     const url = (s: string) => s.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
     e.payload = url(e.payload);
     e.signatures[0].sig = url(e.signatures[0].sig);
     const bytes = new TextEncoder().encode(JSON.stringify(e));
+    // Act / Assess
     expect(verifyManifest(bytes, { trustedKeys: keys, now: NOW }).payload.version).toBe(42);
   });
 
   it('refuses a null keyid', () => {
+    // Prepare
     const e = JSON.parse(new TextDecoder().decode(ctx.goodBytes));
     const bytes = new TextEncoder().encode(
       JSON.stringify({ ...e, signatures: [{ ...e.signatures[0], keyid: null }] }),
     );
+    // Act / Assess
     expect(codeOf(() => verifyManifest(bytes, { trustedKeys: keys, now: NOW }))).toBe('ENVELOPE_MALFORMED');
   });
 
   it('ignores unrecognised envelope and signature fields, as DSSE requires of consumers', () => {
+    // Prepare
     const e = JSON.parse(new TextDecoder().decode(ctx.goodBytes));
     const cert = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
     const variants = [
@@ -292,6 +326,7 @@ describe('verifyManifest', () => {
       { ...e, signatures: [{ ...e.signatures[0], cert }] },
       { extra: null, ...e, signatures: [{ cert, ...e.signatures[0], timestamp: 1 }], payloadHints: ['a'] },
     ];
+    // Act / Assess
     for (const v of variants) {
       const bytes = new TextEncoder().encode(JSON.stringify(v));
       const verified = verifyManifest(bytes, { trustedKeys: keys, now: NOW, mirrorName: 'prod-mesh' });
@@ -303,10 +338,12 @@ describe('verifyManifest', () => {
   });
 
   it('stays strict inside ignored fields: duplicate keys and nesting bombs are refused', () => {
+    // Prepare
     const text = new TextDecoder().decode(ctx.goodBytes);
     const dupInSignature = text.replace('"sig":', '"cert":"a","cert":"b","sig":');
     const dupInExtension = text.replace(/^\{/, '{"ext":{"a":1,"a":2},');
     const bomb = text.replace(/^\{/, `{"ext":${'['.repeat(100)}${']'.repeat(100)},`);
+    // Act / Assess
     for (const variant of [dupInSignature, dupInExtension, bomb]) {
       expect(variant).not.toBe(text);
       const bytes = new TextEncoder().encode(variant);
@@ -321,10 +358,12 @@ describe('verifyManifest', () => {
   });
 
   it('tries every trusted key when keyid is empty, and rotation keeps both keys usable', async () => {
+    // Prepare
     const next = newSigner();
     const signed = await signManifest(payloadOf([], { version: 43 }), next);
     const e = { ...signed.envelope, signatures: [{ keyid: '', sig: signed.envelope.signatures[0]!.sig }] };
     const both = [...keys, await trusted(next)];
+    // Act / Assess
     expect(
       verifyManifest(new TextEncoder().encode(JSON.stringify(e)), { trustedKeys: both, now: NOW }).keyid,
     ).toBe(await next.keyId());
@@ -332,7 +371,9 @@ describe('verifyManifest', () => {
 
   for (const attack of attackCases) {
     it(`refuses ${attack.name} with ${attack.code}`, async () => {
+      // Prepare
       const built = await attack.build(ctx);
+      // Act
       const started = performance.now();
       const code = codeOf(() =>
         verifyManifest(built.bytes, {
@@ -342,6 +383,7 @@ describe('verifyManifest', () => {
           lastAccepted: lastAccepted(),
         }),
       );
+      // Assess
       expect(code).toBe(attack.code);
       expect(performance.now() - started).toBeLessThan(500);
     });

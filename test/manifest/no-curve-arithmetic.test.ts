@@ -30,6 +30,7 @@ function* sourceFiles(dir: string): Generator<string> {
 }
 
 it('no hand-written elliptic-curve arithmetic remains in the project', () => {
+  // Act
   const found: string[] = [];
   let scanned = 0;
   for (const top of ['shared', 'functions', 'infra', 'bench', 'bin', 'test']) {
@@ -41,6 +42,7 @@ it('no hand-written elliptic-curve arithmetic remains in the project', () => {
       }
     }
   }
+  // Assess
   expect(scanned).toBeGreaterThan(50);
   expect(found).toEqual([]);
 });

@@ -41,6 +41,7 @@ describe('puller: keeping the verified content', () => {
   });
 
   it('returns a Wasm artifact: its manifest, its config once, its module layer as the module file itself', async () => {
+    // Prepare
     const config = json({ type: 'envoy_proxy' });
     const { digest, manifest } = fake.putImage('plugins/a', 'v1', {
       config: { mediaType: MEDIA.wasmArtifactConfig, bytes: config },
@@ -49,7 +50,9 @@ describe('puller: keeping the verified content', () => {
         { mediaType: MEDIA.wasmArtifactLayer, bytes: MODULE },
       ],
     });
+    // Act
     const pulled = await pull('plugins/a');
+    // Assess
     expect(pulled.content?.map(({ body: _b, ...c }) => c)).toEqual([
       { digest, mediaType: MEDIA.ociManifest, size: manifest.length, manifest: true },
       {
@@ -79,6 +82,7 @@ describe('puller: keeping the verified content', () => {
   });
 
   it('returns an index with the child it resolved, and downloads every blob exactly once', async () => {
+    // Prepare
     const tar = makeTar([{ name: 'plugin.wasm', content: MODULE }]);
     const layer = new Uint8Array(gzipSync(tar));
     const base = new Uint8Array(gzipSync(makeTar([{ name: 'etc/hostname', content: json('x') }])));
@@ -113,7 +117,9 @@ describe('puller: keeping the verified content', () => {
       ],
     });
     const top = fake.putManifest('plugins/i', ['v1'], index, MEDIA.ociIndex);
+    // Act
     const pulled = await pull('plugins/i');
+    // Assess
     expect(pulled.format).toBe('compat-image');
     expect(pulled.content?.map((c) => [c.digest, c.manifest])).toEqual([
       [top, true],
@@ -135,6 +141,7 @@ describe('puller: keeping the verified content', () => {
   });
 
   it('keeps nothing when asked for nothing', async () => {
+    // Prepare
     fake.putImage('plugins/a', 'v1', {
       config: { mediaType: MEDIA.wasmArtifactConfig, bytes: json({}) },
       layers: [
@@ -142,15 +149,18 @@ describe('puller: keeping the verified content', () => {
         { mediaType: MEDIA.wasmArtifactLayer, bytes: MODULE },
       ],
     });
+    // Act
     const pulled: PulledModule = await new OciWasmPuller().pullToFile(
       target('plugins/a'),
       join(dir, 'm.wasm'),
     );
+    // Assess
     expect(pulled.content).toBeUndefined();
     expect(blobGets()).toHaveLength(1);
   });
 
   it('leaves no staged file when a blob is not what its digest says', async () => {
+    // Prepare
     const config = json({ architecture: 'amd64', os: 'linux' });
     const layer = new Uint8Array(gzipSync(makeTar([{ name: 'plugin.wasm', content: MODULE }])));
     const configDigest = `sha256:${sha256Hex(config)}`;
@@ -166,6 +176,7 @@ describe('puller: keeping the verified content', () => {
       res.writeHead(200, { 'content-length': String(bad.length) }).end(bad);
       return true;
     });
+    // Act / Assess
     await expect(pull('plugins/c')).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
     expect(staged()).toEqual([]);
     // The module was fine, but it is not handed over without the content asked for.
@@ -173,17 +184,20 @@ describe('puller: keeping the verified content', () => {
   });
 
   it('leaves no staged file when the module is refused', async () => {
+    // Prepare
     const notWasm = new Uint8Array(gzipSync(makeTar([{ name: 'plugin.wasm', content: json('nope') }])));
     fake.putImage('plugins/n', 'v1', {
       config: { mediaType: MEDIA.ociConfig, bytes: json({}) },
       layers: [{ mediaType: MEDIA.ociLayerGzip, bytes: notWasm }],
     });
+    // Act / Assess
     await expect(pull('plugins/n')).rejects.toMatchObject({ code: 'NOT_WASM' });
     expect(staged()).toEqual([]);
     expect(existsSync(join(dir, 'module.wasm'))).toBe(false);
   });
 
   it('refuses an image whose other layers are larger than the layer cap, before downloading them', async () => {
+    // Prepare
     const layer = new Uint8Array(gzipSync(makeTar([{ name: 'plugin.wasm', content: MODULE }])));
     const big = new Uint8Array(64 * 1024).fill(7);
     fake.putImage('plugins/big', 'v1', {
@@ -194,6 +208,7 @@ describe('puller: keeping the verified content', () => {
       ],
     });
     const puller = new OciWasmPuller({ retry: { maxAttempts: 1 }, maxLayerBytes: 32 * 1024 });
+    // Act / Assess
     await expect(pull('plugins/big', puller)).rejects.toMatchObject({ code: 'SIZE_EXCEEDED' });
     expect(blobGets().some((r) => r.path.endsWith(sha256Hex(big)))).toBe(false);
     expect(staged()).toEqual([]);

@@ -81,6 +81,7 @@ describe('read-only registry API', () => {
 
   describe('intake', () => {
     it('keeps every manifest and blob upstream serves for a listed tag, byte for byte, under its digest', async () => {
+      // Act / Assess
       for (const { repository, format } of PLUGINS) {
         const upstream = join(work, `upstream-${format}`);
         await skopeoCopy(harness.registry.host, `${repository}:1.0`, upstream);
@@ -100,6 +101,7 @@ describe('read-only registry API', () => {
     });
 
     it('writes what a listed digest reaches in one small note, and nothing for what it did not mirror', async () => {
+      // Act
       const name = `${harness.registry.host}/plugins/indexed`;
       const note = JSON.parse(
         readFileSync(
@@ -107,6 +109,7 @@ describe('read-only registry API', () => {
           'utf8',
         ),
       ) as { content: { digest: string; manifest: boolean }[] };
+      // Assess
       expect(note.content[0]).toMatchObject({ digest: at('plugins/indexed').digest, manifest: true });
       expect(note.content.filter((c) => c.manifest)).toHaveLength(2);
       expect(existsSync(join(harness.dataDir, storageKeys.blob(unlisted.digest.slice(7))))).toBe(false);
@@ -115,6 +118,7 @@ describe('read-only registry API', () => {
 
   describe('skopeo', () => {
     it('answers /v2/ as a registry', async () => {
+      // Act / Assess
       for (const method of ['GET', 'HEAD']) {
         const res = await rawRequest(harness.mirror.url, method, '/v2/');
         expect(res.status).toBe(200);
@@ -126,7 +130,9 @@ describe('read-only registry API', () => {
     it.each(PLUGINS)(
       'inspects $format with the upstream digest and bytes',
       async ({ repository, format }) => {
+        // Prepare
         const ref = `docker://${mirrorHost}/local/${repository}:1.0`;
+        // Act / Assess
         const raw = await skopeo(['inspect', '--raw', '--tls-verify=false', ref]);
         expect(`sha256:${sha256Hex(raw)}`).toBe(at(repository).digest);
         const upstreamRaw = await skopeo([
@@ -162,10 +168,13 @@ describe('read-only registry API', () => {
     it.each(PLUGINS)(
       'copies $format byte-identical to upstream, and its module is the listed sha256',
       async ({ repository, format }) => {
+        // Prepare
         const fromMirror = join(work, `mirror-${format}`);
         const fromUpstream = join(work, `direct-${format}`);
+        // Act
         await skopeoCopy(mirrorHost, `local/${repository}:1.0`, fromMirror);
         await skopeoCopy(harness.registry.host, `${repository}:1.0`, fromUpstream);
+        // Assess
         const names = readdirSync(fromUpstream).sort();
         expect(readdirSync(fromMirror).sort()).toEqual(names);
         for (const f of names) {
@@ -181,6 +190,7 @@ describe('read-only registry API', () => {
     );
 
     it('finds no tag the signed manifest does not list, though upstream has it', async () => {
+      // Act / Assess
       await expect(
         skopeo([
           'inspect',
@@ -206,7 +216,9 @@ describe('read-only registry API', () => {
     it.each(PLUGINS)(
       'serves $format to skopeo with the upstream digest and module',
       async ({ repository, format }) => {
+        // Prepare
         const dir = join(work, `cache-${format}`);
+        // Act
         await skopeoCopy(cache.host, `local/${repository}:1.0`, dir);
         const raw = await skopeo([
           'inspect',
@@ -214,6 +226,7 @@ describe('read-only registry API', () => {
           '--tls-verify=false',
           `docker://${cache.host}/local/${repository}:1.0`,
         ]);
+        // Assess
         expect(`sha256:${sha256Hex(raw)}`).toBe(at(repository).digest);
         expect(Buffer.from(moduleFromDir(dir)).equals(Buffer.from(at(repository).module))).toBe(true);
       },
@@ -233,7 +246,9 @@ describe('read-only registry API', () => {
 
   describe('headers', () => {
     it('sends a manifest with its digest, stored media type and the API version, by tag and by digest', async () => {
+      // Prepare
       const { digest } = at('plugins/compat');
+      // Act / Assess
       for (const ref of ['1.0', digest]) {
         for (const method of ['GET', 'HEAD']) {
           const res = await rawRequest(
@@ -255,9 +270,11 @@ describe('read-only registry API', () => {
     });
 
     it('serves byte ranges of a blob (206), and its length on HEAD', async () => {
+      // Prepare
       const { module } = at('plugins/artifact');
       const digest = `sha256:${sha256Hex(module)}`;
       const path = `/v2/local/plugins/artifact/blobs/${digest}`;
+      // Act / Assess
       const part = await get(path, { range: 'bytes=4-11' });
       expect(part.status).toBe(206);
       expect(part.headers['content-range']).toBe(`bytes 4-11/${module.length}`);
@@ -271,6 +288,7 @@ describe('read-only registry API', () => {
     });
 
     it('streams a layer of several MiB whole and in ranges across chunk boundaries, and survives a client that leaves', async () => {
+      // Prepare
       const module = largeWasm(3 * 1024 * 1024 + 123);
       await pushWasm(harness.registry.host, 'plugins/large:1.0', module, 'wasm-artifact');
       await queueMirror(harness, 'plugins/large', '1.0');
@@ -280,6 +298,7 @@ describe('read-only registry API', () => {
         60_000,
       );
       const path = `/v2/local/plugins/large/blobs/sha256:${sha256Hex(module)}`;
+      // Act / Assess
       const whole = await get(path);
       expect(whole.status).toBe(200);
       expect(sha256Hex(whole.body)).toBe(sha256Hex(module));
@@ -308,11 +327,13 @@ describe('read-only registry API', () => {
     });
 
     it('pages tags with n and last, pointing at the next page with a Link header', async () => {
+      // Prepare
       await pushWasm(harness.registry.host, 'plugins/compat:1.1', at('plugins/compat').module, 'compat-oci');
       await pushWasm(harness.registry.host, 'plugins/compat:1.2', at('plugins/compat').module, 'compat-oci');
       await queueMirror(harness, 'plugins/compat', '1.1');
       await queueMirror(harness, 'plugins/compat', '1.2');
       await waitForManifest(harness.mirror.url, (p) => p.modules.length === PLUGINS.length + 3, 60_000);
+      // Act / Assess
       const all = await get('/v2/local/plugins/compat/tags/list');
       expect(JSON.parse(all.body.toString('utf8'))).toEqual({
         name: 'local/plugins/compat',
@@ -342,13 +363,17 @@ describe('read-only registry API', () => {
     });
 
     it('a tag moved upstream after intake still resolves to the listed digest', async () => {
+      // Prepare: the tag moves upstream.
       const moved = proxyWasmModule({ marker: 'moved upstream' });
       await pushWasm(harness.registry.host, 'plugins/docker:1.0', moved, 'compat-docker');
+      // Act
       const res = await get('/v2/local/plugins/docker/manifests/1.0');
+      // Assess
       expect(res.headers['docker-content-digest']).toBe(at('plugins/docker').digest);
     });
 
     it('a digest no listed entry reaches', async () => {
+      // Act / Assess
       await refused(`/v2/local/plugins/artifact/manifests/${unlisted.digest}`, 404, 'MANIFEST_UNKNOWN');
       await refused(`/v2/local/plugins/artifact/blobs/${unlisted.moduleDigest}`, 404, 'BLOB_UNKNOWN');
       // Reached by another repository's entry only.
@@ -361,6 +386,7 @@ describe('read-only registry API', () => {
     });
 
     it('names no source or allow-list serves', async () => {
+      // Act / Assess
       await refused('/v2/nosuch/plugins/artifact/manifests/1.0', 404, 'NAME_UNKNOWN');
       await refused('/v2/local/other/artifact/tags/list', 404, 'NAME_UNKNOWN');
       await refused('/v2/local/plugins/never/tags/list', 404, 'NAME_UNKNOWN');
@@ -368,7 +394,9 @@ describe('read-only registry API', () => {
     });
 
     it('dot segments and percent-encoding, wherever they are', async () => {
+      // Prepare
       const digest = at('plugins/artifact').digest;
+      // Act / Assess
       for (const path of [
         '/v2/../keys.json',
         '/v2/local/../local/plugins/artifact/manifests/1.0',
@@ -391,6 +419,7 @@ describe('read-only registry API', () => {
     });
 
     it('every write method, on every /v2/ path', async () => {
+      // Act / Assess
       for (const method of ['PUT', 'POST', 'PATCH', 'DELETE']) {
         for (const path of [
           '/v2/',

@@ -4,6 +4,7 @@ import { isOciTarget, rawPathOf } from '../../shared/embedded/oci-endpoint.ts';
 
 describe('registry API targets', () => {
   it('takes /v2 and everything under it, origin-form or absolute-form', () => {
+    // Act / Assess
     for (const target of [
       '/v2',
       '/v2/',
@@ -19,6 +20,7 @@ describe('registry API targets', () => {
   });
 
   it('leaves the rest to the server, including what only resolves into /v2', () => {
+    // Act / Assess
     for (const target of [
       undefined,
       '',
@@ -36,6 +38,7 @@ describe('registry API targets', () => {
   });
 
   it('keeps dot segments and percent-encoding as they arrived', () => {
+    // Act / Assess
     expect(rawPathOf('/v2/a/../b%2Fc/manifests/1?x#y')).toBe('/v2/a/../b%2Fc/manifests/1');
     expect(rawPathOf('http://h:1/v2/a/./b')).toBe('/v2/a/./b');
     expect(rawPathOf('http://h:1')).toBe('/');

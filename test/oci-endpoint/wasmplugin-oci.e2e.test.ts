@@ -77,7 +77,9 @@ describe('wasmplugin --oci', () => {
   });
 
   it('renders the mirror host, the source id and the tag, pinned to the image manifest digest', async () => {
+    // Act
     const r = await render('plugins/artifact:1.0', '--source', 'local');
+    // Assess
     expect(r.code, r.err).toBe(0);
     const doc = parse(r.out) as Rendered;
     expect(doc.spec.url).toBe(`oci://${mirrorHost}/local/plugins/artifact:1.0`);
@@ -88,7 +90,9 @@ describe('wasmplugin --oci', () => {
   });
 
   it('pins an index to the entry Istio loads, the one skopeo copies from the mirror', async () => {
+    // Act
     const r = await render('plugins/indexed:1.0', '--source', 'local');
+    // Assess
     expect(r.code, r.err).toBe(0);
     const doc = parse(r.out) as Rendered;
     expect(doc.spec.url).toBe(`oci://${mirrorHost}/local/plugins/indexed:1.0`);
@@ -100,11 +104,13 @@ describe('wasmplugin --oci', () => {
   });
 
   it('finds the source in the config when one source pulls from the module registry', async () => {
+    // Prepare
     const config = join(work, 'mirror.yaml');
     writeFileSync(
       config,
       `mirror: { name: oci-cli }\nsources:\n  - { id: local, type: distribution, registry: "${harness.registry.host}", insecure: true, repositories: ["plugins/**"], webhookSecretEnv: HOOK_TOKEN }\n`,
     );
+    // Act / Assess
     const r = await render('plugins/compat:1.0', '--config', config);
     expect(r.code, r.err).toBe(0);
     expect((parse(r.out) as Rendered).spec.url).toBe(`oci://${mirrorHost}/local/plugins/compat:1.0`);
@@ -113,7 +119,9 @@ describe('wasmplugin --oci', () => {
   });
 
   it("refuses a format Istio's oci:// fetcher does not load", async () => {
+    // Act
     const r = await render('plugins/cncf:1.0', '--source', 'local');
+    // Assess
     expect(r.code).toBe(1);
     expect(r.err).toContain('cncf-wasm');
     expect(r.err).toContain("Istio's oci:// fetcher does not load");
@@ -121,6 +129,7 @@ describe('wasmplugin --oci', () => {
   });
 
   it('refuses a source that does not serve the module, and flags that cannot make an oci:// URL', async () => {
+    // Act / Assess
     const wrong = await render('plugins/artifact:1.0', '--source', 'other');
     expect(wrong.code).toBe(1);
     expect(wrong.err).toContain('MANIFEST_UNKNOWN');

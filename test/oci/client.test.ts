@@ -80,6 +80,7 @@ function noFilesLeft() {
 
 describe('retries', () => {
   it('honours Retry-After on 429 and then succeeds', async () => {
+    // Prepare
     putArtifact();
     let throttled = 0;
     fake.script((req, res) => {
@@ -88,19 +89,23 @@ describe('retries', () => {
         return true;
       }
     });
+    // Act
     const started = Date.now();
     const pulled = await pull();
+    // Assess
     expect(Date.now() - started).toBeGreaterThanOrEqual(950);
     expect(pulled.sha256).toBe(sha256Digest(module).slice(7));
     expect(fake.requests.filter((r) => isManifest(r.path))).toHaveLength(2);
   });
 
   it('fails at once with TOO_MANY_REQUESTS when Retry-After exceeds the budget', async () => {
+    // Prepare
     putArtifact();
     fake.script((_req, res) => {
       res.writeHead(429, { 'retry-after': '3600' }).end();
       return true;
     });
+    // Act / Assess
     const started = Date.now();
     const err = await expectCode(pull(), 'TOO_MANY_REQUESTS');
     expect(err.retryable).toBe(true);
@@ -110,6 +115,7 @@ describe('retries', () => {
   });
 
   it('retries 5xx and then succeeds', async () => {
+    // Prepare
     putArtifact();
     let failures = 0;
     fake.script((req, res) => {
@@ -118,17 +124,21 @@ describe('retries', () => {
         return true;
       }
     });
+    // Act
     const pulled = await pull();
+    // Assess
     expect(pulled.size).toBe(module.length);
     expect(fake.requests.filter((r) => isBlob(r.path))).toHaveLength(3);
   });
 
   it('gives up with REGISTRY_UNAVAILABLE after the attempt limit', async () => {
+    // Prepare
     putArtifact();
     fake.script((_req, res) => {
       res.writeHead(500).end();
       return true;
     });
+    // Act / Assess
     const err = await expectCode(pull({ retry: { ...fast.retry, maxAttempts: 3 } }), 'REGISTRY_UNAVAILABLE');
     expect(err.retryable).toBe(true);
     expect(fake.requests).toHaveLength(3);
@@ -136,9 +146,11 @@ describe('retries', () => {
   });
 
   it('answers REGISTRY_UNAVAILABLE when nothing listens', async () => {
+    // Prepare
     const host = fake.host;
     await fake.stop();
     const puller = new OciWasmPuller({ retry: { ...fast.retry, maxAttempts: 2 } });
+    // Act / Assess
     await expectCode(
       puller.pullToFile(
         { registry: host, repository: 'a', reference: 'v1', insecure: true },
@@ -152,12 +164,15 @@ describe('retries', () => {
 
 describe('timeouts', () => {
   it('times out waiting for headers', async () => {
+    // Prepare
     putArtifact();
     fake.script(() => true); // never answers
+    // Act / Assess
     await expectCode(pull({ headersTimeoutMs: 200, retry: { maxAttempts: 1 } }), 'TIMEOUT');
   });
 
   it('times out on an idle body', async () => {
+    // Prepare
     putArtifact();
     fake.script((req, res) => {
       if (isBlob(req.url)) {
@@ -166,6 +181,7 @@ describe('timeouts', () => {
         return true;
       }
     });
+    // Act / Assess
     await expectCode(pull({ idleTimeoutMs: 300, retry: { maxAttempts: 1 } }), 'TIMEOUT');
     // The manifest was served and the stall happened on the blob body, once (no retry).
     expect(fake.requests.filter((r) => isManifest(r.path))).toHaveLength(1);
@@ -173,6 +189,7 @@ describe('timeouts', () => {
     noFilesLeft();
   });
   it('bounds a trickling body by the request timeout', async () => {
+    // Prepare
     putArtifact();
     fake.script((req, res) => {
       if (!isBlob(req.url)) return;
@@ -185,6 +202,7 @@ describe('timeouts', () => {
       }, 50);
       return true;
     });
+    // Act / Assess
     await expectCode(
       pull({ idleTimeoutMs: 1000, requestTimeoutMs: 600, retry: { maxAttempts: 1 } }),
       'TIMEOUT',
@@ -195,12 +213,15 @@ describe('timeouts', () => {
 
 describe('blob bodies', () => {
   it('refuses a blob whose Content-Length differs from its descriptor', async () => {
+    // Prepare
     putArtifact(module, { size: module.length - 1 });
+    // Act / Assess
     await expectCode(pull(), 'LENGTH_MISMATCH');
     noFilesLeft();
   });
 
   it('refuses an overlong chunked body (LENGTH_MISMATCH)', async () => {
+    // Prepare
     putArtifact();
     fake.script((req, res) => {
       if (isBlob(req.url)) {
@@ -209,11 +230,13 @@ describe('blob bodies', () => {
         return true;
       }
     });
+    // Act / Assess
     await expectCode(pull(), 'LENGTH_MISMATCH');
     noFilesLeft();
   });
 
   it('refuses a short chunked body (LENGTH_MISMATCH)', async () => {
+    // Prepare
     putArtifact();
     fake.script((req, res) => {
       if (isBlob(req.url)) {
@@ -222,11 +245,13 @@ describe('blob bodies', () => {
         return true;
       }
     });
+    // Act / Assess
     await expectCode(pull(), 'LENGTH_MISMATCH');
     noFilesLeft();
   });
 
   it('treats a connection cut mid-body as REGISTRY_UNAVAILABLE (retryable)', async () => {
+    // Prepare
     putArtifact();
     fake.script((req, res) => {
       if (isBlob(req.url)) {
@@ -235,12 +260,14 @@ describe('blob bodies', () => {
         return true;
       }
     });
+    // Act / Assess
     const err = await expectCode(pull(), 'REGISTRY_UNAVAILABLE');
     expect(err.retryable).toBe(true);
     noFilesLeft();
   });
 
   it('stops an endless body at the descriptor size (LENGTH_MISMATCH)', async () => {
+    // Prepare
     putArtifact();
     let written = 0;
     fake.script((req, res) => {
@@ -254,12 +281,14 @@ describe('blob bodies', () => {
       pump();
       return true;
     });
+    // Act / Assess
     await expectCode(pull(), 'LENGTH_MISMATCH');
     expect(written).toBeLessThan(64 * 1024 * 1024);
     noFilesLeft();
   });
 
   it('refuses a blob with the wrong digest (DIGEST_MISMATCH)', async () => {
+    // Prepare
     const tampered = Uint8Array.from(module);
     tampered[tampered.length - 1] = (tampered[tampered.length - 1] ?? 0) ^ 0xff;
     putArtifact(module, { digest: sha256Digest(tampered) });
@@ -271,13 +300,16 @@ describe('blob bodies', () => {
         return true;
       }
     });
+    // Act / Assess
     await expectCode(pull(), 'DIGEST_MISMATCH');
     noFilesLeft();
   });
 
   it('refuses a module layer over the size cap before downloading it (SIZE_EXCEEDED)', async () => {
+    // Prepare
     putArtifact();
     const puller = new OciWasmPuller({ ...fast, maxModuleBytes: 100 });
+    // Act / Assess
     await expectCode(puller.pullToFile(target(), join(dir, 'o.wasm')), 'SIZE_EXCEEDED');
     expect(fake.requests.filter((r) => isBlob(r.path))).toHaveLength(0);
     noFilesLeft();
@@ -286,6 +318,7 @@ describe('blob bodies', () => {
 
 describe('manifests', () => {
   it('refuses a manifest whose Docker-Content-Digest differs (DIGEST_MISMATCH)', async () => {
+    // Prepare
     const { manifest } = putArtifact();
     fake.script((req, res) => {
       if (isManifest(req.url)) {
@@ -297,10 +330,12 @@ describe('manifests', () => {
         return true;
       }
     });
+    // Act / Assess
     await expectCode(pull(), 'DIGEST_MISMATCH');
   });
 
   it('refuses a manifest fetched by digest whose bytes hash differently (DIGEST_MISMATCH)', async () => {
+    // Prepare
     const { digest } = putArtifact();
     fake.script((req, res) => {
       if (isManifest(req.url)) {
@@ -308,10 +343,12 @@ describe('manifests', () => {
         return true;
       }
     });
+    // Act / Assess
     await expectCode(pull(fast, digest), 'DIGEST_MISMATCH');
   });
 
   it('refuses a manifest over 4 MiB by Content-Length (SIZE_EXCEEDED)', async () => {
+    // Prepare
     putArtifact();
     fake.script((req, res) => {
       if (isManifest(req.url)) {
@@ -320,10 +357,12 @@ describe('manifests', () => {
         return true;
       }
     });
+    // Act / Assess
     await expectCode(pull(), 'SIZE_EXCEEDED');
   });
 
   it('refuses an endless chunked manifest at 4 MiB (SIZE_EXCEEDED)', async () => {
+    // Prepare
     putArtifact();
     fake.script((req, res) => {
       if (!isManifest(req.url)) return;
@@ -337,20 +376,24 @@ describe('manifests', () => {
       pump();
       return true;
     });
+    // Act / Assess
     await expectCode(pull(), 'SIZE_EXCEEDED');
   });
 
   it('refuses an unknown manifest media type (UNSUPPORTED_MEDIA_TYPE)', async () => {
+    // Prepare
     fake.putManifest(
       'plugins/x',
       ['v1'],
       new TextEncoder().encode('{"schemaVersion":1,"name":"plugins/x","fsLayers":[]}'),
       'application/vnd.docker.distribution.manifest.v1+prettyjws',
     );
+    // Act / Assess
     await expectCode(pull(), 'UNSUPPORTED_MEDIA_TYPE');
   });
 
   it('answers DENIED for 403', async () => {
+    // Prepare
     putArtifact();
     fake.script((_req, res) => {
       res
@@ -358,26 +401,33 @@ describe('manifests', () => {
         .end('{"errors":[{"code":"DENIED","message":"no"}]}');
       return true;
     });
+    // Act / Assess
     await expectCode(pull(), 'DENIED');
   });
 
   it('answers MANIFEST_UNKNOWN and BLOB_UNKNOWN for 404s', async () => {
+    // Act / Assess: no manifest.
     await expectCode(pull(), 'MANIFEST_UNKNOWN');
+    // Prepare: a manifest whose layer is not there.
     fake.putImage('plugins/x', 'v1', {
       config: { mediaType: MEDIA.wasmArtifactConfig, bytes: new TextEncoder().encode('{}') },
       layers: [
         { mediaType: MEDIA.wasmArtifactLayer, bytes: module, digest: sha256Digest(new Uint8Array([9])) },
       ],
     });
+    // Act / Assess
     await expectCode(pull(), 'BLOB_UNKNOWN');
   });
 
   it('resolves a digest by HEAD and lists tags across pages', async () => {
+    // Prepare
     const { digest } = putArtifact();
     fake.putManifest('plugins/x', ['v2', 'v3'], new TextEncoder().encode('{}'), MEDIA.ociManifest);
     const client = new RegistryClient(fast);
+    // Act / Assess: the digest, by HEAD.
     expect(await client.resolveDigest(repo(), 'v1')).toBe(digest);
     expect(fake.requests.at(-1)?.method).toBe('HEAD');
+    // Prepare: tags over two pages.
     fake.script((req, res) => {
       if (req.url === '/v2/plugins/x/tags/list?n=1000') {
         res
@@ -390,6 +440,7 @@ describe('manifests', () => {
         return true;
       }
     });
+    // Act / Assess
     expect(await client.listTags(repo())).toEqual(['a', 'b', 'c']);
   });
 });
@@ -422,12 +473,15 @@ describe('auth', () => {
   }
 
   it('gets a Bearer token (access_token field), with credentials, and caches it', async () => {
+    // Prepare
     putArtifact();
     const issued = requireBearer({ tokenField: 'access_token' });
     const puller = new OciWasmPuller(fast);
     const t = { ...target(), credentials: { username: 'u', password: 'p' } };
+    // Act
     await puller.pullToFile(t, join(dir, 'a.wasm'));
     await puller.pullToFile(t, join(dir, 'b.wasm'));
+    // Assess
     expect(issued).toEqual([`Basic ${Buffer.from('u:p').toString('base64')}`]);
     const tokenRequest = fake.requests.find((r) => r.path.startsWith('/token'))!;
     expect(new URL(tokenRequest.path, 'http://x').searchParams.get('scope')).toBe(
@@ -437,17 +491,21 @@ describe('auth', () => {
   });
 
   it('refreshes an expired token once', async () => {
+    // Prepare
     putArtifact();
     const issued = requireBearer({ expiresIn: 1 });
     let now = Date.now();
     const puller = new OciWasmPuller({ ...fast, now: () => now });
+    // Act
     await puller.pullToFile(target(), join(dir, 'a.wasm'));
     now += 120_000;
     await puller.pullToFile(target(), join(dir, 'b.wasm'));
+    // Assess
     expect(issued).toHaveLength(2);
   });
 
   it('gives up with UNAUTHORIZED after one retry on 401', async () => {
+    // Prepare
     putArtifact();
     fake.script((req, res) => {
       if (req.url?.startsWith('/token')) {
@@ -457,17 +515,20 @@ describe('auth', () => {
       res.writeHead(401, { 'www-authenticate': `Bearer realm="${fake.url}/token",service="fake"` }).end();
       return true;
     });
+    // Act / Assess
     await expectCode(pull(), 'UNAUTHORIZED');
     expect(fake.requests.filter((r) => isManifest(r.path))).toHaveLength(2);
   });
 
   it('refuses a token realm on a metadata address before connecting (FORBIDDEN_ADDRESS)', async () => {
+    // Prepare
     putArtifact();
     const seen: string[] = [];
     const spy: typeof fetch = (input, init) => {
       seen.push(String(input));
       return fetch(input, init);
     };
+    // Act / Assess
     for (const realm of ['http://169.254.169.254/latest/api/token', 'http://[fd00:ec2::254]/token']) {
       requireBearer({ realm });
       const before = seen.length;
@@ -479,6 +540,7 @@ describe('auth', () => {
   });
 
   it('answers UNAUTHORIZED when the token server refuses the credentials', async () => {
+    // Prepare
     putArtifact();
     fake.script((req, res) => {
       if (req.url?.startsWith('/token')) {
@@ -488,12 +550,14 @@ describe('auth', () => {
       res.writeHead(401, { 'www-authenticate': `Bearer realm="${fake.url}/token"` }).end();
       return true;
     });
+    // Act / Assess
     await expectCode(pull(), 'UNAUTHORIZED');
   });
 });
 
 describe('redirects', () => {
   it('follows a blob redirect to another host without forwarding Authorization', async () => {
+    // Prepare
     other = await startFakeRegistry({ hostname: '127.0.0.2' });
     putArtifact();
     const layerDigest = sha256Digest(module);
@@ -513,11 +577,13 @@ describe('redirects', () => {
         return true;
       }
     });
+    // Act
     const dest = join(dir, 'r.wasm');
     const pulled = await new OciWasmPuller(fast).pullToFile(
       { ...target(), credentials: { username: 'u', password: 'p' } },
       dest,
     );
+    // Assess
     expect(pulled.sha256).toBe(createHash('sha256').update(module).digest('hex'));
     expect(other.requests).toHaveLength(1);
     expect(other.requests[0]?.headers.authorization).toBeUndefined();
@@ -527,6 +593,7 @@ describe('redirects', () => {
   });
 
   it('keeps Authorization on a same-origin redirect', async () => {
+    // Prepare
     putArtifact();
     const layerDigest = sha256Digest(module);
     fake.script((req, res) => {
@@ -543,16 +610,19 @@ describe('redirects', () => {
         return true;
       }
     });
+    // Act
     await new OciWasmPuller(fast).pullToFile(
       { ...target(), credentials: { username: 'u', password: 'p' } },
       join(dir, 's.wasm'),
     );
+    // Assess
     expect(fake.requests.find((r) => r.path === '/moved/blob')?.headers.authorization).toBe(
       `Basic ${Buffer.from('u:p').toString('base64')}`,
     );
   });
 
   it('refuses a redirect to a metadata address before connecting (FORBIDDEN_ADDRESS)', async () => {
+    // Prepare
     putArtifact();
     const seen: string[] = [];
     const spy: typeof fetch = (input, init) => {
@@ -567,6 +637,7 @@ describe('redirects', () => {
         return true;
       }
     });
+    // Act / Assess
     await expectCode(pull({ ...fast, fetch: spy }), 'FORBIDDEN_ADDRESS');
     // The redirecting blob request went through the spy; the redirect target never did.
     expect(seen.some((u) => u.includes('/blobs/'))).toBe(true);
@@ -575,6 +646,7 @@ describe('redirects', () => {
   });
 
   it('stops redirect loops (REGISTRY_PROTOCOL)', async () => {
+    // Prepare
     putArtifact();
     fake.script((req, res) => {
       if (isBlob(req.url)) {
@@ -582,6 +654,7 @@ describe('redirects', () => {
         return true;
       }
     });
+    // Act / Assess
     await expectCode(pull(), 'REGISTRY_PROTOCOL');
   });
 });

@@ -43,19 +43,23 @@ async function code(p: Promise<unknown>): Promise<ErrorCode | undefined> {
 
 describe('https registries', () => {
   it('uses https unless the registry is marked insecure, and maps Docker Hub', async () => {
+    // Prepare
     const { fn, calls } = mockFetch(() => new Response(manifest, { status: 200 }));
     const client = new RegistryClient({ fetch: fn, addressGuard: noGuard });
     const ref = parseReference('nginx:1.27');
+    // Act
     await client.getManifest(
       { registry: ref.registry, repository: ref.repository, insecure: false },
       ref.reference,
     );
+    // Assess
     expect(calls[0]?.url).toBe('https://registry-1.docker.io/v2/library/nginx/manifests/1.27');
     expect(calls[0]?.headers.accept).toContain('application/vnd.oci.image.index.v1+json');
     expect(calls[0]?.headers.accept).toContain('application/vnd.docker.distribution.manifest.list.v2+json');
   });
 
   it('refuses a redirect from https to plain http (INSECURE_NOT_ALLOWED)', async () => {
+    // Prepare
     const { fn, calls } = mockFetch((url) =>
       url.host === 'registry.test'
         ? new Response(null, { status: 307, headers: { location: 'http://cdn.test/blob' } })
@@ -63,11 +67,13 @@ describe('https registries', () => {
     );
     const client = new RegistryClient({ fetch: fn, addressGuard: noGuard });
     const target: RepositoryTarget = { registry: 'registry.test', repository: 'a/b', insecure: false };
+    // Act / Assess
     expect(await code(client.getManifest(target, 'v1'))).toBe('INSECURE_NOT_ALLOWED');
     expect(calls.map((c) => c.url)).toEqual(['https://registry.test/v2/a/b/manifests/v1']);
   });
 
   it('refuses a plain-http token realm for a TLS registry, before sending credentials (INSECURE_NOT_ALLOWED)', async () => {
+    // Prepare
     const { fn, calls } = mockFetch((url) =>
       url.host === 'registry.test'
         ? new Response(null, {
@@ -83,6 +89,7 @@ describe('https registries', () => {
       insecure: false,
       credentials: { username: 'u', password: 'secret' },
     };
+    // Act / Assess
     expect(await code(client.getManifest(target, 'v1'))).toBe('INSECURE_NOT_ALLOWED');
     // Only the registry itself was asked, and never with the credentials: the realm was not contacted.
     expect(calls.map((c) => c.url)).toEqual(['https://registry.test/v2/a/b/manifests/v1']);
@@ -90,6 +97,7 @@ describe('https registries', () => {
   });
 
   it('drops Authorization on a cross-origin https redirect, and checks the target address', async () => {
+    // Prepare
     const guarded: string[] = [];
     const { fn, calls } = mockFetch(
       (url, init) => {
@@ -107,6 +115,7 @@ describe('https registries', () => {
         guarded.push(u.host);
       },
     });
+    // Act
     await client.getManifest(
       {
         registry: 'registry.test',
@@ -116,6 +125,7 @@ describe('https registries', () => {
       },
       'v1',
     );
+    // Assess
     const cdn = calls.find((c) => c.url.startsWith('https://cdn.test/'));
     expect(cdn?.url).toBe('https://cdn.test/signed?x=1');
     expect(cdn?.headers.authorization).toBeUndefined();
@@ -126,15 +136,17 @@ describe('https registries', () => {
   });
 
   it('falls back to GET when HEAD carries no Docker-Content-Digest', async () => {
+    // Prepare
     const { fn, calls } = mockFetch((_url, init) =>
       init.method === 'HEAD' ? new Response(null, { status: 200 }) : new Response(manifest, { status: 200 }),
     );
     const client = new RegistryClient({ fetch: fn, addressGuard: noGuard });
+    // Act
     const digest = await client.resolveDigest(
       { registry: 'registry.test', repository: 'a', insecure: false },
       'v1',
     );
-    // The digest of the bytes GET returned, not merely something digest-shaped.
+    // Assess: the digest of the bytes GET returned, not merely something digest-shaped.
     expect(digest).toBe(`sha256:${createHash('sha256').update(manifest).digest('hex')}`);
     expect(calls).toHaveLength(2);
   });

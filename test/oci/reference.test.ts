@@ -56,16 +56,19 @@ describe('parseReference', () => {
     'ghcr.io/a b',
     `r.io/${'a'.repeat(256)}`,
   ])('refuses %j with INVALID_REFERENCE', (input) => {
+    // Act
     let err: unknown;
     try {
       parseReference(input);
     } catch (e) {
       err = e;
     }
+    // Assess
     expect(isWasmMirrorError(err) && err.code).toBe('INVALID_REFERENCE');
   });
 
   it('maps Docker Hub to its API host and formats references back', () => {
+    // Act / Assess
     expect(apiHost('docker.io')).toBe('registry-1.docker.io');
     expect(apiHost('ghcr.io')).toBe('ghcr.io');
     expect(formatReference({ registry: 'r.io', repository: 'a/b', reference: D })).toBe(`r.io/a/b@${D}`);
@@ -101,6 +104,7 @@ describe('address guard', () => {
   });
 
   it('refuses literal metadata URLs and allows loopback names', async () => {
+    // Act / Assess
     for (const url of [
       'http://169.254.169.254/latest',
       'http://[fd00:ec2::254]/',
@@ -116,6 +120,7 @@ describe('address guard', () => {
 
 describe('header parsing', () => {
   it('parses Bearer and Basic challenges', () => {
+    // Act / Assess
     expect(
       parseChallenge(
         'Bearer realm="https://auth.io/token",service="registry.io",scope="repository:a/b:pull"',
@@ -132,7 +137,9 @@ describe('header parsing', () => {
   });
 
   it('parses Retry-After as seconds or a date', () => {
+    // Prepare
     const now = Date.parse('2026-01-01T00:00:00Z');
+    // Act / Assess
     expect(parseRetryAfterMs('7', now)).toBe(7_000);
     expect(parseRetryAfterMs('Thu, 01 Jan 2026 00:00:30 GMT', now)).toBe(30_000);
     expect(parseRetryAfterMs('soon', now)).toBeUndefined();

@@ -94,6 +94,7 @@ const pkg = JSON.parse(read('package.json')) as {
 
 describe('Dockerfile', () => {
   it('builds in one stage and runs from a small Node.js image in another', () => {
+    // Assess
     expect(stages.length).toBe(2);
     expect(stages[0]!.name).toBe('build');
     expect(stages[0]!.from).toMatch(/^node:22(\.\d+)*-slim$/);
@@ -103,15 +104,19 @@ describe('Dockerfile', () => {
   });
 
   it('runs as the non-root user 65532, the user the DaemonSet runs it as', () => {
+    // Act
     const users = finalOps('USER');
+    // Assess
     expect(users.map((u) => u.args)).toEqual(['65532:65532']);
     expect(agent.securityContext.runAsUser).toBe(65532);
     expect(agent.securityContext.runAsGroup).toBe(65532);
   });
 
   it('has the installed package’s wasm-mirror command as its entrypoint', () => {
+    // Act
     const [entrypoint] = finalOps('ENTRYPOINT');
     const argv = JSON.parse(entrypoint!.args) as string[];
+    // Assess
     expect(argv).toEqual(['/nodejs/bin/node', `/app/${pkg.bin['wasm-mirror']}`]);
     // /app is the package as `npm install --global --prefix /opt/wasm-mirror` laid it out.
     const build = stages[0]!.instructions.map((i) => i.args).join('\n');
@@ -127,11 +132,13 @@ describe('Dockerfile', () => {
   });
 
   it('copies only files that exist and that .dockerignore lets into the context', () => {
+    // Prepare
     const ignore = read('.dockerignore')
       .split('\n')
       .map((l) => l.trim())
       .filter((l) => l !== '' && !l.startsWith('#'));
     const names = new Set(stages.map((s) => s.name));
+    // Act / Assess
     for (const stage of stages) {
       for (const copy of stage.instructions.filter((i) => i.op === 'COPY' || i.op === 'ADD')) {
         expect(copy.op, 'COPY, not ADD').toBe('COPY');
@@ -149,7 +156,9 @@ describe('Dockerfile', () => {
   });
 
   it('is the image the DaemonSet names, built with the tag its header gives', () => {
+    // Act
     const tag = /docker build -t (\S+) \./.exec(read('Dockerfile'))?.[1];
+    // Assess
     expect(tag).toBe(agent.image);
     expect(agent.image.split(':').at(-1)).toBe(pkg.version);
     // The arguments are the command's: the entrypoint is `wasm-mirror`.

@@ -47,8 +47,10 @@ describe('npm pack → npm install --global --offline', () => {
   });
 
   it('packs the bundle and the launcher only, and declares no dependencies', () => {
+    // Act
     const installed = join(prefix, 'lib', 'node_modules', 'wasm-mirror');
     const pkg = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')) as Record<string, unknown>;
+    // Assess
     expect(pkg.dependencies ?? {}).toEqual({});
     expect(existsSync(join(installed, 'dist', 'wasm-mirror.mjs'))).toBe(true);
     // No sources and nothing installed beside it: the bundle is all it runs.
@@ -60,18 +62,23 @@ describe('npm pack → npm install --global --offline', () => {
   });
 
   it('runs `wasm-mirror --help` from the install prefix', async () => {
+    // Act
     const { stdout } = await run(bin, ['--help'], { cwd: dir, env: cleanEnv(), encoding: 'utf8' });
+    // Assess
     expect(stdout).toContain('usage: wasm-mirror <command>');
     expect(stdout).toContain('keygen');
   });
 
   it('runs `wasm-mirror keygen` from the install prefix', async () => {
+    // Prepare
     const out = join(dir, 'keys');
+    // Act
     const { stdout } = await run(bin, ['keygen', '--out', out], {
       cwd: dir,
       env: cleanEnv(),
       encoding: 'utf8',
     });
+    // Assess
     expect(stdout).toMatch(/^keyid:\s+[0-9a-f]{64}$/m);
     expect(readFileSync(join(out, 'signing-key.pub.pem'), 'utf8')).toContain('BEGIN PUBLIC KEY');
     expect(statSync(join(out, 'signing-key.pem')).mode & 0o777).toBe(0o600);

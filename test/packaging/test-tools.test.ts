@@ -40,13 +40,15 @@ function programsSpawned(): Map<string, string[]> {
 
 describe('the tools the tests need', () => {
   it('stops with one message naming every missing tool and the apt-get command', () => {
+    // Prepare
     const empty = mkdtempSync(join(tmpdir(), 'wm-no-tools-'));
     try {
-      // An empty PATH: Node is started by its full path, none of the tools is found.
+      // Act: an empty PATH; Node is started by its full path, none of the tools is found.
       const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'check-tools.mjs')], {
         env: { PATH: empty },
         encoding: 'utf8',
       });
+      // Assess
       expect(r.status).toBe(1);
       expect(r.stdout).toBe('');
       for (const { tool } of tools) expect(r.stderr).toContain(tool);
@@ -60,7 +62,9 @@ describe('the tools the tests need', () => {
   });
 
   it('names only what is missing, and says nothing when all are there', () => {
+    // Act
     const message = missingToolsMessage('/nonexistent', true) as string;
+    // Assess
     expect(message.startsWith('npm test needs programs that are not on PATH:')).toBe(true);
     expect(message).toContain('  apt-get update && apt-get install');
     expect(missingToolsMessage('/nonexistent', false)).toContain('sudo apt-get install');
@@ -69,8 +73,10 @@ describe('the tools the tests need', () => {
   });
 
   it('lists every program the tests spawn', () => {
+    // Act
     const listed = new Set([...tools.map((t) => t.tool), ...optional]);
     const unlisted = [...programsSpawned()].filter(([p]) => !listed.has(p) && !BASE.has(p));
+    // Assess
     expect(unlisted, 'add them to TEST_TOOLS in bin/check-tools.mjs and to the README').toEqual([]);
     // And the list holds nothing the tests no longer run.
     const spawned = programsSpawned();
@@ -83,7 +89,9 @@ describe('the tools the tests need', () => {
   });
 
   it('the README names every tool and its package', () => {
+    // Act
     const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    // Assess
     for (const { tool, pkg } of tools) {
       expect(readme, tool).toContain(`\`${tool}\``);
       expect(readme, pkg).toContain(pkg);
@@ -92,8 +100,10 @@ describe('the tools the tests need', () => {
   });
 
   it('.ci/run installs every package', () => {
+    // Act
     const ci = readFileSync(join(ROOT, '.ci', 'run'), 'utf8');
     const install = /apt-get install[^\n]*/.exec(ci)?.[0] ?? '';
+    // Assess
     for (const { tool, pkg } of tools) {
       expect(install, pkg).toContain(` ${pkg}`);
       expect(ci, tool).toMatch(new RegExp(`need=\\([^)]*\\b${tool}\\b`));

@@ -52,7 +52,9 @@ describe('publisher', () => {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   it('publishes version 1, then version + 1 per change, verifiable by an agent', async () => {
+    // Prepare
     const publish = publisher();
+    // Act / Assess
     expect(await publish([{ kind: 'resign', reason: 'startup' }])).toMatchObject({
       published: true,
       version: 1,
@@ -68,6 +70,7 @@ describe('publisher', () => {
       version: 2,
       modules: 2,
     });
+    // Act / Assess: an agent verifies what was published with keys.json.
     await writeKeysJson({ store, signer, config });
     const keys = loadTrustedKeys(
       Buffer.from((await store.getBytes(storageKeys.keys, 1 << 20))!.bytes).toString('utf8'),
@@ -83,8 +86,10 @@ describe('publisher', () => {
   });
 
   it('does not publish when nothing changed and the manifest is fresh', async () => {
+    // Prepare
     const publish = publisher();
     await publish([{ kind: 'record', record: record('r.io/a', '1', 1) }]);
+    // Act / Assess
     expect(await publish([{ kind: 'record', record: record('r.io/a', '1', 1) }])).toMatchObject({
       published: false,
       version: 1,
@@ -97,17 +102,23 @@ describe('publisher', () => {
   });
 
   it('re-signs on schedule once less than resignBefore is left', async () => {
+    // Prepare
     const publish = publisher();
     await publish([{ kind: 'record', record: record('r.io/a', '1', 1) }]);
     now = new Date(now.getTime() + 25 * 3600_000);
+    // Act
     const out = await publish([{ kind: 'resign', reason: 'schedule' }]);
+    // Assess
     expect(out).toMatchObject({ published: true, version: 2, modules: 1, expiresAt: '2026-01-13T13:00:00Z' });
   });
 
   it('replaces the entry of a tag that moved, keeps one entry per (name, tag)', () => {
+    // Prepare
     const a1 = record('r.io/a', '1', 1);
     const moved = { ...record('r.io/a', '1', 7) };
+    // Act
     const { modules, changed } = mergeRecords([a1 as never], [moved, record('r.io/a', '2', 3), moved]);
+    // Assess
     expect(changed).toBe(true);
     expect(modules.map((m) => [m.tag, m.sha256.slice(-1)])).toEqual([
       ['1', '7'],
@@ -116,14 +127,16 @@ describe('publisher', () => {
   });
 
   it('builds on a version written by another publisher instead of overwriting it', async () => {
+    // Prepare
     const first = publisher();
     const second = publisher();
     await first([{ kind: 'record', record: record('r.io/a', '1', 1) }]);
-    // Both race for version 2 with different content: exactly one writes each version.
+    // Act: both race for version 2 with different content; exactly one writes each version.
     const [x, y] = await Promise.all([
       first([{ kind: 'record', record: record('r.io/b', '1', 2) }]),
       second([{ kind: 'record', record: record('r.io/c', '1', 3) }]),
     ]);
+    // Assess
     expect(new Set([x.version, y.version])).toEqual(new Set([2, 3]));
     const latest = (await readLatestManifest(store))!;
     expect(latest.payload.version).toBe(3);
@@ -133,24 +146,30 @@ describe('publisher', () => {
   });
 
   it('catches the index up after a crash between the version write and the index write', async () => {
+    // Prepare
     const publish = publisher();
     await publish([{ kind: 'record', record: record('r.io/a', '1', 1) }]);
     const v1 = (await store.getBytes(v2Keys.index, 1 << 20))!.bytes;
     await publish([{ kind: 'record', record: record('r.io/b', '1', 2) }]);
     // Simulate the crash: index.json still holds version 1 while index/2.json exists.
     await store.put(v2Keys.index, v1, { contentType: 'application/json' });
+    // Act
     const out = await publish([{ kind: 'resign', reason: 'startup' }]);
+    // Assess
     expect(out).toMatchObject({ published: true, version: 3, modules: 2 });
     expect((await readIndex(store))!.payload.version).toBe(3);
     expect((await readLatestManifest(store))!.payload.version).toBe(3);
   });
 
   it('continues from the highest version when latest.json is gone', async () => {
+    // Prepare
     const publish = publisher();
     for (let i = 1; i <= 25; i++) await publish([{ kind: 'record', record: record(`r.io/m${i}`, '1', i) }]);
     await rm(join(dir, 'data', 'manifests', 'latest.json'));
     await rm(join(dir, 'data', 'manifests', 'v2', 'index.json'));
+    // Act
     const out = await publish([{ kind: 'record', record: record('r.io/last', '1', 99) }]);
+    // Assess
     expect(out).toMatchObject({ published: true, version: 26, modules: 26 });
   });
 });

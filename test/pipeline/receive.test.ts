@@ -98,7 +98,9 @@ describe('webhook receiver', () => {
   });
 
   it('queues a job, then acknowledges the replay without queueing again', async () => {
+    // Prepare
     const receive = createWebhookReceiver(deps);
+    // Act / Assess
     expect((await receive(delivery())).status).toBe(202);
     expect(await receive(delivery())).toMatchObject({ status: 200, body: { duplicate: true } });
     // A fresh receiver (restart, another instance) still sees the durable marker.
@@ -119,8 +121,10 @@ describe('webhook receiver', () => {
     ['storage', () => (failHead = 1)],
     ['the queue', () => (failSend = 1)],
   ])("answers 503 when %s fails, and takes the sender's retry", async (_what, arrange) => {
+    // Prepare
     arrange();
     const receive = createWebhookReceiver(deps);
+    // Act / Assess
     expect(await receive(delivery())).toMatchObject({ status: 503 });
     expect(queued).toHaveLength(0);
     expect((await receive(delivery())).status).toBe(202);
@@ -128,7 +132,9 @@ describe('webhook receiver', () => {
   });
 
   it('answers 503 while the source has no secret configured, 404 for an unknown source', async () => {
+    // Prepare
     const receive = createWebhookReceiver({ ...deps, secrets: { get: async () => undefined } });
+    // Act / Assess
     expect(await receive(delivery())).toMatchObject({ status: 503, body: { code: 'CONFIG_INVALID' } });
     expect(await receive({ ...delivery(), sourceId: 'nope' })).toMatchObject({ status: 404 });
     expect(queued).toHaveLength(0);
@@ -141,33 +147,39 @@ describe('webhook receiver', () => {
   });
 
   it('queues at most 100 jobs of one delivery and says how many it dropped', async () => {
+    // Prepare
     const receive = createWebhookReceiver(deps);
+    // Act
     const res = await receive(bulk(3000, 'big'));
+    // Assess
     expect(res).toMatchObject({
       status: 202,
       body: { code: 'WEBHOOK_EVENTS_CAPPED', accepted: 100, dropped: 2900 },
     });
     expect(res.body.message).toMatch(/100 accepted, 2900 dropped/);
     expect(queued).toHaveLength(100);
-    // Small deliveries answer as before: no code, nothing dropped.
+    // Act / Assess: small deliveries answer as before, with no code and nothing dropped.
     const small = await receive(bulk(3, 'small'));
     expect(small).toEqual({ status: 202, body: { accepted: 3, ignored: [] } });
   });
 
   it('rate-limits jobs per source: a delivery over the budget is refused whole, and its retry taken', async () => {
+    // Prepare
     const clock = manualClock();
     const limited = {
       ...config,
       sources: config.sources.map((s) => (s.id === 'local' ? { ...s, rateLimitPerMinute: 250 } : s)),
     };
     const receive = createWebhookReceiver({ ...deps, config: limited, clock });
-    // The flood that once queued 60,000 jobs: 20 deliveries of 3,000 events.
+    // Act: the flood that once queued 60,000 jobs, 20 deliveries of 3,000 events.
     const statuses: number[] = [];
     for (let i = 0; i < 20; i++) statuses.push((await receive(bulk(3000, `flood-${i}`))).status);
+    // Assess
     expect(statuses.slice(0, 2)).toEqual([202, 202]);
     expect(statuses.slice(2).every((s) => s === 429)).toBe(true);
     expect(queued).toHaveLength(200);
 
+    // Act / Assess: a genuine delivery over the budget is refused whole.
     const refused = await receive(bulk(100, 'genuine'));
     expect(refused.status).toBe(429);
     expect(refused.body).toMatchObject({ code: 'WEBHOOK_RATE_LIMITED', accepted: 0 });
@@ -176,6 +188,7 @@ describe('webhook receiver', () => {
     expect(refused.headers?.['retry-after']).toBe('12');
     expect(queued).toHaveLength(200);
 
+    // Act / Assess: its retry, once the budget allows it.
     clock.advance(12_000);
     // The very same delivery again: not taken for a replay, queued whole.
     expect(await receive(bulk(100, 'genuine'))).toMatchObject({ status: 202, body: { accepted: 100 } });
@@ -183,6 +196,7 @@ describe('webhook receiver', () => {
   });
 
   it('gives back the job budget of a delivery the queue could not take', async () => {
+    // Prepare
     const clock = manualClock();
     const limited = {
       ...config,
@@ -190,16 +204,18 @@ describe('webhook receiver', () => {
     };
     const receive = createWebhookReceiver({ ...deps, config: limited, clock });
     failSend = 1;
+    // Act / Assess
     expect((await receive(bulk(100, 'retried'))).status).toBe(503);
     expect((await receive(bulk(100, 'retried'))).status).toBe(202);
     expect(queued).toHaveLength(100);
   });
 
   it('refuses a stranger on the head of a delivery, before any body is read', async () => {
+    // Prepare
     const receive = createWebhookReceiver(deps);
     const head = (sourceId: string, headers: Record<string, string>, pathToken?: string) =>
       receive.admit({ sourceId, headers, ...(pathToken === undefined ? {} : { pathToken }) });
-
+    // Act / Assess
     expect(await head('local', { Authorization: 'Bearer hook-secret' })).toEqual({
       admitted: true,
       maxBodyBytes: 1024 * 1024,

@@ -15,8 +15,10 @@ function fakeClock(start = 0): Clock & { advance(ms: number): void } {
 
 describe('RateLimiter', () => {
   it('allows a burst of perMinute, then refills continuously', () => {
+    // Prepare
     const clock = fakeClock();
     const limiter = new RateLimiter(60, clock);
+    // Act / Assess
     for (let i = 0; i < 60; i++) expect(limiter.take('a')).toBe(true);
     expect(limiter.take('a')).toBe(false);
     expect(limiter.take('b')).toBe(true);
@@ -29,8 +31,10 @@ describe('RateLimiter', () => {
   });
 
   it('does not mint tokens when the clock steps back, and refuses all at rate 0', () => {
+    // Prepare
     const clock = fakeClock(1_000_000);
     const limiter = new RateLimiter(1, clock);
+    // Act / Assess
     expect(limiter.take('a')).toBe(true);
     clock.advance(-500_000);
     expect(limiter.take('a')).toBe(false);
@@ -40,8 +44,10 @@ describe('RateLimiter', () => {
 
 describe('DeliveryDedupe', () => {
   it('sees an id once per source within the window, and stays bounded', () => {
+    // Prepare
     const clock = fakeClock();
     const dedupe = new DeliveryDedupe(3, 1000, clock);
+    // Act / Assess
     expect(dedupe.firstSeen('s', 'a')).toBe(true);
     expect(dedupe.firstSeen('s', 'a')).toBe(false);
     expect(dedupe.firstSeen('t', 'a')).toBe(true);
@@ -58,11 +64,13 @@ describe('DeliveryDedupe', () => {
 
 describe('WebhookReceiver', () => {
   it('rate-limits one source without touching another', () => {
+    // Prepare
     const receiver = new WebhookReceiver({ clock: fakeClock() });
     const a = source('distribution', { id: 'a', rateLimitPerMinute: 2 });
     const b = source('distribution', { id: 'b', rateLimitPerMinute: 2 });
     const req = () =>
       request(fixture('distribution', 'push-manifest-v1.json'), { authorization: 'Bearer t' });
+    // Act / Assess
     receiver.receive(a, 't', req());
     receiver.receive(a, 't', req());
     expect(errorCode(() => receiver.receive(a, 't', req()))).toBe('WEBHOOK_RATE_LIMITED');
@@ -70,10 +78,12 @@ describe('WebhookReceiver', () => {
   });
 
   it("keeps failed authentications from spending the real sender's budget", () => {
+    // Prepare
     const receiver = new WebhookReceiver({ clock: fakeClock() });
     const a = source('distribution', { id: 'a', rateLimitPerMinute: 2 });
     const forged = () =>
       request(fixture('distribution', 'push-manifest-v1.json'), { authorization: 'Bearer wrong' });
+    // Act / Assess
     expect(errorCode(() => receiver.receive(a, 't', forged()))).toBe('WEBHOOK_UNAUTHENTICATED');
     expect(errorCode(() => receiver.receive(a, 't', forged()))).toBe('WEBHOOK_UNAUTHENTICATED');
     // The forger is now over its own budget…
@@ -84,10 +94,12 @@ describe('WebhookReceiver', () => {
   });
 
   it('acknowledges a replayed distribution event without jobs', () => {
+    // Prepare
     const receiver = new WebhookReceiver();
     const src = source('distribution');
     const req = () =>
       request(fixture('distribution', 'push-manifest-v1.json'), { authorization: 'Bearer t' });
+    // Act / Assess
     expect(receiver.receive(src, 't', req()).duplicate).toBe(false);
     const again = receiver.receive(src, 't', req());
     expect(again.duplicate).toBe(true);
@@ -95,17 +107,20 @@ describe('WebhookReceiver', () => {
   });
 
   it('unknown source types are refused with WEBHOOK_UNKNOWN_SOURCE', () => {
+    // Prepare
     const receiver = new WebhookReceiver();
     const bogus = { ...source('distribution'), type: 'nope' as never };
+    // Act / Assess
     expect(errorCode(() => receiver.receive(bogus, 't', request('{}')))).toBe('WEBHOOK_UNKNOWN_SOURCE');
   });
 
   it("spends a source's job budget all or none, and says when the jobs would fit", () => {
+    // Prepare
     const clock = fakeClock();
     const receiver = new WebhookReceiver({ clock });
     const a = source('distribution', { id: 'a', rateLimitPerMinute: 60 });
     const b = source('distribution', { id: 'b', rateLimitPerMinute: 6000 });
-    // A delivery never queues more than the budget holds when full, nor more than 100.
+    // Act / Assess: a delivery never queues more than the budget holds when full, nor more than 100.
     expect(receiver.jobsPerDelivery(a)).toBe(60);
     expect(receiver.jobsPerDelivery(b)).toBe(100);
     expect(new WebhookReceiver({ maxJobsPerDelivery: 5 }).jobsPerDelivery(b)).toBe(5);
@@ -124,12 +139,14 @@ describe('WebhookReceiver', () => {
   });
 
   it('checks the head of a delivery before its body, and counts failures against the forger', () => {
+    // Prepare
     const receiver = new WebhookReceiver({ clock: fakeClock() });
     const a = source('distribution', { id: 'a', rateLimitPerMinute: 2 });
     const head = (authorization: string) => ({
       headers: { authorization },
       receivedAt: new Date(0),
     });
+    // Act / Assess
     expect(receiver.admit(a, 't', head('Bearer t'))).toEqual({
       maxBodyBytes: 1024 * 1024,
       authenticated: true,

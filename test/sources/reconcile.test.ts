@@ -59,6 +59,7 @@ describe('reconcileSource', () => {
   });
 
   it('queues jobs only for tags whose digest changed or that are new', async () => {
+    // Prepare
     const { puller, calls } = fakePuller({
       'meshplugins/basic-auth': { '1.0.0': d('a'), latest: d('b'), '-invalid': d('c') },
       'meshplugins/jwt': { v1: d('d') },
@@ -68,6 +69,7 @@ describe('reconcileSource', () => {
       [knownKey('docker.io', 'meshplugins/basic-auth', '1.0.0'), d('a')],
       [knownKey('docker.io', 'meshplugins/basic-auth', 'latest'), d('0')],
     ]);
+    // Act
     const result = await reconcileSource(src, {
       puller,
       queue,
@@ -75,7 +77,7 @@ describe('reconcileSource', () => {
       clock,
       logger: silentLogger,
     });
-
+    // Assess
     expect(result.repositories).toEqual(['meshplugins/basic-auth', 'meshplugins/jwt']);
     expect(result.skippedGlobs).toEqual(['meshplugins/*', 'plugins/**']);
     expect(calls.listTags).toEqual(['meshplugins/basic-auth', 'meshplugins/jwt']);
@@ -98,9 +100,11 @@ describe('reconcileSource', () => {
   });
 
   it('passes the source registry, insecure flag and credentials to the puller', async () => {
+    // Prepare
     const { puller, calls } = fakePuller({ 'plugins/x': { v1: d('e') } });
     const { queue } = fakeQueue();
     const local = source('distribution', { repositories: ['plugins/x'] });
+    // Act
     await reconcileSource(local, {
       puller,
       queue,
@@ -109,6 +113,7 @@ describe('reconcileSource', () => {
       logger: silentLogger,
       credentials: { username: 'u', password: 'p' },
     });
+    // Assess
     expect(calls.targets).toEqual([
       {
         registry: '127.0.0.1:5000',
@@ -120,6 +125,7 @@ describe('reconcileSource', () => {
   });
 
   it('reads pull credentials through the secret source when none are given', async () => {
+    // Prepare
     const { puller, calls } = fakePuller({ 'plugins/x': { v1: d('e') } });
     const { queue } = fakeQueue();
     const local = source('distribution', {
@@ -127,6 +133,7 @@ describe('reconcileSource', () => {
       credentials: { usernameEnv: 'REG_USER', passwordEnv: 'REG_PASS' },
     });
     const secrets = { get: async (name: string) => ({ REG_USER: 'u', REG_PASS: 'p' })[name] };
+    // Act
     await reconcileSource(local, {
       puller,
       queue,
@@ -135,7 +142,9 @@ describe('reconcileSource', () => {
       logger: silentLogger,
       secrets,
     });
+    // Assess
     expect(calls.targets[0]?.credentials).toEqual({ username: 'u', password: 'p' });
+    // Act / Assess: a secret that is not there.
     const missing = { get: async () => undefined };
     await expect(
       reconcileSource(local, {
@@ -150,23 +159,28 @@ describe('reconcileSource', () => {
   });
 
   it('does not queue the same rejected digest again across runs when given lastQueued', async () => {
+    // Prepare
     const { puller } = fakePuller({ 'plugins/x': { v1: d('e') } });
     const { queue, sent } = fakeQueue();
     const lastQueued = new Map<string, string>();
     const local = source('distribution', { repositories: ['plugins/x'] });
     const deps = { puller, queue, listKnown: async () => new Map(), clock, logger: silentLogger, lastQueued };
+    // Act
     await reconcileSource(local, deps);
     await reconcileSource(local, deps);
+    // Assess
     expect(sent).toHaveLength(1);
   });
 
   it('records failures per repository and per tag and carries on', async () => {
+    // Prepare
     const { puller } = fakePuller(
       { 'plugins/up': { a: d('1'), b: d('2') }, 'plugins/down': {} },
       new Set(['plugins/down', 'plugins/up:a']),
     );
     const { queue, sent } = fakeQueue();
     const local = source('distribution', { repositories: ['plugins/down', 'plugins/up', 'plugins/missing'] });
+    // Act
     const result = await reconcileSource(local, {
       puller,
       queue,
@@ -174,6 +188,7 @@ describe('reconcileSource', () => {
       clock,
       logger: silentLogger,
     });
+    // Assess
     expect(result.failures.map((f) => [f.repository, f.tag, f.code])).toEqual([
       ['plugins/down', undefined, 'REGISTRY_UNAVAILABLE'],
       ['plugins/up', 'a', 'TIMEOUT'],
@@ -183,10 +198,12 @@ describe('reconcileSource', () => {
   });
 
   it('caps the tags checked per repository and honours abort', async () => {
+    // Prepare
     const many = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`t${i}`, d('f')]));
     const { puller, calls } = fakePuller({ 'plugins/x': many });
     const { queue } = fakeQueue();
     const local = source('distribution', { repositories: ['plugins/x'] });
+    // Act
     const result = await reconcileSource(local, {
       puller,
       queue,
@@ -195,11 +212,14 @@ describe('reconcileSource', () => {
       logger: silentLogger,
       maxTagsPerRepository: 10,
     });
+    // Assess
     expect(result.tagsSeen).toBe(10);
     expect(calls.resolve).toHaveLength(10);
 
+    // Prepare: an aborted run.
     const aborted = new AbortController();
     aborted.abort();
+    // Act
     const none = await reconcileSource(local, {
       puller,
       queue,
@@ -208,12 +228,15 @@ describe('reconcileSource', () => {
       logger: silentLogger,
       signal: aborted.signal,
     });
+    // Assess
     expect(none.queued).toEqual([]);
   });
 
   it('does nothing for a source with only wildcard repositories', async () => {
+    // Prepare
     const { puller, calls } = fakePuller({});
     const { queue, sent } = fakeQueue();
+    // Act
     const result = await reconcileSource(source('quay', { repositories: ['mesh/**'] }), {
       puller,
       queue,
@@ -223,14 +246,17 @@ describe('reconcileSource', () => {
       clock,
       logger: silentLogger,
     });
+    // Assess
     expect(result.skippedGlobs).toEqual(['mesh/**']);
     expect(calls.listTags).toEqual([]);
     expect(sent).toEqual([]);
   });
 
   it('refuses a digest the registry reports that is not a sha256 digest', async () => {
+    // Prepare
     const { puller } = fakePuller({ 'plugins/x': { v1: 'md5:abc' } });
     const { queue, sent } = fakeQueue();
+    // Act
     const result = await reconcileSource(source('distribution', { repositories: ['plugins/x'] }), {
       puller,
       queue,
@@ -238,6 +264,7 @@ describe('reconcileSource', () => {
       clock,
       logger: silentLogger,
     });
+    // Assess
     expect(sent).toEqual([]);
     expect(result.failures).toHaveLength(1);
   });

@@ -30,7 +30,9 @@ describe('wasm-mirror pull', () => {
   });
 
   it('pulls with credentials from stdin and prints JSON', async () => {
+    // Prepare
     const out = join(dir, 'a.wasm');
+    // Act
     const t = await runCli(
       [
         'pull',
@@ -45,6 +47,7 @@ describe('wasm-mirror pull', () => {
       ],
       { stdin: `${reg.password}\n` },
     );
+    // Assess
     expect(t.err).toBe('');
     expect(t.code).toBe(0);
     expect(JSON.parse(t.out)).toEqual({
@@ -61,16 +64,20 @@ describe('wasm-mirror pull', () => {
   });
 
   it('prints a readable summary and shows progress only on a terminal', async () => {
+    // Prepare
     const args = ['pull', `${reg.host}/plugins/cli@${digest}`, '-o', join(dir, 'b.wasm'), '--plain-http'];
+    // Act
     const t = await runCli([...args, '-u', reg.username!, '--password-stdin'], {
       stdin: reg.password!,
       tty: true,
     });
+    // Assess
     expect(t.code).toBe(0);
     expect(t.out).toContain(`sha256:   ${hex}\n`);
     expect(t.out).toContain(`manifest: ${digest}\n`);
     expect(t.out).toContain('abi:      proxy_abi_version_0_2_1\n');
     expect(t.err).toContain('pulling ');
+    // Act / Assess: not on a terminal.
     const quiet = await runCli([...args, '-u', reg.username!, '--password-stdin'], { stdin: reg.password! });
     expect(quiet.code).toBe(0);
     expect(quiet.err).toBe('');
@@ -84,13 +91,17 @@ describe('wasm-mirror pull', () => {
     [['pull', 'r.io/a:b', '-o', 'x', '--username', 'u']],
     [['pull', 'r.io/a:b', '-o', 'x', '--password-stdin']],
   ])('exits 2 on usage errors: %j', async (argv) => {
+    // Act
     const t = await runCli(argv);
+    // Assess
     expect(t.code).toBe(2);
     expect(t.err).toMatch(/^wasm-mirror pull: USAGE: /);
   });
 
   it('exits 1 with the error code on failures', async () => {
+    // Prepare
     const out = join(dir, 'c.wasm');
+    // Act / Assess
     const t = await runCli(['pull', `${reg.host}/plugins/cli:v1`, '-o', out, '--plain-http']);
     expect(t.code).toBe(1);
     expect(t.err).toMatch(/^wasm-mirror pull: UNAUTHORIZED: /);
@@ -113,7 +124,9 @@ describe('wasm-mirror pull', () => {
   });
 
   it('works through the installed bin', async () => {
+    // Prepare
     const out = join(dir, 'd.wasm');
+    // Act
     const child = execFileAsync('node', [
       'bin/wasm-mirror.mjs',
       'pull',
@@ -127,8 +140,10 @@ describe('wasm-mirror pull', () => {
     ]);
     child.child.stdin?.end(`${reg.password}\n`);
     const { stdout } = await child;
+    // Assess
     expect(stdout).toContain(hex);
     expect(new Uint8Array(readFileSync(out))).toEqual(module);
+    // Act / Assess: a failure exits 1.
     const failed = await execFileAsync('node', [
       'bin/wasm-mirror.mjs',
       'pull',

@@ -55,10 +55,13 @@ describe.each<RegistryAuth>(['none', 'htpasswd', 'token'])('real registry, auth 
     reg.username === undefined ? {} : { credentials: { username: reg.username, password: reg.password! } };
 
   it.each(formats)('pulls $push back byte-exact', async ({ push, expected }) => {
+    // Prepare
     const { digest } = await pushWasm(reg.host, `plugins/${push}:v1`, module, push, credentials());
     const puller = new OciWasmPuller();
     const dest = join(dir, `${push}.wasm`);
+    // Act
     const pulled = await puller.pullToFile(target(`plugins/${push}`, 'v1'), dest);
+    // Assess
     expect(new Uint8Array(readFileSync(dest))).toEqual(module);
     expect(pulled).toEqual({
       ociDigest: digest,
@@ -68,7 +71,7 @@ describe.each<RegistryAuth>(['none', 'htpasswd', 'token'])('real registry, auth 
       kind: 'module',
       abi: 'proxy_abi_version_0_2_1',
     });
-    // By digest too, and resolveDigest agrees with what skopeo pushed.
+    // Act / Assess: by digest too, and resolveDigest agrees with what skopeo pushed.
     expect(await puller.resolveDigest(target(`plugins/${push}`, 'v1'))).toBe(digest);
     const byDigest = await puller.pullToFile(target(`plugins/${push}`, digest), dest);
     expect(byDigest.sha256).toBe(sha256(module));
@@ -76,34 +79,44 @@ describe.each<RegistryAuth>(['none', 'htpasswd', 'token'])('real registry, auth 
   });
 
   it('resolves an index of a compat image to that image', async () => {
+    // Prepare
     const { digest } = await pushWasm(reg.host, 'plugins/index-compat:v1', module, 'index', {
       ...credentials(),
       indexOf: 'compat-oci',
     });
     const dest = join(dir, 'index-compat.wasm');
+    // Act
     const pulled = await new OciWasmPuller().pullToFile(target('plugins/index-compat', 'v1'), dest);
+    // Assess
     expect(pulled).toMatchObject({ ociDigest: digest, format: 'compat-image', size: module.length });
     expect(new Uint8Array(readFileSync(dest))).toEqual(module);
   });
 
   it('reports a component as such', async () => {
+    // Prepare
     const component = minimalComponent();
     await pushWasm(reg.host, 'plugins/component:v1', component, 'cncf-wasm', credentials());
     const dest = join(dir, 'component.wasm');
+    // Act
     const pulled = await new OciWasmPuller().pullToFile(target('plugins/component', 'v1'), dest);
+    // Assess
     expect(pulled.kind).toBe('component');
     expect(pulled.abi).toBeUndefined();
     expect(new Uint8Array(readFileSync(dest))).toEqual(component);
   });
 
   it('lists tags', async () => {
+    // Prepare
     await pushWasm(reg.host, 'plugins/tags:a', module, 'wasm-artifact', credentials());
     await pushWasm(reg.host, 'plugins/tags:b', module, 'wasm-artifact', credentials());
+    // Act / Assess
     expect((await new OciWasmPuller().listTags(target('plugins/tags', ''))).sort()).toEqual(['a', 'b']);
   });
 
   it('answers MANIFEST_UNKNOWN for a missing tag, NAME_UNKNOWN for a missing repository', async () => {
+    // Prepare
     await pushWasm(reg.host, 'plugins/missing:v1', module, 'wasm-artifact', credentials());
+    // Act / Assess
     const err = await new OciWasmPuller()
       .pullToFile(target('plugins/missing', 'nope'), join(dir, 'missing.wasm'))
       .catch((e: unknown) => e);
@@ -121,11 +134,13 @@ describe.each<RegistryAuth>(['none', 'htpasswd', 'token'])('real registry, auth 
 
   if (auth !== 'none') {
     it('answers UNAUTHORIZED with wrong credentials, and without any', async () => {
+      // Prepare
       await pushWasm(reg.host, 'plugins/private:v1', module, 'wasm-artifact', credentials());
       const wrong = {
         ...target('plugins/private', 'v1'),
         credentials: { username: 'tester', password: 'wrong' },
       };
+      // Act / Assess
       const err1 = await new OciWasmPuller().pullToFile(wrong, join(dir, 'x.wasm')).catch((e: unknown) => e);
       expect(isWasmMirrorError(err1) && err1.code).toBe('UNAUTHORIZED');
       const err2 = await new OciWasmPuller()
@@ -140,11 +155,14 @@ describe.each<RegistryAuth>(['none', 'htpasswd', 'token'])('real registry, auth 
 
   if (auth === 'token') {
     it('caches the token per host and scope', async () => {
+      // Prepare
       await pushWasm(reg.host, 'plugins/cached:v1', module, 'wasm-artifact', credentials());
       const puller = new OciWasmPuller();
       const before = reg.tokensIssued!();
+      // Act
       await puller.pullToFile(target('plugins/cached', 'v1'), join(dir, 'c1.wasm'));
       await puller.pullToFile(target('plugins/cached', 'v1'), join(dir, 'c2.wasm'));
+      // Assess
       expect(reg.tokensIssued!() - before).toBe(1);
     });
   }

@@ -52,49 +52,59 @@ describe('skeleton validation agrees with the engine', () => {
     ['no data at all', '(module (func (export "f") (result i32) (i32.const 1)))'],
   ];
   it.each(valid)('accepts %s', async (_name, wat) => {
+    // Prepare
     const bytes = buildWasm(wat);
+    // Act / Assess
     expect(WebAssembly.validate(bytes)).toBe(true);
     expect(await check(bytes)).toBeUndefined();
   });
 
   it('accepts a large data-heavy module and a module with custom sections', async () => {
+    // Act / Assess
     expect(await check(largeWasm(3 * 1024 * 1024 + 17))).toBeUndefined();
     const m = proxyWasmModule();
     expect(await check(concat([m, customSection('producers', new Uint8Array(1000))]))).toBeUndefined();
   });
 
   it('refuses an active data segment without a memory', async () => {
-    // wat2wasm refuses this, so the bytes are spelled out: memory-less module with one data segment.
+    // Prepare: wat2wasm refuses this, so the bytes are spelled out (a memory-less module with one data segment).
     const bytes = concat([
       Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00),
       Uint8Array.of(0x0b, 0x07, 0x01, 0x00, 0x41, 0x00, 0x0b, 0x01, 0x61),
     ]);
+    // Act / Assess
     expect(WebAssembly.validate(bytes)).toBe(false);
     expect(await check(bytes)).toBe('INVALID_WASM');
   });
 
   it('refuses invalid code even when most of the module is data', async () => {
+    // Prepare
     const big = largeWasm(1024 * 1024);
     // Replace the code section's body (one function, `end` only) with one that leaves an i32 behind.
     const code = Uint8Array.of(0x0a, 0x06, 0x01, 0x04, 0x00, 0x41, 0x00, 0x0b);
     const at = Buffer.from(big).indexOf(Buffer.from([0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b]));
     expect(at).toBeGreaterThan(0);
     const bad = concat([big.subarray(0, at), code, big.subarray(at + 6)]);
+    // Act / Assess
     expect(WebAssembly.validate(bad)).toBe(false);
     expect(await check(bad)).toBe('INVALID_WASM');
   });
 
   it('refuses a data segment longer than its section', async () => {
+    // Prepare
     const bytes = concat([
       Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00),
       Uint8Array.of(0x05, 0x03, 0x01, 0x00, 0x01),
       Uint8Array.of(0x0b, 0x07, 0x01, 0x00, 0x41, 0x00, 0x0b, 0x05, 0x61),
     ]);
+    // Act / Assess
     expect(await check(bytes)).toBe('INVALID_WASM');
   });
 
   it('refuses duplicate sections', async () => {
+    // Prepare
     const type = Uint8Array.of(0x01, 0x04, 0x01, 0x60, 0x00, 0x00);
+    // Act / Assess
     expect(
       await check(concat([Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00), type, type])),
     ).toBe('INVALID_WASM');
@@ -103,31 +113,39 @@ describe('skeleton validation agrees with the engine', () => {
 
 describe('inspector', () => {
   it('reports kind and the proxy-wasm ABI export', () => {
+    // Prepare
     const inspector = new WasmInspector();
+    // Act
     inspector.push(proxyWasmModule({ abi: 'proxy_abi_version_0_1_0' }));
+    // Assess
     expect(inspector.end()).toBe('module');
     expect(inspector.proxyAbi).toBe('proxy_abi_version_0_1_0');
     expect(inspector.exports).toContain('proxy_on_vm_start');
   });
 
   it('has no ABI for a plain module, and recognises components', () => {
+    // Act / Assess: a plain module.
     const plain = new WasmInspector();
     plain.push(buildWasm('(module (func (export "run")))'));
     plain.end();
     expect(plain.proxyAbi).toBeUndefined();
+    // Act / Assess: a component.
     const component = new WasmInspector();
     component.push(minimalComponent());
     expect(component.end()).toBe('component');
   });
 
   it('fails fast on the magic, before the rest arrives', () => {
+    // Prepare
     const inspector = new WasmInspector();
     let code: string | undefined;
+    // Act
     try {
       inspector.push(new TextEncoder().encode('PK\x03\x04'));
     } catch (err) {
       code = isWasmMirrorError(err) ? err.code : undefined;
     }
+    // Assess
     expect(code).toBe('NOT_WASM');
   });
 });
