@@ -29,7 +29,9 @@ function errorOf(text: string): WasmMirrorError {
 
 describe('config', () => {
   it('parses the documented example into a frozen, typed object', () => {
+    // Act
     const config = parseConfig(valid);
+    // Assess
     expect(config.mirror).toEqual({
       name: 'prod-mesh',
       manifestTtlMs: 48 * 3600_000,
@@ -94,14 +96,18 @@ describe('config', () => {
       'sources[0].id has an invalid value',
     ],
   ])('names the key in %j', (text, message) => {
+    // Act
     const err = errorOf(text);
+    // Assess
     expect(err.code).toBe('CONFIG_INVALID');
     expect(err.message).toContain(message);
   });
 
   it('refuses duplicate source ids', () => {
+    // Prepare
     const source =
       '  - id: a\n    type: distribution\n    registry: r.io\n    repositories: ["**"]\n    webhookSecretEnv: S\n';
+    // Act / Assess
     expect(errorOf(`sources:\n${source}${source}`).message).toContain(
       "sources[1].id duplicate source id 'a'",
     );
@@ -113,6 +119,7 @@ describe('config', () => {
   });
 
   it('parses durations and sizes', () => {
+    // Act / Assess
     expect(parseDuration('90s')).toBe(90_000);
     expect(parseDuration('1h30m')).toBe(5_400_000);
     expect(parseDuration('2d')).toBe(172_800_000);

@@ -43,7 +43,9 @@ afterAll(async () => {
 
 describe('wasm-mirror keygen', () => {
   it('writes a 0600 private key and its public half, and never overwrites', async () => {
+    // Prepare
     const dir = join(work, 'keys');
+    // Act / Assess
     const r = await cli('keygen', '--out', dir);
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/keyid: +[0-9a-f]{64}/);
@@ -57,6 +59,7 @@ describe('wasm-mirror keygen', () => {
 
 describe('wasm-mirror verify', () => {
   it('verifies a URL and a file, printing the payload', async () => {
+    // Act / Assess
     const r = await cli(
       'verify',
       `${mirror.url}/manifests/latest.json`,
@@ -73,6 +76,7 @@ describe('wasm-mirror verify', () => {
   });
 
   it('exits 1 with the error code on failure and 2 on usage errors', async () => {
+    // Act / Assess
     const wrong = await cli(
       'verify',
       join(mirror.root, 'manifests/7.json'),
@@ -94,7 +98,9 @@ describe('wasm-mirror verify', () => {
 
 describe('wasm-mirror agent --once and wasmplugin', () => {
   it('syncs, then prints WasmPlugins from latest.json and from the agent directory', async () => {
+    // Prepare
     const dir = join(work, 'agent');
+    // Act / Assess
     const synced = await cli(
       'agent',
       '--mirror-url',
@@ -190,8 +196,10 @@ describe('wasm-mirror agent --once and wasmplugin', () => {
   });
 
   it('agent --once exits 1 with the code when verification fails', async () => {
+    // Prepare
     const other = join(work, 'other2.pem');
     writeFileSync(other, spkiToPem(await newSigner().publicKeySpki()));
+    // Act / Assess
     const r = await cli(
       'agent',
       '--mirror-url',
@@ -210,9 +218,11 @@ describe('wasm-mirror agent --once and wasmplugin', () => {
   });
 
   it('serves metrics when asked', async () => {
+    // Prepare
     const { startMetricsServer, PrometheusRegistry, parseListenAddress } = await import(
       '../../shared/agent/index.ts'
     );
+    // Act / Assess
     expect(parseListenAddress('9090')).toEqual({ host: '127.0.0.1', port: 9090 });
     expect(parseListenAddress('[::1]:9090')).toEqual({ host: '::1', port: 9090 });
     const reg = new PrometheusRegistry();

@@ -52,6 +52,7 @@ sources:
   });
 
   it('syncs the pushed module, verified, and prints a WasmPlugin for it', async () => {
+    // Prepare
     const bytes = proxyWasmModule({ marker: 'agent e2e' });
     await pushWasm(registry.host, 'plugins/basic-auth:1.0.0', bytes, 'wasm-artifact');
     await waitForManifest(mirror.url, (p) => p.modules.length === 1, 60_000);
@@ -68,6 +69,7 @@ sources:
       '--trusted-keys',
       keysFile,
     ];
+    // Act / Assess
     const synced = await cli(...agentArgs, '--dir', dir, '--once');
     expect(synced.code, synced.err).toBe(0);
     const hex = sha256Of(bytes);

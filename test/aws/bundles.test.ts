@@ -222,6 +222,7 @@ describe('the Lambda bundles, built as cdk deploy uploads them', () => {
   const viaBundle = (fn: string) => async (event: SQSEvent) => (await invoke(fn, event)) as SQSBatchResponse;
 
   it('builds one bundle per function, each with the deployment config beside its handler', () => {
+    // Assess
     expect([...bundles.keys()].sort()).toEqual(['canary', 'keys', 'mirror', 'publish', 'webhook']);
     for (const [fn, b] of bundles) {
       expect(readFileSync(join(b.dir, 'wasm-mirror.config.yaml'), 'utf8'), fn).toBe(
@@ -235,7 +236,7 @@ describe('the Lambda bundles, built as cdk deploy uploads them', () => {
   });
 
   it('carries in each bundle only the clients its function uses', () => {
-    // Each client by a name its minified code still spells: a protocol target or an operation.
+    // Prepare: each client by a name its minified code still spells: a protocol target or an operation.
     const clients = {
       s3: 'AmazonS3',
       sqs: 'AmazonSQS',
@@ -251,6 +252,7 @@ describe('the Lambda bundles, built as cdk deploy uploads them', () => {
       keys: ['kms', 's3', 'sqs'],
       canary: [],
     };
+    // Act / Assess
     for (const [fn, b] of bundles) {
       const code = readFileSync(join(b.dir, 'index.mjs'), 'utf8');
       const carried = Object.entries(clients).flatMap(([client, mark]) =>
@@ -261,6 +263,7 @@ describe('the Lambda bundles, built as cdk deploy uploads them', () => {
   });
 
   it('keys, webhook, mirror, publish and canary each handle their event, end to end', async () => {
+    // Act / Assess
     // The deploy's custom resource: keys.json, then the startup re-sign on the publish queue.
     await invoke('keys', {
       RequestType: 'Create',

@@ -14,6 +14,7 @@ const source = (registry: string): SourceConfig => ({
 
 describe('ECR pull credentials', () => {
   it('recognises ECR hosts only', () => {
+    // Act / Assess
     expect(ecrRegistry('123456789012.dkr.ecr.eu-west-1.amazonaws.com')).toEqual({
       account: '123456789012',
       region: 'eu-west-1',
@@ -24,6 +25,7 @@ describe('ECR pull credentials', () => {
   });
 
   it('decodes the token, caches it until shortly before expiry, and asks the right region', async () => {
+    // Prepare
     let now = 1_000_000;
     const calls: { region: string; command: unknown }[] = [];
     const creds = new EcrCredentials({
@@ -44,6 +46,7 @@ describe('ECR pull credentials', () => {
         }) as never,
     });
     const ecr = source('123456789012.dkr.ecr.eu-west-1.amazonaws.com');
+    // Act / Assess
     expect(await creds.forSource(ecr)).toEqual({ username: 'AWS', password: 'secret-1' });
     expect(await creds.forSource(ecr)).toEqual({ username: 'AWS', password: 'secret-1' });
     expect(calls).toHaveLength(1);
@@ -55,16 +58,18 @@ describe('ECR pull credentials', () => {
   });
 
   it('turns a failed or empty token into a retryable UNAUTHORIZED', async () => {
+    // Prepare
     const failing = new EcrCredentials({
       clientFor: () => ({ send: async () => Promise.reject(new Error('AccessDenied')) }) as never,
     });
+    const empty = new EcrCredentials({ clientFor: () => ({ send: async () => ({}) }) as never });
+    // Act / Assess
     await expect(
       failing.forSource(source('123456789012.dkr.ecr.us-east-1.amazonaws.com')),
     ).rejects.toMatchObject({
       code: 'UNAUTHORIZED',
       retryable: true,
     });
-    const empty = new EcrCredentials({ clientFor: () => ({ send: async () => ({}) }) as never });
     await expect(
       empty.forSource(source('123456789012.dkr.ecr.us-east-1.amazonaws.com')),
     ).rejects.toMatchObject({

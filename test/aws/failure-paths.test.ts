@@ -104,6 +104,7 @@ sources:
   };
 
   it('mirror: a trickling registry fails its own record at the deadline; records not started go back to the queue', async () => {
+    // Prepare
     const slow = putArtifact('plugins/slow', '1.0', proxyWasmModule({ marker: 'slow' }));
     const fast = putArtifact('plugins/fast', '1.0', proxyWasmModule({ marker: 'fast' }));
     trickling.set(`/v2/plugins/slow/blobs/${slow.layer}`, slow.bytes);
@@ -126,7 +127,7 @@ sources:
       [...records].sort((a, b) =>
         repositoryOf(a) === 'plugins/slow' ? -1 : repositoryOf(b) === 'plugins/slow' ? 1 : 0,
       );
-
+    // Act
     const started = Date.now();
     const round = await pumpOnce(h.emu.sqs, h.mirrorQueue, handler, {
       context: lambdaContext('mirror', MIRROR_RESERVE_MS + REGISTRY_BUDGET_MS),
@@ -134,7 +135,7 @@ sources:
       redeliverNow: true,
     });
     const took = Date.now() - started;
-    // Answered well inside the function's time, not cut off by Lambda with both records lost to it.
+    // Assess: answered well inside the function's time, not cut off by Lambda with both records lost to it.
     expect(took).toBeGreaterThanOrEqual(REGISTRY_BUDGET_MS - 100);
     expect(took).toBeLessThan(MIRROR_RESERVE_MS / 2);
     expect(round).toMatchObject({ received: 2, deleted: 0 });
@@ -143,9 +144,10 @@ sources:
     expect(fake.requests.filter((r) => r.path.includes('plugins/fast'))).toEqual([]);
     expect(published).toEqual([]);
 
-    // Both are back on the queue, and go through once the registry answers in time.
+    // Act: both are back on the queue, and go through once the registry answers in time.
     trickling.clear();
     const again = await pumpOnce(h.emu.sqs, h.mirrorQueue, handler, { arrange: slowFirst });
+    // Assess
     expect(again).toMatchObject({ received: 2, deleted: 2, failed: [] });
     expect(published.map((p) => p.record.name).sort()).toEqual([
       `${fake.host}/plugins/fast`,
@@ -154,6 +156,7 @@ sources:
   });
 
   it('mirror: a reconcile cut short by the deadline is handed back, and what it queued stays queued', async () => {
+    // Prepare
     const listed = putArtifact('plugins/listed', '2.0', proxyWasmModule({ marker: 'listed' }));
     trickling.set(
       '/v2/plugins/stalled/tags/list',
@@ -162,12 +165,13 @@ sources:
     const runtime = await h.runtime('mirror', config);
     const handler = createMirrorQueueHandler(runtime, { minStartMs: MIN_START_MS });
     await runtime.deps.mirrorQueue.send({ kind: 'reconcile', sourceId: 'rec' } as never);
-
+    // Act
     const started = Date.now();
     const round = await pumpOnce(h.emu.sqs, h.mirrorQueue, handler, {
       context: lambdaContext('mirror', MIRROR_RESERVE_MS + REGISTRY_BUDGET_MS),
       redeliverNow: true,
     });
+    // Assess
     expect(Date.now() - started).toBeLessThan(MIRROR_RESERVE_MS / 2);
     expect(round).toMatchObject({ received: 1, deleted: 0 });
     expect(round.failed).toHaveLength(1);
@@ -232,6 +236,7 @@ sources:
     };
 
     it('one request that cannot be published fails with those after it; those before it are published', async () => {
+      // Prepare
       const a = record('r.example/acme/a', '1.0', 'a');
       const b = record('r.example/acme/b', '1.0', 'b');
       const c = record('r.example/acme/c', '1.0', 'c');
@@ -264,7 +269,9 @@ sources:
         { kind: 'resign', reason: 'manual' },
         { kind: 'record', record: c },
       ]);
+      // Act
       const result = await handler(event, lambdaContext('publish'));
+      // Assess
       expect(result.batchItemFailures.map((f) => f.itemIdentifier)).toEqual(
         event.Records.slice(1).map((r) => r.messageId),
       );
@@ -273,6 +280,7 @@ sources:
     });
 
     it('a signer that fails once costs a retry of the batch one request at a time, not the batch', async () => {
+      // Prepare
       const kms = new KMSClient({
         region: TEST_REGION,
         credentials: TEST_CREDENTIALS,
@@ -294,6 +302,7 @@ sources:
         { step: 'initialize', name: 'failOnce' },
       );
       const handler = createPublishQueueHandler(await h.runtime('publish', config, { kms }));
+      // Act
       const result = await handler(
         fifoEvent([
           { kind: 'record', record: record('r.example/acme/d', '1.0', 'd') },
@@ -301,6 +310,7 @@ sources:
         ]),
         lambdaContext('publish'),
       );
+      // Assess
       expect(signs).toBeGreaterThan(1);
       expect(result.batchItemFailures).toEqual([]);
       expect(await listed()).toEqual(['a:1.0', 'd:1.0', 'e:1.0']);

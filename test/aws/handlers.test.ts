@@ -113,10 +113,12 @@ describe('Lambda handlers on emulators', () => {
   });
 
   it('webhook: authenticates, queues a job and answers 202; secrets are read once and cached', async () => {
+    // Prepare
     const handler = createWebhookHandler(await h.runtime('webhook', config));
     const body = distributionEnvelope([
       { repository: 'plugins/auth', tag: '1.0', digest: digestOf('auth'), host: '127.0.0.1:5999' },
     ]);
+    // Act / Assess
     const ok = await handler(
       httpEvent(
         '/hooks/local',
@@ -165,6 +167,7 @@ describe('Lambda handlers on emulators', () => {
   });
 
   it('mirror: stores modules, reports only retryable failures and malformed bodies, ignores unknown ECR registries', async () => {
+    // Prepare
     const handler = createMirrorQueueHandler(
       await h.runtime('mirror', config, { puller: fakePuller(moduleBytes) }),
     );
@@ -197,8 +200,9 @@ describe('Lambda handlers on emulators', () => {
     });
     await producer.send(ecrEvent('999999999999', 'wasm/filter', '2.0') as never);
     await producer.send({ not: 'a job' } as never);
-
+    // Act
     const rounds = await drain(h.emu.sqs, h.mirrorQueue, handler, { redeliverNow: true, maxRounds: 10 });
+    // Assess
     expect(rounds[0]).toMatchObject({ received: 5, deleted: 3 });
     // The flaky job and the malformed body were retried until the redrive policy moved them.
     const dead: unknown[] = [];
@@ -220,10 +224,12 @@ describe('Lambda handlers on emulators', () => {
   });
 
   it('publish: folds the FIFO batch into one signed manifest that the agent verifies', async () => {
+    // Prepare
     const publishRuntime = await h.runtime('publish', config);
     const counted: string[] = [];
     publishRuntime.deps.metrics = { count: (name) => void counted.push(name), gauge() {} };
     const handler = createPublishQueueHandler(publishRuntime);
+    // Act / Assess
     const rounds = await drain(h.emu.sqs, h.publishQueue, handler);
     expect(rounds.reduce((n, r) => n + r.deleted, 0)).toBeGreaterThanOrEqual(1);
     const latest = await h.s3.send(new GetObjectCommand({ Bucket: h.bucket, Key: 'manifests/latest.json' }));
@@ -290,6 +296,7 @@ describe('Lambda handlers on emulators', () => {
   });
 
   it('keys custom resource: writes keys.json from the KMS public key and answers CloudFormation', async () => {
+    // Prepare
     const responses: unknown[] = [];
     const server: Server = createServer((req, res) => {
       const chunks: Buffer[] = [];
@@ -312,6 +319,7 @@ describe('Lambda handlers on emulators', () => {
         ResourceType: 'Custom::WasmMirrorKeysJson',
         ResourceProperties: { ServiceToken: 'x', KeyArn: h.kms.keyArn },
       };
+      // Act / Assess
       await createKeysResourceHandler(await h.runtime('keys', config))(event, lambdaContext('keys'));
       const spki = h.kms.publicKey.export({ type: 'spki', format: 'der' });
       const keyid = createHash('sha256').update(spki).digest('hex');
@@ -401,6 +409,7 @@ describe('Lambda handlers on emulators', () => {
     }
   });
   it("mirror: a scheduled reconcile lists the source's tags and mirrors what changed, once", async () => {
+    // Prepare
     const reconciled = parseConfig(`
 mirror: { name: handlers-mesh }
 sources:
@@ -412,6 +421,7 @@ sources:
     const published: { record: { name: string; tag: string } }[] = [];
     runtime.deps.publishQueue = { send: async (body) => void published.push(body as never) };
     const handler = createMirrorQueueHandler(runtime);
+    // Act / Assess
     await runtime.deps.mirrorQueue.send({ kind: 'reconcile', sourceId: 'rec' } as never);
     await drain(h.emu.sqs, h.mirrorQueue, handler, { maxRounds: 5 });
     const names = published.map((p) => `${p.record.name}:${p.record.tag}`).filter((n) => n.includes('/rec:'));
@@ -428,6 +438,7 @@ sources:
   });
 
   it('mirror: processes the records of a batch one after another, never two pulls at once', async () => {
+    // Prepare
     let inFlight = 0;
     let most = 0;
     const base = fakePuller(moduleBytes);
@@ -465,7 +476,9 @@ sources:
         ),
       ),
     };
+    // Act
     const result = await handler(batch, lambdaContext('mirror'));
+    // Assess
     expect(result.batchItemFailures).toEqual([]);
     expect(published).toHaveLength(4);
     expect(most).toBe(1);
@@ -474,6 +487,7 @@ sources:
 
 describe('queue message parsing', () => {
   it('turns an ECR push event for a configured registry into a job through the ecr parser', () => {
+    // Act / Assess
     const msg = parseMirrorMessage(
       JSON.stringify(ecrEvent('111122223333', 'wasm/filter', '2.0')),
       config,
@@ -508,6 +522,7 @@ describe('queue message parsing', () => {
   });
 
   it('refuses bodies that are not jobs or publish requests', () => {
+    // Act / Assess
     expect(() => parseMirrorMessage('{"sourceId":"local"}', config, new Date())).toThrow(/MirrorJob/);
     expect(() => parseMirrorMessage('not json', config, new Date())).toThrow(/JSON/);
     expect(() => parsePublishRequest('{"kind":"resign","reason":"whenever"}')).toThrow(/PublishRequest/);
@@ -535,6 +550,7 @@ describe('queue message parsing', () => {
   });
 
   it('names the missing environment variable', () => {
+    // Act / Assess
     expect(() => loadFunctionEnv('publish', { WASM_MIRROR_BUCKET: 'b' })).toThrow(
       /WASM_MIRROR_SIGNING_KEY_ID/,
     );

@@ -29,10 +29,13 @@ describe('KmsSigner through @aws-sdk/client-kms against the KMS stand-in', () =>
   });
 
   it('hashes the message and has KMS sign the digest (DIGEST mode); openssl verifies over the message', async () => {
+    // Prepare
     const signer = new KmsSigner({ keyId: kms.keyArn, client });
     const message = Buffer.from('DSSEv1 45 application/vnd.wasm-mirror.manifest.v1+json 2 {}');
     const digest = createHash('sha256').update(message).digest();
+    // Act
     const sig = await signer.sign(message);
+    // Assess
     const sign = kms.calls.findLast((c) => c.target === 'TrentService.Sign')!;
     expect(sign.body).toMatchObject({
       MessageType: 'DIGEST',
@@ -58,11 +61,14 @@ describe('KmsSigner through @aws-sdk/client-kms against the KMS stand-in', () =>
   });
 
   it('returns the SPKI DER public key, its keyid, and asks KMS only once per container', async () => {
+    // Prepare
     const signer = new KmsSigner({ keyId: kms.keyId, client });
     const before = kms.calls.filter((c) => c.target === 'TrentService.GetPublicKey').length;
+    // Act
     const spki = await signer.publicKeySpki();
     const id = await signer.keyId();
     await signer.publicKeySpki();
+    // Assess
     expect(kms.calls.filter((c) => c.target === 'TrentService.GetPublicKey').length).toBe(before + 1);
     expect(Buffer.from(spki)).toEqual(kms.publicKey.export({ type: 'spki', format: 'der' }));
     expect(id).toBe(createHash('sha256').update(spki).digest('hex'));
@@ -73,9 +79,12 @@ describe('KmsSigner through @aws-sdk/client-kms against the KMS stand-in', () =>
   });
 
   it('signs messages beyond the 4 KiB KMS takes in RAW mode: only the 32-byte digest is sent', async () => {
+    // Prepare
     const signer = new KmsSigner({ keyId: kms.keyId, client });
     const message = new Uint8Array(64 * 1024).fill(0x61);
+    // Act
     const sig = await signer.sign(message);
+    // Assess
     const sign = kms.calls.findLast((c) => c.target === 'TrentService.Sign')!;
     expect(sign.body.MessageType).toBe('DIGEST');
     expect(Buffer.from(String(sign.body.Message), 'base64')).toEqual(
@@ -85,9 +94,12 @@ describe('KmsSigner through @aws-sdk/client-kms against the KMS stand-in', () =>
   });
 
   it('signs a manifest that the verifier and WebCrypto both accept', async () => {
+    // Prepare
     const signer = new KmsSigner({ keyId: kms.keyArn, client });
     const payload = payloadOf([moduleEntry('ghcr.io/acme/basic-auth', new Uint8Array([0, 97, 115, 109]))]);
+    // Act
     const signed = await signManifest(payload, signer);
+    // Assess
     const trustedKeys = [trustedKeyFrom(await signer.publicKeySpki())];
     const now = new Date(T0.getTime() + 60_000);
     expect(verifyManifest(signed.bytes, { trustedKeys, now, mirrorName: 'prod-mesh' }).payload).toEqual(
@@ -97,7 +109,9 @@ describe('KmsSigner through @aws-sdk/client-kms against the KMS stand-in', () =>
   });
 
   it('maps KMS errors to SIGNING_FAILURE', async () => {
+    // Prepare
     const unknown = new KmsSigner({ keyId: 'alias/nope', client });
+    // Act / Assess
     await expect(unknown.sign(new Uint8Array(32))).rejects.toMatchObject({ code: 'SIGNING_FAILURE' });
     await expect(unknown.publicKeySpki()).rejects.toMatchObject({ code: 'SIGNING_FAILURE' });
   });

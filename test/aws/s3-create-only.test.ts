@@ -48,14 +48,17 @@ describe('S3ObjectStore.create against S3 conditional-write answers', () => {
   });
 
   it('sends If-None-Match: * with the SHA-256 checksum and cache headers', async () => {
+    // Prepare
     answer = { status: 200, body: '' };
     const store = new S3ObjectStore({ bucket: 'mirror', client });
     const body = new TextEncoder().encode('abc');
+    // Act
     await store.create('manifests/7.json', body, {
       contentType: 'application/json',
       cacheControl: 'public, max-age=31536000, immutable',
       sha256: 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad',
     });
+    // Assess
     const req = seen.at(-1)!;
     expect(req.method).toBe('PUT');
     expect(req.url).toContain('/mirror/manifests/7.json');
@@ -65,50 +68,63 @@ describe('S3ObjectStore.create against S3 conditional-write answers', () => {
   });
 
   it('plain put sends no precondition', async () => {
+    // Prepare
     answer = { status: 200, body: '' };
     const store = new S3ObjectStore({ bucket: 'mirror', client });
+    // Act
     await store.put('manifests/latest.json', new Uint8Array([1]), { contentType: 'application/json' });
+    // Assess
     expect(seen.at(-1)!.headers['if-none-match']).toBeUndefined();
   });
 
   it('translates 412 PreconditionFailed into ALREADY_EXISTS', async () => {
+    // Prepare
     answer = {
       status: 412,
       body: s3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold'),
     };
     const store = new S3ObjectStore({ bucket: 'mirror', client });
+    // Act
     const err = await store
       .create('manifests/7.json', new Uint8Array([1]), { contentType: 'application/json' })
       .catch((e: unknown) => e);
+    // Assess
     expect(err).toBeInstanceOf(WasmMirrorError);
     expect(err).toMatchObject({ code: 'ALREADY_EXISTS', retryable: false });
   });
 
   it('translates 409 ConditionalRequestConflict into a retryable STORAGE_FAILURE, not ALREADY_EXISTS', async () => {
+    // Prepare
     answer = {
       status: 409,
       body: s3Error('ConditionalRequestConflict', 'A conflicting conditional operation is in progress'),
     };
     const store = new S3ObjectStore({ bucket: 'mirror', client });
+    // Act
     // The race is undecided: the publisher must retry this version, not skip to the next one.
     const err = await store
       .create('manifests/8.json', new Uint8Array([1]), { contentType: 'application/json' })
       .catch((e: unknown) => e);
+    // Assess
     expect(err).toBeInstanceOf(WasmMirrorError);
     expect(err).toMatchObject({ code: 'STORAGE_FAILURE', retryable: true });
   });
 
   it('a 412 on a plain put is a storage failure, not ALREADY_EXISTS', async () => {
+    // Prepare
     answer = { status: 412, body: s3Error('PreconditionFailed', 'no') };
     const store = new S3ObjectStore({ bucket: 'mirror', client });
+    // Act / Assess
     await expect(
       store.put('manifests/latest.json', new Uint8Array([1]), { contentType: 'application/json' }),
     ).rejects.toMatchObject({ code: 'STORAGE_FAILURE' });
   });
 
   it('5xx is a retryable storage failure', async () => {
+    // Prepare
     answer = { status: 503, body: s3Error('SlowDown', 'Please reduce your request rate.') };
     const store = new S3ObjectStore({ bucket: 'mirror', client });
+    // Act / Assess
     await expect(
       store.create('manifests/9.json', new Uint8Array([1]), { contentType: 'application/json' }),
     ).rejects.toMatchObject({ code: 'STORAGE_FAILURE', retryable: true });

@@ -29,21 +29,26 @@ describe('S3ObjectStore on fauxqs', () => {
   });
 
   it('puts bytes with a SHA-256 checksum and reads them back', async () => {
+    // Prepare
     const body = new TextEncoder().encode('{"hello":"world"}');
+    // Act
     const info = await store.put('manifests/latest.json', body, {
       contentType: 'application/json',
       sha256: hex(body),
       cacheControl: 'max-age=60',
     });
-    expect(info.size).toBe(body.byteLength);
     const got = await store.getBytes('manifests/latest.json', 1024);
+    // Assess
+    expect(info.size).toBe(body.byteLength);
     expect(Buffer.from(got!.bytes).toString()).toBe('{"hello":"world"}');
     expect(got!.info.contentType).toBe('application/json');
     // fauxqs does not keep Cache-Control; the header on the request is checked in s3-create-only.test.ts.
   });
 
   it('refuses bytes whose sha256 does not match before anything is written', async () => {
+    // Prepare
     const body = new TextEncoder().encode('abc');
+    // Act / Assess
     await expect(
       store.put('keys.json', body, { contentType: 'application/json', sha256: '0'.repeat(64) }),
     ).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
@@ -51,11 +56,13 @@ describe('S3ObjectStore on fauxqs', () => {
   });
 
   it('streams a file larger than one part through a multipart upload', async () => {
+    // Prepare
     const bytes = randomBytes(11 * 1024 * 1024 + 17);
     const path = join(scratch, 'big.wasm');
     writeFileSync(path, bytes);
     const small = new S3ObjectStore({ bucket: 'mirror', client: emu.s3, partSize: 5 * 1024 * 1024 });
     const key = `modules/sha256/${hex(bytes)}.wasm`;
+    // Act
     const info = await small.put(
       key,
       { path, size: bytes.byteLength },
@@ -64,6 +71,7 @@ describe('S3ObjectStore on fauxqs', () => {
         sha256: hex(bytes),
       },
     );
+    // Assess
     expect(info.size).toBe(bytes.byteLength);
     const out = await emu.s3.send(new GetObjectCommand({ Bucket: 'mirror', Key: key }));
     const back = Buffer.from(await out.Body!.transformToByteArray());
@@ -72,9 +80,11 @@ describe('S3ObjectStore on fauxqs', () => {
   });
 
   it('uploads a small file in one PutObject and checks its digest first', async () => {
+    // Prepare
     const bytes = randomBytes(1000);
     const path = join(scratch, 'small.wasm');
     writeFileSync(path, bytes);
+    // Act / Assess
     await store.put(
       'modules/sha256/small.wasm',
       { path, size: bytes.byteLength },
@@ -98,15 +108,19 @@ describe('S3ObjectStore on fauxqs', () => {
   });
 
   it('caps getBytes', async () => {
+    // Prepare
     await store.put('blob', new Uint8Array(100), { contentType: 'application/octet-stream' });
+    // Act / Assess
     const err = await store.getBytes('blob', 99).catch((e: unknown) => e);
     expect(isWasmMirrorError(err, 'SIZE_EXCEEDED')).toBe(true);
     expect(await store.getBytes('missing', 10)).toBeUndefined();
   });
 
   it('serves byte ranges and reports the whole size', async () => {
+    // Prepare
     const body = new TextEncoder().encode('0123456789');
     await store.put('range.bin', body, { contentType: 'application/octet-stream' });
+    // Act / Assess
     const s = await store.getStream('range.bin', { start: 2, end: 5 });
     const chunks: Uint8Array[] = [];
     for await (const c of s!.body) chunks.push(c);
@@ -120,26 +134,33 @@ describe('S3ObjectStore on fauxqs', () => {
   });
 
   it('lists a prefix in lexicographic order across pages', async () => {
+    // Prepare
     const keys = Array.from({ length: 1005 }, (_, i) => `list/${String(i).padStart(5, '0')}`);
     await Promise.all(keys.map((k) => store.put(k, new Uint8Array([1]), { contentType: 'text/plain' })));
+    // Act
     const seen: string[] = [];
     for await (const info of store.list('list/')) seen.push(info.key);
+    // Assess
     expect(seen).toEqual([...keys].sort());
   });
 
   it('creates once (fauxqs does not enforce If-None-Match, so only the first create is checked here)', async () => {
+    // Act
     const info = await store.create('manifests/1.json', new Uint8Array([1, 2, 3]), {
       contentType: 'application/json',
     });
+    // Assess
     expect(info.size).toBe(3);
     expect((await store.head('manifests/1.json'))?.size).toBe(3);
   });
 
   it('verifies with openssl that ChecksumSHA256 is the base64 of the hex digest', () => {
+    // Prepare
     const body = Buffer.from('abc');
     const viaOpenssl = execFileSync('openssl', ['dgst', '-sha256', '-binary'], { input: body }).toString(
       'base64',
     );
+    // Assess
     expect(Buffer.from(hex(body), 'hex').toString('base64')).toBe(viaOpenssl);
   });
 });

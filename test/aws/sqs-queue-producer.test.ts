@@ -16,10 +16,13 @@ describe('SqsQueueProducer and the event source mapping driver on fauxqs', () =>
   });
 
   it('sends JSON bodies to a standard queue', async () => {
+    // Prepare
     const q = await emu.createQueue('jobs');
     const producer = new SqsQueueProducer<{ n: number }>({ queueUrl: q.url, client: emu.sqs });
+    // Act
     await producer.send({ n: 1 });
     await producer.send({ n: 2 }, { delaySeconds: 0 });
+    // Assess
     const bodies: unknown[] = [];
     await drain(emu.sqs, q, async (event: SQSEvent) => {
       for (const r of event.Records) bodies.push(JSON.parse(r.body));
@@ -28,14 +31,16 @@ describe('SqsQueueProducer and the event source mapping driver on fauxqs', () =>
   });
 
   it('puts every FIFO message in one group and dedupes by id or content', async () => {
+    // Prepare
     const q = await emu.createQueue('publish.fifo', { FifoQueue: 'true' });
     const producer = new SqsQueueProducer<{ kind: string; i?: number }>({ queueUrl: q.url, client: emu.sqs });
+    // Act
     await producer.send({ kind: 'record', i: 1 }, { dedupeId: 'a' });
     await producer.send({ kind: 'record', i: 2 }, { dedupeId: 'a' }); // same id: dropped
     await producer.send({ kind: 'resign' });
     await producer.send({ kind: 'resign' }); // same content, no id: dropped
     await producer.send({ kind: 'record', i: 3 }, { dedupeId: 'sha256:'.padEnd(200, 'x') }); // too long: hashed
-    // Receive one at a time and delete, like the FIFO consumer does; order must hold.
+    // Assess: receive one at a time and delete, like the FIFO consumer does; order must hold.
     const msgs: Message[] = [];
     for (;;) {
       const out = await emu.sqs.send(
@@ -61,6 +66,7 @@ describe('SqsQueueProducer and the event source mapping driver on fauxqs', () =>
   });
 
   it('redelivers reported batch item failures and dead-letters them after maxReceiveCount', async () => {
+    // Prepare
     const dlq = await emu.createQueue('mirror-dlq');
     const q = await emu.createQueue('mirror', {
       RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlq.arn, maxReceiveCount: '3' }),
@@ -75,6 +81,7 @@ describe('SqsQueueProducer and the event source mapping driver on fauxqs', () =>
         return !(JSON.parse(r.body) as { ok: boolean }).ok;
       }).map((r) => ({ itemIdentifier: r.messageId })),
     });
+    // Act / Assess
     const first = await pumpOnce(emu.sqs, q, handler, { redeliverNow: true });
     expect(first).toMatchObject({ received: 2, deleted: 1 });
     await drain(emu.sqs, q, handler, { redeliverNow: true });
@@ -87,9 +94,11 @@ describe('SqsQueueProducer and the event source mapping driver on fauxqs', () =>
   });
 
   it('a handler that throws leaves the whole batch for redelivery', async () => {
+    // Prepare
     const q = await emu.createQueue('throws');
     const producer = new SqsQueueProducer<number>({ queueUrl: q.url, client: emu.sqs });
     await producer.send(1);
+    // Act / Assess
     const r = await pumpOnce(
       emu.sqs,
       q,
@@ -104,10 +113,12 @@ describe('SqsQueueProducer and the event source mapping driver on fauxqs', () =>
   });
 
   it('translates SDK failures into QUEUE_FAILURE', async () => {
+    // Prepare
     const producer = new SqsQueueProducer<number>({
       queueUrl: `${emu.endpoint}/000000000000/does-not-exist`,
       client: emu.sqs,
     });
+    // Act / Assess
     await expect(producer.send(1)).rejects.toMatchObject({ code: 'QUEUE_FAILURE' });
   });
 });

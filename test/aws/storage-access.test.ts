@@ -136,6 +136,7 @@ describe('S3 requests the functions make, against the grants and bucket policy t
   });
 
   it('asks only for what each function is granted, and writes replaced keys only where the bucket allows it', async () => {
+    // Prepare
     const config = parseConfig(`
 mirror: { name: access-mesh, manifestTtl: 48h, publishInterval: 0s, gcGrace: 1h }
 sources:
@@ -145,6 +146,7 @@ sources:
     const clock = { now: () => now };
     const runtimeFor = (fn: FunctionRole) => h.runtime(fn, config, { s3: recordingS3(fn), clock });
 
+    // Act
     // The deploy: keys.json, and the startup re-sign queued.
     const keysEvent = {
       RequestType: 'Create',
@@ -230,7 +232,7 @@ sources:
     const resigned = await drain(h.emu.sqs, h.publishQueue, publish);
     expect(resigned.flatMap((r) => r.failed)).toEqual([]);
 
-    // The scenario covered what the grants must allow.
+    // Assess: the scenario covered what the grants must allow.
     const seen = (fn: FunctionRole, command: string, key: RegExp, ifNoneMatch?: boolean) =>
       requests.some(
         (r) =>

@@ -26,8 +26,10 @@ describe('errors that say the fix', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('a YAML syntax error gives the file, line and column, and shows the line', async () => {
+    // Prepare
     const file = join(dir, 'bad.yaml');
     writeFileSync(file, 'mirror:\n  name: prod-mesh\n  name: again\nsources: []\n');
+    // Act / Assess
     const r = await runCli(['serve', '--config', file, '--data', join(dir, 'data-yaml'), '--port', '0']);
     expect(r.code).toBe(1);
     expect(r.err).toContain(`wasm-mirror serve: CONFIG_INVALID: ${file}: line 3, column 3: not valid YAML`);
@@ -40,6 +42,7 @@ describe('errors that say the fix', () => {
   });
 
   it('an unknown option names itself, the likely intended one, and points at --help', async () => {
+    // Act / Assess
     const r = await runCli(['pull', 'r.io/a:b', '-o', join(dir, 'x.wasm'), '--plain-htp']);
     expect(r.code).toBe(2);
     expect(r.err).toBe(
@@ -55,6 +58,7 @@ describe('errors that say the fix', () => {
   });
 
   it('a repository outside the allow-list names the source and its globs', async () => {
+    // Prepare
     const config = join(dir, 'allow.yaml');
     writeFileSync(
       config,
@@ -69,6 +73,7 @@ describe('errors that say the fix', () => {
         '',
       ].join('\n'),
     );
+    // Act
     const r = await runCli([
       'mirror',
       '127.0.0.1:5999/other/filter:1.0',
@@ -77,6 +82,7 @@ describe('errors that say the fix', () => {
       '--data',
       join(dir, 'data-allow'),
     ]);
+    // Assess
     expect(r.code).toBe(1);
     expect(r.err).toContain(
       `REGISTRY_NOT_ALLOWED: repository other/filter is not in source 'local''s allow-list (repositories: "plugins/**", "team-a/*")`,
@@ -85,6 +91,7 @@ describe('errors that say the fix', () => {
   });
 
   it('keys.json follows a mirror renamed in the config, keeping its keys', async () => {
+    // Prepare
     const store = await FsObjectStore.open({ root: join(dir, 'data-rename') });
     const signer = await loadOrCreateKey(join(dir, 'data-rename-key'));
     const read = async () =>
@@ -92,6 +99,7 @@ describe('errors that say the fix', () => {
         mirror: string;
         keys: { keyid: string }[];
       };
+    // Act / Assess
     await writeKeysJson({ store, signer, config: parseConfig('mirror: { name: old-name }') });
     const before = await read();
     expect(before.mirror).toBe('old-name');
@@ -127,8 +135,10 @@ describe('errors that say the fix', () => {
     });
 
     it('plain http registry pulled without --plain-http: suggests --plain-http, at once', async () => {
+      // Act
       const started = Date.now();
       const r = await runCli(['pull', `${plainHost}/plugins/filter:1.0`, '-o', join(dir, 'p.wasm')]);
+      // Assess
       expect(r.code).toBe(1);
       expect(r.err).toContain(`REGISTRY_UNAVAILABLE: ${plainHost} answered an https request in plain http`);
       expect(r.err).toContain('pass --plain-http (or set insecure: true on its source in the config)');
@@ -138,7 +148,9 @@ describe('errors that say the fix', () => {
     });
 
     it('connection refused names the host and port', async () => {
+      // Prepare
       const port = await freePort();
+      // Act
       const r = await runCli([
         'pull',
         `127.0.0.1:${port}/plugins/filter:1.0`,
@@ -146,11 +158,13 @@ describe('errors that say the fix', () => {
         join(dir, 'r.wasm'),
         '--plain-http',
       ]);
+      // Assess
       expect(r.code).toBe(1);
       expect(r.err).toContain(`cannot connect to 127.0.0.1:${port}: connection refused (ECONNREFUSED)`);
     });
 
     it('a missing tag keeps the tag in the message', async () => {
+      // Act / Assess
       const r = await runCli([
         'pull',
         `${registry.host}/plugins/filter:9.9`,
@@ -181,6 +195,7 @@ describe('errors that say the fix', () => {
     });
 
     it('warns about a source whose webhookSecretEnv is not set', async () => {
+      // Prepare
       const config = join(dir, 'serve.yaml');
       const source = (id: string, env: string) => [
         `  - id: ${id}`,
@@ -201,6 +216,7 @@ describe('errors that say the fix', () => {
       );
       const env: NodeJS.ProcessEnv = { ...process.env, WM_TEST_SET_TOKEN: 'secret' };
       delete env.WM_TEST_UNSET_TOKEN;
+      // Act
       const proc = spawn(
         process.execPath,
         [BIN, 'serve', '--port', '0', '--data', join(dir, 'data-serve'), '--config', config],
@@ -221,6 +237,7 @@ describe('errors that say the fix', () => {
       });
       // The whole block is written at once; give the pipe a moment to deliver it.
       await new Promise((r) => setTimeout(r, 200));
+      // Assess
       expect(stdout).toContain(
         "  warning   WM_TEST_UNSET_TOKEN is not set, so source 'unset' refuses every webhook (401): set it to the shared secret the registry sends and restart",
       );

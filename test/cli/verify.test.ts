@@ -36,13 +36,17 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('wasm-mirror verify', () => {
   it('verifies the envelope', async () => {
+    // Act
     const r = await cli('verify', envelope, '--trusted-keys', keys);
+    // Assess
     expect(r.code, r.err).toBe(0);
     expect(JSON.parse(r.out).version).toBe(12);
   });
 
   it("names the agent's payload file for what it is and says what to pass instead", async () => {
+    // Act
     const r = await cli('verify', payload, '--trusted-keys', keys);
+    // Assess
     expect(r.code).toBe(1);
     expect(r.out).toBe('');
     expect(r.err).toContain(`ENVELOPE_MALFORMED: ${payload} is a bare wasm-mirror.manifest/v1 payload`);
@@ -53,16 +57,21 @@ describe('wasm-mirror verify', () => {
   });
 
   it('keeps the plain envelope error for other JSON', async () => {
+    // Prepare
     const other = join(work, 'other.json');
     writeFileSync(other, '{"hello": "world"}');
+    // Act
     const r = await cli('verify', other, '--trusted-keys', keys);
+    // Assess
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/ENVELOPE_MALFORMED: DSSE envelope: /);
     expect(r.err).not.toContain('bare');
   });
 
   it('says so in its help', async () => {
+    // Act
     const r = await cli('verify', '--help');
+    // Assess
     expect(r.out.replace(/\s+/g, ' ')).toContain(
       "The agent's DIR/manifest.json is not an envelope but the bare payload, with no signature left to verify",
     );

@@ -193,19 +193,21 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('the WasmPlugin CRD schema fixture', () => {
   it('has a hand translation of every CEL rule it carries', () => {
+    // Act
     const rules = [...rulesIn(crdSchema)];
+    // Assess
     expect(rules.length).toBeGreaterThan(0);
     for (const rule of rules) expect(Object.keys(CEL)).toContain(rule);
   });
 
   it('refuses what the API server refuses', () => {
+    // Prepare
     const good = {
       apiVersion: 'extensions.istio.io/v1alpha1',
       kind: 'WasmPlugin',
       metadata: { name: 'p', namespace: 'apps' },
       spec: { url: `${MIRROR}/x.wasm`, sha256: HEX },
     };
-    expect(admission(good)).toEqual([]);
     const spec = (extra: Record<string, unknown>) => ({ ...good, spec: { ...good.spec, ...extra } });
     const refusals: [unknown, RegExp][] = [
       [spec({ phase: 'AUTH' }), /\/spec\/phase must be equal to one of the allowed values/],
@@ -229,6 +231,8 @@ describe('the WasmPlugin CRD schema fixture', () => {
       [{ ...good, metadata: { name: 'Bad_Name', namespace: 'apps' } }, /\/metadata\/name must match pattern/],
       [{ ...good, kind: 'WasmPlugins' }, /\/kind must be equal to constant/],
     ];
+    // Act / Assess
+    expect(admission(good)).toEqual([]);
     for (const [doc, expected] of refusals) expect(admission(doc).join('\n')).toMatch(expected);
   });
 });
@@ -339,8 +343,10 @@ describe('wasmplugin output against the CRD', () => {
     ];
 
   it('validates every placement with every source and the other flags, through all phases and fail strategies', async () => {
+    // Prepare
     let run = 0;
     const pairs = new Set<string>();
+    // Act / Assess
     for (const placement of placements)
       for (const source of sources)
         for (const extra of extras) {
@@ -381,6 +387,7 @@ describe('wasmplugin output against the CRD', () => {
           placement.check(spec);
           extra.check(spec);
         }
+    // Assess
     expect(run).toBe(placements.length * (sources.length * extras.length - 2));
     expect(pairs.size).toBe(phases.length * failStrategies.length);
   });

@@ -54,13 +54,17 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe('wasmplugin --help', () => {
   it('explains every flag', async () => {
+    // Act
     const r = await cli('wasmplugin', '--help');
+    // Assess
     expect(r.code).toBe(0);
     for (const flag of Object.keys(OPTIONS)) expect(r.out).toContain(`--${flag}`);
   });
 
   it('says Istio does not check sha256 for file:// modules, and how to keep its check', async () => {
+    // Act
     const { out } = await cli('wasmplugin', '--help');
+    // Assess
     const text = out.replace(/\s+/g, ' ');
     expect(text).not.toMatch(/Istio checks (it )?for http\(s\) and file/);
     expect(text).toContain('Istio does not check sha256 for file:// URLs');
@@ -76,6 +80,7 @@ describe('wasmplugin --help', () => {
 
 describe('wasmplugin --local-dir note', () => {
   it('says on stderr what is and is not checked, and offers the https URL', async () => {
+    // Act
     const r = await render(
       '--local-dir',
       '/var/lib/wasm-mirror',
@@ -84,6 +89,7 @@ describe('wasmplugin --local-dir note', () => {
       '--selector',
       'app=web',
     );
+    // Assess
     expect(r.code, r.err).toBe(0);
     expect(parse(r.out).spec.url).toBe(`file:///var/lib/wasm-mirror/modules/sha256/${HEX}.wasm`);
     expect(r.err).toContain('note: Istio does not check spec.sha256 for file:// URLs');
@@ -97,13 +103,17 @@ describe('wasmplugin --local-dir note', () => {
   });
 
   it('names the flag to add when no mirror URL was given', async () => {
+    // Act
     const r = await render('--local-dir', '/var/lib/wasm-mirror', '--selector', 'app=web');
+    // Assess
     expect(r.code, r.err).toBe(0);
     expect(r.err).toContain('<mirror>/modules/sha256/<hex>.wasm (give --mirror-url)');
   });
 
   it('prints no note for the https URL, which Istio checks itself', async () => {
+    // Act
     const r = await render('--mirror-url', MIRROR, '--selector', 'app=web');
+    // Assess
     expect(r.code).toBe(0);
     expect(r.err).toBe('');
     expect(parse(r.out).spec).toMatchObject({
@@ -116,10 +126,12 @@ describe('wasmplugin --local-dir note', () => {
 
 describe('wasmplugin flags', () => {
   it('maps each flag to its field', async () => {
+    // Prepare
     const config = file(
       'config.yaml',
       'realm: ingress\nheaders:\n  - x-user\nlimit: 10\nnested: {a: [1, 2]}\n',
     );
+    // Act
     const r = await render(
       '--mirror-url',
       MIRROR,
@@ -141,6 +153,7 @@ describe('wasmplugin flags', () => {
       '--resource-name',
       'auth.v2',
     );
+    // Assess
     expect(r.code, r.err).toBe(0);
     expect(parse(r.out)).toEqual({
       apiVersion: 'extensions.istio.io/v1alpha1',
@@ -168,6 +181,7 @@ describe('wasmplugin flags', () => {
   });
 
   it('maps target refs to their API groups', async () => {
+    // Act / Assess
     const r = await render(
       '--mirror-url',
       MIRROR,
@@ -194,8 +208,11 @@ describe('wasmplugin flags', () => {
   });
 
   it('reads the plugin config from JSON too, and leaves out what was not asked for', async () => {
+    // Prepare
     const config = file('config.json', '{"rules": [{"path": "/admin", "allow": false}], "ratio": 0.5}');
+    // Act
     const r = await render('--mirror-url', MIRROR, '--namespace', 'apps', '--plugin-config', config);
+    // Assess
     expect(r.code, r.err).toBe(0);
     const spec = parse(r.out).spec;
     expect(spec.pluginConfig).toEqual({ rules: [{ path: '/admin', allow: false }], ratio: 0.5 });
@@ -204,7 +221,9 @@ describe('wasmplugin flags', () => {
   });
 
   it('prints strings that stay strings for kubectl, which reads YAML 1.1', async () => {
+    // Prepare
     const config = file('yes.yaml', 'enabled: "yes"\nmode: "on"\ncount: "010"\n');
+    // Act
     const r = await render(
       '--mirror-url',
       MIRROR,
@@ -215,6 +234,7 @@ describe('wasmplugin flags', () => {
       '--plugin-config',
       config,
     );
+    // Assess
     expect(r.code, r.err).toBe(0);
     const asKubectlReadsIt = parse(r.out, { version: '1.1' });
     expect(asKubectlReadsIt.spec.selector.matchLabels).toEqual({ enabled: 'yes', on: 'off' });
@@ -223,14 +243,18 @@ describe('wasmplugin flags', () => {
   });
 
   it('prints a YAML anchor in the plugin config as plain copies', async () => {
+    // Prepare
     const config = file('anchor.yaml', 'a: &x {b: 1}\nc: *x\n');
+    // Act
     const r = await render('--mirror-url', MIRROR, '--namespace', 'apps', '--plugin-config', config);
+    // Assess
     expect(r.code, r.err).toBe(0);
     expect(r.out).not.toMatch(/[&*]a\d/);
     expect(parse(r.out).spec.pluginConfig).toEqual({ a: { b: 1 }, c: { b: 1 } });
   });
 
   it('takes the root namespace from --root-namespace', async () => {
+    // Act / Assess
     const inRoot = await render('--mirror-url', MIRROR, '--root-namespace', 'istio-config');
     expect(inRoot.code).toBe(2);
     expect(inRoot.err).toContain('root namespace istio-config');
@@ -261,6 +285,7 @@ describe('wasmplugin refuses', () => {
   }
 
   it('a plugin for every proxy in the mesh unless --mesh-wide says so', async () => {
+    // Act / Assess
     const err = await refused(['--mirror-url', MIRROR], 2, /USAGE: /);
     expect(err).toContain('in the root namespace istio-system with no --selector and no --target-ref');
     expect(err).toContain('loads into every proxy in the mesh');
@@ -273,6 +298,7 @@ describe('wasmplugin refuses', () => {
   });
 
   it('--mesh-wide where it would not be true', async () => {
+    // Act / Assess
     await refused(['--mirror-url', MIRROR, '--mesh-wide', '--selector', 'a=b'], 2, /contradicts --selector/);
     await refused(
       ['--mirror-url', MIRROR, '--mesh-wide', '--target-ref', 'Gateway/g'],
@@ -287,6 +313,7 @@ describe('wasmplugin refuses', () => {
   });
 
   it('a selector together with target refs', async () => {
+    // Act / Assess
     await refused(
       ['--mirror-url', MIRROR, '--selector', 'a=b', '--target-ref', 'Gateway/g'],
       2,
@@ -295,6 +322,7 @@ describe('wasmplugin refuses', () => {
   });
 
   it('selectors that are not Kubernetes labels', async () => {
+    // Act / Assess
     for (const bad of [
       'app',
       '=web',
@@ -314,6 +342,7 @@ describe('wasmplugin refuses', () => {
   });
 
   it('target refs Istio cannot attach to', async () => {
+    // Act / Assess
     await refused(
       ['--mirror-url', MIRROR, '--target-ref', 'Deployment/web'],
       2,
@@ -341,7 +370,9 @@ describe('wasmplugin refuses', () => {
   });
 
   it('values outside what the CRD allows', async () => {
+    // Prepare
     const base = ['--mirror-url', MIRROR, '--namespace', 'apps'];
+    // Act / Assess
     await refused(
       [...base, '--phase', 'authn'],
       2,
@@ -376,6 +407,7 @@ describe('wasmplugin refuses', () => {
   });
 
   it('an image pull policy for a file:// URL, which Istio ignores', async () => {
+    // Act / Assess
     await refused(
       ['--local-dir', '/var/lib/wasm-mirror', '--namespace', 'apps', '--image-pull-policy', 'Always'],
       2,
@@ -387,6 +419,7 @@ describe('wasmplugin refuses', () => {
   });
 
   it('a --local-dir that is relative or needs escaping', async () => {
+    // Act / Assess
     await refused(
       ['--local-dir', 'var/lib/wasm-mirror', '--namespace', 'apps'],
       2,
@@ -402,6 +435,7 @@ describe('wasmplugin refuses', () => {
   });
 
   it('plugin configs that are not one object, naming the file and line', async () => {
+    // Prepare
     const base = ['--mirror-url', MIRROR, '--namespace', 'apps', '--plugin-config'];
     const cases: [string, string, RegExp][] = [
       [
@@ -426,6 +460,7 @@ describe('wasmplugin refuses', () => {
       ],
       ['key.yaml', 'a: 1\n? [x, y]\n: z\n', /key\.yaml:2:3: a key is a list or map/],
     ];
+    // Act / Assess
     for (const [name, text, message] of cases) {
       const err = await refused([...base, file(name, text)], 1, /CONFIG_INVALID: --plugin-config /, message);
       expect(err).toContain(join(work, name));

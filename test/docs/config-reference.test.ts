@@ -75,11 +75,13 @@ const ticks = (cell: string) => [...cell.matchAll(/`([^`]+)`/g)].map((m) => m[1]
 
 describe('docs/config.md', () => {
   it('documents every key, and only keys that exist', () => {
+    // Prepare
     const expected = [
       ...keysAt('zzz: 1').map((k) => k),
       ...keysAt('mirror: { zzz: 1 }').map((k) => `mirror.${k}`),
       ...keysAt(`sources: [{ ${SOURCE}, zzz: 1 }]`).map((k) => `sources[].${k}`),
     ].filter((k) => k !== 'mirror' && k !== 'sources');
+    // Act / Assess
     expect([...headings].sort()).toEqual(expected.sort());
     for (const k of keysAt(
       `sources: [{ ${SOURCE}, credentials: { usernameEnv: A, passwordEnv: B, zzz: 1 } }]`,
@@ -93,9 +95,11 @@ describe('docs/config.md', () => {
   });
 
   it('gives each key its real default', () => {
+    // Prepare
     const empty = parseConfig('');
     const base = parseConfig(`sources: [{ ${SOURCE} }]`);
     let checked = 0;
+    // Act / Assess
     for (const key of headings) {
       const value = /^- Default: `([^`]+)`/m.exec(section(key))?.[1];
       if (value === undefined) continue;
@@ -107,11 +111,14 @@ describe('docs/config.md', () => {
       }
       checked++;
     }
+    // Assess
     expect(checked).toBeGreaterThanOrEqual(8);
   });
 
   it('has examples that parse', () => {
+    // Prepare
     const blocks = [...doc.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!);
+    // Act / Assess
     expect(blocks.length).toBeGreaterThan(0);
     for (const yaml of blocks) expect(() => parseConfig(yaml, 'docs/config.md')).not.toThrow();
     for (const key of headings) {
@@ -126,6 +133,7 @@ describe('docs/config.md', () => {
   });
 
   it('states the duration grammar the parser implements', () => {
+    // Act / Assess
     for (const [text] of table('Durations')) {
       for (const t of ticks(text!)) expect(parseDuration(t), t).toBeGreaterThan(0);
     }
@@ -138,7 +146,9 @@ describe('docs/config.md', () => {
   });
 
   it('states the glob grammar the matcher implements', () => {
+    // Prepare
     const rows = table('Globs');
+    // Act / Assess
     expect(rows.length).toBeGreaterThanOrEqual(5);
     for (const [glob, matches, misses] of rows) {
       const [g] = ticks(glob!);

@@ -176,8 +176,10 @@ describe('README walkthrough: your first module in five minutes', () => {
   });
 
   it('the example configs use the ports the test replaces and one mirror name', () => {
+    // Act
     const registryYml = readFileSync(join(EXAMPLE, 'registry.yml'), 'utf8');
     const mirrorYml = readFileSync(join(EXAMPLE, 'wasm-mirror.config.yaml'), 'utf8');
+    // Assess
     expect(registryYml).toContain('addr: 127.0.0.1:5000');
     expect(registryYml).toContain('url: http://127.0.0.1:8080/hooks/local');
     expect(mirrorYml).toContain('registry: 127.0.0.1:5000');
@@ -193,12 +195,14 @@ describe('README walkthrough: your first module in five minutes', () => {
   });
 
   it('runs every command of the section and ends with a WasmPlugin pinned to the pushed module', async () => {
+    // Prepare
     const blocks = walkthroughBlocks();
     const outputs: { script: string; stdout: string }[] = [];
     const ready: Record<string, string> = {
       'docker-registry serve': `http://127.0.0.1:${registryPort}/v2/`,
       'npm start': `http://127.0.0.1:${mirrorPort}/healthz`,
     };
+    // Act
     for (const block of blocks) {
       const script = localize(block.script);
       // Every 5000 and 8080 is one the test replaced: none left would reach a reader's servers.
@@ -216,6 +220,7 @@ describe('README walkthrough: your first module in five minutes', () => {
       }
       outputs.push({ script, stdout: ran.stdout });
     }
+    // Assess
     expect(servers.length).toBe(2);
     const outputOf = (command: string) => {
       const found = outputs.filter((o) => o.script.includes(command));

@@ -84,10 +84,12 @@ sources:
   });
 
   it('loses nothing and lists each module once across repeated kill -9', async () => {
+    // Prepare
     await startServer();
     const modules = Array.from({ length: 8 }, (_, i) =>
       i % 2 === 0 ? largeWasm(3 * 1024 * 1024 + i) : proxyWasmModule({ marker: `crash ${i}` }),
     );
+    // Act
     const pushes = (async () => {
       for (const [i, bytes] of modules.entries()) {
         await pushWasm(
@@ -106,7 +108,7 @@ sources:
       await startServer();
     }
     await pushes;
-
+    // Assess
     const expected = new Set(modules.map(sha256Of));
     const url = `http://127.0.0.1:${port}`;
     const final = await waitForManifest(

@@ -60,12 +60,15 @@ describe('mirror failures', () => {
   afterAll(() => harness?.stop());
 
   it('rejects an artifact that is not Wasm once, with its reason', async () => {
+    // Prepare
     const notWasm = new TextEncoder().encode('#!/bin/sh\necho definitely not wasm\n');
     const { digest } = await pushWasm(registry.host, 'plugins/not-wasm:1.0', notWasm, 'wasm-artifact');
+    // Act
     expect((await deliver('plugins/not-wasm', digest)).status).toBe(202);
     const failure = await until(async () =>
       (await status()).recentFailures.find((f) => f.reference.includes('not-wasm')),
     );
+    // Assess
     expect(failure.code).toBe('NOT_WASM');
     // A retry would keep the job in the queue (delayed or in flight): wait until it is empty.
     const after = await settled();
@@ -76,6 +79,7 @@ describe('mirror failures', () => {
   });
 
   it('retries a registry outage and dead-letters the job with its reason', async () => {
+    // Prepare
     const { digest } = await pushWasm(
       registry.host,
       'plugins/outage:1.0',
@@ -83,11 +87,13 @@ describe('mirror failures', () => {
       'wasm-artifact',
     );
     await registry.stop();
+    // Act
     expect((await deliver('plugins/outage', digest)).status).toBe(202);
     const dead = await until(
       async () => (await status()).deadLetters.find((d) => d.job.repository === 'plugins/outage'),
       60_000,
     );
+    // Assess
     expect(dead.attempts).toBe(3);
     expect(dead.error.code).toBe('REGISTRY_UNAVAILABLE');
     expect(await metrics()).toMatch(/wasm_mirror_dead_letters\{queue="mirror"\} 1\n/);

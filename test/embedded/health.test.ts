@@ -44,6 +44,7 @@ describe('/healthz of the embedded mirror', () => {
   });
 
   it('is 200 with an unexpired manifest, 503 once it has expired, 503 when it is gone', async () => {
+    // Act / Assess
     const ok = await health();
     expect(ok.status).toBe(200);
     expect(ok.body).toMatchObject({ status: 'ok', manifest: { version: 1 } });
@@ -82,11 +83,13 @@ describe('/healthz of the embedded mirror', () => {
   });
 
   it('counts a missing manifest as start-up until the first publish has run', async () => {
+    // Prepare
     const empty = mkdtempSync(join(tmpdir(), 'wm-health-empty-'));
     try {
       const store = await FsObjectStore.open({ root: empty });
       let startedUp = false;
       const check = manifestHealth({ store, clock: { now: () => new Date() } }, () => startedUp);
+      // Act / Assess
       expect(await check()).toEqual({ healthy: true, body: { status: 'starting' } });
       startedUp = true;
       expect(await check()).toMatchObject({ healthy: false, body: { reason: 'manifest-missing' } });

@@ -65,6 +65,7 @@ describe('hostile webhooks', () => {
     distributionEnvelope([{ repository: 'plugins/flood', tag: '1.0', digest, host: registry.host }]);
 
   it('refuses a wrong, missing or differently-cased token with 401 and says nothing more', async () => {
+    // Act / Assess
     for (const authorization of [
       `Bearer ${TOKEN}x`,
       '',
@@ -79,6 +80,7 @@ describe('hostile webhooks', () => {
   });
 
   it('answers 404 for an unknown source and 405 for a GET', async () => {
+    // Act / Assess
     expect((await post(valid(), {}, '/hooks/nope')).status).toBe(404);
     // Dot segments are resolved before routing: never a webhook, never a file outside the layout.
     expect(await raw('POST', '/hooks/../keys.json')).toBe(405);
@@ -90,6 +92,7 @@ describe('hostile webhooks', () => {
   });
 
   it('refuses bodies that are not an event envelope with 400', async () => {
+    // Act / Assess
     for (const body of [
       '',
       'not json',
@@ -106,13 +109,17 @@ describe('hostile webhooks', () => {
   });
 
   it('refuses oversized bodies with 413 without reading them whole', async () => {
+    // Act
     const res = await post(new Uint8Array(2 * 1024 * 1024).fill(0x20));
+    // Assess
     expect(res.status).toBe(413);
     expect(((await res.json()) as { code: string }).code).toBe('WEBHOOK_TOO_LARGE');
   });
 
   it('acknowledges but never follows another registry host or a repository outside the allow-list', async () => {
+    // Prepare
     const before = await metric(/wasm_mirror_webhooks_total\{[^}]*outcome="accepted"[^}]*\} (\d+)/);
+    // Act / Assess
     for (const event of [
       { repository: 'plugins/flood', tag: '1.0', digest, host: '169.254.169.254' },
       { repository: 'plugins/flood', tag: '1.0', digest, host: 'evil.example.com:5000' },
@@ -140,9 +147,11 @@ describe('hostile webhooks', () => {
   });
 
   it('does the work once for a flood of duplicate deliveries', async () => {
+    // Prepare
     const sameId = distributionEnvelope([
       { id: 'the-same-event', repository: 'plugins/flood', tag: '1.0', digest, host: registry.host },
     ]);
+    // Act / Assess
     const statuses = await Promise.all(Array.from({ length: 100 }, () => post(sameId).then((r) => r.status)));
     expect(statuses.filter((s) => s === 202).length).toBeGreaterThanOrEqual(1);
     expect(statuses.every((s) => s === 202 || s === 200)).toBe(true);
@@ -158,6 +167,7 @@ describe('hostile webhooks', () => {
   });
 
   it('never moves a tag back for a replayed or late delivery', async () => {
+    // Prepare
     const a = proxyWasmModule({ marker: 'replay a' });
     const b = proxyWasmModule({ marker: 'replay b' });
     const { digest: digestA } = await pushWasm(registry.host, 'plugins/replay:1.0', a, 'wasm-artifact');
@@ -172,6 +182,7 @@ describe('hostile webhooks', () => {
     ]);
     expect((await post(fresh)).status).toBe(202);
     const moved = await waitForManifest(mirror.url, (p) => p.modules.some((m) => m.ociDigest === digestB));
+    // Act
     // The old delivery again, under a new event id: accepted, checked against the registry, dropped.
     const replay = distributionEnvelope([
       { repository: 'plugins/replay', tag: '1.0', digest: digestA, host: registry.host },
@@ -182,6 +193,7 @@ describe('hostile webhooks', () => {
       if (Date.now() > deadline) throw new Error('the replay was never processed');
       await new Promise((r) => setTimeout(r, 50));
     }
+    // Assess
     const after = await waitForManifest(mirror.url, () => true);
     expect(after.payload.version).toBe(moved.payload.version);
     expect(after.payload.modules.find((m) => m.name.endsWith('/plugins/replay'))?.ociDigest).toBe(digestB);

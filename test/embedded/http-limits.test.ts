@@ -101,8 +101,10 @@ describe('embedded HTTP limits', () => {
     });
 
   it('refuses a wrong header, Basic or path token with 401 before the body is sent, and closes', async () => {
+    // Prepare
     await start();
     const big = { 'content-length': String(1024 * 1024) };
+    // Act / Assess
     for (const authorization of ['Bearer nope', 'Basic bm9wZTpub3Bl', '']) {
       const res = await headOnly('/hooks/local', { ...big, authorization });
       expect(res, authorization).toMatchObject({ status: 401, closed: true });
@@ -120,8 +122,10 @@ describe('embedded HTTP limits', () => {
   });
 
   it('answers Expect: 100-continue only for an admitted head', async () => {
+    // Prepare
     await start();
     const expectContinue = { 'content-length': '100', expect: '100-continue' };
+    // Act / Assess
     const stranger = await headOnly('/hooks/local', { ...expectContinue, authorization: 'Bearer nope' });
     expect(stranger).toMatchObject({ status: 401, closed: true });
     const sender = await headOnly(
@@ -133,12 +137,14 @@ describe('embedded HTTP limits', () => {
   });
 
   it('shares a byte budget among the bodies being read: past it, 503 with Retry-After, unread', async () => {
+    // Prepare
     await start({ maxInFlightBodyBytes: 2 * 1024 * 1024, bodyTimeoutMs: 2_000 });
     const signed = {
       'content-length': String(600 * 1024),
       'x-hub-signature-256': `sha256=${'0'.repeat(64)}`,
       'x-github-event': 'registry_package',
     };
+    // Act / Assess
     // The first slow upload is admitted and waits for its body.
     const first = headOnly('/hooks/gh', signed, 1_000);
     await new Promise((r) => setTimeout(r, 200));
@@ -153,11 +159,13 @@ describe('embedded HTTP limits', () => {
   });
 
   it('gives up a body that does not arrive in time, and frees its share of the budget', async () => {
+    // Prepare
     await start({ maxInFlightBodyBytes: 1024 * 1024, bodyTimeoutMs: 500 });
     const signed = {
       'content-length': String(1024 * 1024),
       'x-hub-signature-256': `sha256=${'0'.repeat(64)}`,
     };
+    // Act / Assess
     const stalled = await headOnly('/hooks/gh', signed, 3_000);
     expect(stalled).toMatchObject({ status: 408, closed: true });
     const next = await headOnly('/hooks/gh', signed, 200);
@@ -165,6 +173,7 @@ describe('embedded HTTP limits', () => {
   });
 
   it('caps concurrent connections', async () => {
+    // Prepare
     await start({ maxConnections: 5 });
     const idle = await Promise.all(
       Array.from({ length: 5 }, () => {
@@ -176,7 +185,7 @@ describe('embedded HTTP limits', () => {
     );
     expect(idle).toHaveLength(5);
     await new Promise((r) => setTimeout(r, 100));
-    // The sixth is dropped as it arrives.
+    // Act / Assess: the sixth is dropped as it arrives.
     await expect(genuine()).rejects.toThrow();
     for (const s of sockets.splice(0)) s.destroy();
     await new Promise((r) => setTimeout(r, 100));

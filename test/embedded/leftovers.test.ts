@@ -23,6 +23,7 @@ const leftover = (relative: string, minutesOld: number) => {
 };
 
 it('sweeps what a crash left at start and then periodically, sparing what may still be written', async () => {
+  // Prepare
   dir = mkdtempSync(join(tmpdir(), 'wm-leftovers-e2e-'));
   const atStart = [
     leftover('tmp/pull-3f9a2c.wasm', 60),
@@ -30,6 +31,7 @@ it('sweeps what a crash left at start and then periodically, sparing what may st
     leftover('modules/sha256/.wm-tmp-99999-0011223344556677', 60),
   ];
   const young = leftover('tmp/pull-young.wasm', 1);
+  // Act
   const mirror = await startEmbedded({
     config: defaultConfig(),
     dataDir: dir,
@@ -39,12 +41,15 @@ it('sweeps what a crash left at start and then periodically, sparing what may st
     leftovers: { graceMs: 15 * 60_000, intervalMs: 200 },
   });
   try {
+    // Assess
     for (const path of atStart) expect(existsSync(path), path).toBe(false);
     expect(existsSync(young)).toBe(true);
+    // Act
     // Left while running (another process crashed mid-pull): gone at the next sweep.
     const later = leftover('tmp/pull-later.wasm', 60);
     const deadline = Date.now() + 5_000;
     while (existsSync(later) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    // Assess
     expect(existsSync(later)).toBe(false);
     expect(existsSync(young)).toBe(true);
     const metrics = await (await fetch(`${mirror.url}/metrics`)).text();

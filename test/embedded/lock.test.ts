@@ -20,6 +20,7 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 const deadPid = (): number => spawnSync(process.execPath, ['-e', '0']).pid!;
 
 it('is held by one holder at a time and released only by its holder', async () => {
+  // Act / Assess
   const lock = await lockDataDir(dir, 'serve');
   expect(await tryLockDataDir(dir, 'mirror')).toBeUndefined();
   expect(await lockHolder(dir)).toEqual({ pid: process.pid, purpose: 'serve' });
@@ -34,11 +35,14 @@ it('is held by one holder at a time and released only by its holder', async () =
 });
 
 it('takes over the lock of a process that died', async () => {
+  // Prepare
   writeFileSync(
     join(dir, 'publisher.lock'),
     JSON.stringify({ pid: deadPid(), purpose: 'serve', token: 'old' }),
   );
+  // Act
   const lock = await tryLockDataDir(dir, 'serve');
+  // Assess
   expect(lock).toBeDefined();
   expect(await lockHolder(dir)).toEqual({ pid: process.pid, purpose: 'serve' });
   await lock!.release();
@@ -46,11 +50,14 @@ it('takes over the lock of a process that died', async () => {
 });
 
 it('takes over a lock naming its own pid that it never issued (a restarted PID 1)', async () => {
+  // Prepare
   writeFileSync(
     join(dir, 'publisher.lock'),
     JSON.stringify({ pid: process.pid, purpose: 'serve', token: 'before-the-crash' }),
   );
+  // Act
   const lock = await tryLockDataDir(dir, 'serve');
+  // Assess
   expect(lock).toBeDefined();
   expect(await tryLockDataDir(dir, 'mirror')).toBeUndefined();
   await lock!.release();
@@ -58,10 +65,12 @@ it('takes over a lock naming its own pid that it never issued (a restarted PID 1
 
 it("lets exactly one of several processes racing for a dead holder's lock win", async () => {
   for (let round = 0; round < 3; round++) {
+    // Prepare
     writeFileSync(
       join(dir, 'publisher.lock'),
       JSON.stringify({ pid: deadPid(), purpose: 'serve', token: `dead-${round}` }),
     );
+    // Act
     const results = await Promise.all(
       Array.from({ length: 4 }, () =>
         promisify(execFile)(process.execPath, ['--import', 'tsx', TAKER, dir, '3000'], {
@@ -69,6 +78,7 @@ it("lets exactly one of several processes racing for a dead holder's lock win", 
         }).then((r) => r.stdout.trim()),
       ),
     );
+    // Assess
     expect(
       results.filter((r) => r === 'locked'),
       results.join(','),
@@ -90,9 +100,12 @@ describe('a lock file that names no holder', () => {
     ['garbage', 'not a lock at all'],
     ['without a token', '{"pid":1}'],
   ])('is taken over once it has not changed for a few seconds (%s)', async (_what, content) => {
+    // Prepare
     writeFileSync(lockFile(), content);
     age(lockFile(), 30);
+    // Act
     const lock = await tryLockDataDir(dir, 'serve');
+    // Assess
     expect(lock).toBeDefined();
     expect(await lockHolder(dir)).toEqual({ pid: process.pid, purpose: 'serve' });
     await lock!.release();
@@ -100,7 +113,9 @@ describe('a lock file that names no holder', () => {
   });
 
   it('is not taken while it may still be being written, and serve waits for it to go stale', async () => {
+    // Prepare
     writeFileSync(lockFile(), '');
+    // Act / Assess
     expect(await tryLockDataDir(dir, 'mirror')).toBeUndefined();
     expect(existsSync(lockFile())).toBe(true);
     const started = Date.now();
@@ -116,8 +131,10 @@ describe('serve on an unusable data directory', () => {
     startEmbedded({ config: defaultConfig(), dataDir, port: 0, env: {}, logger: silentLogger });
 
   it('fails at once with USAGE and says why', async () => {
+    // Prepare
     const file = join(dir, 'a-file');
     writeFileSync(file, '');
+    // Act / Assess
     const started = Date.now();
     await expect(start(file)).rejects.toMatchObject({
       code: 'USAGE',
@@ -139,15 +156,18 @@ describe('serve on an unusable data directory', () => {
   });
 
   it('exits 2 from `wasm-mirror serve --data` with the reason on stderr', async () => {
+    // Prepare
     const file = join(dir, 'a-file');
     writeFileSync(file, '');
     let stderr = '';
+    // Act
     const code = await main(['serve', '--data', file, '--port', '0'], {
       stdout: { write: () => true },
       stderr: { write: (chunk: string) => (stderr += chunk) },
       stdin: (async function* () {})(),
       env: {},
     });
+    // Assess
     expect(code).toBe(2);
     expect(stderr).toMatch(/USAGE: data directory .*a-file is not usable/);
   });

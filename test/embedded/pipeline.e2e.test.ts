@@ -31,8 +31,10 @@ describe('embedded pipeline: registry push → webhook → mirror → signed man
   afterAll(() => harness?.stop());
 
   it('lists a pushed module of every format, signed and byte-exact', async () => {
+    // Prepare
     const formats: PushFormat[] = ['wasm-artifact', 'compat-oci', 'compat-docker', 'cncf-wasm', 'index'];
     const pushed = new Map<string, { bytes: Uint8Array; digest: string }>();
+    // Act
     for (const format of formats) {
       const bytes = proxyWasmModule({ marker: `e2e ${format}` });
       const { digest } = await pushWasm(registry.host, `plugins/${format}:1.0`, bytes, format);
@@ -46,7 +48,7 @@ describe('embedded pipeline: registry push → webhook → mirror → signed man
       'cncf-wasm',
     );
     pushed.set(`${registry.host}/plugins/component`, { bytes: component, digest: componentDigest });
-
+    // Assess
     const manifest = await waitForManifest(mirror.url, (p) => p.modules.length === pushed.size, 60_000);
     expect(manifest.payload.mirror).toBe('e2e-mesh');
     expect(manifest.payload.type).toBe('wasm-mirror.manifest/v1');
@@ -87,28 +89,34 @@ describe('embedded pipeline: registry push → webhook → mirror → signed man
   });
 
   it('replaces the entry when a tag moves to a new digest and keeps the old bytes', async () => {
+    // Prepare
     const first = proxyWasmModule({ marker: 'moving v1' });
     const second = proxyWasmModule({ marker: 'moving v2' });
     await pushWasm(registry.host, 'plugins/moving:stable', first, 'wasm-artifact');
     await waitForManifest(mirror.url, (p) => p.modules.some((m) => m.sha256 === sha256Of(first)));
+    // Act
     await pushWasm(registry.host, 'plugins/moving:stable', second, 'wasm-artifact');
     const after = await waitForManifest(mirror.url, (p) =>
       p.modules.some((m) => m.sha256 === sha256Of(second)),
     );
+    // Assess
     const entries = after.payload.modules.filter((m) => m.name.endsWith('/plugins/moving'));
     expect(entries).toHaveLength(1);
     expect((await fetch(`${mirror.url}/modules/sha256/${sha256Of(first)}.wasm`)).status).toBe(200);
+    // Act
     // Rolled back within seconds: listed again, from the bytes already stored.
     await pushWasm(registry.host, 'plugins/moving:stable', first, 'wasm-artifact');
     const back = await waitForManifest(mirror.url, (p) =>
       p.modules.some((m) => m.name.endsWith('/plugins/moving') && m.sha256 === sha256Of(first)),
     );
+    // Assess
     expect(back.payload.modules.filter((m) => m.name.endsWith('/plugins/moving'))).toHaveLength(1);
     const metrics = await (await fetch(`${mirror.url}/metrics`)).text();
     expect(metrics).toMatch(/wasm_mirror_mirror_results_total\{[^}]*reason="reused"[^}]*\} 1\n/);
   });
 
   it('serves conditional GETs and byte ranges', async () => {
+    // Act / Assess
     const latest = await fetch(`${mirror.url}/manifests/latest.json`);
     const etag = latest.headers.get('etag')!;
     await latest.arrayBuffer();
@@ -139,11 +147,13 @@ describe('embedded pipeline: registry push → webhook → mirror → signed man
   });
 
   it('reports status and metrics', async () => {
+    // Act
     const status = (await (await fetch(`${mirror.url}/status`)).json()) as {
       mirror: string;
       manifest: { version: number };
       modules: unknown[];
     };
+    // Assess
     expect(status.mirror).toBe('e2e-mesh');
     expect(status.modules.length).toBeGreaterThanOrEqual(7);
     const metrics = await (await fetch(`${mirror.url}/metrics`)).text();

@@ -18,6 +18,7 @@ import {
   trustedKeyFrom,
   v2Keys,
   verifyIndex,
+  verifyManifest,
   walkEntries,
 } from '../../shared/core/manifest/index.ts';
 import type { PipelineDeps } from '../../shared/core/pipeline/context.ts';
@@ -172,6 +173,27 @@ describe('publisher: manifest v2', () => {
     // Assess
     expect(withLegacy).toBeDefined();
     expect(await store.head(storageKeys.latestManifest)).toBeUndefined();
+  });
+
+  it("writes the v1 copy a publish stopped before, so v1's numbered history has no gap", async () => {
+    // Prepare: version 2's index was written, then the process was killed before v1's copy.
+    const publish = publisherFor(configWith(', legacyManifest: true'));
+    await publish([req(record(1))]);
+    await publish([req(record(2))]);
+    rmSync(join(dir, 'data', 'manifests', '2.json'));
+    // Act: the next run has nothing new to publish.
+    const outcome = await publish([]);
+    // Assess
+    expect(outcome).toMatchObject({ published: false, version: 2 });
+    const copy = await store.getBytes(storageKeys.manifest(2), 1 << 20);
+    const verified = verifyManifest(copy!.bytes, {
+      trustedKeys: [trustedKeyFrom(Buffer.from(await signer.publicKeySpki()))],
+      mirrorName: 'v2-mesh',
+      now,
+    });
+    expect(verified.payload.version).toBe(2);
+    expect(verified.payload.modules.map((m) => m.name).sort()).toEqual(['r.io/plugin-1', 'r.io/plugin-2']);
+    expect((await store.head(storageKeys.latestManifest))?.size).toBe(copy!.bytes.length);
   });
 
   it('coalesces a burst: at most one version per publishInterval, a lone push at once', async () => {

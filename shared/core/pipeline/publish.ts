@@ -92,6 +92,10 @@ export function createPublisher(
         mustAdvance = true;
         continue;
       }
+      // A publish stopped after its index and before v1's copy of it: v1's history gets it now.
+      if (deps.config.mirror.legacyManifest && !base.fromV1 && base.version > 0) {
+        await ensureLegacyManifest(deps, base, load);
+      }
       const now = deps.clock.now();
       const editor = editorFor(base);
       const fullPass = requests.some((r) => r.kind === 'resign' && r.reason !== 'startup');
@@ -332,6 +336,19 @@ async function writeLegacyManifest(
     contentType: 'application/json',
     cacheControl: LATEST_CACHE,
   });
+}
+
+/** Writes v1's numbered manifest for an index version that has none (latest.json moves on with the next version). */
+async function ensureLegacyManifest(deps: PublisherDeps, base: Base, load: NodeLoader): Promise<void> {
+  if ((await deps.store.head(storageKeys.manifest(base.version))) !== undefined) return;
+  const { version, mirror, issuedAt, expiresAt, entries, depth, root } = base;
+  deps.logger.warn('writing the v1 manifest a stopped publish left out', { version });
+  await writeLegacyManifest(
+    deps,
+    { type: INDEX_TYPE, mirror, version, issuedAt, expiresAt, entries, depth, root },
+    { root, nodes: new Map() },
+    load,
+  );
 }
 
 async function readHighestIndex(store: PublisherDeps['store']) {

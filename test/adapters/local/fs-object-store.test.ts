@@ -48,7 +48,8 @@ describe('FsObjectStore on disk', () => {
     const store = await FsObjectStore.open({ root });
     const bytes = randomBytes(1000);
     await store.put('manifests/1.json', bytes, { contentType: 'application/json' });
-    // Act / Assess: both writes must really fail, or the directory listing below proves nothing about failed writes.
+    // Act / Assess: both writes must really fail, or the directory listing below proves nothing
+    // about failed writes.
     await expect(
       store.create('manifests/1.json', bytes, { contentType: 'application/json' }),
     ).rejects.toMatchObject({ code: 'ALREADY_EXISTS' });
