@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { gzip as gzipCallback } from 'node:zlib';
+import { cacheControls } from '../core/storage-keys.ts';
 import { acceptsGzip, answerRange, etagMatches } from '../platform/http.ts';
 import { parseListenAddress } from './metrics-server.ts';
 
@@ -34,7 +35,7 @@ type Route =
 
 const NODE_PATH = /^\/manifests\/v2\/nodes\/sha256\/([0-9a-f]{64})\.json$/;
 const MODULE_PATH = /^\/modules\/sha256\/([0-9a-f]{64})\.wasm$/;
-const IMMUTABLE = 'public, max-age=31536000, immutable';
+const IMMUTABLE = cacheControls.immutable;
 /** The index and latest.json change with every publish: always revalidate (a 304 is cheap). */
 const MUTABLE = 'no-cache';
 

@@ -45,6 +45,16 @@ export const storageKeys = {
   blobCreated: (blobHex: string) => `${statePrefixes.ociRefs}${blobHex}/created`,
 } as const;
 
+/**
+ * How long clients and CDNs may keep what the mirror serves: content named by its digest or
+ * version forever; what the next publish may change (the index, latest.json, a tag) briefly,
+ * so agents and `oci://` pulls see a publish within half a minute.
+ */
+export const cacheControls = {
+  immutable: 'public, max-age=31536000, immutable',
+  latest: 'public, max-age=30',
+} as const;
+
 /** Key prefixes, for listings, grants and lifecycle rules. */
 export const statePrefixes = {
   deliveries: 'state/deliveries/',

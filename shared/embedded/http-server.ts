@@ -26,6 +26,7 @@ import type {
 } from '../core/pipeline/receive.ts';
 import type { ByteRange, Logger, Metrics, ObjectStore } from '../core/ports.ts';
 import { noMetrics } from '../core/ports.ts';
+import { cacheControls } from '../core/storage-keys.ts';
 import { acceptsGzip, answerRange, etagMatches } from '../platform/http.ts';
 import { PROMETHEUS_CONTENT_TYPE } from '../platform/telemetry.ts';
 
@@ -340,9 +341,9 @@ async function serveGzipped(
 }
 
 function cacheControlFor(key: string): string {
-  if (key === storageKeys.latestManifest || key === v2Keys.index) return 'public, max-age=30';
+  if (key === storageKeys.latestManifest || key === v2Keys.index) return cacheControls.latest;
   if (key === storageKeys.keys) return 'public, max-age=300';
-  return 'public, max-age=31536000, immutable';
+  return cacheControls.immutable;
 }
 
 async function handleWebhook(

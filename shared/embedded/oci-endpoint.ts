@@ -19,7 +19,7 @@ import { SHA256_DIGEST } from '../core/domain.ts';
 import { toWasmMirrorError } from '../core/errors.ts';
 import { isValidOciName, type KeptContent, type OciLookup, OciView } from '../core/pipeline/oci-view.ts';
 import type { ByteRange, Logger, ObjectStore } from '../core/ports.ts';
-import { storageKeys } from '../core/storage-keys.ts';
+import { cacheControls, storageKeys } from '../core/storage-keys.ts';
 import { answerRange, etagMatches } from '../platform/http.ts';
 
 export type OciEndpoint = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
@@ -309,7 +309,7 @@ function contentHeaders(kept: KeptContent, immutable: boolean): Record<string, s
     'docker-content-digest': kept.digest,
     etag: `"${kept.digest}"`,
     // A digest names the same bytes forever; a tag may be listed at another digest by the next publish.
-    'cache-control': immutable ? 'public, max-age=31536000, immutable' : 'no-cache',
+    'cache-control': immutable ? cacheControls.immutable : 'no-cache',
     'x-content-type-options': 'nosniff',
   };
 }

@@ -21,7 +21,7 @@ import { matchesAny } from '../glob.ts';
 import { metricNames } from '../metrics.ts';
 import type { DeliveryMeta, PulledModule, RegistryTarget, VerifiedContent } from '../ports.ts';
 import type { SourceConfig } from '../sources/types.ts';
-import { type DigestNoteKind, storageKeys } from '../storage-keys.ts';
+import { cacheControls, type DigestNoteKind, storageKeys } from '../storage-keys.ts';
 import { type PipelineDeps, resolveCredentials } from './context.ts';
 import { ociNoteHash, ociNoteOf, writeOciNote } from './oci-view.ts';
 import { listedEntriesOf } from './state.ts';
@@ -395,7 +395,7 @@ async function keepContent(
       await deps.store.create(key, c.body, {
         contentType: c.mediaType,
         sha256: hex,
-        cacheControl: 'public, max-age=31536000, immutable',
+        cacheControl: cacheControls.immutable,
       });
     } catch (err) {
       // Content-addressed: whoever wrote it first wrote the same bytes.
@@ -415,7 +415,7 @@ async function storeModule(deps: MirrorDeps, staged: string, pulled: ModuleFacts
       {
         contentType: 'application/wasm',
         sha256: pulled.sha256,
-        cacheControl: 'public, max-age=31536000, immutable',
+        cacheControl: cacheControls.immutable,
       },
     );
     return true;

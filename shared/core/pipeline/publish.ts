@@ -34,6 +34,7 @@ import {
 } from '../manifest/v2.ts';
 import { metricNames } from '../metrics.ts';
 import type { PublishRequest } from '../ports.ts';
+import { cacheControls } from '../storage-keys.ts';
 import type { PipelineDeps } from './context.ts';
 import { admitNewest } from './observations.ts';
 import { changedNames, markPending } from './registry-view.ts';
@@ -62,9 +63,9 @@ export interface PublishOutcome {
   expiresAt: string;
 }
 
-const IMMUTABLE = 'public, max-age=31536000, immutable';
+const IMMUTABLE = cacheControls.immutable;
 /** Agents poll the index; a short cache keeps CDN load low without delaying a publish long. */
-const LATEST_CACHE = 'public, max-age=30';
+const LATEST_CACHE = cacheControls.latest;
 const MAX_VERSION_RACES = 20;
 
 export function createPublisher(

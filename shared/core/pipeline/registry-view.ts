@@ -18,7 +18,13 @@ import type { ManifestModule } from '../domain.ts';
 import { matchesAny } from '../glob.ts';
 import { readBin } from '../manifest/v2.ts';
 import type { Logger, ObjectStore, RegistryObjectWriter } from '../ports.ts';
-import { registryKeys, registryMetadata, statePrefixes, storageKeys } from '../storage-keys.ts';
+import {
+  cacheControls,
+  registryKeys,
+  registryMetadata,
+  statePrefixes,
+  storageKeys,
+} from '../storage-keys.ts';
 import { isValidOciName, type KeptContent, type OciNote, readOciNote } from './oci-view.ts';
 import { listedEntriesOf, readIndex, storeNodeLoader } from './state.ts';
 
@@ -63,8 +69,8 @@ export interface RegistrySyncResult {
 
 const NOTE_TYPE = 'wasm-mirror.registry-view/v1';
 /** A tag (and the tag list) may point elsewhere after the next publish; CDNs keep them as briefly as the index. */
-const MUTABLE_CACHE = 'public, max-age=30';
-const IMMUTABLE_CACHE = 'public, max-age=31536000, immutable';
+const MUTABLE_CACHE = cacheControls.latest;
+const IMMUTABLE_CACHE = cacheControls.immutable;
 /** Far above a Wasm image's manifest; the puller caps what it accepts at 4 MiB too. */
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_STATE_BYTES = 16 * 1024 * 1024;
