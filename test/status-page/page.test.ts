@@ -14,11 +14,13 @@ import {
   buildTree,
   INDEX_PAYLOAD_TYPE,
   INDEX_TYPE,
+  inlineNodes,
   PAGE_TYPE,
   renderKeysJson,
   signPayload,
   v2Keys,
   validateIndexPayload,
+  walkEntries,
 } from '../../shared/core/manifest/index.ts';
 import {
   derToRaw,
@@ -38,7 +40,7 @@ import { resourceName, wasmPluginYaml } from '../../shared/status-page/client/wa
 import { PAGE_STYLE } from '../../shared/status-page/markup.ts';
 import { statusPage } from '../../shared/status-page/page.ts';
 import { RECENT_WINDOW_MINUTES, WebhookActivity } from '../../shared/status-page/source-health.ts';
-import { syntheticEntries, tamperEnvelope } from './static-mirror.ts';
+import { type StaticMirror, startStaticMirror, syntheticEntries, tamperEnvelope } from './static-mirror.ts';
 
 describe('the page document', () => {
   it('is one self-contained document under 100 KB', async () => {
@@ -249,6 +251,171 @@ describe("the page's verifier, on Node's WebCrypto", () => {
     const [a, b] = root.filter((p): p is string => p !== null);
     const swapped = root.map((p) => (p === a ? b! : p === b ? a! : p));
     await expect(readTree(swapped, 2, fetcher)).rejects.toMatchObject({ code: 'NODE_INVALID' });
+  });
+});
+
+/**
+ * A fetcher over a static mirror's files (not its server) that records the node paths asked for
+ * and the most requests it had in flight at once.
+ */
+function recordingFetcher(mirror: StaticMirror) {
+  const nodesAsked: string[] = [];
+  let inFlight = 0;
+  const seen = { maxInFlight: 0 };
+  const fetcher: Fetcher = async (path) => {
+    if (path.includes('/nodes/')) nodesAsked.push(path);
+    inFlight++;
+    seen.maxInFlight = Math.max(seen.maxInFlight, inFlight);
+    // A turn of the event loop, so that requests overlap as they would over a network.
+    await new Promise((resolve) => setImmediate(resolve));
+    inFlight--;
+    const bytes = mirror.files.get(path);
+    return bytes === undefined
+      ? { status: 404, bytes: new Uint8Array() }
+      : { status: 200, bytes: new Uint8Array(bytes) };
+  };
+  return { fetcher, nodesAsked, seen };
+}
+
+const nodePaths = (mirror: StaticMirror) => [...mirror.files.keys()].filter((k) => k.includes('/nodes/'));
+
+describe("the page's tree walk, on Node's WebCrypto", () => {
+  /** 600 entries (depth 2), then a publish of one more whose index carries the nodes it wrote. */
+  async function publishedMirror() {
+    const mirror = await startStaticMirror({ entries: syntheticEntries(600), mirror: 'carry-mesh' });
+    const added = syntheticEntries(601)[600]!;
+    const carried = await mirror.publish([added]);
+    return { mirror, added, carried };
+  }
+
+  it('uses the nodes the index carries and requests none of them', async () => {
+    // Prepare
+    const { mirror, added, carried } = await publishedMirror();
+    const { fetcher, nodesAsked } = recordingFetcher(mirror);
+    try {
+      const envelope = JSON.parse(Buffer.from(mirror.files.get(v2Keys.index)!).toString()) as {
+        nodes?: unknown[];
+      };
+      expect(envelope.nodes).toHaveLength(carried.size);
+      expect(carried.size).toBe(2); // the new bin and the page above it
+
+      // Act
+      const view = await loadMirror(fetcher, { now: new Date() });
+
+      // Assess
+      expect(view.state).toBe('verified');
+      if (view.state !== 'verified') return;
+      expect(view.facts.version).toBe(8);
+      expect(view.modules).toHaveLength(601);
+      expect(view.modules).toContainEqual(added);
+      for (const sha256 of carried.keys()) expect(nodesAsked).not.toContain(v2Keys.node(sha256));
+      expect(view.tree).toEqual({
+        nodes: nodesAsked.length + carried.size,
+        carried: carried.size,
+        kept: 0,
+        fetched: nodesAsked.length,
+      });
+    } finally {
+      await mirror.stop();
+    }
+  });
+
+  it('fetches instead a carried node that does not match its pin, as the agent does', async () => {
+    // Prepare: the carried bin altered in transit (the field is not signed, so the signature holds).
+    const { mirror, added, carried } = await publishedMirror();
+    const { fetcher, nodesAsked } = recordingFetcher(mirror);
+    const binPin = [...carried].find(([, bytes]) => Buffer.from(bytes).includes('"modules"'))![0];
+    const envelope = JSON.parse(Buffer.from(mirror.files.get(v2Keys.index)!).toString()) as {
+      nodes: { modules?: { name: string; size: number }[] }[];
+    };
+    for (const m of envelope.nodes.flatMap((n) => n.modules ?? [])) if (m.name === added.name) m.size = 1;
+    const tampered = Buffer.from(JSON.stringify(envelope));
+    mirror.files.set(v2Keys.index, tampered);
+    // The agent's reading of the same envelope: the altered bin is filed under a hash no pin names.
+    expect(inlineNodes(tampered).has(binPin)).toBe(false);
+    try {
+      // Act
+      const view = await loadMirror(fetcher, { now: new Date() });
+
+      // Assess: the signed entry, from the fetched bin; the altered copy never shown.
+      expect(view.state).toBe('verified');
+      if (view.state !== 'verified') return;
+      expect(view.modules.find((m) => m.name === added.name)).toEqual(added);
+      expect(nodesAsked).toContain(v2Keys.node(binPin));
+      expect(view.tree).toMatchObject({ carried: carried.size - 1 });
+
+      // Act: a mirror that lacks the node as well.
+      mirror.files.delete(v2Keys.node(binPin));
+      const missing = await loadMirror(fetcher, { now: new Date() });
+
+      // Assess: nothing trusted in its place, nothing listed.
+      expect(missing).toMatchObject({ state: 'failed', code: 'NODE_MISSING' });
+    } finally {
+      await mirror.stop();
+    }
+  });
+
+  it('uses nodes kept from an earlier visit only where they still match their pins', async () => {
+    // Prepare: a first visit's nodes, one of them altered while kept.
+    const mirror = await startStaticMirror({ entries: syntheticEntries(300), mirror: 'kept-mesh' });
+    try {
+      const first = await loadMirror(recordingFetcher(mirror).fetcher, { now: new Date() });
+      if (first.state !== 'verified' || first.nodes === undefined) throw new Error('not verified');
+      const kept = new Map(first.nodes);
+      const [alteredPin, original] = [...kept].find(([, b]) => Buffer.from(b).includes('"modules"'))!;
+      kept.set(
+        alteredPin,
+        new Uint8Array(Buffer.from(Buffer.from(original).toString().replace('"size":', '"size":1'))),
+      );
+      const { fetcher, nodesAsked } = recordingFetcher(mirror);
+
+      // Act
+      const view = await loadMirror(fetcher, { now: new Date(), kept: Promise.resolve(kept) });
+
+      // Assess: only the altered node is requested again, and the list is the signed one.
+      expect(view.state).toBe('verified');
+      if (view.state !== 'verified') return;
+      expect(nodesAsked).toEqual([v2Keys.node(alteredPin)]);
+      expect(view.tree).toEqual({ nodes: kept.size, carried: 0, kept: kept.size - 1, fetched: 1 });
+      expect(view.modules).toEqual(first.modules);
+    } finally {
+      await mirror.stop();
+    }
+  });
+
+  it('reads a 5,000-entry tree once per node, in bin order, with at most `concurrency` in flight', async () => {
+    // Prepare
+    const entries = syntheticEntries(5000);
+    const mirror = await startStaticMirror({ entries, mirror: 'big-mesh' });
+    const { fetcher, nodesAsked, seen } = recordingFetcher(mirror);
+    try {
+      // Act
+      const view = await loadMirror(fetcher, { now: new Date(), concurrency: 8 });
+
+      // Assess
+      expect(view.state).toBe('verified');
+      if (view.state !== 'verified') return;
+      expect(view.modules).toHaveLength(5000);
+      expect([...nodesAsked].sort()).toEqual(nodePaths(mirror).sort());
+      expect(view.tree).toEqual({ nodes: 1343, carried: 0, kept: 0, fetched: 1343 });
+      expect(seen.maxInFlight).toBe(8);
+      // The core's own walk of the same tree gives the same entries in the same order.
+      const envelope = JSON.parse(Buffer.from(mirror.files.get(v2Keys.index)!).toString()) as {
+        payload: string;
+      };
+      const index = JSON.parse(Buffer.from(envelope.payload, 'base64').toString()) as {
+        root: (string | null)[];
+        depth: number;
+      };
+      const walked = [];
+      for await (const m of walkEntries(index.root, index.depth, async (sha) =>
+        mirror.files.get(v2Keys.node(sha)),
+      ))
+        walked.push(m);
+      expect(view.modules).toEqual(walked);
+    } finally {
+      await mirror.stop();
+    }
   });
 });
 

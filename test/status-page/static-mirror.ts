@@ -2,7 +2,7 @@
  * A mirror as AWS serves it: the public documents and the status page as static objects, no
  * `/status`. The documents are made by the project's own publisher code (tree, JCS, DSSE, P-256
  * signer), so the page is tested against what a real mirror writes; any path can be overridden
- * to serve tampered bytes.
+ * to serve tampered bytes, and every request is recorded.
  */
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
@@ -10,14 +10,18 @@ import type { AddressInfo } from 'node:net';
 import { LocalKeySigner } from '../../shared/adapters/local/signer.ts';
 import type { ManifestModule } from '../../shared/core/domain.ts';
 import {
+  binOf,
   buildPayload,
   buildTree,
   depthFor,
+  envelopeWithNodes,
   INDEX_PAYLOAD_TYPE,
   INDEX_TYPE,
+  type Pin,
   renderKeysJson,
   signManifest,
   signPayload,
+  TreeEditor,
   v2Keys,
   validateIndexPayload,
 } from '../../shared/core/manifest/index.ts';
@@ -29,6 +33,14 @@ export interface StaticMirror {
   version: number;
   /** Served bytes by path (no leading slash). */
   files: Map<string, Uint8Array>;
+  /** Paths requested, in order of arrival (no leading slash); empty it with `requests.length = 0`. */
+  requests: string[];
+  /**
+   * Publishes the next version as the publisher does after a small change: `added` entries go
+   * into their bins, the changed bins and the pages above them are written, and the new index
+   * carries them beside its signature. Returns the carried nodes by sha256. v2 only.
+   */
+  publish(added: ManifestModule[]): Promise<Map<string, Uint8Array>>;
   /** Serves `bytes` at `path` instead (undefined: a 404). */
   override(path: string, bytes: Uint8Array | undefined): void;
   reset(): void;
@@ -88,26 +100,48 @@ export async function startStaticMirror(options: StaticMirrorOptions): Promise<S
       modules: options.entries,
     });
     files.set('manifests/latest.json', (await signManifest(payload, signer)).bytes);
-  } else {
-    const depth = depthFor(options.entries.length);
-    const tree = buildTree(options.entries, depth);
-    for (const [sha256, bytes] of tree.nodes) files.set(v2Keys.node(sha256), bytes);
+  }
+  const depth = depthFor(options.entries.length);
+  let current = { version, root: [] as Pin[], entries: 0 };
+  const signIndex = async (tree: { root: Pin[]; entries: number }, v: number) => {
     const index = validateIndexPayload({
       type: INDEX_TYPE,
       mirror,
-      version,
+      version: v,
       issuedAt: issued.toISOString(),
       expiresAt: expires.toISOString(),
       entries: tree.entries,
       depth,
       root: tree.root,
     });
-    files.set(v2Keys.index, (await signPayload(INDEX_PAYLOAD_TYPE, index, signer)).bytes);
+    current = { version: v, root: tree.root, entries: tree.entries };
+    return (await signPayload(INDEX_PAYLOAD_TYPE, index, signer)).bytes;
+  };
+  if (options.format !== 'v1') {
+    const tree = buildTree(options.entries, depth);
+    for (const [sha256, bytes] of tree.nodes) files.set(v2Keys.node(sha256), bytes);
+    files.set(v2Keys.index, await signIndex(tree, version));
   }
+  const publish = async (added: ManifestModule[]) => {
+    const editor = new TreeEditor(current.root, depth, current.entries, async (sha256) =>
+      files.get(v2Keys.node(sha256)),
+    );
+    for (const m of added) {
+      const prefix = binOf(m.name, depth);
+      editor.setBin(prefix, [...(await editor.bin(prefix)), m]);
+    }
+    const tree = await editor.commit();
+    // Nodes first, as the publisher writes them: everything the index pins exists.
+    for (const [sha256, bytes] of tree.nodes) files.set(v2Keys.node(sha256), bytes);
+    files.set(v2Keys.index, envelopeWithNodes(await signIndex(tree, current.version + 1), tree.nodes));
+    return tree.nodes;
+  };
 
   const overrides = new Map<string, Uint8Array | undefined>();
+  const requests: string[] = [];
   const server: Server = createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname.replace(/^\//, '') || 'index.html';
+    requests.push(path);
     const bytes = overrides.has(path) ? overrides.get(path) : files.get(path);
     if (bytes === undefined) {
       // What the CloudFront function answers for anything but the published paths.
@@ -127,8 +161,12 @@ export async function startStaticMirror(options: StaticMirrorOptions): Promise<S
   return {
     url: `http://127.0.0.1:${port}`,
     keyid: await signer.keyId(),
-    version,
+    get version() {
+      return current.version;
+    },
     files,
+    requests,
+    publish,
     override: (path, bytes) => overrides.set(path, bytes),
     reset: () => overrides.clear(),
     stop: () =>

@@ -1,7 +1,9 @@
 /**
  * The status page as a static file next to the public documents (how AWS hosts it), in a real
  * browser: 5,000 entries verified node by node, rendered, filtered and sorted (timings printed,
- * not asserted), and every tampering ends in a red state with nothing listed.
+ * not asserted), verified again on a revisit from the nodes the browser kept, a small publish
+ * read from the nodes its index carries, and every tampering ends in a red state with nothing
+ * listed, or (an unsigned copy of a node) in the node being fetched instead.
  */
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,6 +24,13 @@ afterAll(async () => {
 });
 
 const rowCount = (page: Page) => page.locator('#modules tbody tr[data-i]').count();
+
+/** The node paths the mirror was asked for since `requests` was last emptied. */
+const nodeRequests = (mirror: StaticMirror) => mirror.requests.filter((p) => p.includes('/nodes/'));
+
+/** Waits until the page has kept the tree it verified for the next visit. */
+const treeKept = (page: Page) =>
+  page.waitForFunction(() => performance.getEntriesByName('status-page:kept').length > 0);
 
 /** The page's own marks: from navigation to index verified, tree verified, list rendered. */
 async function marks(page: Page): Promise<string> {
@@ -46,6 +55,7 @@ describe('a static mirror of 5,000 entries', () => {
 
   it('verifies every node, renders, filters and sorts', async () => {
     const page = await browser.newPage();
+    mirror.requests.length = 0;
     const started = Date.now();
     await page.goto(`${mirror.url}/`);
     expect(await verdict(page, 60_000)).toBe('verified');
@@ -56,6 +66,10 @@ describe('a static mirror of 5,000 entries', () => {
     const phases = await marks(page);
     expect(await page.textContent('#signature')).toContain(mirror.keyid);
     const nodes = [...mirror.files.keys()].filter((k) => k.includes('/nodes/')).length;
+    // Each node requested once, none twice.
+    const asked = nodeRequests(mirror);
+    expect(new Set(asked).size).toBe(nodes);
+    expect(asked).toHaveLength(nodes);
 
     // Filter: from the input event to the next frame, measured in the page.
     const filterMs = await page.evaluate(async () => {
@@ -105,7 +119,154 @@ describe('a static mirror of 5,000 entries', () => {
     expect(await page.isVisible('#static-note')).toBe(true);
     await page.fill('#filter', 'plugin-004');
     await screenshot(page, 'static-5000-filtered', false);
+    await treeKept(page);
     await page.close();
+  });
+
+  it('verifies a revisit from the nodes this browser kept, requesting none of them', async () => {
+    // Prepare: the tree kept by the visit above, at the same origin.
+    mirror.requests.length = 0;
+    const page = await browser.newPage();
+
+    // Act
+    await page.goto(`${mirror.url}/`);
+
+    // Assess
+    expect(await verdict(page, 60_000)).toBe('verified');
+    expect(await page.textContent('#count')).toBe(`${ENTRIES} modules, the first 200 shown`);
+    expect(nodeRequests(mirror)).toEqual([]);
+    expect(await page.textContent('#facts')).toContain(
+      '1343 checked against their pins (1343 kept by this browser from an earlier visit)',
+    );
+    console.log(`status page, ${ENTRIES} entries, revisit: page clock ${await marks(page)}`);
+    await page.close();
+  });
+});
+
+describe('a publish whose index carries the nodes it wrote', () => {
+  /** 600 entries (depth 2) at an origin of its own, then one more entry, published with its nodes carried. */
+  async function published() {
+    const mirror = await startStaticMirror({ entries: syntheticEntries(600), mirror: 'carry-mesh' });
+    const added = syntheticEntries(601)[600]!;
+    const carried = await mirror.publish([added]);
+    mirror.requests.length = 0;
+    return { mirror, added, carried };
+  }
+
+  it('is listed without requesting the carried nodes', async () => {
+    // Prepare
+    const { mirror, added, carried } = await published();
+    const page = await browser.newPage();
+    try {
+      // Act
+      await page.goto(`${mirror.url}/`);
+
+      // Assess
+      expect(await verdict(page)).toBe('verified');
+      expect(await page.textContent('#count')).toBe('601 modules, the first 200 shown');
+      const asked = nodeRequests(mirror);
+      expect(carried.size).toBe(2);
+      for (const sha256 of carried.keys()) expect(asked).not.toContain(v2Keys.node(sha256));
+      expect(await page.textContent('#facts')).toContain(
+        `${asked.length + 2} checked against their pins (${asked.length} fetched, 2 carried in the index)`,
+      );
+      await page.fill('#filter', added.name);
+      expect(await rowCount(page)).toBe(1);
+    } finally {
+      await page.close();
+      await mirror.stop();
+    }
+  });
+
+  it('fetches instead a carried node that does not match its pin, and is red when the mirror lacks it', async () => {
+    // Prepare: the carried bin altered in the index (not signed, so the signature still verifies),
+    // and the mirror without that bin.
+    const { mirror, added, carried } = await published();
+    const binPin = [...carried].find(([, bytes]) => Buffer.from(bytes).includes('"modules"'))![0];
+    const envelope = JSON.parse(Buffer.from(mirror.files.get(v2Keys.index)!).toString()) as {
+      nodes: { modules?: { name: string; size: number }[] }[];
+    };
+    for (const m of envelope.nodes.flatMap((n) => n.modules ?? [])) if (m.name === added.name) m.size = 1;
+    mirror.override(v2Keys.index, Buffer.from(JSON.stringify(envelope)));
+    mirror.override(v2Keys.node(binPin), undefined);
+    const page = await browser.newPage();
+    try {
+      // Act
+      await page.goto(`${mirror.url}/`);
+
+      // Assess: the altered copy is not used; the node it stood for is missing.
+      expect(await verdict(page)).toBe('failed');
+      expect(await page.textContent('#signature')).toContain('NODE_MISSING');
+      expect(await page.locator('#modules tbody tr').count()).toBe(0);
+      expect(nodeRequests(mirror)).toContain(v2Keys.node(binPin));
+
+      // Act: the mirror serves the bin again (the index still carries the altered copy).
+      mirror.override(v2Keys.node(binPin), mirror.files.get(v2Keys.node(binPin)));
+      mirror.requests.length = 0;
+      await page.reload();
+
+      // Assess: the fetched bin's signed entry is listed, not the altered one.
+      expect(await verdict(page)).toBe('verified');
+      expect(nodeRequests(mirror)).toContain(v2Keys.node(binPin));
+      await page.fill('#filter', added.name);
+      expect(await rowCount(page)).toBe(1);
+      expect(await page.getAttribute('#modules tbody tr[data-i] td.num', 'title')).toBe(
+        `${added.size} bytes`,
+      );
+    } finally {
+      await page.close();
+      await mirror.stop();
+    }
+  });
+});
+
+describe('nodes kept by the browser', () => {
+  it('are used on a revisit only while they match their pins', async () => {
+    // Prepare: a first visit keeps the tree; then one kept bin is altered in IndexedDB.
+    const mirror = await startStaticMirror({ entries: syntheticEntries(40), mirror: 'kept-mesh' });
+    const page = await browser.newPage();
+    try {
+      await page.goto(`${mirror.url}/`);
+      expect(await verdict(page)).toBe('verified');
+      await treeKept(page);
+      const altered = await page.evaluate(async () => {
+        const db = await new Promise<IDBDatabase>((resolve, reject) => {
+          const r = indexedDB.open('wasm-mirror-status');
+          r.onsuccess = () => resolve(r.result);
+          r.onerror = () => reject(r.error);
+        });
+        const key = new URL('.', location.href).href;
+        const nodes = await new Promise<Map<string, Uint8Array>>((resolve, reject) => {
+          const r = db.transaction('trees').objectStore('trees').get(key);
+          r.onsuccess = () => resolve(r.result as Map<string, Uint8Array>);
+          r.onerror = () => reject(r.error);
+        });
+        const text = (b: Uint8Array) => new TextDecoder().decode(b);
+        const [pin, bytes] = [...nodes].find(([, b]) => text(b).includes('"modules"'))!;
+        nodes.set(pin, new TextEncoder().encode(text(bytes).replace('"size":', '"size":1')));
+        await new Promise((resolve, reject) => {
+          const tx = db.transaction('trees', 'readwrite');
+          tx.objectStore('trees').put(nodes, key);
+          tx.oncomplete = resolve;
+          tx.onerror = () => reject(tx.error);
+        });
+        db.close();
+        return pin;
+      });
+      mirror.requests.length = 0;
+
+      // Act
+      await page.reload();
+
+      // Assess: that node alone is requested again, and the list is the signed one.
+      expect(await verdict(page)).toBe('verified');
+      expect(nodeRequests(mirror)).toEqual([v2Keys.node(altered)]);
+      expect(await rowCount(page)).toBe(40);
+      expect(await page.textContent('#facts')).toMatch(/\(1 fetched, \d+ kept by this browser/);
+    } finally {
+      await page.close();
+      await mirror.stop();
+    }
   });
 });
 
@@ -158,7 +319,7 @@ describe('tampering in a small static mirror', () => {
   });
 
   it('refuses a node that does not match its pin', async () => {
-    // A mirror of its own: at another origin, so the good node is not in the browser's cache.
+    // A mirror of its own: at another origin, so the browser has kept nothing of it.
     const fresh = await startStaticMirror({ entries, mirror: 'small-mesh' });
     const bin = [...fresh.files.entries()].find(
       ([path, bytes]) => path.includes('/nodes/') && Buffer.from(bytes).includes('"modules"'),

@@ -4,7 +4,9 @@
  * implementation written from the specifications (DSSE PAE, ECDSA P-256 with SHA-256 over it,
  * docs/manifest-v2.md for the tree). The order is the agent's, and it fails closed: keys,
  * envelope, a signature by a listed and currently valid key, the signed payload, then (v2) every
- * node against the pin its parent gave it before any of its entries is listed.
+ * node against the pin its parent gave it before any of its entries is listed. Nodes a small
+ * publish carries in the index envelope, and nodes this browser kept from an earlier visit, are
+ * checked exactly like fetched ones, and save their requests.
  */
 
 export const INDEX_PAYLOAD_TYPE = 'application/vnd.wasm-mirror.index.v2+json';
@@ -31,7 +33,16 @@ export const limits = {
   maxSignatures: 16,
   maxDepth: 8,
   fanout: 16,
+  /** The agent reads no carried nodes from an envelope that carries more. */
+  carriedNodes: 16,
 } as const;
+
+/**
+ * Node requests in flight at once. An HTTP/1.1 server gets six connections from the browser
+ * whatever this says (the rest wait in the browser's queue at no cost); over HTTP/2, as a CDN
+ * serves the page, more in flight hides more round trips.
+ */
+export const NODE_CONCURRENCY = 32;
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const SHA256_DIGEST = /^sha256:[0-9a-f]{64}$/;
@@ -105,8 +116,29 @@ export interface PageKey {
 /** GET relative to the mirror's root: status and bytes; a network error is a status of 0. */
 export type Fetcher = (path: string) => Promise<{ status: number; bytes: Uint8Array<ArrayBuffer> }>;
 
+/** Where the nodes of a v2 tree came from; every one was checked against its pin. */
+export interface TreeStats {
+  nodes: number;
+  /** In the index envelope's `nodes` field. */
+  carried: number;
+  /** Kept by this browser from an earlier visit. */
+  kept: number;
+  fetched: number;
+}
+
+/** Node bytes by sha256. */
+export type NodeBytes = ReadonlyMap<string, Uint8Array<ArrayBuffer>>;
+
 export type MirrorView =
-  | { state: 'verified'; keyid: string; facts: SignedFacts; modules: ModuleEntry[] }
+  | {
+      state: 'verified';
+      keyid: string;
+      facts: SignedFacts;
+      modules: ModuleEntry[];
+      /** v2: where the nodes came from, and every node of the tree (to keep for the next visit). */
+      tree?: TreeStats;
+      nodes?: NodeBytes;
+    }
   | { state: 'missing' }
   | { state: 'failed'; code: FailureCode; message: string; keyid?: string; facts?: SignedFacts };
 
@@ -114,9 +146,12 @@ export interface LoadOptions {
   now: Date;
   /** Only this key is trusted (the page's `?keyid=`), whatever keys.json lists. */
   pinnedKeyid?: string;
+  /** Called once the index verified (0 nodes read), then after each node. */
   onProgress?: (nodesRead: number, nodesKnown: number) => void;
-  /** Node requests in flight at once. */
+  /** Node requests in flight at once (NODE_CONCURRENCY). */
   concurrency?: number;
+  /** Nodes kept from an earlier visit, used where a pin names them and they still match it. */
+  kept?: Promise<NodeBytes> | NodeBytes;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -277,13 +312,16 @@ export async function importKeys(bytes: Uint8Array): Promise<PageKey[]> {
   return keys;
 }
 
-/** Checks the envelope and returns the verified payload bytes and the keyid that signed them. */
+/**
+ * Checks the envelope and returns the verified payload bytes, the keyid that signed them and the
+ * envelope as parsed (its fields beside the signed payload are not signed).
+ */
 export async function verifyEnvelope(
   bytes: Uint8Array,
   payloadType: string,
   keys: readonly PageKey[],
   now: Date,
-): Promise<{ payload: Uint8Array; keyid: string }> {
+): Promise<{ payload: Uint8Array; keyid: string; envelope: Record<string, unknown> }> {
   const doc = parseJson(bytes, 'the envelope', 'ENVELOPE_MALFORMED');
   if (!isObject(doc)) throw new VerifyError('ENVELOPE_MALFORMED', 'the envelope is not a JSON object');
   if (
@@ -327,7 +365,7 @@ export async function verifyEnvelope(
       }
       const ok =
         raw !== undefined && (await subtle().verify({ name: 'ECDSA', hash: 'SHA-256' }, k.key, raw, message));
-      if (ok) return { payload, keyid: k.keyid };
+      if (ok) return { payload, keyid: k.keyid, envelope: doc };
       sawBadSignature = true;
     }
   }
@@ -405,75 +443,152 @@ interface Job {
   prefix: string;
 }
 
+/** RFC 8785 (JCS) for what JSON.parse gives: keys in UTF-16 order, ECMAScript numbers and strings. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (isObject(value))
+    return `{${Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(value[k])}`)
+      .join(',')}}`;
+  return JSON.stringify(value);
+}
+
 /**
- * Reads the whole v2 tree from the index's root pins, level by level. Each node is hashed and
- * compared with its pin before it is parsed; a page must be the page for its prefix, a bin the
- * bin for its prefix, and every entry of a bin must hash into it.
+ * The nodes a small publish carries in the index envelope's `nodes` field, by the sha256 of their
+ * canonical (JCS) bytes, read as the agent reads them (inlineNodes in shared/core/manifest/v2.ts):
+ * none from a list longer than 16, objects only. The field is not signed: a carried node is used
+ * only for a pin, reached from the signed root, that names exactly its hash, and is then checked
+ * like a fetched one. One altered in transit matches no pin, so it is never looked up and its
+ * node is fetched as if nothing were carried.
+ */
+export async function carriedNodes(value: unknown): Promise<Map<string, Uint8Array<ArrayBuffer>>> {
+  const out = new Map<string, Uint8Array<ArrayBuffer>>();
+  if (!Array.isArray(value) || value.length > limits.carriedNodes) return out;
+  await Promise.all(
+    value.filter(isObject).map(async (node) => {
+      const bytes = encoder.encode(canonicalJson(node));
+      out.set(await sha256Hex(bytes), bytes);
+    }),
+  );
+  return out;
+}
+
+export interface TreeOptions extends Pick<LoadOptions, 'onProgress' | 'concurrency'> {
+  /** The index's carried nodes, by the sha256 of their bytes. */
+  carried?: NodeBytes;
+  /** Nodes kept from an earlier visit, by the pin they were kept under (checked again). */
+  kept?: NodeBytes;
+}
+
+/**
+ * Reads the whole v2 tree from the index's root pins. Each node is hashed and compared with its
+ * pin before it is parsed; a page must be the page for its prefix, a bin the bin for its prefix,
+ * and every entry of a bin must hash into it. One queue, `concurrency` nodes in flight: a page's
+ * children are queued as soon as it is checked, so no level waits for the slowest node of the one
+ * above. The first failure settles the walk; nodes still in flight are then ignored.
  */
 export async function readTree(
   root: readonly (string | null)[],
   depth: number,
   fetcher: Fetcher,
-  options: Pick<LoadOptions, 'onProgress' | 'concurrency'> = {},
-): Promise<ModuleEntry[]> {
-  const modules: ModuleEntry[] = [];
-  let level: Job[] = root.flatMap((pin, i) => (pin === null ? [] : [{ pin, prefix: i.toString(16) }]));
-  let read = 0;
-  let known = level.length;
-  const limit = Math.max(1, options.concurrency ?? 32);
-  while (level.length > 0) {
-    const next: Job[] = [];
-    const bins: ModuleEntry[][] = new Array(level.length);
-    let cursor = 0;
+  options: TreeOptions = {},
+): Promise<{ modules: ModuleEntry[]; stats: TreeStats; nodes: NodeBytes }> {
+  const limit = Math.max(1, options.concurrency ?? NODE_CONCURRENCY);
+  const queue: Job[] = [];
+  const enqueue = (prefix: string, children: readonly (string | null)[]) =>
+    children.forEach((pin, i) => {
+      if (pin !== null) queue.push({ pin, prefix: prefix + i.toString(16) });
+    });
+  enqueue('', root);
+  const bins: [prefix: string, modules: ModuleEntry[]][] = [];
+  const stats: TreeStats = { nodes: 0, carried: 0, kept: 0, fetched: 0 };
+  const nodes = new Map<string, Uint8Array<ArrayBuffer>>();
+  options.onProgress?.(0, queue.length);
+  await new Promise<void>((resolve, reject) => {
+    let next = 0;
+    let active = 0;
     let failed = false;
-    const worker = async () => {
-      while (cursor < level.length && !failed) {
-        const index = cursor++;
-        const job = level[index]!;
-        const node = await readNode(job, depth, fetcher).catch((err: unknown) => {
-          // The others stop at their next node instead of reading a tree already refused.
-          failed = true;
-          throw err;
-        });
-        if (node.type === 'page') {
-          node.children.forEach((pin, i) => {
-            if (pin !== null) next.push({ pin, prefix: job.prefix + i.toString(16) });
-          });
-        } else {
-          bins[index] = node.modules;
-        }
-        read++;
-        if (!failed) options.onProgress?.(read, known + next.length);
+    const fail = (err: unknown) => {
+      failed = true;
+      reject(err);
+    };
+    const start = () => {
+      while (!failed && active < limit && next < queue.length) {
+        const job = queue[next++]!;
+        active++;
+        readNode(job, depth, fetcher, options).then(({ node, bytes, from }) => {
+          active--;
+          if (failed) return;
+          try {
+            if (node.type === 'page') enqueue(job.prefix, node.children);
+            else bins.push([job.prefix, node.modules]);
+            nodes.set(job.pin, bytes);
+            stats[from]++;
+            stats.nodes++;
+            options.onProgress?.(stats.nodes, queue.length);
+          } catch (err) {
+            fail(err);
+            return;
+          }
+          if (active === 0 && next === queue.length) resolve();
+          else start();
+        }, fail);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(limit, level.length) }, worker));
-    for (const bin of bins) if (bin !== undefined) modules.push(...bin);
-    known += next.length;
-    // Prefix order, so the list comes out in bin order whatever order the requests finished in.
-    level = next.sort((a, b) => (a.prefix < b.prefix ? -1 : 1));
-  }
-  return modules;
+    if (queue.length === 0) resolve();
+    else start();
+  });
+  // Prefix order, so the list comes out in bin order whatever order the requests finished in.
+  bins.sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  return { modules: bins.flatMap(([, modules]) => modules), stats, nodes };
 }
 
 type Node = { type: 'page'; children: (string | null)[] } | { type: 'bin'; modules: ModuleEntry[] };
 
-async function readNode(job: Job, depth: number, fetcher: Fetcher): Promise<Node> {
+/**
+ * One node: carried by the index, else kept from an earlier visit if it still matches its pin,
+ * else fetched. Whatever the source, the bytes must match the pin and be the node for the position.
+ */
+async function readNode(
+  job: Job,
+  depth: number,
+  fetcher: Fetcher,
+  sources: TreeOptions,
+): Promise<{ node: Node; bytes: Uint8Array<ArrayBuffer>; from: 'carried' | 'kept' | 'fetched' }> {
   const { pin, prefix } = job;
   const isBin = prefix.length === depth;
-  const res = await fetcher(paths.node(pin));
-  if (res.status === 404)
-    throw new VerifyError('NODE_MISSING', `node ${prefix} (${pin}) is pinned but missing`);
-  if (res.status !== 200) throw new VerifyError('FETCH_FAILED', `node ${prefix}: HTTP ${res.status}`);
   const cap = isBin ? limits.binBytes : limits.pageBytes;
-  if (res.bytes.length > cap) throw new VerifyError('NODE_INVALID', `node ${prefix} is over ${cap} bytes`);
-  const actual = await sha256Hex(res.bytes);
+  let from: 'carried' | 'kept' | 'fetched' = 'carried';
+  let bytes = sources.carried?.get(pin);
+  if (bytes === undefined) {
+    from = 'kept';
+    bytes = sources.kept?.get(pin);
+    // A kept copy that no longer matches (storage is not trusted either) is fetched instead.
+    if (bytes !== undefined && (bytes.length > cap || (await sha256Hex(bytes)) !== pin)) bytes = undefined;
+  }
+  if (bytes === undefined) {
+    from = 'fetched';
+    const res = await fetcher(paths.node(pin));
+    if (res.status === 404)
+      throw new VerifyError('NODE_MISSING', `node ${prefix} (${pin}) is pinned but missing`);
+    if (res.status !== 200) throw new VerifyError('FETCH_FAILED', `node ${prefix}: HTTP ${res.status}`);
+    bytes = res.bytes;
+  }
+  if (bytes.length > cap) throw new VerifyError('NODE_INVALID', `node ${prefix} is over ${cap} bytes`);
+  const actual = from === 'kept' ? pin : await sha256Hex(bytes);
   if (actual !== pin) {
     throw new VerifyError(
       'NODE_HASH_MISMATCH',
       `node ${prefix} has sha256 ${actual}, the signed index pins ${pin}`,
     );
   }
-  const doc = parseJson(res.bytes, `node ${prefix}`, 'NODE_INVALID');
+  return { node: await decodeNode(bytes, prefix, isBin), bytes, from };
+}
+
+/** The checks after the hash: strict shape, type and prefix for the position, bin entries. */
+async function decodeNode(bytes: Uint8Array, prefix: string, isBin: boolean): Promise<Node> {
+  const doc = parseJson(bytes, `node ${prefix}`, 'NODE_INVALID');
   if (!isObject(doc) || doc.prefix !== prefix)
     throw new VerifyError(
       'NODE_INVALID',
@@ -488,7 +603,18 @@ async function readNode(job: Job, depth: number, fetcher: Fetcher): Promise<Node
   if (doc.type !== BIN_TYPE || keys !== 'modules,prefix,type' || !Array.isArray(doc.modules))
     throw new VerifyError('NODE_INVALID', `node ${prefix} is not a bin`);
   const modules = doc.modules.map((m, i) => checkModule(m, `bin ${prefix} entry ${i}`, 'NODE_INVALID'));
-  const hashes = await Promise.all(modules.map((m) => sha256Hex(encoder.encode(m.name))));
+  // Entries are sorted by name, each name once per tag: one digest per name.
+  const byName = new Map<string, Promise<string>>();
+  const hashes = await Promise.all(
+    modules.map((m) => {
+      let hash = byName.get(m.name);
+      if (hash === undefined) {
+        hash = sha256Hex(encoder.encode(m.name));
+        byName.set(m.name, hash);
+      }
+      return hash;
+    }),
+  );
   modules.forEach((m, i) => {
     if (!hashes[i]!.startsWith(prefix))
       throw new VerifyError('NODE_INVALID', `entry ${m.name} does not hash into bin ${prefix}`);
@@ -507,6 +633,9 @@ export async function loadMirror(fetcher: Fetcher, options: LoadOptions): Promis
   let keyid: string | undefined;
   let facts: SignedFacts | undefined;
   try {
+    // The index is requested with the keys, not after them: one round trip less.
+    const indexRes = fetcher(paths.index);
+    indexRes.catch(() => undefined);
     const keysRes = await fetcher(paths.keys);
     if (keysRes.status !== 200)
       throw new VerifyError('KEYS_UNAVAILABLE', `keys.json could not be read (HTTP ${keysRes.status})`);
@@ -518,7 +647,7 @@ export async function loadMirror(fetcher: Fetcher, options: LoadOptions): Promis
     }
 
     let format: 'v1' | 'v2' = 'v2';
-    let res = await fetcher(paths.index);
+    let res = await indexRes;
     if (res.status === 404) {
       format = 'v1';
       res = await fetcher(paths.latest);
@@ -553,14 +682,21 @@ export async function loadMirror(fetcher: Fetcher, options: LoadOptions): Promis
       throw schema('the index has a bad depth');
     facts = signedFacts(doc, 'v2', doc.entries);
     const root = pins(doc.root, 'the index root', 'SCHEMA_ERROR');
-    const modules = await readTree(root, doc.depth, fetcher, options);
+    const [carried, kept] = await Promise.all([carriedNodes(verified.envelope.nodes), options.kept]);
+    const { onProgress, concurrency } = options;
+    const { modules, stats, nodes } = await readTree(root, doc.depth, fetcher, {
+      carried,
+      ...(kept === undefined ? {} : { kept }),
+      ...(onProgress === undefined ? {} : { onProgress }),
+      ...(concurrency === undefined ? {} : { concurrency }),
+    });
     if (modules.length !== doc.entries) {
       throw new VerifyError(
         'NODE_INVALID',
         `the tree holds ${modules.length} entries, the signed index says ${doc.entries}`,
       );
     }
-    return { state: 'verified', keyid, facts, modules };
+    return { state: 'verified', keyid, facts, modules, tree: stats, nodes };
   } catch (err) {
     const e =
       err instanceof VerifyError
