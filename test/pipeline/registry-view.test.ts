@@ -282,6 +282,26 @@ sources:
     expect(ociNamesOf(config, 'q.io/plugins/a')).toEqual([]);
   });
 
+  it('removes what a source served once its allow-list no longer takes the repository', async () => {
+    // Prepare
+    const entry = await intake('plugins/a', '1.0', 'narrowed');
+    await publish([entry]);
+    await syncPending(deps());
+    config = parseConfig(`
+mirror: { name: view-mesh, manifestTtl: 48h }
+sources:
+  - { id: local, type: distribution, registry: r.io, repositories: ["plugins/b"], webhookSecretEnv: HOOK_TOKEN }
+`);
+    const before = (await viewKeys()).length;
+    // Act
+    const swept = await sweepRegistryView(deps());
+    // Assess
+    expect(before).toBe(6);
+    expect(swept).toMatchObject({ names: 0, deleted: 6, failed: 0 });
+    expect(await viewKeys()).toEqual([]);
+    expect(await listed(store, statePrefixes.registry)).toEqual([`${statePrefixes.registry}sweep.json`]);
+  });
+
   it('refuses a kept manifest whose bytes are not its digest, and still serves every other name', async () => {
     // Prepare
     const entry = await intake('plugins/a', '1.0', 'tampered');

@@ -86,12 +86,19 @@ const SWEEP_KEY = `${statePrefixes.registry}sweep.json`;
 
 /** The `/v2/` names that serve a manifest entry name (one per source whose registry and allow-list take it). */
 export function ociNamesOf(config: Pick<MirrorConfig, 'sources'>, name: string): string[] {
-  const out: string[] = [];
+  return candidatesOf(config, name)
+    .filter((c) => c.allowed)
+    .map((c) => c.ociName);
+}
+
+/** Every source pulling from the name's registry, and whether its allow-list (still) takes it. */
+function candidatesOf(config: Pick<MirrorConfig, 'sources'>, name: string) {
+  const out: { ociName: string; allowed: boolean }[] = [];
   for (const source of config.sources) {
     if (!name.startsWith(`${source.registry}/`)) continue;
     const repository = name.slice(source.registry.length + 1);
     const ociName = `${source.id}/${repository}`;
-    if (matchesAny(source.repositories, repository) && isValidOciName(ociName)) out.push(ociName);
+    if (isValidOciName(ociName)) out.push({ ociName, allowed: matchesAny(source.repositories, repository) });
   }
   return out;
 }
@@ -216,9 +223,11 @@ export async function syncName(
         : await deps.notes.read(deps.store, name, entry.ociDigest);
     if (note !== undefined) served.push({ entry, note });
   }
-  for (const ociName of ociNamesOf(deps.config, name)) {
-    const r = await syncObjects(deps, ociName, desiredObjects(deps, ociName, served));
-    add(result, { ...r, names: 1, failed: 0 });
+  // A source whose allow-list no longer takes the name serves nothing of it: what it had goes.
+  for (const { ociName, allowed } of candidatesOf(deps.config, name)) {
+    const desired = allowed ? desiredObjects(deps, ociName, served) : new Map<string, Desired>();
+    const r = await syncObjects(deps, ociName, desired);
+    add(result, { ...r, names: allowed ? 1 : 0, failed: 0 });
   }
   return result;
 }
