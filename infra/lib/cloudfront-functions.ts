@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DeploymentError } from './deployment.ts';
 import { REPO_ROOT } from './paths.ts';
 
 /** CloudFront Functions refuse code larger than this. */
@@ -45,9 +46,19 @@ function loadFunction(file: string): string {
     .join('\n')}\n`;
 }
 
-/** The viewer-request function for `/v2*`, serving the names of these sources. */
+/**
+ * The viewer-request function for `/v2*`, serving the names of these sources. Refuses at synth
+ * when so many sources would make the function larger than CloudFront accepts.
+ */
 export function registryRequestCode(sourceIds: readonly string[]): string {
-  return substituteSourceIds(loadFunction('registry-request.js'), sourceIds);
+  const code = substituteSourceIds(loadFunction('registry-request.js'), sourceIds);
+  const size = Buffer.byteLength(code);
+  if (size > CLOUDFRONT_FUNCTION_MAX_BYTES) {
+    throw new DeploymentError(
+      `the ${sourceIds.length} source ids make the /v2/ CloudFront Function ${size} bytes, over CloudFront's ${CLOUDFRONT_FUNCTION_MAX_BYTES}: use fewer or shorter source ids`,
+    );
+  }
+  return code;
 }
 
 /** The viewer-response function for `/v2*`. */

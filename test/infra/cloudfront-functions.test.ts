@@ -16,6 +16,7 @@ import {
   SOURCE_IDS_PLACEHOLDER,
   substituteSourceIds,
 } from '../../infra/lib/cloudfront-functions.ts';
+import { DeploymentError } from '../../infra/lib/deployment.ts';
 import { registryKeys, registryMetadata } from '../../shared/core/storage-keys.ts';
 
 type Handler = (event: unknown) => unknown;
@@ -678,6 +679,16 @@ describe('the functions as CloudFront takes them', () => {
     expect(request).toBeLessThan(CLOUDFRONT_FUNCTION_MAX_BYTES);
     expect(response).toBeLessThan(CLOUDFRONT_FUNCTION_MAX_BYTES);
     expect(CLOUDFRONT_FUNCTION_MAX_BYTES).toBe(10 * 1024);
+  });
+
+  it('refuses at synth a source list that would make the function larger than CloudFront takes', () => {
+    // Prepare: 100 ids of the longest length the config allows.
+    const many = Array.from({ length: 100 }, (_, i) => `${'s'.repeat(60)}${String(i).padStart(3, '0')}`);
+    // Act / Assess: a DeploymentError, which `cdk synth` prints as one line.
+    expect(() => registryRequestCode(many)).toThrow(DeploymentError);
+    expect(() => registryRequestCode(many)).toThrow(
+      /100 source ids make the \/v2\/ CloudFront Function \d+ bytes/,
+    );
   });
 
   it('puts the source ids into the request function as a JSON array', () => {
