@@ -67,7 +67,7 @@ export const statePrefixes = {
   unlistedOci: 'state/unlisted-oci/',
   /** `state/oci-refs/<blob hex>/…`: which `oci` notes reach a kept blob, so deleting it reads no note per listed entry. */
   ociRefs: 'state/oci-refs/',
-  /** `state/registry/<sha256(ociName)>.json`: which `registry/` objects a name has (the publisher's alone). */
+  /** `state/registry/<source>/<sha256(ociName)>.json`: which `registry/` objects a name has (the publisher's alone). */
   registry: 'state/registry/',
   /** `state/registry-pending/<sha256(name)>`: a name whose `registry/` objects may lag the signed manifest. */
   registryPending: 'state/registry-pending/',

@@ -299,7 +299,32 @@ sources:
     expect(before).toBe(6);
     expect(swept).toMatchObject({ names: 0, deleted: 6, failed: 0 });
     expect(await viewKeys()).toEqual([]);
-    expect(await listed(store, statePrefixes.registry)).toEqual([`${statePrefixes.registry}sweep.json`]);
+    expect((await listed(store, statePrefixes.registry)).sort()).toEqual([
+      `${statePrefixes.registry}sources.json`,
+      `${statePrefixes.registry}sweep.json`,
+    ]);
+  });
+
+  it('removes what a source left once it is no longer in the config, and serves its successor', async () => {
+    // Prepare: the same registry, first as source "local", then renamed "plugins-r".
+    const entry = await intake('plugins/a', '1.0', 'renamed');
+    await publish([entry]);
+    await syncPending(deps());
+    config = parseConfig(`
+mirror: { name: view-mesh, manifestTtl: 48h }
+sources:
+  - { id: plugins-r, type: distribution, registry: r.io, repositories: ["plugins/**"], webhookSecretEnv: HOOK_TOKEN }
+`);
+    // Act
+    const swept = await sweepRegistryView(deps());
+    // Assess
+    const keys = await viewKeys();
+    expect(keys.filter((k) => k.startsWith('registry/local/'))).toEqual([]);
+    expect(keys).toContain(registryKeys.manifest('plugins-r/plugins/a', '1.0'));
+    expect(swept).toMatchObject({ names: 1, written: 6, deleted: 6, failed: 0 });
+    expect(await listed(store, `${statePrefixes.registry}local/`)).toEqual([]);
+    const sources = JSON.parse(await text(`${statePrefixes.registry}sources.json`)) as string[];
+    expect(sources).toEqual(['plugins-r']);
   });
 
   it('refuses a kept manifest whose bytes are not its digest, and still serves every other name', async () => {

@@ -81,8 +81,14 @@ const CONCURRENCY = 8;
 
 const hashOf = (text: string): string => createHash('sha256').update(text).digest('hex');
 const pendingKey = (name: string) => `${statePrefixes.registryPending}${hashOf(name)}`;
-const stateKey = (ociName: string) => `${statePrefixes.registry}${hashOf(ociName)}.json`;
+const sourceOf = (ociName: string) => ociName.slice(0, ociName.indexOf('/'));
+/** Under the source's id, so what a source removed from the config left can be found by it. */
+const stateKey = (ociName: string) => `${statePrefixes.registry}${sourceOf(ociName)}/${hashOf(ociName)}.json`;
 const SWEEP_KEY = `${statePrefixes.registry}sweep.json`;
+/** The source ids that may have objects: a source that leaves the config is cleaned up by it. */
+const SOURCES_KEY = `${statePrefixes.registry}sources.json`;
+/** State notes of removed sources cleaned up per sweep. */
+const MAX_REMOVED_NOTES = 100;
 
 /** The `/v2/` names that serve a manifest entry name (one per source whose registry and allow-list take it). */
 export function ociNamesOf(config: Pick<MirrorConfig, 'sources'>, name: string): string[] {
@@ -156,6 +162,7 @@ const emptyResult = (): RegistrySyncResult => ({ names: 0, written: 0, deleted: 
  * Compares the next slice of names (bins in prefix order, from where the last sweep stopped)
  * with their objects and repairs what differs: a name listed before the view existed, an object
  * deleted by hand, a lost state note. Stops after `maxNames` names; the next sweep goes on.
+ * Then removes what sources no longer in the config left behind.
  */
 export async function sweepRegistryView(deps: RegistryViewDeps, maxNames = 200): Promise<RegistrySyncResult> {
   const index = await readIndex(deps.store);
@@ -179,6 +186,7 @@ export async function sweepRegistryView(deps: RegistryViewDeps, maxNames = 200):
   await forEachLimited([...byName], CONCURRENCY, async ([name, entries]) => {
     add(total, await syncIsolated(deps, name, async () => entries));
   });
+  total.deleted += await cleanRemovedSources(deps);
   await deps.store.put(
     SWEEP_KEY,
     Buffer.from(JSON.stringify({ next: bin.toString(16).padStart(depth, '0') })),
@@ -348,6 +356,7 @@ async function syncObjects(
       contentType: 'application/json',
     });
   if (toWrite.length > 0) {
+    await recordSource(deps, sourceOf(ociName));
     const widened = { ...had };
     for (const [k] of toWrite) widened[k] = UNKNOWN;
     await save(widened);
@@ -361,6 +370,77 @@ async function syncObjects(
   if (desired.size === 0) await deps.store.delete(key);
   else await save(Object.fromEntries([...desired].map(([k, d]) => [k, d.fingerprint])));
   return { written: toWrite.length, deleted: toDelete.length };
+}
+
+/** Source ids already in `sources.json`, per store: read and written at most once per new id. */
+const recorded = new WeakMap<ObjectStore, Promise<Set<string> | undefined>>();
+
+/** Adds a source id to `sources.json` before its first object is written (serialised per store). */
+function recordSource(deps: RegistryViewDeps, sourceId: string): Promise<Set<string>> {
+  const previous = recorded.get(deps.store) ?? Promise.resolve(undefined);
+  // After a failure the next caller reads the file again.
+  const next = previous
+    .catch(() => undefined)
+    .then(async (known) => {
+      const ids = known ?? new Set(await readSources(deps.store));
+      if (ids.has(sourceId)) return ids;
+      const merged = new Set([...(await readSources(deps.store)), ...ids, sourceId]);
+      await writeSources(deps.store, merged);
+      return merged;
+    });
+  recorded.set(deps.store, next);
+  return next;
+}
+
+async function readSources(store: ObjectStore): Promise<string[]> {
+  const ids = await readJson<unknown>(store, SOURCES_KEY, 64 * 1024);
+  return Array.isArray(ids) ? ids.filter((id): id is string => typeof id === 'string') : [];
+}
+
+function writeSources(store: ObjectStore, ids: Iterable<string>) {
+  return store.put(SOURCES_KEY, Buffer.from(JSON.stringify([...ids].sort())), {
+    contentType: 'application/json',
+  });
+}
+
+/**
+ * Deletes what sources no longer in the config left (their `/v2/` names are not routed any more):
+ * each state note's objects, then the note; a source with no notes left leaves `sources.json`.
+ */
+async function cleanRemovedSources(deps: RegistryViewDeps): Promise<number> {
+  const configured = new Set(deps.config.sources.map((source) => source.id));
+  const ids = await readSources(deps.store);
+  let deleted = 0;
+  let budget = MAX_REMOVED_NOTES;
+  const kept: string[] = [];
+  for (const id of ids) {
+    if (configured.has(id)) {
+      kept.push(id);
+      continue;
+    }
+    let left = false;
+    for await (const object of deps.store.list(`${statePrefixes.registry}${id}/`)) {
+      if (budget-- <= 0) {
+        left = true;
+        break;
+      }
+      const note = await readJson<Partial<StateNote>>(deps.store, object.key, MAX_STATE_BYTES);
+      const keys = Object.keys(
+        typeof note?.objects === 'object' && note.objects !== null ? note.objects : {},
+      );
+      for (const key of keys.filter((k) => k.startsWith(`${registryKeys.prefix}${id}/`))) {
+        await deps.store.delete(key);
+        deleted++;
+      }
+      await deps.store.delete(object.key);
+    }
+    if (left) kept.push(id);
+  }
+  if (kept.length !== ids.length) {
+    await writeSources(deps.store, kept);
+    recorded.delete(deps.store);
+  }
+  return deleted;
 }
 
 async function readJson<T>(store: ObjectStore, key: string, maxBytes: number): Promise<T | undefined> {
