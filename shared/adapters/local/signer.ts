@@ -17,10 +17,9 @@ import {
 } from 'node:crypto';
 import { access, link, mkdir, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { storageKeys } from '../../core/domain.ts';
 import { WasmMirrorError } from '../../core/errors.ts';
 import { parseEnvelope } from '../../core/manifest/index.ts';
-import { MAX_OWN_MANIFEST_BYTES } from '../../core/pipeline/state.ts';
+import { readNewestSignedBytes } from '../../core/pipeline/state.ts';
 import type { ObjectStore, Signer } from '../../core/ports.ts';
 import { writeFileAtomic, writeNewFile } from '../../platform/files.ts';
 
@@ -92,24 +91,16 @@ export interface LoadKeyOptions {
 }
 
 /**
- * The keyids that signed the newest manifest in `store` (latest.json, or the highest version
- * when latest.json is gone, as the publisher reads it), or undefined when none was published.
+ * The keyids that signed the newest signed document in `store` (the v2 index, or v1's manifest on
+ * a mirror without one, found as the publisher finds what to build on), or undefined when none
+ * was published.
  */
 export async function publishedKeyIds(store: ObjectStore): Promise<{ keyids: string[] } | undefined> {
-  let newest = await store.getBytes(storageKeys.latestManifest, MAX_OWN_MANIFEST_BYTES);
-  if (newest === undefined) {
-    let highest = 0;
-    for await (const object of store.list('manifests/')) {
-      const match = /^manifests\/([1-9][0-9]*)\.json$/.exec(object.key);
-      if (match !== null) highest = Math.max(highest, Number(match[1]));
-    }
-    if (highest === 0) return undefined;
-    newest = await store.getBytes(storageKeys.manifest(highest), MAX_OWN_MANIFEST_BYTES);
-    if (newest === undefined) return { keyids: [] };
-  }
+  const newest = await readNewestSignedBytes(store);
+  if (newest === undefined) return undefined;
   try {
     return {
-      keyids: parseEnvelope(newest.bytes)
+      keyids: parseEnvelope(newest)
         .signatures.map((s) => s.keyid)
         .filter((id) => id !== ''),
     };

@@ -1,18 +1,16 @@
 /** `wasm-mirror wasmplugin`: print an Istio WasmPlugin pinned to the mirror URL and the module's sha256. */
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { isCollection, isMap, isScalar, isSeq, parseDocument, stringify, visit } from 'yaml';
 import { readManifestSource } from '../../agent/index.ts';
 import { loadConfigFile } from '../../core/config.ts';
 import type { ManifestModule, ManifestPayload } from '../../core/domain.ts';
-import { WasmMirrorError } from '../../core/errors.ts';
-import { readCapped } from '../../core/io.ts';
+import { isWasmMirrorError, WasmMirrorError } from '../../core/errors.ts';
 import { loadTrustedKeys, validatePayload, verifyManifest } from '../../core/manifest/index.ts';
-import { isIndexMediaType, MANIFEST_MEDIA_TYPES } from '../../core/oci/media-types.ts';
 import { isValidOciName } from '../../core/pipeline/oci-view.ts';
 import { decodeUtf8Strict, parseStrictJson, StrictJsonError } from '../../core/strict-json.ts';
-import { asDescriptor, istioIndexEntry, istioLoadsFormat } from '../../core/wasm/formats.ts';
+import { istioLoadsFormat } from '../../core/wasm/formats.ts';
+import { OciWasmPuller, type ResolvedWasm } from '../../core/wasm/puller.ts';
 import { type CliIo, parseCommandArgs } from '../io.ts';
 import { readMirrorListing } from '../listing.ts';
 import { readKeys } from './verify.ts';
@@ -262,13 +260,11 @@ async function sourceFromConfig(moduleName: string, configFile: string | undefin
   );
 }
 
-const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-
 /**
  * The oci:// reference and the digest Istio compares for it. Istio checks the digest of the image
  * it loads (go-containerregistry's remote.Image: for an index, its linux/amd64 or platform-less
- * entry), so the manifest is read from the mirror's own endpoint, checked against the digest the
- * verified manifest lists, and an index is resolved the way the puller and Istio resolve it.
+ * entry), so the reference is resolved on the mirror's own registry API by the puller, the way it
+ * resolves an upstream one, and the top manifest must be the digest the verified manifest lists.
  */
 async function ociPin(
   m: ManifestModule,
@@ -289,73 +285,35 @@ async function ociPin(
       `--source ${JSON.stringify(sourceId)} does not make a repository name`,
     );
   }
-  const reference = m.tag === '' ? m.ociDigest : m.tag;
-  const top = await fetchMirrorManifest(mirrorUrl, ociName, reference, m.ociDigest);
-  let digest = m.ociDigest;
-  for (let manifest = top, depth = 0; isIndexMediaType(manifest.mediaType); depth++) {
-    const entries = manifest.json.manifests;
-    if (depth === 4 || !Array.isArray(entries)) {
-      throw new WasmMirrorError(
-        'REGISTRY_PROTOCOL',
-        `index ${digest} from the mirror is not one Istio loads`,
-      );
-    }
-    const entry = istioIndexEntry(entries.map((e, i) => asDescriptor(e, `index entry ${i}`)));
-    if (entry === undefined) {
-      throw new WasmMirrorError('UNSUPPORTED_FORMAT', `index ${digest} has no entry Istio would load`);
-    }
-    digest = entry.digest;
-    manifest = await fetchMirrorManifest(mirrorUrl, ociName, digest, digest);
-  }
-  const host = new URL(mirrorUrl).host;
-  const ref = m.tag === '' ? `@${m.ociDigest}` : `:${m.tag}`;
-  return { url: `oci://${host}/${ociName}${ref}`, sha256: digest.slice('sha256:'.length) };
-}
-
-async function fetchMirrorManifest(
-  mirrorUrl: string,
-  ociName: string,
-  reference: string,
-  expected: string,
-): Promise<{ mediaType: string; json: { manifests?: unknown } }> {
-  const url = `${mirrorUrl}/v2/${ociName}/manifests/${reference}`;
-  let res: Response;
+  const mirror = new URL(mirrorUrl);
+  let resolved: ResolvedWasm;
   try {
-    res = await fetch(url, {
-      headers: { accept: MANIFEST_MEDIA_TYPES.join(', ') },
-      signal: AbortSignal.timeout(30_000),
+    resolved = await new OciWasmPuller().resolve({
+      registry: mirror.host,
+      repository: ociName,
+      reference: m.tag === '' ? m.ociDigest : m.tag,
+      insecure: mirror.protocol === 'http:',
     });
   } catch (err) {
-    throw new WasmMirrorError('MIRROR_UNAVAILABLE', `GET ${url}: ${(err as Error).message}`, { cause: err });
-  }
-  if (!res.ok || res.body === null) {
-    await res.body?.cancel().catch(() => {});
+    // An unknown name or reference: most often the wrong source id.
+    if (!isWasmMirrorError(err, 'MANIFEST_UNKNOWN') && !isWasmMirrorError(err, 'NAME_UNKNOWN')) throw err;
     throw new WasmMirrorError(
-      res.status === 404 ? 'MANIFEST_UNKNOWN' : 'MIRROR_UNAVAILABLE',
-      `GET ${url}: ${res.status}${res.status === 404 ? ' (is --source the right source id, and does the mirror keep this entry for its registry API?)' : ''}`,
+      'MANIFEST_UNKNOWN',
+      `${err.message} (is --source the right source id, and does the mirror keep this entry for its registry API?)`,
+      { cause: err },
     );
   }
-  const bytes = await readCapped(
-    res.body as unknown as AsyncIterable<Uint8Array>,
-    MAX_MANIFEST_BYTES,
-    () => new WasmMirrorError('SIZE_EXCEEDED', `GET ${url}: manifest over ${MAX_MANIFEST_BYTES} bytes`),
-  );
-  const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-  if (actual !== expected) {
+  if (resolved.ociDigest !== m.ociDigest) {
     throw new WasmMirrorError(
       'DIGEST_MISMATCH',
-      `GET ${url}: digest ${actual}, the signed manifest says ${expected}`,
+      `the mirror's registry API answers ${ociName} with ${resolved.ociDigest}; the signed manifest says ${m.ociDigest}`,
     );
   }
-  const json = JSON.parse(Buffer.from(bytes).toString('utf8')) as {
-    mediaType?: unknown;
-    manifests?: unknown;
+  const ref = m.tag === '' ? `@${m.ociDigest}` : `:${m.tag}`;
+  return {
+    url: `oci://${mirror.host}/${ociName}${ref}`,
+    sha256: resolved.imageDigest.slice('sha256:'.length),
   };
-  const mediaType =
-    typeof json.mediaType === 'string'
-      ? json.mediaType
-      : (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
-  return { mediaType, json };
 }
 
 function localDirNote(fileUrl: string, remoteUrl: string | undefined): string {

@@ -41,11 +41,12 @@ import { changedNames, markPending } from './registry-view.ts';
 import { applyRetention, retentionFor } from './retention.ts';
 import {
   entryKey,
+  highestIndexKey,
+  highestManifestKey,
   readIndex,
   readIndexAt,
   readLatestManifest,
   readManifest,
-  type StoredManifest,
   storeNodeLoader,
 } from './state.ts';
 
@@ -197,9 +198,12 @@ function fromIndex(p: IndexPayload): Base {
  * a v1 manifest (the tree is built from its list, its version continued); else nothing yet.
  */
 async function readBase(deps: PublisherDeps): Promise<Base> {
-  const index = (await readIndex(deps.store)) ?? (await readHighestIndex(deps.store));
+  const index =
+    (await readIndex(deps.store)) ?? (await readIndexAt(deps.store, await highestIndexKey(deps.store)));
   if (index !== undefined) return fromIndex(index.payload);
-  const v1 = (await readLatestManifest(deps.store)) ?? (await readHighestVersion(deps.store));
+  const v1 =
+    (await readLatestManifest(deps.store)) ??
+    (await readManifest(deps.store, await highestManifestKey(deps.store)));
   if (v1 !== undefined) {
     const { version, mirror, issuedAt, expiresAt, modules } = v1.payload;
     const depth = depthFor(modules.length);
@@ -350,24 +354,6 @@ async function ensureLegacyManifest(deps: PublisherDeps, base: Base, load: NodeL
     { root, nodes: new Map() },
     load,
   );
-}
-
-async function readHighestIndex(store: PublisherDeps['store']) {
-  let highest = 0;
-  for await (const object of store.list('manifests/v2/index/')) {
-    const match = /^manifests\/v2\/index\/([1-9][0-9]*)\.json$/.exec(object.key);
-    if (match !== null) highest = Math.max(highest, Number(match[1]));
-  }
-  return highest === 0 ? undefined : readIndexAt(store, v2Keys.indexVersion(highest));
-}
-
-async function readHighestVersion(store: PublisherDeps['store']): Promise<StoredManifest | undefined> {
-  let highest = 0;
-  for await (const object of store.list('manifests/')) {
-    const match = /^manifests\/([1-9][0-9]*)\.json$/.exec(object.key);
-    if (match !== null) highest = Math.max(highest, Number(match[1]));
-  }
-  return highest === 0 ? undefined : readManifest(store, storageKeys.manifest(highest));
 }
 
 function needsResign(base: Base, deps: PublisherDeps, now: Date): boolean {

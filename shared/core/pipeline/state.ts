@@ -55,7 +55,11 @@ export function decodeOwnEnvelope(bytes: Uint8Array, key: string): ManifestPaylo
   }
 }
 
-export async function readManifest(store: ObjectStore, key: string): Promise<StoredManifest | undefined> {
+export async function readManifest(
+  store: ObjectStore,
+  key: string | undefined,
+): Promise<StoredManifest | undefined> {
+  if (key === undefined) return undefined;
   const found = await store.getBytes(key, MAX_OWN_MANIFEST_BYTES);
   if (found === undefined) return undefined;
   return { payload: decodeOwnEnvelope(found.bytes, key), bytes: found.bytes };
@@ -63,6 +67,54 @@ export async function readManifest(store: ObjectStore, key: string): Promise<Sto
 
 export function readLatestManifest(store: ObjectStore): Promise<StoredManifest | undefined> {
   return readManifest(store, storageKeys.latestManifest);
+}
+
+/** The highest numbered v1 manifest's key, or undefined when none was written. */
+export function highestManifestKey(store: ObjectStore): Promise<string | undefined> {
+  return highestKey(store, 'manifests/', /^manifests\/([1-9][0-9]*)\.json$/, storageKeys.manifest);
+}
+
+/** The highest v2 index version's key, or undefined when none was written. */
+export function highestIndexKey(store: ObjectStore): Promise<string | undefined> {
+  return highestKey(
+    store,
+    'manifests/v2/index/',
+    /^manifests\/v2\/index\/([1-9][0-9]*)\.json$/,
+    v2Keys.indexVersion,
+  );
+}
+
+async function highestKey(
+  store: ObjectStore,
+  prefix: string,
+  pattern: RegExp,
+  keyOf: (version: number) => string,
+): Promise<string | undefined> {
+  let highest = 0;
+  for await (const object of store.list(prefix)) {
+    const match = pattern.exec(object.key);
+    if (match !== null) highest = Math.max(highest, Number(match[1]));
+  }
+  return highest === 0 ? undefined : keyOf(highest);
+}
+
+/**
+ * The bytes of the newest signed document, found the way the publisher finds what to build on:
+ * the v2 index (index.json, else its highest version), else v1's latest.json (else its highest
+ * version). Undefined when nothing was ever published.
+ */
+export async function readNewestSignedBytes(store: ObjectStore): Promise<Uint8Array | undefined> {
+  for (const key of [
+    v2Keys.index,
+    await highestIndexKey(store),
+    storageKeys.latestManifest,
+    await highestManifestKey(store),
+  ]) {
+    if (key === undefined) continue;
+    const found = await store.getBytes(key, MAX_OWN_MANIFEST_BYTES);
+    if (found !== undefined) return found.bytes;
+  }
+  return undefined;
 }
 
 /** Identity of a listed entry: a (name, tag) appears once. */
@@ -98,7 +150,11 @@ export function decodeOwnIndex(bytes: Uint8Array, key: string): IndexPayload {
   }
 }
 
-export async function readIndexAt(store: ObjectStore, key: string): Promise<StoredIndex | undefined> {
+export async function readIndexAt(
+  store: ObjectStore,
+  key: string | undefined,
+): Promise<StoredIndex | undefined> {
+  if (key === undefined) return undefined;
   const found = await store.getBytes(key, MAX_INDEX_BYTES);
   if (found === undefined) return undefined;
   return { payload: decodeOwnIndex(found.bytes, key), bytes: found.bytes };

@@ -27,9 +27,12 @@ import {
   PUBLIC_KEY_FILE,
   publishedKeyIds,
 } from '../../../shared/adapters/local/signer.ts';
+import { parseConfig } from '../../../shared/core/config.ts';
 import { storageKeys } from '../../../shared/core/domain.ts';
 import { isWasmMirrorError } from '../../../shared/core/errors.ts';
 import { loadTrustedKeys, signManifest } from '../../../shared/core/manifest/index.ts';
+import { createPublisher } from '../../../shared/core/pipeline/publish.ts';
+import { noMetrics, silentLogger, systemClock } from '../../../shared/core/ports.ts';
 import { newSigner, payloadOf } from '../../manifest/helpers.ts';
 
 let dir: string;
@@ -210,5 +213,30 @@ describe('publishedKeyIds', () => {
     }
     // Act / Assess
     expect(await publishedKeyIds(store)).toEqual({ keyids: [await signer.keyId()] });
+  });
+
+  it('reads a v2-only mirror (no v1 manifests), so a lost key there is refused too', async () => {
+    // Prepare: what the publisher writes with legacyManifest off.
+    const root = join(dir, 'data');
+    mkdirSync(root);
+    const store = await FsObjectStore.open({ root });
+    const signer = await loadOrCreateKey(keyDir);
+    const config = parseConfig('mirror: { name: v2-only, legacyManifest: false }');
+    await createPublisher({
+      config,
+      store,
+      signer,
+      clock: systemClock,
+      logger: silentLogger,
+      metrics: noMetrics,
+    })([{ kind: 'resign', reason: 'manual' }]);
+    // Act
+    const published = await publishedKeyIds(store);
+    rmSync(keyDir, { recursive: true, force: true });
+    const refused = await refusal(loadOrCreateKey(keyDir, { published }));
+    // Assess
+    expect(await store.head(storageKeys.latestManifest)).toBeUndefined();
+    expect(published).toEqual({ keyids: [await signer.keyId()] });
+    expect(refused.code).toBe('KEY_MISSING');
   });
 });
