@@ -406,6 +406,28 @@ sources:
     expect(await viewKeys()).toContain(registryKeys.manifest('local/plugins/a', '1.0'));
   });
 
+  it('deletes only its own keys, whatever a damaged state note names', async () => {
+    // Prepare: a note that also names a module and another name's object.
+    const entry = await intake('plugins/a', '1.0', 'note');
+    await publish([entry]);
+    await syncPending(deps());
+    const [noteKey] = await listed(store, `${statePrefixes.registry}local/`);
+    const note = JSON.parse(await text(noteKey!)) as { objects: Record<string, string> };
+    const module = storageKeys.module(entry.sha256);
+    await store.put(module, Buffer.from('module'), { contentType: 'application/wasm' });
+    const other = registryKeys.tagList('local/plugins/zz');
+    await store.put(other, Buffer.from('{}'), { contentType: 'application/json' });
+    note.objects[module] = 'x';
+    note.objects[other] = 'x';
+    await store.put(noteKey!, Buffer.from(JSON.stringify(note)), { contentType: 'application/json' });
+    // Act: the tag moves, so the sync deletes what it no longer wants.
+    await publish([await intake('plugins/a', '1.0', 'note moved')]);
+    await syncPending(deps());
+    // Assess
+    expect(await store.head(module)).toBeDefined();
+    expect(await store.head(other)).toBeDefined();
+  });
+
   it('names the names whose entries changed between two versions of a bin', () => {
     const m = (name: string, tag: string, digest: string) =>
       ({ name, tag, ociDigest: digest }) as unknown as import('../../shared/core/domain.ts').ManifestModule;

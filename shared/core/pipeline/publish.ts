@@ -47,6 +47,7 @@ import {
   readIndexAt,
   readLatestManifest,
   readManifest,
+  remembering,
   storeNodeLoader,
 } from './state.ts';
 
@@ -72,8 +73,9 @@ const MAX_VERSION_RACES = 20;
 export function createPublisher(
   deps: PublisherDeps,
 ): (requests: PublishRequest[]) => Promise<PublishOutcome> {
-  const load = storeNodeLoader(deps.store);
   return async (requests) => {
+    // Each node read once per run: the lookup below and every editor read the same bins.
+    const load = remembering(storeNodeLoader(deps.store));
     const manual = requests.some((r) => r.kind === 'resign' && r.reason === 'manual');
     let base = await readBase(deps);
     const editorFor = (b: Base) => new TreeEditor(b.root, b.depth, b.entries, load);

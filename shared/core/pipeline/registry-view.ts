@@ -26,7 +26,7 @@ import {
   storageKeys,
 } from '../storage-keys.ts';
 import { isValidOciName, type KeptContent, type OciNote, readOciNote } from './oci-view.ts';
-import { listedEntriesOf, readIndex, storeNodeLoader } from './state.ts';
+import { listedEntriesReader, readIndex, storeNodeLoader } from './state.ts';
 
 export interface RegistryViewDeps {
   store: ObjectStore;
@@ -129,8 +129,10 @@ export async function syncPending(deps: RegistryViewDeps): Promise<RegistrySyncR
     names.push({ key: marker.key, name: Buffer.from(found.bytes).toString('utf8') });
   }
   const total = emptyResult();
+  if (names.length === 0) return total;
+  const entriesOf = await listedEntriesReader(deps.store);
   await forEachLimited(names, CONCURRENCY, async ({ key, name }) => {
-    const result = await syncIsolated(deps, name, async () => listedEntriesOf(deps.store, name));
+    const result = await syncIsolated(deps, name, async () => entriesOf(name));
     add(total, result);
     if (result.failed === 0) await deps.store.delete(key);
   });
@@ -341,12 +343,16 @@ async function syncObjects(
 ): Promise<{ written: number; deleted: number }> {
   const key = stateKey(ociName);
   const note = await readJson<Partial<StateNote>>(deps.store, key, MAX_STATE_BYTES);
+  // Only keys of this name: whatever else a damaged note names is never deleted from here.
+  const own = `${registryKeys.prefix}${ociName}/`;
   const had: Record<string, string> =
     note?.type === NOTE_TYPE &&
     note.ociName === ociName &&
     typeof note.objects === 'object' &&
     note.objects !== null
-      ? note.objects
+      ? Object.fromEntries(
+          Object.entries(note.objects).filter(([k, v]) => k.startsWith(own) && typeof v === 'string'),
+        )
       : {};
   const toWrite = [...desired].filter(([k, d]) => had[k] !== d.fingerprint);
   const toDelete = Object.keys(had).filter((k) => !desired.has(k));

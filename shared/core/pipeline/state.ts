@@ -164,6 +164,26 @@ export function readIndex(store: ObjectStore): Promise<StoredIndex | undefined> 
   return readIndexAt(store, v2Keys.index);
 }
 
+/**
+ * A loader that reads each node once: nodes are named by their sha256, so what was read stays
+ * right (a missing or failed read is not remembered). For one run (a publish, a sync), not a process: it keeps everything it read.
+ */
+export function remembering(load: NodeLoader): NodeLoader {
+  const nodes = new Map<string, Promise<Uint8Array | undefined>>();
+  return (sha256) => {
+    const known = nodes.get(sha256);
+    if (known !== undefined) return known;
+    const node = load(sha256);
+    nodes.set(sha256, node);
+    // A node not there (yet) is asked for again next time.
+    void node.then(
+      (bytes) => bytes === undefined && nodes.delete(sha256),
+      () => nodes.delete(sha256),
+    );
+    return node;
+  };
+}
+
 /** Nodes from the mirror's own storage. */
 export function storeNodeLoader(store: ObjectStore): NodeLoader {
   return async (sha256) => (await store.getBytes(v2Keys.node(sha256), MAX_NODE_BYTES))?.bytes;
@@ -194,13 +214,25 @@ export async function readListingHead(store: ObjectStore): Promise<Listing | und
 
 /** The listed entries of one name: one bin read, whatever the mirror's size. */
 export async function listedEntriesOf(store: ObjectStore, name: string): Promise<ManifestModule[]> {
+  return (await listedEntriesReader(store))(name);
+}
+
+/**
+ * The listed entries of any name in one listing: the index (or v1's manifest) is read once, each
+ * name then costs its bin, and a page read for one name is not read again for the next.
+ */
+export async function listedEntriesReader(
+  store: ObjectStore,
+): Promise<(name: string) => Promise<ManifestModule[]>> {
   const index = await readIndex(store);
   if (index !== undefined) {
     const { root, depth } = index.payload;
-    const bin = await readBin(root, depth, binOf(name, depth), storeNodeLoader(store));
-    return bin.filter((m) => m.name === name);
+    const load = remembering(storeNodeLoader(store));
+    return async (name) =>
+      (await readBin(root, depth, binOf(name, depth), load)).filter((m) => m.name === name);
   }
-  return (await readLatestManifest(store))?.payload.modules.filter((m) => m.name === name) ?? [];
+  const modules = (await readLatestManifest(store))?.payload.modules ?? [];
+  return async (name) => modules.filter((m) => m.name === name);
 }
 
 /** Every listed entry (a whole walk: status pages, reconcile, `verify`). */
