@@ -399,4 +399,32 @@ describe('indexes', () => {
     fake.putManifest('plugins/x', ['v1'], index, MEDIA.ociIndex);
     await expectCode(pull(), 'LENGTH_MISMATCH');
   });
+
+  it('never builds a staging path from a digest that is not sha256 (REGISTRY_PROTOCOL)', async () => {
+    // Prepare: a manifest whose config digest tries to leave the staging directory.
+    const layer = fake.putBlob(module);
+    const manifest = json({
+      schemaVersion: 2,
+      mediaType: MEDIA.ociManifest,
+      config: { mediaType: MEDIA.wasmArtifactConfig, digest: 'sha256:/../../escape', size: 2 },
+      layers: [{ mediaType: MEDIA.wasmArtifactLayer, digest: layer, size: module.length }],
+    });
+    fake.putManifest('plugins/x', ['v1'], manifest, MEDIA.ociManifest);
+    const staged: string[] = [];
+    const keeping = new OciWasmPuller({ retry: { maxAttempts: 1 } }).pullToFile(
+      { registry: fake.host, repository: 'plugins/x', reference: 'v1', insecure: true },
+      join(dir, 'out.wasm'),
+      {
+        keepContent: {
+          stagePath: (digest) => {
+            staged.push(digest);
+            return join(dir, `kept.${digest.slice(7)}`);
+          },
+        },
+      },
+    );
+    // Act / Assess
+    await expectCode(keeping, 'REGISTRY_PROTOCOL');
+    expect(staged.every((d) => /^sha256:[0-9a-f]{64}$/.test(d))).toBe(true);
+  });
 });

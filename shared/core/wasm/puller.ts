@@ -15,6 +15,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { copyFile, type FileHandle, link, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { SHA256_DIGEST } from '../domain.ts';
 import { isFilesystemError, storageFailure, toWasmMirrorError, WasmMirrorError } from '../errors.ts';
 import { writeAll } from '../io.ts';
 import {
@@ -423,7 +424,16 @@ class ContentKeeper {
   readonly #partial = new Set<string>();
 
   constructor(stagePath: (digest: string) => string) {
-    this.#stagePath = stagePath;
+    // A digest names a staged file: only the sha256 grammar reaches the caller's path builder.
+    this.#stagePath = (digest) => {
+      if (!SHA256_DIGEST.test(digest)) {
+        throw new WasmMirrorError(
+          'REGISTRY_PROTOCOL',
+          `digest ${JSON.stringify(digest)} is not a sha256 digest`,
+        );
+      }
+      return stagePath(digest);
+    };
   }
 
   staged(digest: string): string | undefined {
