@@ -43,6 +43,10 @@ export interface StaticMirror {
   publish(added: ManifestModule[]): Promise<Map<string, Uint8Array>>;
   /** Serves `bytes` at `path` instead (undefined: a 404). */
   override(path: string, bytes: Uint8Array | undefined): void;
+  /** Serves `path` as a body that never ends and has no length, as a hostile server could. */
+  endless(path: string): void;
+  /** Bytes written to the clients of `endless` paths so far. */
+  endlessBytes(): number;
   reset(): void;
   stop(): Promise<void>;
 }
@@ -138,10 +142,22 @@ export async function startStaticMirror(options: StaticMirrorOptions): Promise<S
   };
 
   const overrides = new Map<string, Uint8Array | undefined>();
+  const endless = new Set<string>();
+  let endlessBytes = 0;
   const requests: string[] = [];
   const server: Server = createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://x').pathname.replace(/^\//, '') || 'index.html';
     requests.push(path);
+    if (endless.has(path)) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      const more = () => {
+        while (!res.destroyed && res.write(chunk)) endlessBytes += chunk.length;
+        if (!res.destroyed) res.once('drain', more);
+      };
+      more();
+      return;
+    }
     const bytes = overrides.has(path) ? overrides.get(path) : files.get(path);
     if (bytes === undefined) {
       // What the CloudFront function answers for anything but the published paths.
@@ -168,7 +184,12 @@ export async function startStaticMirror(options: StaticMirrorOptions): Promise<S
     requests,
     publish,
     override: (path, bytes) => overrides.set(path, bytes),
-    reset: () => overrides.clear(),
+    endless: (path) => endless.add(path),
+    endlessBytes: () => endlessBytes,
+    reset: () => {
+      overrides.clear();
+      endless.clear();
+    },
     stop: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

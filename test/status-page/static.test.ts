@@ -352,6 +352,21 @@ describe('tampering in a small static mirror', () => {
     await pinned.page.close();
   });
 
+  it('stops reading an index that never ends, at the size an index may have', async () => {
+    // Prepare
+    mirror.reset();
+    mirror.endless(v2Keys.index);
+    // Act
+    const { page, state } = await open();
+    // Assess
+    expect(state).toBe('failed');
+    expect(await page.textContent('#signature')).toContain(`over ${64 * 1024} bytes`);
+    // What the server got out before the page stopped reading: socket buffers, not the stream.
+    expect(mirror.endlessBytes()).toBeLessThan(32 * 1024 * 1024);
+    await page.close();
+    mirror.reset();
+  });
+
   it('refuses an index whose keys.json lists another key', async () => {
     mirror.reset();
     const other = await startStaticMirror({ entries: [] });

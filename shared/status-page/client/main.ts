@@ -13,6 +13,7 @@ import {
   loadMirror,
   type MirrorView,
   type ModuleEntry,
+  maxBytesOf,
   SIGNATURE_FAILURES,
   type SignedFacts,
   type TreeStats,
@@ -34,11 +35,45 @@ const fetcher: Fetcher = async (path) => {
       cache: path.includes('/nodes/') ? 'no-store' : 'no-cache',
       credentials: 'same-origin',
     });
-    return { status: res.status, bytes: res.ok ? new Uint8Array(await res.arrayBuffer()) : new Uint8Array() };
+    if (!res.ok) {
+      await res.body?.cancel();
+      return { status: res.status, bytes: new Uint8Array() };
+    }
+    return { status: res.status, bytes: await readCapped(res, maxBytesOf(path)) };
   } catch {
     return { status: 0, bytes: new Uint8Array() };
   }
 };
+
+/** The body, read no further than one byte past `cap` (the caller then refuses it as too large). */
+async function readCapped(res: Response, cap: number): Promise<Uint8Array<ArrayBuffer>> {
+  const declared = Number(res.headers.get('content-length'));
+  const reader = res.body?.getReader();
+  if (reader === undefined) return new Uint8Array();
+  if (declared > cap) {
+    await reader.cancel();
+    return new Uint8Array(cap + 1);
+  }
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    total += value.length;
+    if (total > cap) {
+      await reader.cancel();
+      break;
+    }
+  }
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.length;
+  }
+  return bytes;
+}
 
 async function loadStatus(): Promise<StatusBody | undefined> {
   try {

@@ -38,6 +38,18 @@ export const limits = {
 } as const;
 
 /**
+ * The most a response to `path` may hold: a fetcher stops reading past it (one byte more is
+ * enough for the checks here to refuse the document), so a hostile server cannot make the page
+ * download more than a real mirror would send.
+ */
+export function maxBytesOf(path: string): number {
+  if (path === paths.keys) return limits.keysBytes;
+  if (path === paths.index) return limits.indexBytes;
+  if (path === paths.latest) return limits.manifestBytes;
+  return limits.binBytes;
+}
+
+/**
  * Node requests in flight at once. An HTTP/1.1 server gets six connections from the browser
  * whatever this says (the rest wait in the browser's queue at no cost); over HTTP/2, as a CDN
  * serves the page, more in flight hides more round trips.
