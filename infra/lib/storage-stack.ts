@@ -298,8 +298,6 @@ export class StorageStack extends Stack {
       enableAcceptEncodingGzip: true,
       enableAcceptEncodingBrotli: true,
     });
-    // Also the registry API's: a tag follows the signed manifest within a minute, and a digest no
-    // listed entry reaches any more stops being served as soon (CloudFront revalidates with S3).
     const latest = new CachePolicy(this, 'LatestManifestCache', {
       comment: 'manifests/v2/index.json and latest.json change on every publish; agents poll them.',
       defaultTtl: Duration.seconds(30),
@@ -315,6 +313,18 @@ export class StorageStack extends Stack {
       defaultTtl: Duration.days(365),
       minTtl: Duration.days(1),
       maxTtl: Duration.days(365),
+      enableAcceptEncodingGzip: false,
+      enableAcceptEncodingBrotli: false,
+    });
+    // The registry API's: a tag follows the signed manifest within a minute, as the index does,
+    // and a digest no listed entry reaches any more stops being served as soon (CloudFront
+    // revalidates with S3). Sent as stored, so Accept-Encoding stays out of the key: one cached
+    // copy per blob, not one per encoding.
+    const registry = new CachePolicy(this, 'RegistryCache', {
+      comment: 'The registry API under /v2/: tags and digests as the newest signed manifest lists them.',
+      defaultTtl: Duration.seconds(30),
+      minTtl: Duration.seconds(0),
+      maxTtl: Duration.seconds(60),
       enableAcceptEncodingGzip: false,
       enableAcceptEncodingBrotli: false,
     });
@@ -386,7 +396,7 @@ export class StorageStack extends Stack {
         'v2*': {
           ...base,
           allowedMethods: AllowedMethods.ALLOW_ALL,
-          cachePolicy: latest,
+          cachePolicy: registry,
           compress: false,
           functionAssociations: [
             { function: registryRequest, eventType: FunctionEventType.VIEWER_REQUEST },

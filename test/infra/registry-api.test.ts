@@ -87,6 +87,11 @@ describe('the /v2* behaviour', () => {
     const policy =
       storage.toJSON().Resources[registryBehavior().CachePolicyId.Ref].Properties.CachePolicyConfig;
     expect(policy).toMatchObject({ DefaultTTL: 30, MaxTTL: 60, MinTTL: 0 });
+    // Blobs go out as stored: one cached copy each, whatever encoding a client asks for.
+    expect(policy.ParametersInCacheKeyAndForwardedToOrigin).toMatchObject({
+      EnableAcceptEncodingGzip: false,
+      EnableAcceptEncodingBrotli: false,
+    });
     // The query string stays out of the key: the request function folds `n` and `last` into the path.
     expect(policy.ParametersInCacheKeyAndForwardedToOrigin.QueryStringsConfig.QueryStringBehavior).toBe(
       'none',
