@@ -83,7 +83,8 @@ export function createPublishQueueHandler(runtime: AwsRuntime, options: PublishH
     }
     for (const [index, { record, request }] of entries.entries()) {
       if (request === undefined) continue;
-      if (budget.left() <= 0) {
+      // Each publish may first wait out the coalescing interval: start one only with time for it.
+      if (budget.left() <= deps.config.mirror.publishIntervalMs) {
         logger.warn('requests handed back unpublished: too little time left', {
           messageId: record.messageId,
           requests: entries.length - index,

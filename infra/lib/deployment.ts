@@ -73,6 +73,11 @@ export function loadDeployment(node: DeploymentContext): Deployment {
     throw err;
   }
   refuseLocalSources(config, shown);
+  if (config.mirror.publishIntervalMs > MAX_PUBLISH_INTERVAL_MS) {
+    throw new DeploymentError(
+      `${shown}: mirror.publishInterval is ${config.mirror.publishIntervalMs / 1000}s; the publish function waits it out within its 1-minute timeout, so at most ${MAX_PUBLISH_INTERVAL_MS / 1000}s in AWS`,
+    );
+  }
   const generation = intContext(node, 'signingKeyGeneration', 1, 1, 20);
   const mirrorConcurrency = intContext(node, 'mirrorConcurrency', 5, 2, 1000);
   return {
@@ -92,6 +97,12 @@ export function loadDeployment(node: DeploymentContext): Deployment {
     metricsNamespace: METRICS_NAMESPACE,
   };
 }
+
+/**
+ * The longest coalescing wait a publish can afford: it sleeps before signing, inside the publish
+ * function's one minute, which keeps 15 s back for handing requests back.
+ */
+const MAX_PUBLISH_INTERVAL_MS = 30_000;
 
 /**
  * Lambda cannot reach this machine, and the embedded runtime's plain-HTTP pulls are for registries

@@ -69,6 +69,17 @@ describe('deployment input', () => {
     expect(() => synthApp({ config: source('registry: "registry.example.com:5000"') })).not.toThrow();
   });
 
+  it('refuses a publish interval the publish function could not wait out within its timeout', () => {
+    // Prepare
+    const withInterval = (interval: string) =>
+      writeConfig(`mirror: { name: x, publishInterval: ${interval} }\nsources: []\n`);
+    // Act / Assess
+    expect(refusal({ config: withInterval('45s') })).toMatch(
+      /mirror\.publishInterval is 45s; .* at most 30s in AWS/,
+    );
+    expect(() => synthApp({ config: withInterval('10s') })).not.toThrow();
+  });
+
   it('prints one line and exits 1 from the CDK app, without a stack trace', {
     timeout: 240_000,
   }, async () => {
