@@ -30,7 +30,7 @@ import { type FillObserver, ModuleCache } from './module-cache.ts';
 import { moduleSelector, selectionNames } from './select.ts';
 import { ServedFiles } from './served-files.ts';
 import { StateFile } from './state.ts';
-import { TREE_FILE, TreeWalker } from './tree-walk.ts';
+import { sameSet, TREE_FILE, TreeWalker } from './tree-walk.ts';
 
 export interface AgentOptions {
   /** Base URL of the mirror (CloudFront, S3 website or the embedded server). */
@@ -456,10 +456,4 @@ function localManifest(document: SignedDocument, selected: ManifestModule[]): Ui
     modules: selected,
   };
   return canonicalizeToBytes(payload);
-}
-
-function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
-  if (a.size !== b.size) return false;
-  for (const v of a) if (!b.has(v)) return false;
-  return true;
 }

@@ -13,7 +13,7 @@
  * cannot be read is dropped.
  */
 import { readFile } from 'node:fs/promises';
-import type { ManifestModule } from '../core/domain.ts';
+import { type ManifestModule, SHA256_HEX } from '../core/domain.ts';
 import { toWasmMirrorError, WasmMirrorError } from '../core/errors.ts';
 import {
   BIN_TYPE,
@@ -41,7 +41,6 @@ import type { SelectionNames } from './select.ts';
 export const TREE_FILE = 'agent-tree.json';
 const TREE_FORMAT = 1;
 const HEX_PREFIX = /^[0-9a-f]{1,8}$/;
-const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 interface HeldPage {
   pin: string;
@@ -123,8 +122,6 @@ export class TreeWalker {
 
   /** The selected entries of the tree `index` pins, fetching only what is not held. */
   async walk(index: VerifiedDocument<IndexPayload>, signal?: AbortSignal): Promise<WalkResult> {
-    // Nodes the index carries (a small publish): checked like fetched ones, but no request.
-    this.#inline = inlineNodes(index.bytes);
     await this.#load();
     const { depth, root } = index.payload;
     const held = this.#held;
@@ -138,6 +135,8 @@ export class TreeWalker {
       this.#heldModules ??= modulesOf(held);
       return { modules: this.#heldModules, fetched: 0, pins: pinsOf(held) };
     }
+    // Nodes the index carries (a small publish): checked like fetched ones, but no request.
+    this.#inline = inlineNodes(index.bytes);
     const next: HeldTree = {
       index: index.payloadSha256,
       depth,
@@ -185,7 +184,8 @@ export class TreeWalker {
           next.pages.set(prefix, page);
           below.push(...childrenOf(prefix, page.children, needed));
         });
-        frontier = below;
+        // Prefix order, whatever order the pages arrived in: a walk visits nodes the same way each time.
+        frontier = below.sort((a, b) => (a.prefix < b.prefix ? -1 : 1));
       }
     } catch (err) {
       // Everything verified so far, this walk's and the last failed one's, for the retry.
@@ -337,7 +337,8 @@ function pinsOf(held: HeldTree): Set<string> {
   return out;
 }
 
-function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+/** Whether two sets hold the same values. */
+export function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
   if (a.size !== b.size) return false;
   for (const v of a) if (!b.has(v)) return false;
   return true;
