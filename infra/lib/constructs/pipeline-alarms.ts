@@ -149,7 +149,7 @@ export class PipelineAlarms extends Construct {
       'ManifestAgeAlarm',
       new Metric({
         namespace: deployment.metricsNamespace,
-        metricName: 'manifest_age_seconds',
+        metricName: metricNames.manifestAge,
         dimensionsMap: { service: 'wasm-mirror', mirror: config.mirror.name },
         statistic: 'Maximum',
         // Two schedule ticks: a missing datapoint means the publisher has stopped running.

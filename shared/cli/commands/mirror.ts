@@ -7,11 +7,11 @@
  * for a module that is not listed in a signed manifest.
  */
 import { resolve } from 'node:path';
+import { parseDuration } from '../../agent/index.ts';
 import { createMirrorApp } from '../../core/app.ts';
 import { backoffDelay, sleep } from '../../core/backoff.ts';
 import type { MirrorConfig } from '../../core/config.ts';
 import type { MirrorJob } from '../../core/domain.ts';
-import { parseDuration } from '../../core/duration.ts';
 import { WasmMirrorError } from '../../core/errors.ts';
 import { parseReference } from '../../core/oci/reference.ts';
 import type { MirrorOutcome } from '../../core/pipeline/mirror.ts';
@@ -53,9 +53,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     wait: { type: 'string', default: '60s' },
     help: { type: 'boolean', short: 'h' },
   });
-  const waitMs = parseDuration(values.wait, { bareUnit: 's' });
-  if (waitMs === undefined)
-    throw new WasmMirrorError('USAGE', `--wait must be a duration like 30s or 5m, got "${values.wait}"`);
+  const waitMs = parseDuration(values.wait, '--wait');
   if (values.help) {
     io.stdout.write(HELP);
     return 0;
@@ -171,10 +169,11 @@ async function waitUntilListed(
   serverPid: number,
 ): Promise<number> {
   for (let attempt = 1; ; attempt++) {
-    const head = await readListingHead(store);
+    // The entries first: a head read after them is that listing or a newer one, never an older one.
     const entry = (await listedEntriesOf(store, wanted.name)).find(
       (m) => m.ociDigest === wanted.ociDigest && (wanted.tag === '' || m.tag === wanted.tag),
     );
+    const head = await readListingHead(store);
     if (head !== undefined && entry !== undefined) return head.version;
     if (Date.now() >= deadline) {
       throw new WasmMirrorError(

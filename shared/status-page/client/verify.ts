@@ -588,7 +588,8 @@ async function readNode(
     bytes = res.bytes;
   }
   if (bytes.length > cap) throw new VerifyError('NODE_INVALID', `node ${prefix} is over ${cap} bytes`);
-  const actual = from === 'kept' ? pin : await sha256Hex(bytes);
+  // Carried nodes are filed under their own hash and kept ones were hashed above.
+  const actual = from === 'fetched' ? await sha256Hex(bytes) : pin;
   if (actual !== pin) {
     throw new VerifyError(
       'NODE_HASH_MISMATCH',
