@@ -1,6 +1,7 @@
 /** The mesh agent: verified sync of the mirror's modules into a local directory. */
 export { PrometheusRegistry } from '../platform/telemetry.ts';
 export { type AgentOptions, MANIFEST_FILE, STATE_FILE, type SyncResult, WasmMirrorAgent } from './agent.ts';
+export { HttpClient } from './http.ts';
 export { type LoopOptions, runAgentLoop } from './loop.ts';
 export { parseDuration, readManifestSource } from './manifest-source.ts';
 export { AGENT_METRICS, MANIFEST_DOCUMENTS, REMOTE_FETCH_RESULTS } from './metrics.ts';

@@ -8,13 +8,18 @@ import { discard, HttpClient, readCapped } from './http.ts';
 const tooLarge = (where: string, max: number) => (n: number) =>
   new WasmMirrorError('MANIFEST_TOO_LARGE', `${where}: at least ${n} bytes, the cap is ${max}`);
 
-/** Reads `source` (a path, or an http(s) URL) whole, refusing more than `maxBytes`. */
+/**
+ * Reads `source` (a path, or an http(s) URL) whole, refusing more than `maxBytes`. A caller that
+ * reads many documents from one mirror passes its `client` (and closes it), so they share its
+ * connections; otherwise each URL gets a connection of its own.
+ */
 export async function readManifestSource(
   source: string,
   maxBytes = DEFAULT_MAX_MANIFEST_BYTES,
+  shared?: HttpClient,
 ): Promise<Uint8Array> {
   if (/^https?:\/\//i.test(source)) {
-    const client = new HttpClient({ maxSockets: 1, idleTimeoutMs: 30_000 });
+    const client = shared ?? new HttpClient({ maxSockets: 1, idleTimeoutMs: 30_000 });
     try {
       const got = await client.get(new URL(source));
       if (got.status !== 200) {
@@ -26,7 +31,7 @@ export async function readManifestSource(
       }
       return await readCapped(got.res, maxBytes, tooLarge(source, maxBytes));
     } finally {
-      client.close();
+      if (shared === undefined) client.close();
     }
   }
   let fh: Awaited<ReturnType<typeof open>>;

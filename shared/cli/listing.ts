@@ -5,7 +5,7 @@
  * so scripts written against v1 keep working.
  */
 import { dirname, join } from 'node:path';
-import { readManifestSource } from '../agent/index.ts';
+import { HttpClient, readManifestSource } from '../agent/index.ts';
 import { MANIFEST_TYPE, type ManifestModule, type ManifestPayload } from '../core/domain.ts';
 import { WasmMirrorError } from '../core/errors.ts';
 import {
@@ -21,6 +21,7 @@ import {
   walkEntries,
   withInlineNodes,
 } from '../core/manifest/index.ts';
+import { MAX_BIN_BYTES } from '../core/manifest/v2.ts';
 
 export interface VerifiedListing {
   payload: ManifestPayload;
@@ -71,16 +72,22 @@ export async function readVerifiedListing(
   }
   const v = verifyIndex(bytes, base);
   const { root, depth } = v.payload;
-  const load = withInlineNodes(bytes, nodeLoaderFor(source, options.mirrorUrl));
+  // One client for every node: a walk reads hundreds of them from the same mirror.
+  const client = new HttpClient({ maxSockets: 1, idleTimeoutMs: 30_000 });
   const modules: ManifestModule[] = [];
-  if (options.names === undefined) {
-    for await (const m of walkEntries(root, depth, load)) modules.push(m);
-  } else {
-    for (const prefix of new Set(options.names.map((n) => binOf(n, depth)))) {
-      modules.push(
-        ...(await readBin(root, depth, prefix, load)).filter((m) => options.names!.includes(m.name)),
-      );
+  try {
+    const load = withInlineNodes(bytes, nodeLoaderFor(source, options.mirrorUrl, client));
+    if (options.names === undefined) {
+      for await (const m of walkEntries(root, depth, load)) modules.push(m);
+    } else {
+      for (const prefix of new Set(options.names.map((n) => binOf(n, depth)))) {
+        modules.push(
+          ...(await readBin(root, depth, prefix, load)).filter((m) => options.names!.includes(m.name)),
+        );
+      }
     }
+  } finally {
+    client.close();
   }
   const { mirror, version, issuedAt, expiresAt } = v.payload;
   return {
@@ -112,7 +119,7 @@ export async function readMirrorListing(
  * Where the nodes of an index live: beside it under the same mirror URL, under the data directory
  * a local index file sits in, or under `--mirror-url`.
  */
-function nodeLoaderFor(source: string, mirrorUrl: string | undefined): NodeLoader {
+function nodeLoaderFor(source: string, mirrorUrl: string | undefined, client: HttpClient): NodeLoader {
   const v2Path = /manifests\/v2\/index(?:\/[1-9][0-9]*)?\.json$/;
   let root: string | undefined;
   if (/^https?:\/\//i.test(source) && v2Path.test(source)) root = source.replace(v2Path, '');
@@ -130,7 +137,7 @@ function nodeLoaderFor(source: string, mirrorUrl: string | undefined): NodeLoade
       ? `${root}${v2Keys.node(sha256)}`
       : join(root === '' ? '.' : dirname(`${root}x`), v2Keys.node(sha256));
     try {
-      return await readManifestSource(where, 8 * 1024 * 1024);
+      return await readManifestSource(where, MAX_BIN_BYTES, client);
     } catch (err) {
       if (err instanceof WasmMirrorError && err.code === 'NOT_FOUND') return undefined;
       throw err;
