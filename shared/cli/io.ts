@@ -1,5 +1,6 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { WasmMirrorError } from '../core/errors.ts';
+import type { RegistryCredentials } from '../core/ports.ts';
 
 /** Where a command reads and writes, injectable so tests can run commands in-process. */
 export interface CliIo {
@@ -33,6 +34,35 @@ export async function readAllStdin(io: CliIo, maxBytes = 1 << 20): Promise<strin
     if (text.length > maxBytes) throw new WasmMirrorError('USAGE', 'standard input is too large');
   }
   return text;
+}
+
+/** The registry login flags of the commands that talk to a registry (`pull`, `push`). */
+export const REGISTRY_LOGIN_OPTIONS = {
+  username: { type: 'string', short: 'u' },
+  'password-stdin': { type: 'boolean' },
+} as const;
+
+/**
+ * Credentials from `--username` with the password on standard input (the two go together), else,
+ * with `fromEnv`, from WASM_MIRROR_USERNAME and WASM_MIRROR_PASSWORD when both are set.
+ */
+export async function readRegistryLogin(
+  values: { username?: string | undefined; 'password-stdin'?: boolean | undefined },
+  io: CliIo,
+  options: { fromEnv: boolean },
+): Promise<RegistryCredentials | undefined> {
+  if ((values.username !== undefined) !== (values['password-stdin'] === true)) {
+    throw new WasmMirrorError('USAGE', '--username and --password-stdin go together');
+  }
+  if (values.username !== undefined) {
+    const password = (await readAllStdin(io)).replace(/\r?\n$/, '');
+    if (password === '') throw new WasmMirrorError('USAGE', 'empty password on standard input');
+    return { username: values.username, password };
+  }
+  if (!options.fromEnv) return undefined;
+  const { WASM_MIRROR_USERNAME: user, WASM_MIRROR_PASSWORD: password } = io.env;
+  if (user !== undefined && user !== '' && password !== undefined) return { username: user, password };
+  return undefined;
 }
 
 /**

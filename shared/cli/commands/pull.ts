@@ -8,7 +8,7 @@ import { WasmMirrorError } from '../../core/errors.ts';
 import { parseReference } from '../../core/oci/reference.ts';
 import type { PulledModule, RegistryTarget } from '../../core/ports.ts';
 import { OciWasmPuller } from '../../core/wasm/puller.ts';
-import { type CliIo, parseCommandArgs, readAllStdin } from '../io.ts';
+import { type CliIo, parseCommandArgs, REGISTRY_LOGIN_OPTIONS, readRegistryLogin } from '../io.ts';
 
 const HELP = `usage: wasm-mirror pull <reference> -o FILE [options]
 
@@ -27,8 +27,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseCommandArgs(argv, {
     output: { type: 'string', short: 'o' },
     'plain-http': { type: 'boolean' },
-    username: { type: 'string', short: 'u' },
-    'password-stdin': { type: 'boolean' },
+    ...REGISTRY_LOGIN_OPTIONS,
     json: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   });
@@ -40,9 +39,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     throw new WasmMirrorError('USAGE', 'expected exactly one reference\n\n' + HELP);
   if (values.output === undefined || values.output === '')
     throw new WasmMirrorError('USAGE', 'missing -o FILE');
-  if ((values.username !== undefined) !== (values['password-stdin'] === true)) {
-    throw new WasmMirrorError('USAGE', '--username and --password-stdin go together');
-  }
+  const credentials = await readRegistryLogin(values, io, { fromEnv: false });
 
   const ref = parseReference(positionals[0]!);
   const target: RegistryTarget = {
@@ -51,11 +48,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     reference: ref.reference,
     insecure: values['plain-http'] === true,
   };
-  if (values.username !== undefined) {
-    const password = (await readAllStdin(io)).replace(/\r?\n$/, '');
-    if (password === '') throw new WasmMirrorError('USAGE', 'empty password on standard input');
-    target.credentials = { username: values.username, password };
-  }
+  if (credentials !== undefined) target.credentials = credentials;
 
   const file = resolve(values.output);
   const progress = io.stderr.isTTY === true ? progressPrinter(io) : undefined;

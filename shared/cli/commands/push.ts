@@ -7,7 +7,6 @@ import { toWasmMirrorError, WasmMirrorError } from '../../core/errors.ts';
 import type { RepositoryTarget } from '../../core/oci/client.ts';
 import { type PushResult, RegistryPusher } from '../../core/oci/push.ts';
 import { apiHost, parseReference } from '../../core/oci/reference.ts';
-import type { RegistryCredentials } from '../../core/ports.ts';
 import {
   MAX_PUSH_MODULE_BYTES,
   PACKAGE_FORMATS,
@@ -16,7 +15,7 @@ import {
   packageModule,
   readModuleFile,
 } from '../../core/wasm/package.ts';
-import { type CliIo, parseCommandArgs, readAllStdin } from '../io.ts';
+import { type CliIo, parseCommandArgs, REGISTRY_LOGIN_OPTIONS, readRegistryLogin } from '../io.ts';
 
 const HELP = `usage: wasm-mirror push <file.wasm> <reference> [options]
 
@@ -50,8 +49,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseCommandArgs(argv, {
     format: { type: 'string', default: 'compat' },
     'plain-http': { type: 'boolean' },
-    username: { type: 'string', short: 'u' },
-    'password-stdin': { type: 'boolean' },
+    ...REGISTRY_LOGIN_OPTIONS,
     json: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   });
@@ -69,9 +67,7 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
       `unknown --format '${values.format}' (one of ${PACKAGE_FORMATS.join(', ')})`,
     );
   }
-  if ((values.username !== undefined) !== (values['password-stdin'] === true)) {
-    throw new WasmMirrorError('USAGE', '--username and --password-stdin go together');
-  }
+  const credentials = await readRegistryLogin(values, io, { fromEnv: true });
   const ref = parseReference(positionals[1]!);
   if (ref.digest !== undefined) {
     throw new WasmMirrorError(
@@ -92,7 +88,6 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     io.stderr.write('warning: this is a component; Envoy loads core modules only\n');
   }
   const artifact = packageModule(module, format);
-  const credentials = await readCredentials(values.username, io);
   if (credentials !== undefined) target.credentials = credentials;
 
   let pushed: PushResult;
@@ -138,20 +133,6 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     io.stdout.write(rows.map(([k, v]) => `${`${k}:`.padEnd(11)}${v}\n`).join(''));
   }
   return 0;
-}
-
-async function readCredentials(
-  username: string | undefined,
-  io: CliIo,
-): Promise<RegistryCredentials | undefined> {
-  if (username !== undefined) {
-    const password = (await readAllStdin(io)).replace(/\r?\n$/, '');
-    if (password === '') throw new WasmMirrorError('USAGE', 'empty password on standard input');
-    return { username, password };
-  }
-  const { WASM_MIRROR_USERNAME: user, WASM_MIRROR_PASSWORD: password } = io.env;
-  if (user !== undefined && user !== '' && password !== undefined) return { username: user, password };
-  return undefined;
 }
 
 /** The registry's refusal, with what to change on this command line to get past it. */
