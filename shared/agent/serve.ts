@@ -131,19 +131,26 @@ async function handle(dir: string, hashes: ContentHashes, req: IncomingMessage, 
     const info = await file.stat();
     if (!info.isFile()) return notFound(res);
     if (route.kind === 'json') {
-      const bytes = await file.readFile();
-      const etag = route.etag ?? `"${hashes.of(route.file, info, bytes)}"`;
       const compressed = acceptsGzip(req.headers['accept-encoding']);
-      const headers: Record<string, string | number> = {
+      const headersFor = (etag: string): Record<string, string | number> => ({
         'content-type': 'application/json',
         'cache-control': route.cacheControl,
         // The gzip form is another representation of the same document: a weak validator.
         etag: compressed ? `W/${etag}` : etag,
         vary: 'accept-encoding',
         'x-content-type-options': 'nosniff',
-      };
+      });
+      // A poll that is up to date is answered without reading the file.
+      const knownHex = hashes.known(route.file, info);
+      const known = route.etag ?? (knownHex === undefined ? undefined : `"${knownHex}"`);
+      if (known !== undefined && etagMatches(req.headers['if-none-match'], known)) {
+        return void res.writeHead(304, headersFor(known)).end();
+      }
+      const bytes = await file.readFile();
+      const etag = route.etag ?? `"${hashes.of(route.file, info, bytes)}"`;
+      const headers = headersFor(etag);
       if (etagMatches(req.headers['if-none-match'], etag)) return void res.writeHead(304, headers).end();
-      const body = compressed ? await gzip(bytes) : bytes;
+      const body = compressed ? await hashes.gzipped(route.file, info, bytes) : bytes;
       if (compressed) headers['content-encoding'] = 'gzip';
       headers['content-length'] = body.length;
       res.writeHead(200, headers);
@@ -196,15 +203,45 @@ function notFound(res: ServerResponse): void {
 }
 
 /** sha256 of the mutable documents, recomputed only when the file changes. */
+type FileIdentity = { ino: number; size: number; mtimeMs: number };
+
 class ContentHashes {
   readonly #byFile = new Map<string, { key: string; hex: string }>();
+  /** Gzip bodies by file and identity, oldest dropped past GZIP_CACHE_BYTES. */
+  readonly #gzip = new Map<string, Uint8Array>();
+  #gzipBytes = 0;
 
-  of(file: string, info: { ino: number; size: number; mtimeMs: number }, bytes: Uint8Array): string {
-    const key = `${info.ino}:${info.size}:${info.mtimeMs}`;
+  /** The sha256 of the file's content when this file, unchanged, was hashed before. */
+  known(file: string, info: FileIdentity): string | undefined {
     const held = this.#byFile.get(file);
-    if (held?.key === key) return held.hex;
+    return held?.key === identity(info) ? held.hex : undefined;
+  }
+
+  of(file: string, info: FileIdentity, bytes: Uint8Array): string {
+    const known = this.known(file, info);
+    if (known !== undefined) return known;
     const hex = createHash('sha256').update(bytes).digest('hex');
-    this.#byFile.set(file, { key, hex });
+    this.#byFile.set(file, { key: identity(info), hex });
     return hex;
   }
+
+  /** The file's gzip body, compressed once per version of the file while it stays cached. */
+  async gzipped(file: string, info: FileIdentity, bytes: Uint8Array): Promise<Uint8Array> {
+    const key = `${file}\u0000${identity(info)}`;
+    const cached = this.#gzip.get(key);
+    if (cached !== undefined) return cached;
+    const body = await gzip(bytes);
+    this.#gzip.set(key, body);
+    this.#gzipBytes += body.length;
+    for (const [k, v] of this.#gzip) {
+      if (this.#gzipBytes <= GZIP_CACHE_BYTES) break;
+      this.#gzip.delete(k);
+      this.#gzipBytes -= v.length;
+    }
+    return body;
+  }
 }
+
+const identity = (info: FileIdentity) => `${info.ino}:${info.size}:${info.mtimeMs}`;
+/** Gzip bodies kept for the agents of a cluster, who all ask for the same documents. */
+const GZIP_CACHE_BYTES = 32 * 1024 * 1024;
