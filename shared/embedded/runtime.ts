@@ -109,6 +109,8 @@ export async function buildLocalDeps(options: {
   metrics: PrometheusRegistry;
   retry?: MirrorRetry;
   rotateKey?: boolean;
+  /** The caller sweeps crash leftovers in the whole data directory (temp files included). */
+  sweepsLeftovers?: boolean;
 }): Promise<{
   deps: PipelineDeps;
   mirrorQueue: DiskQueue<MirrorJob>;
@@ -116,7 +118,10 @@ export async function buildLocalDeps(options: {
 }> {
   const paths = dataPaths(options.dataDir);
   await mkdir(paths.scratch, { recursive: true });
-  const store = await FsObjectStore.open({ root: options.dataDir });
+  const store = await FsObjectStore.open({
+    root: options.dataDir,
+    sweepTempsOnOpen: options.sweepsLeftovers !== true,
+  });
   const mirrorQueue = new DiskQueue<MirrorJob>({
     dir: paths.mirrorQueue,
     maxAttempts: options.retry?.maxAttempts ?? 8,
@@ -173,6 +178,8 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedM
       metrics,
       ...(options.retry === undefined ? {} : { retry: options.retry }),
       rotateKey: options.rotateKey === true,
+      // The leftover sweep below covers the store's temp files: the directory is walked once.
+      sweepsLeftovers: true,
     });
 
     const failures: FailureEntry[] = [];

@@ -38,6 +38,12 @@ export interface FsObjectStoreOptions {
    * @default 15 minutes
    */
   staleTempMs?: number;
+  /**
+   * Sweep stale temp files when the store opens; off where the caller sweeps the whole data
+   * directory itself (the embedded server's leftover sweep), so it is walked once, not twice.
+   * @default true
+   */
+  sweepTempsOnOpen?: boolean;
 }
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -98,11 +104,13 @@ function storageError(action: string, key: string, err: unknown): WasmMirrorErro
 export class FsObjectStore implements ObjectStore {
   readonly root: string;
   private readonly staleTempMs: number;
+  private readonly sweepTempsOnOpen: boolean;
   private initialized: Promise<void> | undefined;
 
   constructor(options: FsObjectStoreOptions) {
     this.root = options.root;
     this.staleTempMs = options.staleTempMs ?? 15 * 60_000;
+    this.sweepTempsOnOpen = options.sweepTempsOnOpen ?? true;
   }
 
   /** Creates the data directory and sweeps stale temp files; the other methods call it on first use. */
@@ -115,7 +123,7 @@ export class FsObjectStore implements ObjectStore {
   init(): Promise<void> {
     this.initialized ??= (async () => {
       await ensureDir(this.root);
-      await this.sweepTemps(this.root, Date.now() - this.staleTempMs);
+      if (this.sweepTempsOnOpen) await this.sweepTemps(this.root, Date.now() - this.staleTempMs);
     })().catch((err) => {
       // Not remembered: a disk that was full or not yet mounted may be fine on the next call.
       this.initialized = undefined;
